@@ -1,0 +1,27 @@
+# Two commands for a fresh machine:
+#   make lab    install nbremind into .venv and open JupyterLab on notebooks/
+#   make test   install nbremind with its test tools into .venv and run every test
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: lab test install install-test lint
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+
+install: $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[lab]"
+
+install-test: $(BIN)/python
+	$(BIN)/python -m pip install -q -e ".[test,lab]"
+
+lab: install
+	$(BIN)/jupyter lab --notebook-dir=notebooks
+
+test: install-test
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+	$(BIN)/python -m pytest $(PYTEST_ARGS)

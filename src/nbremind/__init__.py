@@ -1,0 +1,44 @@
+"""nbremind: tells you when your long notebook work needs you.
+
+``%load_ext nbremind`` then ``%%remind`` on a cell, ``with remind("etl"):`` in a script.
+Importing this package pulls in no Jupyter, pandas or desktop-notifier module.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from .config import Config
+from .context import remind
+from .session import Session, configure, get_session
+from .task import Task, TaskState, TaskTimeout
+
+__all__ = [
+    "Config",
+    "Session",
+    "Task",
+    "TaskState",
+    "TaskTimeout",
+    "__version__",
+    "configure",
+    "get_session",
+    "load_ipython_extension",
+    "remind",
+    "unload_ipython_extension",
+]
+
+__version__ = "0.1.0"
+
+
+def load_ipython_extension(ipython: Any) -> None:
+    """``%load_ext nbremind``: registers ``%%remind`` and ``%remind``."""
+    from .ipython.extension import load
+
+    load(ipython)
+
+
+def unload_ipython_extension(ipython: Any) -> None:
+    """``%unload_ext nbremind``: removes the magics and hooks."""
+    from .ipython.extension import unload
+
+    unload(ipython)

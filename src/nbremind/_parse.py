@@ -1,0 +1,176 @@
+"""Parsing of the option values users type: durations, sizes, percents, event lists."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+
+__all__ = [
+    "EVENTS",
+    "parse_channels",
+    "parse_duration",
+    "parse_events",
+    "parse_percents",
+    "parse_size",
+]
+
+#: Every event a task can notify about, in the order they are documented.
+EVENTS = (
+    "start",
+    "success",
+    "failure",
+    "cancel",
+    "timeout",
+    "progress",
+    "after",
+    "memory",
+    "condition",
+)
+
+_DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_DURATION_PART = re.compile(r"(\d+(?:\.\d*)?|\.\d+)\s*(ms|d|h|m|s)", re.IGNORECASE)
+_SIZE = re.compile(r"^\s*(\d+(?:\.\d*)?|\.\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
+_SIZE_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 10**3,
+    "kb": 10**3,
+    "m": 10**6,
+    "mb": 10**6,
+    "g": 10**9,
+    "gb": 10**9,
+    "t": 10**12,
+    "tb": 10**12,
+    "ki": 2**10,
+    "kib": 2**10,
+    "mi": 2**20,
+    "mib": 2**20,
+    "gi": 2**30,
+    "gib": 2**30,
+    "ti": 2**40,
+    "tib": 2**40,
+}
+
+
+def _fail(option: str, value: object, expected: str) -> ValueError:
+    return ValueError(f"{option}: {value!r} is not {expected}")
+
+
+def parse_duration(value: object, option: str = "duration") -> float:
+    """Return seconds for ``90``, ``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"`` or ``"250ms"``.
+
+    Raises ``ValueError`` naming ``option`` and the value when it is not a positive duration.
+    """
+    expected = "a duration such as 90, 90s, 10m, 1h30m or 2d"
+    if isinstance(value, bool):
+        raise _fail(option, value, expected)
+    if isinstance(value, (int, float)):
+        seconds = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", text):
+            seconds = float(text)
+        else:
+            pos, seconds = 0, 0.0
+            compact = text.replace(" ", "")
+            if not compact:
+                raise _fail(option, value, expected)
+            for match in _DURATION_PART.finditer(compact):
+                if match.start() != pos:
+                    raise _fail(option, value, expected)
+                seconds += float(match.group(1)) * _DURATION_UNITS[match.group(2).lower()]
+                pos = match.end()
+            if pos != len(compact):
+                raise _fail(option, value, expected)
+    else:
+        raise _fail(option, value, expected)
+    if not seconds > 0 or seconds == float("inf"):
+        raise _fail(option, value, "a positive, finite duration")
+    return seconds
+
+
+def parse_size(value: object, option: str = "size") -> int:
+    """Return bytes for ``"512MB"``, ``"8GB"``, ``"8GiB"`` or a plain number of bytes."""
+    expected = "a size such as 512MB, 8GB or 8GiB"
+    if isinstance(value, bool):
+        raise _fail(option, value, expected)
+    if isinstance(value, (int, float)):
+        size = float(value)
+    elif isinstance(value, str):
+        match = _SIZE.match(value)
+        if not match:
+            raise _fail(option, value, expected)
+        size = float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]
+    else:
+        raise _fail(option, value, expected)
+    if not size > 0 or size == float("inf"):
+        raise _fail(option, value, "a positive size")
+    return int(size)
+
+
+def _parse_percent(value: object, option: str) -> float:
+    expected = "a fraction such as 0.5 or a percent such as 50%"
+    if isinstance(value, bool):
+        raise _fail(option, value, expected)
+    if isinstance(value, (int, float)):
+        frac = float(value)
+    elif isinstance(value, str):
+        text = value.strip()
+        try:
+            frac = float(text[:-1]) / 100 if text.endswith("%") else float(text)
+        except ValueError:
+            raise _fail(option, value, expected) from None
+    else:
+        raise _fail(option, value, expected)
+    if not 0 < frac <= 1:
+        raise _fail(option, value, "a progress mark above 0 and at most 1 (100%)")
+    return frac
+
+
+def parse_percents(value: object, option: str = "progress") -> tuple[float, ...]:
+    """Return sorted fractions for ``0.5``, ``"50%"``, ``"25%,50%"`` or a list of those."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        items: Iterable[object] = [p for p in value.split(",") if p.strip()]
+        if not items:
+            raise _fail(option, value, "a list of progress marks such as 25%,50%")
+    elif isinstance(value, (int, float)):
+        items = [value]
+    elif isinstance(value, Iterable):
+        items = list(value)
+    else:
+        raise _fail(option, value, "a progress mark or a list of them")
+    return tuple(sorted({_parse_percent(item, option) for item in items}))
+
+
+def _names(value: object, option: str) -> tuple[str, ...]:
+    if isinstance(value, str):
+        return tuple(p.strip() for p in value.split(",") if p.strip())
+    if isinstance(value, Iterable):
+        out = []
+        for item in value:
+            if not isinstance(item, str) or not item.strip():
+                raise _fail(option, value, "a list of names")
+            out.append(item.strip())
+        return tuple(out)
+    raise _fail(option, value, "a comma-separated string or a list of names")
+
+
+def parse_events(value: object, option: str = "on") -> tuple[str, ...]:
+    """Return the event names in ``value``; ``"none"`` or ``[]`` mean no event at all."""
+    names = _names(value, option)
+    if names == ("none",) or names == ("",):
+        return ()
+    for name in names:
+        if name not in EVENTS:
+            raise ValueError(
+                f"{option}: {name!r} is not an event; choose from {', '.join(EVENTS)} or none"
+            )
+    return tuple(dict.fromkeys(names))
+
+
+def parse_channels(value: object, option: str = "channels") -> tuple[str, ...]:
+    """Return the channel names in ``value`` (validated later, against the registry)."""
+    names = _names(value, option)
+    return tuple(dict.fromkeys(names))

@@ -1,0 +1,210 @@
+"""Native desktop toasts through desktop-notifier's async API.
+
+desktop-notifier is imported inside methods only, so ``import nbremind`` stays light. Its
+``send`` never raises: a failed delivery is logged as a warning and ``on_dispatched`` is not
+called. This channel confirms delivery through ``on_dispatched``, turns the swallowed error
+into a :class:`ChannelError`, and keeps that warning off the user's stderr.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+import logging
+import os
+import platform
+from typing import TYPE_CHECKING, Any
+
+from ..notice import Notice
+from .base import Availability, Channel, ChannelError
+
+if TYPE_CHECKING:
+    from desktop_notifier import DesktopNotifier
+
+__all__ = ["DesktopChannel"]
+
+#: The app name desktop-notifier shows, and registers as the AUMID on Windows.
+APP_NAME = "nbremind"
+NOTIFICATIONS = "org.freedesktop.Notifications"
+#: How long the up-front D-Bus probe may take, in seconds.
+PROBE_TIMEOUT = 2.0
+#: desktop-notifier logs a failed send here ("Notification failed", with exc_info).
+_SEND_LOGGER = "desktop_notifier.backends.base"
+#: get_backend_class() logs here (e.g. macOS "only from an app bundle").
+_MAIN_LOGGER = "desktop_notifier.main"
+_RETRYABLE_DBUS = ("NoReply", "Timeout", "TimedOut", "ServiceUnknown", "Disconnected")
+
+# Records logged by desktop-notifier while this context holds a list go into that list and
+# are not printed. A context variable (not a flag) keeps concurrent sends on the loop apart.
+_captured: contextvars.ContextVar[list[logging.LogRecord] | None] = contextvars.ContextVar(
+    "nbremind_desktop_captured", default=None
+)
+
+
+class _Capture(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        sink = _captured.get()
+        if sink is None or record.levelno < logging.WARNING:
+            return True
+        sink.append(record)
+        return False
+
+
+_FILTER = _Capture()
+
+
+@contextlib.contextmanager
+def _capturing(*loggers: str) -> Any:
+    """Collect (and silence) desktop-notifier warnings logged in this context."""
+    for name in loggers:
+        logging.getLogger(name).addFilter(_FILTER)  # no-op when already there
+    records: list[logging.LogRecord] = []
+    token = _captured.set(records)
+    try:
+        yield records
+    finally:
+        _captured.reset(token)
+
+
+def _describe_error(exc: BaseException) -> str:
+    kind = getattr(exc, "type", None)  # dbus_fast.errors.DBusError names its D-Bus error
+    name = kind if isinstance(kind, str) and kind else type(exc).__name__
+    text = str(exc)
+    return f"{name}: {text}" if text and text != name else name
+
+
+def _is_retryable(exc: BaseException | None) -> bool:
+    if isinstance(exc, (TimeoutError, ConnectionError, EOFError)):
+        return True
+    kind = getattr(exc, "type", None)
+    return isinstance(kind, str) and kind.rsplit(".", 1)[-1] in _RETRYABLE_DBUS
+
+
+class DesktopChannel(Channel):
+    """Toasts on Windows, macOS (from an app bundle) and Linux (D-Bus notification daemon)."""
+
+    name = "desktop"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._notifier: DesktopNotifier | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+
+    def describe(self) -> str:
+        """``desktop (<backend class>)``: what desktop-notifier would use on this machine."""
+        return f"desktop ({self._backend_class().__name__})"
+
+    @staticmethod
+    def _backend_class() -> type[Any]:
+        from desktop_notifier.main import get_backend_class
+
+        with _capturing(_MAIN_LOGGER) as records:
+            cls = get_backend_class()
+        if cls.__name__ != "DummyNotificationCenter":
+            for record in records:  # only the dummy's "why" warnings are ours to report
+                logging.getLogger(record.name).handle(record)
+        return cls
+
+    def _get_notifier(self) -> DesktopNotifier:
+        """The one notifier, made on (and kept to) the loop that sends."""
+        loop = asyncio.get_running_loop()
+        if self._notifier is None or self._loop is not loop:
+            from desktop_notifier import DesktopNotifier
+
+            self._notifier = DesktopNotifier(app_name=APP_NAME)
+            self._loop = loop
+        return self._notifier
+
+    async def _check(self) -> Availability:
+        from desktop_notifier.backends.dummy import DummyNotificationCenter
+
+        system = platform.system()
+        backend = self._backend_class()
+        if issubclass(backend, DummyNotificationCenter):
+            if system == "Darwin":
+                return Availability(
+                    False, "macOS: notifications need an app bundle (python is not running from one)"
+                )
+            return Availability(False, f"no desktop notification backend for {system or 'this OS'}")
+        if system == "Linux":
+            problem = await _probe_session_bus()
+            if problem:
+                return Availability(False, problem)
+        notifier = self._get_notifier()
+        if system == "Windows" and not await notifier.has_authorisation():
+            return Availability(False, "Windows: notifications are turned off for nbremind")
+        return Availability(True)
+
+    async def _send(self, notice: Notice) -> None:
+        from desktop_notifier import Notification, Urgency
+
+        dispatched: list[bool] = []
+        notification = Notification(
+            notice.title,
+            notice.body,
+            urgency=Urgency.Critical if notice.urgency == "critical" else Urgency.Normal,
+            on_dispatched=lambda: dispatched.append(True),
+        )
+        notifier = self._get_notifier()
+        with _capturing(_SEND_LOGGER) as records:
+            await notifier.send_notification(notification)
+        if dispatched:
+            return
+        errors = [r.exc_info[1] for r in records if r.exc_info and r.exc_info[1] is not None]
+        error = errors[-1] if errors else None
+        await self.close()  # a fresh connection next time: the old one may be dead
+        reason = _describe_error(error) if error else "not dispatched (no reason given)"
+        raise ChannelError(f"desktop notification failed: {reason}", retryable=_is_retryable(error))
+
+    async def close(self) -> None:
+        notifier, self._notifier, self._loop = self._notifier, None, None
+        bus = getattr(getattr(notifier, "_backend", None), "bus", None)  # the D-Bus backend's
+        if bus is not None:
+            with contextlib.suppress(Exception):
+                bus.disconnect()
+
+
+async def _probe_session_bus() -> str:
+    """Why the session bus cannot show notifications, or ``""`` when it can."""
+    address = os.environ.get("DBUS_SESSION_BUS_ADDRESS", "")
+    if not address:
+        return "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)"
+    from dbus_fast import Message, MessageType
+    from dbus_fast.aio import MessageBus
+
+    bus = MessageBus(bus_address=address)
+
+    async def ask(member: str, *args: str) -> Any:
+        reply = await bus.call(
+            Message(
+                destination="org.freedesktop.DBus",
+                path="/org/freedesktop/DBus",
+                interface="org.freedesktop.DBus",
+                member=member,
+                signature="s" * len(args),
+                body=list(args),
+            )
+        )
+        if reply.message_type == MessageType.ERROR:
+            raise RuntimeError(f"{reply.error_name}: {reply.body[0] if reply.body else ''}")
+        return reply.body[0]
+
+    async def probe() -> str:
+        try:
+            await bus.connect()
+        except Exception as exc:
+            return f"D-Bus session bus unreachable at {address}: {_describe_error(exc)}"
+        if await ask("NameHasOwner", NOTIFICATIONS) or NOTIFICATIONS in await ask(
+            "ListActivatableNames"
+        ):
+            return ""
+        return "no notification service on the session bus (nobody owns " + NOTIFICATIONS + ")"
+
+    try:
+        return await asyncio.wait_for(probe(), PROBE_TIMEOUT)
+    except asyncio.TimeoutError:
+        return f"D-Bus session bus at {address} did not answer within {PROBE_TIMEOUT:g} s"
+    finally:
+        with contextlib.suppress(Exception):
+            bus.disconnect()

@@ -1,0 +1,203 @@
+"""``remind()``: a task as a context manager (sync or async) or a decorator."""
+
+from __future__ import annotations
+
+import contextvars
+import functools
+import inspect
+import sys
+from collections.abc import Callable
+from types import TracebackType
+from typing import Any, TypeVar, cast, overload
+
+from .options import TaskOptions
+from .session import Session, get_session
+from .task import Task, TaskTimeout
+
+__all__ = ["Reminder", "remind"]
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Reminder:
+    """What ``remind()`` returns: use it with ``with``, ``async with`` or as a decorator."""
+
+    def __init__(
+        self,
+        name: str | None,
+        options: TaskOptions,
+        total: int | None,
+        session: Session | None,
+        kind: str = "block",
+    ) -> None:
+        self.name = name
+        self.options = options
+        self.total = total
+        self._session = session
+        self._kind = kind
+        self._stack: list[tuple[Task, contextvars.Token[Task | None]]] = []
+
+    @property
+    def session(self) -> Session:
+        return self._session or get_session()
+
+    # -- context manager -------------------------------------------------------------------
+    def __enter__(self) -> Task:
+        return self._begin(self.name or _caller_name())
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        task = self._end(exc)
+        if (
+            task.interrupted_by_timeout
+            and isinstance(exc, KeyboardInterrupt)
+            and task.thread_id is not None
+        ):
+            # our own interrupt: the user sees a timeout, not a Ctrl-C they never pressed
+            raise TaskTimeout(
+                f"{task.name} passed its timeout of {task.options.timeout:g} s"
+            ) from exc
+
+    async def __aenter__(self) -> Task:
+        return self._begin(self.name or _caller_name())
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.__exit__(exc_type, exc, tb)
+
+    def _begin(self, name: str) -> Task:
+        session = self.session
+        task = session.new_task(name, options=self.options, total=self.total, kind=self._kind)
+        token = session.start(task)
+        self._stack.append((task, token))
+        return task
+
+    def _end(self, exc: BaseException | None) -> Task:
+        task, token = self._stack.pop()
+        self.session.finish(task, exc, token)
+        return task
+
+    # -- decorator -------------------------------------------------------------------------
+    def __call__(self, fn: F) -> F:
+        name = self.name or getattr(fn, "__qualname__", None) or repr(fn)
+        child = Reminder(name, self.options, self.total, self._session, kind="function")
+
+        if inspect.iscoroutinefunction(fn):
+
+            @functools.wraps(fn)
+            async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with Reminder(name, child.options, child.total, child._session,
+                                    "function"):
+                    return await fn(*args, **kwargs)
+
+            return cast(F, async_wrapper)
+
+        @functools.wraps(fn)
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            with Reminder(name, child.options, child.total, child._session, "function"):
+                return fn(*args, **kwargs)
+
+        return cast(F, wrapper)
+
+
+@overload
+def remind(name: F, /) -> F: ...
+
+
+@overload
+def remind(
+    name: str | None = None,
+    /,
+    *,
+    total: int | None = None,
+    after: object = None,
+    every: object = None,
+    progress: object = None,
+    mem: object = None,
+    timeout: object = None,
+    interrupt: bool = False,
+    on: object = None,
+    channels: object = None,
+    min_duration: object = None,
+    when: Callable[[Task], object] | None = None,
+    session: Session | None = None,
+) -> Reminder: ...
+
+
+def remind(
+    name: Any = None,
+    /,
+    *,
+    total: int | None = None,
+    after: object = None,
+    every: object = None,
+    progress: object = None,
+    mem: object = None,
+    timeout: object = None,
+    interrupt: bool = False,
+    on: object = None,
+    channels: object = None,
+    min_duration: object = None,
+    when: Callable[[Task], object] | None = None,
+    session: Session | None = None,
+) -> Any:
+    """Follow a block or function as a task and notify when it ends or crosses a threshold.
+
+    ``with remind("etl", total=n, after="10m") as task: ...``, ``async with remind(...)``,
+    ``@remind("nightly")`` or bare ``@remind``. Options (all optional):
+
+    * ``after`` / ``every`` -- notify once after DUR still running, then every DUR;
+    * ``progress`` -- marks such as ``0.5``, ``"50%"`` or ``[0.25, 0.5]`` (needs ``total``);
+    * ``mem`` -- notify when process memory goes above SIZE (``"8GB"``);
+    * ``timeout`` (+ ``interrupt=True`` to stop the task) -- the task is ``timed_out`` after DUR;
+    * ``when`` -- a predicate on the task, checked on each tick; notifies once when true;
+    * ``on`` -- the events to notify (``[]`` for none); ``channels`` -- where to send;
+    * ``min_duration`` -- no end notice for tasks shorter than DUR.
+
+    A bad value raises ``ValueError`` naming the option and the value.
+    """
+    if callable(name) and not isinstance(name, str):
+        return Reminder(None, TaskOptions(), None, session)(name)
+    if name is not None and not isinstance(name, str):
+        raise ValueError(f"remind(): name {name!r} is not a string")
+    options = TaskOptions.parse(
+        after=after,
+        every=every,
+        progress=progress,
+        mem=mem,
+        timeout=timeout,
+        interrupt=interrupt,
+        on=on,
+        channels=channels,
+        min_duration=min_duration,
+        when=when,
+        source="remind(): ",
+    )
+    if options.channels:
+        from .config import _check_channel_names
+
+        _check_channel_names(options.channels, "remind(): channels")
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
+        raise ValueError(f"remind(): total {total!r} is not a non-negative integer")
+    return Reminder(name, options, total, session)
+
+
+def _caller_name() -> str:
+    frame = sys._getframe(2)
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame = frame.f_back  # type: ignore[assignment]
+    if frame is None:
+        return "task"
+    filename = frame.f_code.co_filename
+    base = filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    if base.startswith("<"):
+        return f"line {frame.f_lineno}"
+    return f"{base}:{frame.f_lineno}"

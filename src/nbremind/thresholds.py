@@ -1,0 +1,91 @@
+"""Time- and value-based thresholds of a running task, evaluated on each tick."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .task import Task
+
+__all__ = ["Due", "Watch"]
+
+
+@dataclass(frozen=True)
+class Due:
+    """A threshold that was crossed: the event, a key telling repeats apart, and a detail."""
+
+    event: str
+    key: object = 0
+    detail: object = None
+
+
+@dataclass
+class Watch:
+    """What one task's thresholds have fired so far (owned by the ticker thread)."""
+
+    task: Task
+    next_after: float | None = None
+    after_count: int = 0
+    marks_done: int = 0
+    mem_above: bool = False
+    mem_crossings: int = 0
+    condition_done: bool = False
+    condition_error: str | None = None
+    timeout_done: bool = False
+    on_condition_error: Callable[[Task, BaseException], Any] | None = field(
+        default=None, repr=False
+    )
+
+    def __post_init__(self) -> None:
+        opts = self.task.options
+        if opts.after is not None:
+            self.next_after = opts.after
+        elif opts.every is not None:
+            self.next_after = opts.every
+
+    def check(self, rss: int | None = None) -> list[Due]:
+        """Return the thresholds crossed since the last call (each fires as documented)."""
+        task, opts, due = self.task, self.task.options, []
+        elapsed = task.elapsed
+        if self.next_after is not None and elapsed >= self.next_after:
+            self.after_count += 1
+            due.append(Due("after", self.after_count))
+            if opts.every is not None:
+                # skip marks missed while the process was asleep instead of firing a burst
+                while self.next_after <= elapsed:
+                    self.next_after += opts.every
+            else:
+                self.next_after = None
+        progress = task.progress
+        if progress is not None:
+            crossed = None
+            while self.marks_done < len(opts.progress) and progress >= opts.progress[
+                self.marks_done
+            ]:
+                crossed = opts.progress[self.marks_done]
+                self.marks_done += 1
+            if crossed is not None:  # several marks in one tick: one notice, the highest
+                due.append(Due("progress", crossed, crossed))
+        if opts.mem is not None and rss is not None:
+            if rss > opts.mem and not self.mem_above:
+                self.mem_above = True
+                self.mem_crossings += 1
+                due.append(Due("memory", self.mem_crossings, rss))
+            elif rss <= opts.mem:
+                self.mem_above = False
+        if opts.when is not None and not self.condition_done and self.condition_error is None:
+            try:
+                hit = bool(opts.when(task))
+            except Exception as exc:  # a broken predicate is reported, never raised
+                self.condition_error = f"{type(exc).__name__}: {exc}"
+                task.note(f"when= predicate failed: {self.condition_error}")
+                hit = False
+            if hit:
+                self.condition_done = True
+                due.append(Due("condition"))
+        if opts.timeout is not None and not self.timeout_done and elapsed >= opts.timeout:
+            self.timeout_done = True
+            task.timeout_hit = True
+            due.append(Due("timeout", "passed"))
+        return due

@@ -1,0 +1,121 @@
+"""The one background thread: an asyncio loop that owns channel I/O and the periodic tick."""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import threading
+from collections.abc import Callable, Coroutine
+from typing import Any, TypeVar
+
+__all__ = ["Ticker"]
+
+T = TypeVar("T")
+
+
+class Ticker:
+    """A daemon thread running an asyncio loop, started lazily.
+
+    ``tick`` is called every ``interval`` seconds while :meth:`wake` says there is work
+    (running tasks); an idle ticker sleeps until woken.
+    """
+
+    def __init__(self, tick: Callable[[], bool], interval: float | None = 0.25) -> None:
+        self._tick = tick
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._ready = threading.Event()
+        self._busy: asyncio.Event | None = None
+        self._stopping = False
+
+    @property
+    def running(self) -> bool:
+        """Whether the loop thread is alive."""
+        return self._thread is not None and self._thread.is_alive()
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop:
+        """The loop, starting the thread on first use."""
+        if self._loop is None or not self.running:
+            self._start()
+        assert self._loop is not None
+        return self._loop
+
+    def _start(self) -> None:
+        with self._lock:
+            if self.running:
+                return
+            self._stopping = False
+            self._ready.clear()
+            self._thread = threading.Thread(target=self._run, name="nbremind-ticker", daemon=True)
+            self._thread.start()
+        self._ready.wait()
+
+    def _run(self) -> None:
+        # A fresh loop of the default policy's type, untouched by any nest_asyncio patching
+        # of the user's loop: this thread only ever runs run_forever on it.
+        loop = asyncio.new_event_loop()
+        self._loop = loop
+        self._busy = asyncio.Event()
+        ticking = loop.create_task(self._ticking()) if self.interval else None
+        self._ready.set()
+        try:
+            loop.run_forever()
+        finally:
+            if ticking is not None:
+                ticking.cancel()
+            pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            for t in pending:
+                t.cancel()
+            if pending:
+                loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
+            loop.close()
+
+    async def _ticking(self) -> None:
+        assert self._busy is not None and self.interval
+        while True:
+            await self._busy.wait()
+            await asyncio.sleep(self.interval)
+            try:
+                more = self._tick()
+            except Exception:  # a bug in a tick must not stop the thread
+                import logging
+
+                logging.getLogger("nbremind").exception("tick failed")
+                more = True
+            if not more:
+                self._busy.clear()
+
+    def wake(self) -> None:
+        """Resume ticking (there are running tasks)."""
+        loop = self.loop
+        busy = self._busy
+        if busy is not None and not busy.is_set():
+            loop.call_soon_threadsafe(busy.set)
+
+    def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Run ``fn(*args)`` on the loop thread."""
+        self.loop.call_soon_threadsafe(fn, *args)
+
+    def submit(self, coro: Coroutine[Any, Any, T]) -> concurrent.futures.Future[T]:
+        """Run ``coro`` on the loop; returns a thread-safe future."""
+        return asyncio.run_coroutine_threadsafe(coro, self.loop)
+
+    def in_loop_thread(self) -> bool:
+        """Whether the caller is the loop thread."""
+        return self._thread is not None and threading.current_thread() is self._thread
+
+    def stop(self, timeout: float = 2.0) -> None:
+        """Stop the loop and join the thread."""
+        with self._lock:
+            thread, loop = self._thread, self._loop
+            if thread is None or loop is None or not thread.is_alive():
+                return
+            self._stopping = True
+        loop.call_soon_threadsafe(loop.stop)
+        if threading.current_thread() is not thread:
+            thread.join(timeout)
+        self._thread = None
+        self._loop = None
