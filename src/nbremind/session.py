@@ -79,11 +79,14 @@ class Session:
         self._rss_at = float("-inf")
         self._rss: int | None = None
         self._closed = False
+        #: Where each non-default setting came from (``configure()``, ``%remind mute``, ...).
+        self.config_sources: dict[str, str] = {}
 
     # -- settings ---------------------------------------------------------------------------
     def configure(self, source: str = "configure()", **values: Any) -> Config:
         """Replace settings for this process; a bad key or value raises ``ValueError``."""
         self.config = self.config.updated(source, **values)
+        self.config_sources.update(dict.fromkeys(values, source))
         if "tick_interval" in values:
             self.ticker.interval = self.config.tick_interval
         return self.config

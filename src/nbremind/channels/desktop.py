@@ -14,6 +14,7 @@ import contextvars
 import logging
 import os
 import platform
+from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..notice import Notice
@@ -33,6 +34,7 @@ PROBE_TIMEOUT = 2.0
 _SEND_LOGGER = "desktop_notifier.backends.base"
 #: get_backend_class() logs here (e.g. macOS "only from an app bundle").
 _MAIN_LOGGER = "desktop_notifier.main"
+_MACOS_NO_BUNDLE = "macOS: notifications need an app bundle (python is not running from one)"
 _RETRYABLE_DBUS = ("NoReply", "Timeout", "TimedOut", "ServiceUnknown", "Disconnected")
 
 # Records logged by desktop-notifier while this context holds a list go into that list and
@@ -55,7 +57,7 @@ _FILTER = _Capture()
 
 
 @contextlib.contextmanager
-def _capturing(*loggers: str) -> Any:
+def _capturing(*loggers: str) -> Iterator[list[logging.LogRecord]]:
     """Collect (and silence) desktop-notifier warnings logged in this context."""
     for name in loggers:
         logging.getLogger(name).addFilter(_FILTER)  # no-op when already there
@@ -75,7 +77,7 @@ def _describe_error(exc: BaseException) -> str:
 
 
 def _is_retryable(exc: BaseException | None) -> bool:
-    if isinstance(exc, (TimeoutError, ConnectionError, EOFError)):
+    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, ConnectionError, EOFError)):
         return True
     kind = getattr(exc, "type", None)
     return isinstance(kind, str) and kind.rsplit(".", 1)[-1] in _RETRYABLE_DBUS
@@ -93,18 +95,21 @@ class DesktopChannel(Channel):
 
     def describe(self) -> str:
         """``desktop (<backend class>)``: what desktop-notifier would use on this machine."""
-        return f"desktop ({self._backend_class().__name__})"
+        return f"desktop ({self._backend_class()[0].__name__})"
 
     @staticmethod
-    def _backend_class() -> type[Any]:
+    def _backend_class() -> tuple[type[Any], bool]:
+        """desktop-notifier's backend class here, and whether it is the do-nothing one."""
+        from desktop_notifier.backends.dummy import DummyNotificationCenter
         from desktop_notifier.main import get_backend_class
 
         with _capturing(_MAIN_LOGGER) as records:
             cls = get_backend_class()
-        if cls.__name__ != "DummyNotificationCenter":
-            for record in records:  # only the dummy's "why" warnings are ours to report
+        dummy = issubclass(cls, DummyNotificationCenter)
+        if not dummy:  # the dummy's "why" warnings become our reason; pass on the rest
+            for record in records:
                 logging.getLogger(record.name).handle(record)
-        return cls
+        return cls, dummy
 
     def _get_notifier(self) -> DesktopNotifier:
         """The one notifier, made on (and kept to) the loop that sends."""
@@ -117,15 +122,11 @@ class DesktopChannel(Channel):
         return self._notifier
 
     async def _check(self) -> Availability:
-        from desktop_notifier.backends.dummy import DummyNotificationCenter
-
         system = platform.system()
-        backend = self._backend_class()
-        if issubclass(backend, DummyNotificationCenter):
+        _, dummy = self._backend_class()
+        if dummy:
             if system == "Darwin":
-                return Availability(
-                    False, "macOS: notifications need an app bundle (python is not running from one)"
-                )
+                return Availability(False, _MACOS_NO_BUNDLE)
             return Availability(False, f"no desktop notification backend for {system or 'this OS'}")
         if system == "Linux":
             problem = await _probe_session_bus()

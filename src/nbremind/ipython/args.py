@@ -1,0 +1,95 @@
+"""Parsing of ``%%remind`` header lines into a task name and options (no IPython needed)."""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+
+from ..config import _check_channel_names
+from ..options import TaskOptions
+
+__all__ = ["MAGIC", "CellHeader", "default_name", "parse_header", "split_header"]
+
+MAGIC = "%%remind"
+_NAME_CHARS = 40
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise ValueError(f"%%remind: {message}")
+
+
+def _parser() -> _Parser:
+    p = _Parser(prog="%%remind", add_help=False)
+    p.add_argument("name", nargs="*")
+    p.add_argument("--after")
+    p.add_argument("--every")
+    p.add_argument("--progress")
+    p.add_argument("--mem")
+    p.add_argument("--timeout")
+    p.add_argument("--interrupt", action="store_true")
+    p.add_argument("--on")
+    p.add_argument("--channels")
+    p.add_argument("--min", dest="min_duration")
+    p.add_argument("--quiet", action="store_true")
+    return p
+
+
+class CellHeader:
+    """A parsed ``%%remind`` line: the task name (``None``: from the body) and its options."""
+
+    def __init__(self, name: str | None, options: TaskOptions) -> None:
+        self.name = name
+        self.options = options
+
+
+def split_header(cell: str) -> tuple[str, str] | None:
+    """``(options line, body)`` when ``cell`` starts with ``%%remind``, else ``None``."""
+    stripped = cell.lstrip("\n")
+    first, _, body = stripped.partition("\n")
+    if first != MAGIC and not first.startswith((MAGIC + " ", MAGIC + "\t")):
+        return None
+    return first[len(MAGIC):].strip(), body
+
+
+def parse_header(line: str) -> CellHeader:
+    """Parse the options after ``%%remind``; a bad one raises ``ValueError`` naming it."""
+    try:
+        words = shlex.split(line)
+    except ValueError as exc:
+        raise ValueError(f"%%remind: cannot read {line!r}: {exc}") from None
+    ns = _parser().parse_args(words)
+    try:
+        options = _options(ns)
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("--min_duration", "--min")) from None
+    if options.channels:
+        _check_channel_names(options.channels, "%%remind --channels")
+    name = " ".join(ns.name) or None
+    return CellHeader(name, options)
+
+
+def _options(ns: argparse.Namespace) -> TaskOptions:
+    return TaskOptions.parse(
+        after=ns.after,
+        every=ns.every,
+        progress=ns.progress,
+        mem=ns.mem,
+        timeout=ns.timeout,
+        interrupt=ns.interrupt,
+        on=ns.on,
+        channels=ns.channels,
+        min_duration=ns.min_duration,
+        quiet=ns.quiet,
+        source="%%remind --",
+    )
+
+
+def default_name(body: str) -> str:
+    """The first meaningful line of a cell (no blanks, comments, magics or imports), shortened."""
+    lines = [raw.strip() for raw in body.splitlines()]
+    code = [line for line in lines if line and not line.startswith(("#", "%"))]
+    chosen = next((c for c in code if not c.startswith(("import ", "from "))), None)
+    if chosen is None:
+        chosen = code[0] if code else "cell"
+    return chosen if len(chosen) <= _NAME_CHARS else chosen[: _NAME_CHARS - 1] + "…"

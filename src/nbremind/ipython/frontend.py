@@ -1,0 +1,119 @@
+"""The IPython front end: ``%%remind`` as an input transformer plus run-cell hooks.
+
+The ``%%remind`` line is removed before IPython compiles the cell, so the body runs exactly
+like a plain cell (display, ``await``, other cell magics, tracebacks, error replies); the
+``pre_run_cell`` / ``post_run_cell`` hooks start and end the cell's task.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any
+
+from ..options import TaskOptions
+from ..session import Session
+from ..task import Task
+from .args import default_name, parse_header, split_header
+
+__all__ = ["CellFrontend", "strip_remind_line"]
+
+
+def strip_remind_line(lines: list[str]) -> list[str]:
+    """Input transformer: drop a leading ``%%remind ...`` line (pure; IPython may call it often).
+
+    The line becomes a blank line so traceback line numbers still match the cell, unless
+    another cell magic follows, which must stay first. Bad options become a ``raise``.
+    """
+    if not lines or not lines[0].startswith("%%remind"):
+        return lines
+    split = split_header("".join(lines))
+    if split is None:
+        return lines
+    try:
+        parse_header(split[0])
+    except ValueError as exc:  # shown like a magic's usage error; the cell does not run
+        return [f'raise __import__("IPython.core.error").core.error.UsageError({str(exc)!r})\n']
+    rest = lines[1:]
+    if rest and rest[0].lstrip().startswith("%%"):
+        return rest
+    return ["\n", *rest]
+
+
+class CellFrontend:
+    """Everything ``%load_ext nbremind`` adds to one shell; ``unregister`` removes it all."""
+
+    def __init__(self, shell: Any, session: Session) -> None:
+        self.shell = shell
+        self.session = session
+        self.auto: float | None = None
+        self._stack: list[tuple[Task, Any] | None] = []
+
+    # -- registration -----------------------------------------------------------------------
+    def register(self) -> None:
+        cleanup = self.shell.input_transformers_cleanup
+        if strip_remind_line not in cleanup:
+            cleanup.append(strip_remind_line)
+        self.shell.events.register("pre_run_cell", self.pre_run_cell)
+        self.shell.events.register("post_run_cell", self.post_run_cell)
+        self.session.source = notebook_name(self.shell) or self.session.source
+
+    def unregister(self) -> None:
+        cleanup = self.shell.input_transformers_cleanup
+        while strip_remind_line in cleanup:
+            cleanup.remove(strip_remind_line)
+        for event, fn in (("pre_run_cell", self.pre_run_cell),
+                          ("post_run_cell", self.post_run_cell)):
+            with contextlib.suppress(ValueError):
+                self.shell.events.unregister(event, fn)
+        self.auto = None
+
+    # -- hooks ------------------------------------------------------------------------------
+    def pre_run_cell(self, info: Any) -> None:
+        """Start the cell's task when it has a ``%%remind`` header (or auto mode is on)."""
+        task = None
+        try:
+            task = self._task_for(getattr(info, "raw_cell", "") or "")
+        except Exception:  # never break the user's cell
+            task = None
+        if task is None:
+            self._stack.append(None)
+            return
+        token = self.session.start(task)
+        self.session.fallback_parent = task
+        self._stack.append((task, token))
+
+    def post_run_cell(self, result: Any) -> None:
+        """End the cell's task with the cell's outcome."""
+        if not self._stack:
+            return
+        entry = self._stack.pop()
+        if entry is None:
+            return
+        task, token = entry
+        exc = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
+        self.session.finish(task, exc, token)
+        if self.session.fallback_parent is task:
+            self.session.fallback_parent = task.parent
+
+    def _task_for(self, raw: str) -> Task | None:
+        split = split_header(raw)
+        if split is not None:
+            header = parse_header(split[0])
+            return self.session.new_task(
+                header.name or default_name(split[1]), options=header.options, kind="cell"
+            )
+        if self.auto is not None and not raw.lstrip().startswith("%remind"):
+            options = TaskOptions(min_duration=self.auto)
+            return self.session.new_task(default_name(raw), options=options, kind="auto")
+        return None
+
+
+def notebook_name(shell: Any) -> str:
+    """The notebook's file name when the front end tells it, else ``""``."""
+    ns = getattr(shell, "user_ns", {}) or {}
+    for value in (ns.get("__vsc_ipynb_file__"), os.environ.get("JPY_SESSION_NAME"),
+                  ns.get("__session__")):
+        if isinstance(value, str) and value:
+            return os.path.basename(value)
+    return ""

@@ -1,0 +1,119 @@
+"""``%remind`` (line) and ``%%remind`` (cell) magics: parse, then hand off to the session."""
+
+from __future__ import annotations
+
+import shlex
+from typing import Any
+
+from IPython.core.error import UsageError
+from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
+
+from .._parse import parse_duration
+from ..session import Session
+from .args import default_name, parse_header
+from .frontend import CellFrontend
+
+__all__ = ["RemindMagics"]
+
+_SUBCOMMANDS = "auto DUR|off, status, test [CHANNEL...], mute, unmute, config"
+
+
+@magics_class
+class RemindMagics(Magics):
+    """Implements ``%remind SUBCOMMAND`` and the ``%%remind`` fallback."""
+
+    def __init__(self, shell: Any, frontend: CellFrontend) -> None:
+        super().__init__(shell)
+        self.frontend = frontend
+
+    @property
+    def session(self) -> Session:
+        return self.frontend.session
+
+    @line_magic
+    def remind(self, line: str) -> None:
+        """%remind auto DUR|off | status | test [CHANNEL...] | mute | unmute | config"""
+        words = shlex.split(line)
+        if not words:
+            raise UsageError(f"%remind: choose one of: {_SUBCOMMANDS}")
+        command, args = words[0], words[1:]
+        handler = getattr(self, f"_cmd_{command}", None)
+        if handler is None:
+            raise UsageError(
+                f"%remind: {command!r} is not a command; choose one of: {_SUBCOMMANDS}"
+            )
+        handler(args)
+
+    @cell_magic("remind")  # type: ignore[arg-type]
+    def remind_cell(self, line: str, cell: str) -> Any:
+        """%%remind [NAME] [--after DUR] [--every DUR] [--progress P[,P...]] [--mem SIZE]
+        [--timeout DUR] [--interrupt] [--on EVENTS] [--channels CH[,CH...]] [--min DUR]
+        [--quiet]
+
+        Follow this cell as a task and notify when it ends or crosses a threshold.
+        """
+        # Reached only when called directly (run_cell_magic); cells typed with %%remind
+        # are handled by the input transformer and never get here.
+        try:
+            header = parse_header(line)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        task = self.session.new_task(header.name or default_name(cell), options=header.options,
+                                     kind="cell")
+        token = self.session.start(task)
+        result = self.shell.run_cell(cell, store_history=False)  # type: ignore[union-attr]
+        self.session.finish(task, result.error_in_exec or result.error_before_exec, token)
+        return None
+
+    # -- subcommands ------------------------------------------------------------------------
+    def _cmd_auto(self, args: list[str]) -> None:
+        if len(args) != 1:
+            raise UsageError("%remind auto: give a duration (e.g. 60s) or off")
+        if args[0] == "off":
+            self.frontend.auto = None
+            print("nbremind: auto mode off")
+            return
+        try:
+            self.frontend.auto = parse_duration(args[0], "%remind auto")
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        print(f"nbremind: notifying for every cell that runs longer than {args[0]}")
+
+    def _cmd_status(self, args: list[str]) -> None:
+        session = self.session
+        print("nbremind status")
+        for name, state in session.channel_status(refresh=bool(args)).items():
+            print(f"  channel {name}: {state}")
+        auto = self.frontend.auto
+        print(f"  auto mode: {'off' if auto is None else f'cells longer than {auto:g} s'}")
+        print(f"  muted: {'yes' if session.config.muted else 'no'}")
+        running = session.running()
+        print(f"  running tasks: {len(running)}")
+        for task in running:
+            print(f"    {task.name}: {task.n}/{task.total or '?'} for {task.elapsed:.0f} s")
+        failed = [d for d in session.dispatcher.deliveries if not d.ok]
+        if failed:
+            last = failed[-1]
+            print(f"  last failed delivery: {last.channel}: {last.error}")
+
+    def _cmd_test(self, args: list[str]) -> None:
+        try:
+            results = self.session.test(args or None)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        for name, outcome in results.items():
+            print(f"{name}: {outcome}")
+
+    def _cmd_mute(self, args: list[str]) -> None:
+        self.session.configure("%remind mute", muted=True)
+        print("nbremind: muted (tasks are still followed)")
+
+    def _cmd_unmute(self, args: list[str]) -> None:
+        self.session.configure("%remind unmute", muted=False)
+        print("nbremind: notifications on")
+
+    def _cmd_config(self, args: list[str]) -> None:
+        sources = self.session.config_sources
+        for key, value in self.session.config.as_dict().items():
+            shown = ",".join(value) if isinstance(value, tuple) else value
+            print(f"{key} = {shown}    ({sources.get(key, 'default')})")
