@@ -28,9 +28,18 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
+
 from _require import missing
 
-__all__ = ["DesktopBus", "LoopThread", "bare_bus", "desktop_bus", "poll", "private_bus"]
+__all__ = [
+    "DesktopBus",
+    "LoopThread",
+    "bare_bus",
+    "desktop_bus",
+    "poll",
+    "private_bus",
+    "running_desktop",
+]
 
 T = TypeVar("T")
 
@@ -44,6 +53,7 @@ _BUS_CONFIG = """<!DOCTYPE busconfig PUBLIC "-//freedesktop//DTD D-Bus Bus Confi
   <type>session</type>
   <listen>unix:dir={dir}</listen>
   <auth>EXTERNAL</auth>
+  {servicedir}
   <policy context="default">
     <allow send_destination="*" eavesdrop="true"/>
     <allow eavesdrop="true"/>
@@ -140,12 +150,22 @@ def _need(*binaries: str) -> None:
 
 
 @contextlib.contextmanager
-def private_bus(workdir: Path) -> Iterator[str]:
-    """Run a private session bus (no activatable services); yield its address."""
+def private_bus(workdir: Path, activatable: tuple[str, ...] = ()) -> Iterator[str]:
+    """Run a private session bus; yield its address. The bus can activate only the names in
+    ``activatable``, and starting any of them fails (their ``Exec`` is ``/bin/false``)."""
     _need("dbus-daemon")
     workdir.mkdir(parents=True, exist_ok=True)
+    servicedir = ""
+    if activatable:
+        services = workdir / "services"
+        services.mkdir(exist_ok=True)
+        for name in activatable:
+            (services / f"{name}.service").write_text(
+                f"[D-BUS Service]\nName={name}\nExec=/bin/false\n"
+            )
+        servicedir = f"<servicedir>{services}</servicedir>"
     config = workdir / "bus.conf"
-    config.write_text(_BUS_CONFIG.format(dir=workdir))
+    config.write_text(_BUS_CONFIG.format(dir=workdir, servicedir=servicedir))
     with contextlib.ExitStack() as stack:
         proc = _start(
             stack,
@@ -234,13 +254,14 @@ class DesktopBus:
             return poll(find, timeout, f"a notification titled {title!r}")
         except TimeoutError:
             seen = [n["summary"] for n in self.notifications()]
-            raise AssertionError(f"no notification {title!r} within {timeout} s; saw {seen}")
+            raise AssertionError(
+                f"no notification {title!r} within {timeout} s; saw {seen}"
+            ) from None
 
     def dunstctl(self, *args: str) -> str:
-        return subprocess.run(
-            ["dunstctl", *args], env=self.env, check=True, capture_output=True, text=True,
-            timeout=10,
-        ).stdout
+        run = subprocess.run(["dunstctl", *args], env=self.env, capture_output=True, text=True,
+                             check=True, timeout=10)  # fmt: skip
+        return run.stdout
 
     def history(self) -> list[dict[str, Any]]:
         """What dunst has shown, newest first (closes open toasts: history lists closed ones)."""

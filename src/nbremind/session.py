@@ -12,6 +12,7 @@ import contextlib
 import contextvars
 import ctypes
 import os
+import signal
 import socket
 import sys
 import threading
@@ -226,7 +227,11 @@ class Session:
         if ident is None or task.done:
             return
         if ident == threading.main_thread().ident:
-            _thread.interrupt_main()
+            if hasattr(signal, "pthread_kill"):
+                # a real SIGINT wakes blocking calls (sleep, I/O); interrupt_main does not
+                signal.pthread_kill(ident, signal.SIGINT)
+            else:
+                _thread.interrupt_main()
         else:
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(ident), ctypes.py_object(TaskTimeout)

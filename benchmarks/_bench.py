@@ -1,0 +1,61 @@
+"""Small helpers shared by the benchmark scripts: statistics, a table printer, the machine."""
+
+from __future__ import annotations
+
+import datetime
+import math
+import os
+import platform
+import statistics
+import sys
+from collections.abc import Sequence
+
+__all__ = ["machine", "median", "percentile", "print_table", "ratio", "verdict"]
+
+
+def median(values: Sequence[float]) -> float:
+    return statistics.median(values)
+
+
+def percentile(values: Sequence[float], pct: float) -> float:
+    """The ``pct``-th percentile (nearest rank, so it is always a measured value)."""
+    ordered = sorted(values)
+    rank = max(1, math.ceil(pct / 100 * len(ordered)))
+    return ordered[rank - 1]
+
+
+def ratio(value: float, peer: float) -> str:
+    if peer <= 0:
+        return "n/a"
+    return f"{value / peer:.2f}x"
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "FAIL"
+
+
+def print_table(title: str, headers: Sequence[str], rows: Sequence[Sequence[object]]) -> None:
+    """Print a Markdown table (pastes into the docs as is), columns padded to line up."""
+    cells = [[str(h) for h in headers], *[[str(c) for c in row] for row in rows]]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
+
+    def line(row: Sequence[str]) -> str:
+        return "| " + " | ".join(c.ljust(w) for c, w in zip(row, widths)) + " |"
+
+    print()
+    print(title)
+    print()
+    print(line(cells[0]))
+    print("|" + "|".join("-" * (w + 2) for w in widths) + "|")
+    for row in cells[1:]:
+        print(line(row))
+    print()
+
+
+def machine() -> str:
+    """One line naming the machine the numbers come from."""
+    now = datetime.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z")
+    return (
+        f"{now}; {os.cpu_count()} CPUs; Python {platform.python_version()} "
+        f"({sys.implementation.name}) on {platform.system()} {platform.release()}"
+    )
