@@ -347,3 +347,112 @@ def test_concurrent_async_siblings_are_not_each_others_parent(cap: CapturedNotic
 
     tasks = asyncio.run(main())
     assert [t.parent for t in tasks] == [None, None]
+
+
+# -- the capture_notices helper ----------------------------------------------------------------
+
+
+def test_capture_notices_installs_and_restores_the_session() -> None:
+    from nbremind.session import set_session
+
+    outer = Session(Config(channels=("null",)), tick_interval=None)
+    previous = set_session(outer)
+    try:
+        clock = FakeClock()
+        with capture_notices(clock) as cap:
+            assert get_session() is cap.session is not outer
+            assert cap.clock is clock and cap.session.clock is clock
+            assert cap.session.config.channels == ("memory",)
+            assert cap.session.ticker.interval is None
+            with remind("etl"):
+                clock.advance(2)
+            assert cap.titles() == ["✓ etl finished"]
+            assert cap.events() == ["success"]
+            assert cap.notices[0].task.elapsed == 2
+        assert get_session() is outer
+        assert not cap.session.ticker.running  # the temporary session was closed
+    finally:
+        set_session(previous)
+        outer.close()
+
+
+def test_capture_notices_restores_the_session_when_the_block_raises() -> None:
+    from nbremind.session import set_session
+
+    outer = Session(Config(channels=("null",)), tick_interval=None)
+    previous = set_session(outer)
+    try:
+        with pytest.raises(RuntimeError), capture_notices() as cap:
+            raise RuntimeError("x")
+        assert get_session() is outer is not cap.session
+    finally:
+        set_session(previous)
+
+
+def test_capture_notices_with_the_periodic_tick() -> None:
+    with capture_notices(tick=True) as cap:
+        assert cap.session.ticker.interval == Config().tick_interval
+    with capture_notices() as cap:
+        assert cap.session.ticker.interval is None
+
+
+def test_the_testing_module_example_runs() -> None:
+    import doctest
+
+    import nbremind.testing
+
+    result = doctest.testmod(nbremind.testing)
+    assert result.attempted >= 3
+    assert result.failed == 0
+
+
+def test_one_reminder_entered_by_concurrent_coroutines_ends_the_right_tasks() -> None:
+    import asyncio
+
+    from nbremind.testing import capture_notices
+
+    with capture_notices() as cap:
+        shared = remind("shared", session=cap.session)
+
+        async def worker(delay: float, fail: bool) -> None:
+            async with shared:
+                await asyncio.sleep(delay)
+                if fail:
+                    raise ValueError("second")
+
+        async def main() -> None:
+            results = await asyncio.gather(worker(0.05, False), worker(0.01, True),
+                                           return_exceptions=True)
+            assert isinstance(results[1], ValueError)
+
+        asyncio.run(main())
+        states = sorted(t.state.value for t in cap.session.tasks())
+        assert states == ["failed", "succeeded"]
+
+
+def test_decorated_generators_cover_the_whole_iteration() -> None:
+    import asyncio
+
+    from nbremind.testing import capture_notices
+
+    with capture_notices() as cap:
+
+        @remind("gen", session=cap.session)
+        def numbers(n: int):  # type: ignore[no-untyped-def]
+            for i in range(n):
+                assert cap.session.current() is not None
+                yield i
+            return "end"
+
+        @remind("agen", session=cap.session)
+        async def anumbers(n: int):  # type: ignore[no-untyped-def]
+            for i in range(n):
+                yield i
+
+        assert list(numbers(3)) == [0, 1, 2]
+
+        async def collect() -> list[int]:
+            return [i async for i in anumbers(2)]
+
+        assert asyncio.run(collect()) == [0, 1]
+        assert cap.titles() == ["✓ gen finished", "✓ agen finished"]

@@ -211,9 +211,8 @@ def test_ending_twice_keeps_the_first_state(cap: CapturedNotices) -> None:
 def test_states_are_strings() -> None:
     assert str(TaskState.TIMED_OUT) == "timed_out"
     assert TaskState("cancelled") is TaskState.CANCELLED
-    assert TERMINAL_STATES == {
-        TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT,
-    }
+    ended = {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT}
+    assert ended == TERMINAL_STATES
 
 
 # -- the reporting API ---------------------------------------------------------------------

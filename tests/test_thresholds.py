@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from types import SimpleNamespace
 
 import pytest
 
@@ -279,3 +280,41 @@ def test_watch_check_directly(clock: FakeClock) -> None:
     clock.advance(15)
     assert watch.check(rss=None) == [Due("timeout", "passed")]
     assert task.timeout_hit
+
+
+class FakeProcess:
+    """Stands in for ``psutil.Process``: counts the samples taken."""
+
+    def __init__(self, rss: int) -> None:
+        self.rss = rss
+        self.samples = 0
+        self.fail = False
+
+    def memory_info(self) -> SimpleNamespace:
+        self.samples += 1
+        if self.fail:
+            raise OSError("process table unreadable")
+        return SimpleNamespace(rss=self.rss)
+
+
+def test_memory_is_sampled_at_most_once_a_second(clock: FakeClock) -> None:
+    process = FakeProcess(rss=2 * 10**9)
+    with capture_notices(clock) as cap:
+        cap.session._process = process
+        with remind("etl", mem="1GB") as task:
+            cap.session.tick()
+            cap.session.tick()
+            clock.advance(0.5)
+            cap.session.tick()
+            assert process.samples == 1
+            process.rss = 3 * 10**9
+            clock.advance(0.5)
+            cap.session.tick()
+            assert process.samples == 2
+            assert task.rss == 3 * 10**9
+            process.fail = True
+            clock.advance(1)
+            cap.session.tick()  # a failing sample is not raised
+            assert process.samples == 3
+            assert task.rss == 3 * 10**9  # the last good value stays
+        assert cap.titles() == ["⚠ etl memory 2.0 GB", "✓ etl finished"]

@@ -17,6 +17,7 @@ from .task import Task, TaskTimeout
 __all__ = ["Reminder", "remind"]
 
 F = TypeVar("F", bound=Callable[..., Any])
+_Token = contextvars.Token["Task | None"]
 
 
 class Reminder:
@@ -35,7 +36,10 @@ class Reminder:
         self.total = total
         self._session = session
         self._kind = kind
-        self._stack: list[tuple[Task, contextvars.Token[Task | None]]] = []
+        # per context (thread, asyncio task), so one Reminder may be entered concurrently
+        self._active: contextvars.ContextVar[tuple[tuple[Task, _Token], ...]] = (
+            contextvars.ContextVar(f"nbremind_reminder_{id(self)}", default=())
+        )
 
     @property
     def session(self) -> Session:
@@ -77,32 +81,53 @@ class Reminder:
         session = self.session
         task = session.new_task(name, options=self.options, total=self.total, kind=self._kind)
         token = session.start(task)
-        self._stack.append((task, token))
+        self._active.set((*self._active.get(), (task, token)))
         return task
 
     def _end(self, exc: BaseException | None) -> Task:
-        task, token = self._stack.pop()
+        *rest, (task, token) = self._active.get()
         self.session.finish(task, exc, token)
+        self._active.set(tuple(rest))
         return task
 
     # -- decorator -------------------------------------------------------------------------
     def __call__(self, fn: F) -> F:
         name = self.name or getattr(fn, "__qualname__", None) or repr(fn)
-        child = Reminder(name, self.options, self.total, self._session, kind="function")
+
+        def make() -> Reminder:
+            return Reminder(name, self.options, self.total, self._session, "function")
+
+        if inspect.isasyncgenfunction(fn):
+
+            @functools.wraps(fn)
+            async def async_gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                async with make():
+                    async for item in fn(*args, **kwargs):
+                        yield item
+
+            return cast(F, async_gen_wrapper)
+
+        if inspect.isgeneratorfunction(fn):
+
+            @functools.wraps(fn)
+            def gen_wrapper(*args: Any, **kwargs: Any) -> Any:
+                with make():
+                    return (yield from fn(*args, **kwargs))
+
+            return cast(F, gen_wrapper)
 
         if inspect.iscoroutinefunction(fn):
 
             @functools.wraps(fn)
             async def async_wrapper(*args: Any, **kwargs: Any) -> Any:
-                async with Reminder(name, child.options, child.total, child._session,
-                                    "function"):
+                async with make():
                     return await fn(*args, **kwargs)
 
             return cast(F, async_wrapper)
 
         @functools.wraps(fn)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
-            with Reminder(name, child.options, child.total, child._session, "function"):
+            with make():
                 return fn(*args, **kwargs)
 
         return cast(F, wrapper)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
 
 from .channels import Availability, Channel, make_channel
@@ -21,6 +21,7 @@ __all__ = ["DEFAULT_RULES", "Delivery", "Dispatcher", "Rule", "RuleContext"]
 
 log = logging.getLogger("nbremind")
 
+_SENT_KEEP = 10_000
 END_EVENTS = frozenset({"success", "failure", "cancel", "timeout"})
 
 
@@ -30,7 +31,7 @@ class RuleContext:
 
     options: TaskOptions
     config: Config
-    sent: frozenset[str] | set[str]
+    sent: Container[str]
 
 
 #: A rule returns the notice (possibly changed) or ``None`` to drop it.
@@ -93,7 +94,7 @@ class Dispatcher:
     ) -> None:
         self.rules = tuple(rules)
         self._channels: dict[str, Channel] = dict(channels or {})
-        self._sent: set[str] = set()
+        self._sent: dict[str, None] = {}  # insertion-ordered, trimmed to _SENT_KEEP
         self.deliveries: collections.deque[Delivery] = collections.deque(maxlen=history)
         self.dropped = 0
         self._reported: set[str] = set()
@@ -125,7 +126,10 @@ class Dispatcher:
         kept = self.apply_rules(notice, options, config)
         if kept is None:
             return
-        self._sent.add(kept.id)
+        self._sent[kept.id] = None
+        if len(self._sent) > _SENT_KEEP:
+            for old in list(self._sent)[: len(self._sent) - _SENT_KEEP]:
+                del self._sent[old]
         names = kept.channels or options.channels or config.channels
         await asyncio.gather(*(self._send_one(name, kept, config) for name in names))
 

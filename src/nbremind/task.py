@@ -53,7 +53,7 @@ class TaskError:
     def from_exception(cls, exc: BaseException) -> TaskError:
         message = str(exc)
         if len(message) > _ERROR_CHARS:
-            message = message[: _ERROR_CHARS - 1] + "…"
+            message = message[:_ERROR_CHARS] + "…"
         return cls(type(exc).__name__, message)
 
 
