@@ -27,11 +27,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from _require import missing
 
 __all__ = [
     "NOTEBOOK",
     "Kernel",
+    "KernelFactory",
     "Result",
     "kernel",
     "kernel_factory",
@@ -53,7 +55,6 @@ _UNSET = (
     "JUPYTER_PLATFORM_DIRS",
     "PYTHONSTARTUP",
     "MPLBACKEND",
-    "NBREMIND_CONFIG",
 )
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 _MARK = "@@nbremind-test-query@@ "
@@ -252,7 +253,7 @@ class Kernel:
         assert r.status == "ok", f"query failed:\n{code}\n{r.describe()}"
         line = next((ln for ln in r.stdout.splitlines() if ln.startswith(_MARK)), None)
         assert line is not None, f"query printed no result:\n{code}\n{r.describe()}"
-        return json.loads(line[len(_MARK):])
+        return json.loads(line[len(_MARK) :])
 
     def interrupt(self) -> None:
         """Send the kernel an interrupt, as the notebook's stop button does."""
@@ -294,8 +295,6 @@ class Kernel:
             self.kc.stop_channels()
         with contextlib.suppress(Exception):
             self.km.shutdown_kernel(now=True)
-        with contextlib.suppress(Exception):
-            self.km.cleanup_resources()
 
 
 _NOTICES = """
@@ -321,7 +320,9 @@ result = [
 """
 
 
-def _kernel_env(root: Path, env: Mapping[str, str] | None, unset: tuple[str, ...]) -> dict[str, str]:
+def _kernel_env(
+    root: Path, env: Mapping[str, str] | None, unset: tuple[str, ...]
+) -> dict[str, str]:
     home = root / "home"
     dirs = {
         "HOME": home,
@@ -402,8 +403,12 @@ def start_kernel(
                 km.shutdown_kernel(now=True)
 
 
+#: ``kernel_factory``'s type: ``(env=None, unset=()) -> Kernel``.
+KernelFactory = Callable[..., Kernel]
+
+
 @pytest.fixture
-def kernel_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Callable[..., Kernel]]:
+def kernel_factory(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KernelFactory]:
     """``kernel_factory(env=None, unset=())`` starts a fresh kernel, shut down after the test."""
     with contextlib.ExitStack() as stack:
 

@@ -11,7 +11,8 @@ import time
 
 import pytest
 
-from _kernel import NOTEBOOK, Kernel, kernel, kernel_factory, remind_kernel  # noqa: F401
+from _kernel import NOTEBOOK, Kernel, KernelFactory
+from _require import missing
 
 pytestmark = pytest.mark.kernel
 
@@ -151,7 +152,9 @@ def test_bad_option_names_it_and_the_body_does_not_run(remind_kernel: Kernel) ->
 
 def test_kernel_interrupt_cancels_the_task(remind_kernel: Kernel) -> None:
     k = remind_kernel
-    msg_id = k.execute("%%remind sleepy\nimport time\nprint('sleeping', flush=True)\ntime.sleep(60)")
+    msg_id = k.execute(
+        "%%remind sleepy\nimport time\nprint('sleeping', flush=True)\ntime.sleep(60)"
+    )
     k.wait_for_output(msg_id, "sleeping")
     k.interrupt()
     r = k.result(msg_id, timeout=20)
@@ -175,6 +178,19 @@ def test_timeout_with_interrupt_stops_the_cell(remind_kernel: Kernel) -> None:
     assert notice["title"].startswith("⏱ slow timed out")
     assert notice["state"] == "timed_out"
     assert [t["state"] for t in k.tasks() if t["name"] == "slow"] == ["timed_out"]
+
+
+def test_timeout_with_interrupt_stops_an_awaiting_cell(remind_kernel: Kernel) -> None:
+    k = remind_kernel
+    started = time.monotonic()
+    r = k.run("%%remind waiting --timeout 1 --interrupt\nimport asyncio\nawait asyncio.sleep(4)",
+              timeout=20)  # fmt: skip
+    took = time.monotonic() - started
+
+    assert r.status == "error"
+    [notice] = k.notices()
+    assert (notice["state"], notice["title"][:19]) == ("timed_out", "⏱ waiting timed out")
+    assert took < 3.5, f"interrupted after {took:.1f} s"
 
 
 # -- %remind auto ------------------------------------------------------------------------------
@@ -279,9 +295,12 @@ def test_unknown_or_missing_command_lists_the_commands(remind_kernel: Kernel, li
 # -- kernels set up differently ----------------------------------------------------------------
 
 
-def test_nest_asyncio_applied_first_does_not_stop_notices(kernel_factory) -> None:
-    pytest.importorskip("nest_asyncio")
-    k: Kernel = kernel_factory()
+def test_nest_asyncio_applied_first_does_not_stop_notices(kernel_factory: KernelFactory) -> None:
+    try:
+        import nest_asyncio  # noqa: F401  (the kernel imports it; this only checks it is there)
+    except ImportError:
+        missing("the nest_asyncio test needs nest-asyncio (pip install -e .[test])")
+    k = kernel_factory()
     k.ok("import asyncio, nest_asyncio\nnest_asyncio.apply()")
     assert k.ok("asyncio.get_event_loop()._nest_patched").result == "True"
     k.use_memory_channel()
@@ -302,25 +321,28 @@ def test_nest_asyncio_applied_first_does_not_stop_notices(kernel_factory) -> Non
 
 
 def test_without_a_session_bus_desktop_is_unavailable_and_cells_stay_quiet(
-    kernel_factory,
+    kernel_factory: KernelFactory,
 ) -> None:
-    k: Kernel = kernel_factory()  # the kernel's environment has no DBUS_SESSION_BUS_ADDRESS
+    k = kernel_factory()  # the kernel's environment has no DBUS_SESSION_BUS_ADDRESS
     assert k.ok("import os\n'DBUS_SESSION_BUS_ADDRESS' in os.environ").result == "False"
 
     loaded = k.ok("%load_ext nbremind")
     status = k.ok("%remind status")
+    tried = k.ok("%remind test")
     cell = k.ok("%%remind etl\nvalue = 3\nvalue")
     delivered = k.query(
         "import nbremind\ns = nbremind.get_session()\ns.flush()\n"
-        "result = [(d.channel, d.ok, d.error) for d in s.dispatcher.deliveries]"
+        "result = [(d.channel, d.ok, d.error) for d in s.dispatcher.deliveries\n"
+        "          if d.title == '✓ etl finished']"
     )
     after = k.ok("'next cell'")
 
     assert "  channel desktop: unavailable: no D-Bus session bus" in status.stdout
     assert "DBUS_SESSION_BUS_ADDRESS" in status.stdout
+    assert tried.stdout.startswith("desktop: unavailable: no D-Bus session bus")
     assert cell.result == "3"
     assert [(c, ok) for c, ok, _ in delivered] == [("desktop", False)]
     assert delivered[0][2].startswith("unavailable: ")
-    for r in (loaded, cell, after):
+    for r in (loaded, status, tried, cell, after):
         assert r.stderr == "" and r.displays == [], r.describe()
     assert after.stdout == ""

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import functools
-import inspect
 import sys
 from collections.abc import Callable
 from types import TracebackType
@@ -92,6 +91,8 @@ class Reminder:
 
     # -- decorator -------------------------------------------------------------------------
     def __call__(self, fn: F) -> F:
+        import inspect
+
         name = self.name or getattr(fn, "__qualname__", None) or repr(fn)
 
         def make() -> Reminder:

@@ -7,26 +7,26 @@ from __future__ import annotations
 
 import _thread
 import atexit
-import concurrent.futures
 import contextlib
 import contextvars
-import ctypes
 import os
 import signal
-import socket
 import sys
 import threading
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock, SystemClock
-from .channels import Channel
 from .config import Config
-from .dispatcher import Dispatcher
 from .notice import Notice, make_notice
 from .options import TaskOptions
 from .task import Task, TaskError, TaskState, TaskTimeout
 from .thresholds import Watch
+
+if TYPE_CHECKING:
+    import concurrent.futures
+
+    from .channels import Channel
 
 __all__ = ["Session", "configure", "get_session", "set_session"]
 
@@ -61,10 +61,15 @@ class Session:
         interval = (
             self.config.tick_interval if tick_interval is _DEFAULT_INTERVAL else tick_interval
         )
-        self.dispatcher = Dispatcher(channels=dict(channels or {}))
+        # asyncio and the channel registry load here, not at ``import nbremind``
+        from .dispatcher import Dispatcher
         from .ticker import Ticker
 
+        self.dispatcher = Dispatcher(channels=dict(channels or {}))
+
         self.ticker = Ticker(self.tick, interval)
+        import socket
+
         self.host = socket.gethostname()
         self.source = _script_name()
         self._lock = threading.RLock()
@@ -129,6 +134,8 @@ class Session:
     def start(self, task: Task) -> contextvars.Token[Task | None]:
         """Mark ``task`` running, make it current and begin watching its thresholds."""
         task._start()
+        aio = sys.modules.get("asyncio")  # no loop can run if asyncio was never imported
+        task.loop = aio.events._get_running_loop() if aio is not None else None
         with self._lock:
             self._tasks[task.id] = task
             self._watches[task.id] = Watch(task)
@@ -232,7 +239,15 @@ class Session:
                 signal.pthread_kill(ident, signal.SIGINT)
             else:
                 _thread.interrupt_main()
+            loop = task.loop
+            if loop is not None and not loop.is_closed():
+                # an awaiting cell: ipykernel's SIGINT handler only queues a callback on the
+                # kernel's loop, which sleeps until its next timer unless woken
+                with contextlib.suppress(RuntimeError):
+                    loop.call_soon_threadsafe(lambda: None)
         else:
+            import ctypes
+
             ctypes.pythonapi.PyThreadState_SetAsyncExc(
                 ctypes.c_ulong(ident), ctypes.py_object(TaskTimeout)
             )
@@ -272,6 +287,8 @@ class Session:
             return True
         if self.ticker.in_loop_thread():
             return False
+        import concurrent.futures
+
         _done, not_done = concurrent.futures.wait(pending, timeout)
         return not not_done
 
@@ -281,6 +298,8 @@ class Session:
     ) -> dict[str, str]:
         """``{name: "available" | "unavailable: why"}`` for the configured (or named) channels."""
         names = tuple(names) if names is not None else self.config.channels
+        import concurrent.futures
+
         future = self.ticker.submit(self.dispatcher.availability(names, refresh=refresh))
         try:
             return future.result(timeout=self.config.send_timeout + 5)
@@ -309,6 +328,8 @@ class Session:
         config = self.config.updated(muted=False)
         opts = TaskOptions(on=("test",))
         future = self.ticker.submit(self.dispatcher.dispatch(notice, opts, config))
+        import concurrent.futures
+
         with contextlib.suppress(concurrent.futures.TimeoutError):
             future.result(timeout)
         results = {name: "no answer in time" for name in names}
@@ -333,16 +354,15 @@ class Session:
 def _state_for(task: Task, exc: BaseException | None) -> TaskState:
     if exc is None:
         return TaskState.TIMED_OUT if task.timeout_hit else TaskState.SUCCEEDED
-    if task.interrupted_by_timeout and isinstance(exc, (KeyboardInterrupt, TaskTimeout)):
+    aio = sys.modules.get("asyncio")
+    cancelled: tuple[type[BaseException], ...] = (aio.CancelledError,) if aio else ()
+    interrupts: tuple[type[BaseException], ...] = (KeyboardInterrupt, TaskTimeout, *cancelled)
+    if task.interrupted_by_timeout and isinstance(exc, interrupts):
         return TaskState.TIMED_OUT
-    if isinstance(exc, KeyboardInterrupt):
+    if isinstance(exc, (KeyboardInterrupt, GeneratorExit, *cancelled)):
         return TaskState.CANCELLED
     if isinstance(exc, SystemExit) and exc.code in (None, 0):
         return TaskState.TIMED_OUT if task.timeout_hit else TaskState.SUCCEEDED
-    import asyncio
-
-    if isinstance(exc, (asyncio.CancelledError, GeneratorExit)):
-        return TaskState.CANCELLED
     return TaskState.FAILED
 
 

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Any
 from .options import TaskOptions
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ._clock import Clock
 
 __all__ = ["TERMINAL_STATES", "Task", "TaskError", "TaskSnapshot", "TaskState", "TaskTimeout"]
@@ -123,6 +125,8 @@ class Task:
         self.start_wall: float | None = None
         self.end_wall: float | None = None
         self.thread_id: int | None = None
+        #: The asyncio loop running in the task's thread when it started, if any.
+        self.loop: asyncio.AbstractEventLoop | None = None
         self.rss: int | None = None
         self.peak_rss: int | None = None
         self._rate: float | None = None

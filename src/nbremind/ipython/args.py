@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import shlex
+from dataclasses import dataclass
 
 from ..config import _check_channel_names
 from ..options import TaskOptions
@@ -19,6 +21,7 @@ class _Parser(argparse.ArgumentParser):
         raise ValueError(f"%%remind: {message}")
 
 
+@functools.lru_cache(maxsize=1)
 def _parser() -> _Parser:
     p = _Parser(prog="%%remind", add_help=False)
     p.add_argument("name", nargs="*")
@@ -35,12 +38,12 @@ def _parser() -> _Parser:
     return p
 
 
+@dataclass(frozen=True)
 class CellHeader:
     """A parsed ``%%remind`` line: the task name (``None``: from the body) and its options."""
 
-    def __init__(self, name: str | None, options: TaskOptions) -> None:
-        self.name = name
-        self.options = options
+    name: str | None
+    options: TaskOptions
 
 
 def split_header(cell: str) -> tuple[str, str] | None:
@@ -52,6 +55,7 @@ def split_header(cell: str) -> tuple[str, str] | None:
     return first[len(MAGIC):].strip(), body
 
 
+@functools.lru_cache(maxsize=64)  # each cell's header is parsed by the transformer and hook
 def parse_header(line: str) -> CellHeader:
     """Parse the options after ``%%remind``; a bad one raises ``ValueError`` naming it."""
     try:

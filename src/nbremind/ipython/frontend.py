@@ -93,6 +93,9 @@ class CellFrontend:
         task, token = entry
         exc = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
         self.session.finish(task, exc, token)
+        if task.interrupted_by_timeout and task.state.value == "timed_out":
+            limit = task.options.timeout or 0
+            print(f"nbremind: interrupted {task.name!r} at its {limit:g} s timeout")
         if self.session.fallback_parent is task:
             self.session.fallback_parent = task.parent
 
