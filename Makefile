@@ -17,8 +17,9 @@ install: $(BIN)/python
 install-test: $(BIN)/python
 	$(BIN)/python -m pip install -q -e ".[test,lab]"
 
+# (--allow-root only when run as root, e.g. in a container)
 lab: install
-	$(BIN)/jupyter lab --notebook-dir=notebooks
+	$(BIN)/jupyter lab --notebook-dir=notebooks $(if $(filter 0,$(shell id -u)),--allow-root)
 
 test: install-test
 	$(BIN)/ruff check src tests benchmarks
