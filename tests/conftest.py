@@ -3,4 +3,6 @@
 from __future__ import annotations
 
 from _desktop_bus import bare_bus, desktop_bus  # noqa: F401
+from _frontend_js import widget_browser, widget_page  # noqa: F401
+from _jupyterlab import chromium, lab, lab_server  # noqa: F401
 from _kernel import kernel, kernel_factory, remind_kernel  # noqa: F401

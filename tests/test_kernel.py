@@ -343,6 +343,8 @@ def test_without_a_session_bus_desktop_is_unavailable_and_cells_stay_quiet(
     assert cell.result == "3"
     assert [(c, ok) for c, ok, _ in delivered] == [("desktop", False)]
     assert delivered[0][2].startswith("unavailable: ")
-    for r in (loaded, status, tried, cell, after):
+    for r in (loaded, status, tried, after):
         assert r.stderr == "" and r.displays == [], r.describe()
+    # the cell shows its live status line, and nothing about the missing desktop
+    assert cell.stderr == "" and [d[:6] for d in cell.displays] == ["▶ etl "], cell.describe()
     assert after.stdout == ""

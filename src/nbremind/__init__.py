@@ -1,6 +1,7 @@
 """nbremind: tells you when your long notebook work needs you.
 
-``%load_ext nbremind`` then ``%%remind`` on a cell, ``with remind("etl"):`` in a script.
+``%load_ext nbremind`` then ``%%remind`` on a cell, ``with remind("etl"):`` in a script,
+``for row in track(rows):`` around a loop.
 Importing this package pulls in no Jupyter, pandas or desktop-notifier module.
 """
 
@@ -12,6 +13,7 @@ from .config import Config
 from .context import remind
 from .session import Session, configure, get_session
 from .task import Task, TaskState, TaskTimeout
+from .tracking import track
 
 __all__ = [
     "Config",
@@ -23,11 +25,23 @@ __all__ = [
     "configure",
     "get_session",
     "load_ipython_extension",
+    "panel",
     "remind",
+    "track",
     "unload_ipython_extension",
 ]
 
 __version__ = "0.1.0"
+
+
+def panel() -> Any:
+    """The live panel of this kernel's tasks: display it, or make it a cell's last line.
+
+    Imports IPython and the widget modules only when called.
+    """
+    from .ipython.panel import panel as _panel
+
+    return _panel()
 
 
 def load_ipython_extension(ipython: Any) -> None:

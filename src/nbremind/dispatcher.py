@@ -11,18 +11,29 @@ import collections
 import logging
 from collections.abc import Callable, Container, Iterable
 from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
 
 from .channels import Availability, Channel, make_channel
 from .config import Config
 from .notice import Notice
 from .options import TaskOptions
 
-__all__ = ["DEFAULT_RULES", "Delivery", "Dispatcher", "Rule", "RuleContext"]
+__all__ = [
+    "DEFAULT_CANDIDATES",
+    "DEFAULT_RULES",
+    "DefaultChannels",
+    "Delivery",
+    "Dispatcher",
+    "Rule",
+    "RuleContext",
+]
 
 log = logging.getLogger("nbremind")
 
 _SENT_KEEP = 10_000
 END_EVENTS = frozenset({"success", "failure", "cancel", "timeout"})
+#: The channels nbremind chooses from when neither the task nor the settings name any.
+DEFAULT_CANDIDATES = ("desktop", "browser")
 
 
 @dataclass(frozen=True)
@@ -83,6 +94,24 @@ class Delivery:
     error: str = ""
 
 
+@dataclass(frozen=True)
+class DefaultChannels:
+    """The channels chosen for notices that name none, and why (for ``%remind status``)."""
+
+    channels: tuple[str, ...]
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{', '.join(self.channels)} — {self.reason}"
+
+
+@runtime_checkable
+class _ConnectsLater(Protocol):
+    """A channel that may become available shortly (a front end about to say hello)."""
+
+    async def wait_available(self) -> Availability: ...
+
+
 class Dispatcher:
     """Applies the rules, then sends to each channel with a timeout; records every outcome."""
 
@@ -131,6 +160,8 @@ class Dispatcher:
             for old in list(self._sent)[: len(self._sent) - _SENT_KEEP]:
                 del self._sent[old]
         names = kept.channels or options.channels or config.channels
+        if not names:
+            names = (await self.default_channels()).channels
         await asyncio.gather(*(self._send_one(name, kept, config) for name in names))
 
     async def _send_one(self, name: str, notice: Notice, config: Config) -> None:
@@ -157,8 +188,40 @@ class Dispatcher:
                 self._reported.add(key)
                 log.info("%s channel could not deliver: %s", channel, error)
 
+    async def default_channels(self, *, wait: bool = True) -> DefaultChannels:
+        """Choose channels for a notice that names none, when it is sent.
+
+        ``desktop`` where the local desktop can show toasts; else ``browser`` when a notebook
+        front end is connected; else ``desktop`` anyway (its delivery is then recorded as
+        unavailable). With ``wait``, a front end that is about to connect (a widget was just
+        displayed and has not said hello yet) is given a moment to do so.
+        """
+        desktop = await self._availability_of("desktop")
+        if desktop.ok:
+            return DefaultChannels(("desktop",), "a local desktop can show toasts")
+        browser = await self._availability_of("browser", refresh=True)
+        if not browser.ok and wait:
+            channel = self._channels.get("browser")
+            if isinstance(channel, _ConnectsLater):
+                try:
+                    browser = await channel.wait_available()
+                except Exception as exc:
+                    browser = Availability(False, f"{type(exc).__name__}: {exc}")
+        no_desktop = f"desktop unavailable: {desktop.reason}"
+        if browser.ok:
+            return DefaultChannels(("browser",), f"{no_desktop}; a browser front end is connected")
+        return DefaultChannels(("desktop",), f"{no_desktop}; {browser.reason}")
+
+    async def _availability_of(self, name: str, refresh: bool = False) -> Availability:
+        try:
+            return await self.channel(name).availability(refresh=refresh)
+        except Exception as exc:  # a channel that cannot even be made is unavailable
+            return Availability(False, f"{type(exc).__name__}: {exc}")
+
     async def availability(self, names: Iterable[str], refresh: bool = False) -> dict[str, str]:
-        """``{channel: "available" | "unavailable: why"}`` for each name."""
+        """``{channel: "available" | "unavailable: why"}`` for each name; no names: for the
+        channels nbremind chooses its defaults from."""
+        names = tuple(names) or DEFAULT_CANDIDATES
         out: dict[str, str] = {}
         for name in names:
             try:

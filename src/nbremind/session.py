@@ -14,10 +14,20 @@ import signal
 import sys
 import threading
 from collections.abc import Iterable, Mapping
+from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ._clock import Clock, SystemClock
 from .config import Config
+from .loop_end import (
+    PendingEnd,
+    handled_exceptions,
+    hooks,
+    last_exception,
+    log_exception,
+    match,
+    match_consumer,
+)
 from .notice import Notice, make_notice
 from .options import TaskOptions
 from .task import Task, TaskError, TaskState, TaskTimeout
@@ -39,6 +49,11 @@ _END_EVENT = {
 _KEEP_FINISHED = 200
 _RSS_EVERY = 1.0
 _DEFAULT_INTERVAL = object()
+#: Seconds a loop whose end is pending waits for evidence of an exception before it is
+#: settled as succeeded (see :meth:`Session.settle_pending`).
+SETTLE_AFTER = 1.0
+#: Kinds of task a tqdm bar may feed (they have no loop of their own to count).
+_TQDM_FED_KINDS = frozenset({"cell", "auto", "block", "function"})
 
 
 class Session:
@@ -85,6 +100,9 @@ class Session:
         self._rss_at = float("-inf")
         self._rss: int | None = None
         self._closed = False
+        #: ``track()`` loops whose end waits for evidence, by task id.
+        self._ends: dict[str, PendingEnd] = {}
+        self._finished = 0  # finished tasks in _tasks
         #: Where each non-default setting came from (``configure()``, ``%remind mute``, ...).
         self.config_sources: dict[str, str] = {}
 
@@ -124,7 +142,11 @@ class Session:
     def current(self) -> Task | None:
         """The innermost running task of this context (or the running cell's task)."""
         task = self._current.get()
-        if task is not None and not task.done:
+        while task is not None and task.done:
+            # a task ended out of order (a loop ended by its parent, a generator closed
+            # late): its nearest running ancestor is what encloses the code now
+            task = task.parent
+        if task is not None:
             return task
         fallback = self.fallback_parent
         if fallback is not None and not fallback.done:
@@ -152,23 +174,173 @@ class Session:
         exc: BaseException | None = None,
         token: contextvars.Token[Task | None] | None = None,
     ) -> TaskState:
-        """End ``task`` with the state ``exc`` implies, and notify. Never raises."""
+        """End ``task`` with the state ``exc`` implies, and notify. Never raises.
+
+        ``track()`` loops inside ``task`` whose end is pending are settled first: failed with
+        ``exc`` (or the exception in its chain) when it came out of the loop, else succeeded.
+        """
         if token is not None:
             try:
                 self._current.reset(token)
             except ValueError:  # reset from another context (async generators, hooks)
                 self._current.set(task.parent)
+        return self._end(task, exc)
+
+    def _end(
+        self, task: Task, exc: BaseException | None, end: tuple[float, float] | None = None
+    ) -> TaskState:
         if task.done:
             return task.state
+        if self._ends or exc is not None:
+            try:
+                self._settle_inside(task, exc)
+            except Exception:  # never let the bookkeeping of loops break the task's end
+                log_exception("settling the loops of a task failed")
+        if task._tqdm is not None:
+            from .tqdm_bridge import final_read
+
+            final_read(task)
         state = _state_for(task, exc)
         error = None
         if exc is not None and state is not TaskState.SUCCEEDED:
             error = TaskError.from_exception(exc)
-        task._finish(state, error)
+        task._finish(state, error, end)
         with self._lock:
             self._watches.pop(task.id, None)
+            if task.id in self._tasks:
+                self._finished += 1
         self._notify(task, _END_EVENT[state], "end")
         return state
+
+    # -- loops whose end is pending (``track()``) ---------------------------------------------
+    def _end_pending(
+        self,
+        task: Task,
+        frame: FrameType | None,
+        token: contextvars.Token[Task | None] | None = None,
+    ) -> None:
+        """A loop stopped where an exception may be on its way up: settle it later.
+
+        Whoever learns the exception first settles it: the parent task ending
+        (:meth:`finish`), :meth:`settle_pending` (IPython's ``post_run_cell``, the
+        ``sys.excepthook`` / ``threading.excepthook`` installed while a loop is pending), or
+        the tick after :data:`SETTLE_AFTER` seconds without evidence (succeeded).
+        """
+        self._leave(task, token)
+        if self._closed or task.done:
+            self._end(task, None)
+            return
+        end = (self.clock.monotonic(), self.clock.time())
+        record = PendingEnd(task, frame, threading.get_ident(), end[0], end)
+        with self._lock:
+            self._ends[task.id] = record
+        hooks.need(self)
+        if self.ticker.interval:
+            self.ticker.wake()
+
+    def _leave(self, task: Task, token: contextvars.Token[Task | None] | None) -> None:
+        """Make ``task``'s parent current again, if ``task`` is still the current one.
+
+        A loop can end out of order (its parent ended it first; two loops zipped together);
+        resetting its token then would bring back a task that is no longer current.
+        """
+        if token is not None and self._current.get() is task:
+            with contextlib.suppress(ValueError):  # closed from another context: leave it
+                self._current.reset(token)
+
+    def pending(self) -> list[Task]:
+        """Loops that stopped and wait for evidence of how (see :meth:`settle_pending`)."""
+        with self._lock:
+            return [record.task for record in self._ends.values()]
+
+    def settle_pending(
+        self, exc: BaseException | None = None, *, all_threads: bool = False
+    ) -> int:
+        """End the pending loops of the calling thread now, knowing what escaped: ``exc``.
+
+        A loop stopped by an exception in its body cannot see that exception (its generator
+        only gets ``GeneratorExit``), so it waits. Call this where an exception is known to
+        have escaped, or known not to have (``exc=None``): a loop is failed with ``exc``, or
+        the exception in ``exc``'s ``__cause__``/``__context__`` chain, whose traceback
+        passes through the loop at the instruction where it stopped; every other pending loop
+        succeeded (its exception, if any, was caught). ``track()`` loops still running in a
+        frame that ``exc`` came out of are failed too. Returns how many loops were ended;
+        never raises.
+        """
+        try:
+            ident = threading.get_ident()
+            with self._lock:
+                records = [r for r in self._ends.values() if all_threads or r.thread == ident]
+            count = 0
+            for record in sorted(records, key=lambda r: _depth(r.task), reverse=True):
+                count += self._settle(record, exc)
+            if exc is not None:
+                for loop in self._running_loops(ident):
+                    matched = match_consumer(exc, loop._consumer)
+                    if matched is not None:
+                        self._end(loop, matched)
+                        count += 1
+            return count
+        except Exception:
+            log_exception("settle_pending failed")
+            return 0
+
+    def _settle(self, record: PendingEnd, exc: BaseException | None) -> bool:
+        with self._lock:
+            if self._ends.pop(record.task.id, None) is None:
+                return False  # someone else settled it
+            empty = not self._ends
+        if empty:
+            hooks.release(self)
+        frame, record.frame = record.frame, None
+        matched = exc if frame is None else match(exc, frame, record.lasti)
+        self._end(record.task, matched, record.end)
+        return True
+
+    def _settle_inside(self, task: Task, exc: BaseException | None) -> None:
+        """Settle the pending loops under ``task``, and end loops ``exc`` came out of."""
+        with self._lock:
+            records = [r for r in self._ends.values() if _descends(r.task, task)]
+        for record in sorted(records, key=lambda r: _depth(r.task), reverse=True):
+            self._settle(record, exc)
+        if exc is not None:
+            for loop in self._running_loops(threading.get_ident()):
+                if _descends(loop, task):
+                    matched = match_consumer(exc, loop._consumer)
+                    if matched is not None:
+                        self._end(loop, matched)
+
+    def _running_loops(self, thread: int) -> list[Task]:
+        """Running ``track()`` loops of ``thread`` not pending, innermost first."""
+        with self._lock:
+            loops = [
+                t for t in self._tasks.values()
+                if t._consumer is not None and not t.done and t.thread_id == thread
+                and t.id not in self._ends
+            ]
+        return sorted(loops, key=_depth, reverse=True)
+
+    def _settle_overdue(self, records: list[PendingEnd], now: float) -> None:
+        """Tick: settle loops pending for :data:`SETTLE_AFTER` s with what is known by now."""
+        last = last_exception()
+        handled: dict[int, BaseException] | None = None
+        for record in records:
+            if now - record.since < SETTLE_AFTER:
+                continue
+            frame = record.frame
+            if frame is None:
+                self._settle(record, None)
+                continue
+            if last is not None and match(last, frame, record.lasti) is not None:
+                self._settle(record, last)  # it reached the top: an uncaught exception
+                continue
+            if handled is None:
+                handled = handled_exceptions()
+            exc = handled.get(record.thread)
+            if exc is not None and match(exc, frame, record.lasti) is not None:
+                record.since = now  # still on its way up (an __exit__, a finally, an except)
+                continue
+            self._settle(record, None)
 
     def tasks(self) -> list[Task]:
         """Every task this session knows, oldest first (finished ones are trimmed)."""
@@ -184,23 +356,53 @@ class Session:
         return self._last_notice.get(task.id)
 
     def _trim(self) -> None:
-        finished = [k for k, t in self._tasks.items() if t.done]
-        for key in finished[: max(0, len(finished) - _KEEP_FINISHED)]:
+        excess = self._finished - _KEEP_FINISHED
+        if excess <= 0:
+            return
+        # the oldest finished tasks come first: stop as soon as enough were found
+        victims = []
+        for key, task in self._tasks.items():
+            if task.done:
+                victims.append(key)
+                if len(victims) == excess:
+                    break
+        for key in victims:
             del self._tasks[key]
             self._last_notice.pop(key, None)
+        self._finished -= len(victims)
 
     # -- the tick (loop thread, or a test) ----------------------------------------------------
     def tick(self) -> bool:
-        """Evaluate thresholds of running tasks; return whether any task is still running."""
+        """Evaluate thresholds of running tasks; return whether any task is still running.
+
+        Also settles loops pending for too long, and lets live tqdm bars feed the progress
+        of running cells and blocks that count nothing themselves.
+        """
         with self._lock:
             watches = list(self._watches.values())
+            ends = list(self._ends.values()) if self._ends else None
         if not watches:
             return False
         now = self.clock.monotonic()
+        if ends:
+            try:
+                self._settle_overdue(ends, now)
+            except Exception:
+                log_exception("settling pending loops failed")
+        if sys.modules.get("tqdm.std") is not None:  # no bar can exist without it
+            fed = [w.task for w in watches if w.task.kind in _TQDM_FED_KINDS]
+            if fed:
+                from .tqdm_bridge import feed
+
+                try:
+                    feed(fed)
+                except Exception:
+                    log_exception("reading tqdm bars failed")
         rss = self._sample_rss(now)
+        pending = self._ends
         for watch in watches:
             task = watch.task
-            if task.done:
+            if task.done or task.id in pending:
                 continue
             task._sample_rate(now)
             if rss is not None:
@@ -343,6 +545,13 @@ class Session:
         """Deliver what is pending (up to ``timeout``), then stop the loop thread."""
         if self._closed:
             return
+        if self._ends:  # no more evidence will come: the last uncaught exception, or none
+            last = last_exception()
+            with self._lock:
+                records = list(self._ends.values())
+            for record in sorted(records, key=lambda r: _depth(r.task), reverse=True):
+                self._settle(record, last)
+        hooks.release(self)
         if self.ticker.running:
             self.flush(self.config.exit_timeout if timeout is None else timeout)
             with contextlib.suppress(Exception):
@@ -364,6 +573,24 @@ def _state_for(task: Task, exc: BaseException | None) -> TaskState:
     if isinstance(exc, SystemExit) and exc.code in (None, 0):
         return TaskState.TIMED_OUT if task.timeout_hit else TaskState.SUCCEEDED
     return TaskState.FAILED
+
+
+def _depth(task: Task) -> int:
+    depth, parent = 0, task.parent
+    while parent is not None:
+        depth, parent = depth + 1, parent.parent
+    return depth
+
+
+def _descends(task: Task, ancestor: Task) -> bool:
+    parent = task.parent
+    while parent is not None:
+        if parent is ancestor:
+            return True
+        parent = parent.parent
+    return False
+
+
 
 
 def _script_name() -> str:

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import enum
 import itertools
+import operator
 import os
+import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
@@ -23,6 +25,9 @@ __all__ = ["TERMINAL_STATES", "Task", "TaskError", "TaskSnapshot", "TaskState", 
 _ids = itertools.count(1)
 _ERROR_CHARS = 200
 _RATE_SMOOTHING = 0.3
+#: ``advance()`` by one takes an item from a ``repeat`` this long; what it lost is the count.
+_UNITS = sys.maxsize
+_length_hint = operator.length_hint
 
 
 class TaskState(str, enum.Enum):
@@ -84,6 +89,8 @@ class TaskSnapshot:
     metrics: Mapping[str, Any] = field(default_factory=dict)
     notes: tuple[str, ...] = ()
     error: TaskError | None = None
+    #: What ``n`` and ``total`` count when it is not items: ``"B"`` for bytes, ``"rows"``.
+    unit: str | None = None
 
 
 class Task:
@@ -114,8 +121,20 @@ class Task:
         self.options = options or TaskOptions()
         self._clock = clock
         self._lock = threading.Lock()
+        # n = _n + the items taken from _units: advance(1) is one C call, atomic under the
+        # GIL and lock-free; other amounts and set() change _n under the lock
         self._n = 0
+        self._units = itertools.repeat(None, _UNITS)
+        self._unit = self._units.__next__
+        #: When set (by ``track()``), ``n`` is read from it: the loop counts in C, not here.
+        self._source: Callable[[], int] | None = None
+        #: The tqdm bar feeding this task's progress (a weak reference), if any.
+        self._tqdm: Any = None
+        #: ``(id, code)`` of the frame iterating a ``track()`` loop (how the loop ended).
+        self._consumer: tuple[int, Any] | None = None
         self._total = _check_total(total)
+        #: What ``n`` and ``total`` count when it is not items (``"B"``: bytes).
+        self.unit: str | None = None
         self._metrics: dict[str, Any] = {}
         self._notes: list[str] = []
         self.state = TaskState.PENDING
@@ -137,18 +156,39 @@ class Task:
     # -- reporting, called from user code (any thread) -------------------------------------
     def advance(self, n: int = 1) -> None:
         """Add ``n`` units of work done (thread-safe)."""
-        with self._lock:
+        if n == 1:
+            self._unit()  # the hot path: no lock, no Python-level arithmetic
+            return
+        lock = self._lock
+        lock.acquire()
+        try:
             self._n += n
+        finally:
+            lock.release()
 
     def set(self, n: int) -> None:
         """Set the units of work done to ``n``."""
         with self._lock:
-            self._n = n
+            self._n = n - (_UNITS - _length_hint(self._units))
 
     @property
     def n(self) -> int:
         """Units of work done so far."""
-        return self._n
+        source = self._source
+        if source is not None:
+            try:
+                return source()
+            except Exception:  # a broken source must not break a snapshot: fall back
+                self._source = None
+        return self._n + (_UNITS - _length_hint(self._units))
+
+    def _settle_n(self) -> int:
+        """Read the source a last time and keep its value (the loop is over); return ``n``."""
+        n = self.n
+        with self._lock:
+            self._source = None
+            self._n = n - (_UNITS - _length_hint(self._units))
+        return n
 
     @property
     def total(self) -> int | None:
@@ -189,7 +229,7 @@ class Task:
         total = self._total
         if not total:
             return None
-        return self._n / total
+        return self.n / total
 
     @property
     def rate(self) -> float | None:
@@ -197,9 +237,10 @@ class Task:
         if self._rate is not None:
             return self._rate
         elapsed = self.elapsed
-        if elapsed <= 0 or self._n == 0:
+        n = self.n
+        if elapsed <= 0 or n == 0:
             return None
-        return self._n / elapsed
+        return n / elapsed
 
     @property
     def eta(self) -> float | None:
@@ -207,7 +248,7 @@ class Task:
         total, rate = self._total, self.rate
         if total is None or not rate or self.state in TERMINAL_STATES:
             return None
-        return max(0.0, (total - self._n) / rate)
+        return max(0.0, (total - self.n) / rate)
 
     @property
     def done(self) -> bool:
@@ -221,15 +262,24 @@ class Task:
         self.thread_id = threading.get_ident()
         self.state = TaskState.RUNNING
 
-    def _finish(self, state: TaskState, error: TaskError | None = None) -> None:
-        self.end_mono = self._clock.monotonic()
-        self.end_wall = self._clock.time()
+    def _finish(
+        self,
+        state: TaskState,
+        error: TaskError | None = None,
+        end: tuple[float, float] | None = None,
+    ) -> None:
+        """End with ``state``; ``end`` is ``(monotonic, wall)`` when it ended before now."""
+        if self._source is not None:
+            self._settle_n()
+        if end is None:
+            end = (self._clock.monotonic(), self._clock.time())
+        self.end_mono, self.end_wall = end
         self.error = error
         self.state = state
 
     def _sample_rate(self, now: float) -> None:
         """Update the smoothed rate; called by the ticker on each tick."""
-        n = self._n
+        n = self.n
         previous = self._rate_sample
         self._rate_sample = (now, n)
         if previous is None:
@@ -248,6 +298,9 @@ class Task:
         with self._lock:
             metrics = dict(self._metrics)
             notes = tuple(self._notes)
+        n = self.n
+        total = self._total
+        progress = n / total if total else None
         return TaskSnapshot(
             id=self.id,
             name=self.name,
@@ -260,9 +313,9 @@ class Task:
             start=self.start_wall,
             end=self.end_wall,
             elapsed=self.elapsed,
-            n=self._n,
-            total=self._total,
-            progress=self.progress,
+            n=n,
+            total=total,
+            progress=progress,
             rate=self.rate,
             eta=self.eta,
             rss=self.rss,
@@ -270,11 +323,12 @@ class Task:
             metrics=metrics,
             notes=notes,
             error=self.error,
+            unit=self.unit,
         )
 
     def __repr__(self) -> str:
         total = "?" if self._total is None else self._total
-        return f"<Task {self.name!r} {self.state.value} {self._n}/{total} {self.elapsed:.1f}s>"
+        return f"<Task {self.name!r} {self.state.value} {self.n}/{total} {self.elapsed:.1f}s>"
 
 
 def _check_total(value: object) -> int | None:

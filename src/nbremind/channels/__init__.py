@@ -1,4 +1,8 @@
-"""Channels by name. Platform libraries are imported only when their channel is made."""
+"""Channels by name. Platform libraries are imported only when their channel is made.
+
+``browser`` lives with the notebook front end (``nbremind.ipython.browser``): it reaches the
+user through the panel and status-line widgets, so it belongs to the layer that makes them.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +14,7 @@ __all__ = ["CHANNELS", "Availability", "Channel", "ChannelError", "make_channel"
 
 #: Channel name -> "module:class", imported on first use so the core stays light.
 CHANNELS = {
+    "browser": "nbremind.ipython.browser:BrowserChannel",
     "desktop": "nbremind.channels.desktop:DesktopChannel",
     "memory": "nbremind.channels.memory:MemoryChannel",
     "null": "nbremind.channels.null:NullChannel",

@@ -25,6 +25,8 @@ def load(shell: Any) -> None:
     # Find out now, off the kernel's thread, which channels can deliver, so the first
     # notice does not wait on it and a missing desktop is known before it matters.
     session.ticker.submit(session.dispatcher.availability(session.config.channels))
+    from ..pandas import install_when_imported  # df.remind: now, or once pandas is imported
+    install_when_imported()
 
 
 def unload(shell: Any) -> None:

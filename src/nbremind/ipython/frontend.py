@@ -2,12 +2,14 @@
 
 The ``%%remind`` line is removed before IPython compiles the cell, so the body runs exactly
 like a plain cell (display, ``await``, other cell magics, tracebacks, error replies); the
-``pre_run_cell`` / ``post_run_cell`` hooks start and end the cell's task.
+``pre_run_cell`` / ``post_run_cell`` hooks start and end the cell's task, and show its live
+status line (unless ``--quiet``).
 """
 
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from typing import Any
 
@@ -17,6 +19,8 @@ from ..task import Task
 from .args import default_name, parse_header, split_header
 
 __all__ = ["CellFrontend", "strip_remind_line"]
+
+log = logging.getLogger("nbremind")
 
 
 def strip_remind_line(lines: list[str]) -> list[str]:
@@ -82,22 +86,26 @@ class CellFrontend:
         token = self.session.start(task)
         self.session.fallback_parent = task
         self._stack.append((task, token))
+        if task.kind == "cell" and not task.options.quiet:
+            show_status_line(self.shell, self.session, task)
 
     def post_run_cell(self, result: Any) -> None:
-        """End the cell's task with the cell's outcome."""
+        """End the cell's task, and any ``track()`` loop it left pending, with its outcome."""
+        exc = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
+        self.session.settle_pending(exc)
         if not self._stack:
             return
         entry = self._stack.pop()
         if entry is None:
             return
         task, token = entry
-        exc = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
         self.session.finish(task, exc, token)
         if task.interrupted_by_timeout and task.state.value == "timed_out":
             limit = task.options.timeout or 0
             print(f"nbremind: interrupted {task.name!r} at its {limit:g} s timeout")
         if self.session.fallback_parent is task:
             self.session.fallback_parent = task.parent
+        refresh_soon(self.session)
 
     def _task_for(self, raw: str) -> Task | None:
         split = split_header(raw)
@@ -110,6 +118,25 @@ class CellFrontend:
             options = TaskOptions(min_duration=self.auto)
             return self.session.new_task(default_name(raw), options=options, kind="auto")
         return None
+
+
+def show_status_line(shell: Any, session: Session, task: Task) -> None:
+    """Show ``task``'s live status line under the running cell; never breaks the cell."""
+    try:
+        from .status_line import show_status_line as show
+
+        show(shell, session, task)
+    except Exception:
+        log.debug("could not show the status line of %r", task.name, exc_info=True)
+
+
+def refresh_soon(session: Session) -> None:
+    """Let the live widgets show a task that just ended without waiting for the next pass."""
+    import sys
+
+    live = sys.modules.get(f"{__package__}.live")  # loaded only once a widget was shown
+    if live is not None:
+        live.live_refresh(session).kick()
 
 
 def notebook_name(shell: Any) -> str:

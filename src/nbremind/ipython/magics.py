@@ -9,13 +9,20 @@ from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
 from .._parse import parse_duration
+from ..dispatcher import DEFAULT_CANDIDATES
 from ..session import Session
 from .args import default_name, parse_header
-from .frontend import CellFrontend
+from .frontend import CellFrontend, refresh_soon, show_status_line
 
 __all__ = ["RemindMagics"]
 
-_SUBCOMMANDS = "auto DUR|off, status, test [CHANNEL...], mute, unmute, config"
+_SUBCOMMANDS = "auto DUR|off, panel, status, test [CHANNEL...], mute, unmute, config"
+_PERMISSION = {
+    "granted": "granted",
+    "default": "not asked yet (use the panel's button)",
+    "denied": "blocked in the browser's site settings",
+    "unsupported": "this browser has no notifications",
+}
 
 
 @magics_class
@@ -32,7 +39,7 @@ class RemindMagics(Magics):
 
     @line_magic
     def remind(self, line: str) -> None:
-        """%remind auto DUR|off | status | test [CHANNEL...] | mute | unmute | config"""
+        """%remind auto DUR|off | panel | status | test [CHANNEL...] | mute | unmute | config"""
         words = shlex.split(line)
         if not words:
             raise UsageError(f"%remind: choose one of: {_SUBCOMMANDS}")
@@ -61,8 +68,11 @@ class RemindMagics(Magics):
         task = self.session.new_task(header.name or default_name(cell), options=header.options,
                                      kind="cell")
         token = self.session.start(task)
+        if not header.options.quiet:
+            show_status_line(self.shell, self.session, task)
         result = self.shell.run_cell(cell, store_history=False)  # type: ignore[union-attr]
         self.session.finish(task, result.error_in_exec or result.error_before_exec, token)
+        refresh_soon(self.session)
         return None
 
     # -- subcommands ------------------------------------------------------------------------
@@ -79,11 +89,28 @@ class RemindMagics(Magics):
             raise UsageError(str(exc)) from None
         print(f"nbremind: notifying for every cell that runs longer than {args[0]}")
 
+    def _cmd_panel(self, args: list[str]) -> None:
+        from IPython.display import display
+
+        from .panel import panel
+
+        display(panel(self.session))  # type: ignore[no-untyped-call]
+
     def _cmd_status(self, args: list[str]) -> None:
         session = self.session
         print("nbremind status")
-        for name, state in session.channel_status(refresh=bool(args)).items():
+        chosen = session.config.channels
+        names = chosen or DEFAULT_CANDIDATES
+        for name, state in session.channel_status(names, refresh=bool(args)).items():
             print(f"  channel {name}: {state}")
+        if not chosen:
+            print(f"  default channels: {self._default_channels()}")
+        if "browser" in names:
+            from .connection import get_connection
+
+            for permission in get_connection().permissions():
+                print("  browser notification permission: "
+                      f"{_PERMISSION.get(permission, permission)}")
         auto = self.frontend.auto
         print(f"  auto mode: {'off' if auto is None else f'cells longer than {auto:g} s'}")
         print(f"  muted: {'yes' if session.config.muted else 'no'}")
@@ -96,6 +123,18 @@ class RemindMagics(Magics):
             last = failed[-1]
             print(f"  last failed delivery: {last.channel}: {last.error}")
 
+    def _default_channels(self) -> str:
+        """Which channels notices without their own go to now, and why (asked on the loop,
+        without waiting for a front end: this thread is the one that would receive it)."""
+        import concurrent.futures
+
+        session = self.session
+        future = session.ticker.submit(session.dispatcher.default_channels(wait=False))
+        try:
+            return str(future.result(timeout=session.config.send_timeout + 5))
+        except concurrent.futures.TimeoutError:
+            return "not known yet (the channels did not answer in time)"
+
     def _cmd_test(self, args: list[str]) -> None:
         try:
             results = self.session.test(args or None)
@@ -103,6 +142,8 @@ class RemindMagics(Magics):
             raise UsageError(str(exc)) from None
         for name, outcome in results.items():
             print(f"{name}: {outcome}")
+        if not results:
+            print("no channel answered in time")
 
     def _cmd_mute(self, args: list[str]) -> None:
         self.session.configure("%remind mute", muted=True)
@@ -116,4 +157,6 @@ class RemindMagics(Magics):
         sources = self.session.config_sources
         for key, value in self.session.config.as_dict().items():
             shown = ",".join(value) if isinstance(value, tuple) else value
+            if key == "channels" and not value:
+                shown = "auto (desktop where it can show toasts, else a connected browser)"
             print(f"{key} = {shown}    ({sources.get(key, 'default')})")

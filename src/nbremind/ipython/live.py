@@ -1,0 +1,175 @@
+"""Live widgets refreshed from the session's loop thread, at most once per 0.25 s each.
+
+One :class:`LiveRefresh` per session runs a coroutine on the session's loop (the ticker
+thread) while it has views: each pass asks every view to refresh, and a view sends at most
+one coalesced message per pass, only when something it shows changed. Passes are at least
+``INTERVAL`` apart, so no widget sends more than four messages a second whatever the number
+of tasks; with nothing running, passes slow down to one a second.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import os
+import threading
+import time
+import weakref
+from typing import Any, Protocol
+
+from ..session import Session
+from .panel_rows import Resources
+
+__all__ = ["INTERVAL", "LiveRefresh", "LiveView", "ProcessSampler", "live_refresh"]
+
+log = logging.getLogger("nbremind")
+
+#: Seconds between two refresh passes while something changes (4 a second at most).
+INTERVAL = 0.25
+#: Seconds between passes while nothing runs (a task started elsewhere is seen this late).
+IDLE_INTERVAL = 1.0
+
+
+class LiveView(Protocol):
+    """A widget the loop thread keeps up to date."""
+
+    @property
+    def busy(self) -> bool:
+        """Whether what it shows is changing (refresh at full rate)."""
+
+    @property
+    def done(self) -> bool:
+        """Whether it needs no more refreshes (closed, or showing its final state)."""
+
+    def refresh(self, now: float) -> bool:
+        """Bring the widget up to date (loop thread); return whether a message was sent."""
+
+
+class LiveRefresh:
+    """Refreshes one session's live views from its loop thread."""
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self._lock = threading.Lock()
+        self._views: list[LiveView] = []
+        self._running = False
+        self._idle = False
+        self._wake: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        #: Refresh passes made, and the loop thread's CPU seconds for each recent one.
+        self.passes = 0
+        self.pass_cpu: collections.deque[float] = collections.deque(maxlen=2000)
+
+    def add(self, view: LiveView) -> None:
+        """Start refreshing ``view`` (and the loop's refresh coroutine, if needed)."""
+        with self._lock:
+            self._views.append(view)
+            start = not self._running
+            self._running = True
+        if start:
+            self.session.ticker.submit(self._run())
+        else:
+            self.kick()
+
+    def kick(self) -> None:
+        """Refresh soon (a cell started or ended) when the refresher is idling; still no
+        sooner than ``INTERVAL`` after the last pass. While it is busy the next pass is at
+        most ``INTERVAL`` away anyway, so the loop thread is not woken for nothing."""
+        loop, wake = self._loop, self._wake
+        if self._idle and loop is not None and wake is not None and not loop.is_closed():
+            with contextlib.suppress(RuntimeError):  # the loop stopped in between
+                loop.call_soon_threadsafe(wake.set)
+
+    def views(self) -> list[LiveView]:
+        """The views still being refreshed."""
+        with self._lock:
+            return list(self._views)
+
+    async def _run(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = wake = asyncio.Event()
+        last = float("-inf")
+        while True:
+            with self._lock:
+                if not self._views:
+                    self._running = False
+                    return
+                views = list(self._views)
+            while (gap := last + INTERVAL - time.monotonic()) > 0:  # timers may fire early
+                await asyncio.sleep(gap)
+            started = time.thread_time()
+            last = time.monotonic()
+            busy = self._pass(views, last)
+            self.pass_cpu.append(time.thread_time() - started)
+            self.passes += 1
+            wake.clear()
+            self._idle = not busy
+            # busy: the next pass starts INTERVAL after this one started (the gap check above
+            # waits out the rest if woken early); idle: until woken, or IDLE_INTERVAL
+            pause = last + INTERVAL - time.monotonic() if busy else IDLE_INTERVAL
+            if pause > 0:
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(wake.wait(), pause)
+            self._idle = False
+
+    def _pass(self, views: list[LiveView], now: float) -> bool:
+        busy = False
+        finished: list[LiveView] = []
+        for view in views:
+            try:
+                view.refresh(now)
+                if view.done:
+                    finished.append(view)
+                elif view.busy:
+                    busy = True
+            except Exception:  # one broken view must not stop the others
+                log.debug("refreshing %r failed", view, exc_info=True)
+                finished.append(view)
+        if finished:
+            with self._lock:
+                self._views = [v for v in self._views if v not in finished]
+        return busy
+
+
+_refreshers: weakref.WeakKeyDictionary[Session, LiveRefresh] = weakref.WeakKeyDictionary()
+_refreshers_lock = threading.Lock()
+
+
+def live_refresh(session: Session) -> LiveRefresh:
+    """The session's refresher, made on first use."""
+    with _refreshers_lock:
+        refresher = _refreshers.get(session)
+        if refresher is None:
+            refresher = _refreshers[session] = LiveRefresh(session)
+        return refresher
+
+
+class ProcessSampler:
+    """This process's RSS and CPU, read with psutil at most once per ``every`` seconds (on the
+    loop thread; never on the kernel's)."""
+
+    def __init__(self, every: float = 1.0) -> None:
+        self.every = every
+        self._process: Any = None
+        self._at = float("-inf")
+        self._last = Resources()
+
+    def sample(self, now: float) -> Resources:
+        if now - self._at < self.every:
+            return self._last
+        self._at = now
+        try:
+            if self._process is None:
+                import psutil
+
+                self._process = psutil.Process(os.getpid())
+                self._process.cpu_percent(None)  # the first call only starts the count
+                cpu = None
+            else:
+                cpu = float(self._process.cpu_percent(None))
+            self._last = Resources(int(self._process.memory_info().rss), cpu)
+        except Exception:
+            self._last = Resources()
+        return self._last

@@ -1,0 +1,189 @@
+"""``nbremind.panel()`` / ``%remind panel``: one live widget listing this kernel's tasks.
+
+The widget is made once per session; displaying it again shows another view of the same
+model, so updates cost one message whatever the number of views. The loop thread refreshes
+it (:mod:`nbremind.ipython.live`): one coalesced state update per pass, only when something
+changed, so at most four messages a second whatever the number of tasks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import threading
+from typing import TYPE_CHECKING, Any
+
+from ..dispatcher import DEFAULT_CANDIDATES
+from ..session import Session, get_session
+from .live import ProcessSampler, live_refresh
+from .panel_rows import Resources, RowBuilder, listed_tasks
+
+if TYPE_CHECKING:
+    from .widgets import PanelWidget
+
+__all__ = ["Panel", "channel_rows", "panel", "panel_of"]
+
+log = logging.getLogger("nbremind")
+
+#: Seconds between two looks at the channels' availability.
+CHANNELS_EVERY = 1.0
+#: Seconds ``panel()`` waits for the channels' availability before showing the panel.
+PRIME_WAIT = 1.0
+
+
+class Panel:
+    """A session's panel widget and how the loop thread keeps it up to date."""
+
+    def __init__(self, session: Session, widget: PanelWidget | None = None) -> None:
+        if widget is None:
+            from .widgets import PanelWidget
+
+            widget = PanelWidget(muted=session.config.muted)
+        self.session = session
+        self.widget = widget
+        self._rows = RowBuilder(session.last_notice)
+        self._sampler = ProcessSampler()
+        self._channels: list[list[Any]] = []
+        self._default_note = ""
+        self._channels_at = float("-inf")
+        self._channels_job: asyncio.Future[None] | None = None
+        self._busy = True
+        #: State updates sent to the front end by refreshes, and when the recent ones were.
+        self.updates = 0
+        self.sent_at: collections.deque[float] = collections.deque(maxlen=1000)
+        widget.observe(self._on_mute_switch, names="muted")
+
+    # -- LiveView -----------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._busy
+
+    @property
+    def done(self) -> bool:
+        return self.widget.comm is None  # closed
+
+    def refresh(self, now: float) -> bool:
+        """Send what changed since the last refresh as one update (loop thread)."""
+        self._look_at_channels(now)
+        state = self.state(now)
+        widget = self.widget
+        changed = {key: value for key, value in state.items() if getattr(widget, key) != value}
+        if not changed:
+            return False
+        with widget.hold_sync():
+            for key, value in changed.items():
+                setattr(widget, key, value)
+        self.updates += 1
+        self.sent_at.append(now)
+        return True
+
+    def prime(self, wait: float = PRIME_WAIT) -> None:
+        """Fill the widget before its first display (caller's thread, before the loop
+        refreshes it), so the first view already lists the tasks and, unless the loop takes
+        longer than ``wait`` seconds to say, the channels."""
+        import time
+
+        future = self.session.ticker.submit(channel_rows(self.session))
+        try:
+            self._channels, self._default_note = future.result(timeout=wait)
+            self._channels_at = time.monotonic()
+        except Exception:  # not known in time (a slow desktop probe): the loop fills it in
+            log.debug("channel availability not known yet", exc_info=True)
+        state = self.state(time.monotonic(), sample=False)
+        with self.widget.hold_sync():
+            for key, value in state.items():
+                setattr(self.widget, key, value)
+
+    def state(self, now: float, sample: bool = True) -> dict[str, Any]:
+        """Everything the panel shows, as plain data; ``sample``: read the process's memory
+        and CPU (loop thread only)."""
+        session = self.session
+        tasks = session.tasks()
+        listed = listed_tasks(tasks, session.config.panel_keep)
+        running = sum(1 for t in tasks if not t.done)
+        self._busy = running > 0 or self._channels_job is not None
+        resources = self._sampler.sample(now) if running and sample else Resources()
+        finished = len(tasks) - running
+        shown = len(listed) - running
+        summary = f"{running} running · {finished} finished"
+        if shown < finished:
+            summary += f" (the last {shown} shown)"
+        return {
+            "rows": self._rows.rows(listed, resources),
+            "channels": self._channels,
+            "default_note": self._default_note,
+            "summary": summary,
+            "muted": session.config.muted,
+        }
+
+    # -- channels (availability is asked on the loop, never blocking it) -------------------------
+    def _look_at_channels(self, now: float) -> None:
+        if self._channels_job is not None or now - self._channels_at < CHANNELS_EVERY:
+            return
+        self._channels_at = now
+        self._channels_job = asyncio.ensure_future(self._update_channels())
+
+    async def _update_channels(self) -> None:
+        try:
+            self._channels, self._default_note = await channel_rows(self.session)
+        except Exception:
+            log.debug("reading channel availability failed", exc_info=True)
+        finally:
+            self._channels_job = None
+
+    # -- the mute switch (flipped in the browser; runs on the kernel's thread) -----------------
+    def _on_mute_switch(self, change: dict[str, Any]) -> None:
+        muted = bool(change["new"])
+        if muted != self.session.config.muted:
+            self.session.configure("panel mute switch", muted=muted)
+
+
+async def channel_rows(session: Session) -> tuple[list[list[Any]], str]:
+    """``[[name, state, ok], ...]`` for the channels in use, and a line saying which channels
+    notices go to and why (loop thread)."""
+    dispatcher = session.dispatcher
+    chosen = session.config.channels
+    states = await dispatcher.availability(chosen or DEFAULT_CANDIDATES)
+    rows = [[name, state, state == "available"] for name, state in states.items()]
+    if chosen:
+        source = session.config_sources.get("channels", "the settings")
+        return rows, f"channels: {', '.join(chosen)} (chosen by {source})"
+    choice = await dispatcher.default_channels(wait=False)
+    return rows, f"default channels: {choice}"
+
+
+_panels: dict[int, Panel] = {}
+_panels_lock = threading.Lock()
+
+
+def panel_of(session: Session) -> Panel | None:
+    """The panel made for ``session`` so far, if any (and still open)."""
+    with _panels_lock:
+        current = _panels.get(id(session))
+    if current is None or current.done or current.session is not session:
+        return None
+    return current
+
+
+def panel(session: Session | None = None) -> PanelWidget:
+    """The live panel of ``session`` (default: the process's), made on first use.
+
+    Display it (or make it a cell's last expression); every display is a view of the same
+    widget. A closed panel is replaced by a new one.
+    """
+    session = session or get_session()
+    with _panels_lock:
+        current = _panels.get(id(session))
+        if current is None or current.done or current.session is not session:
+            current = _panels[id(session)] = Panel(session)
+            fresh = True
+        else:
+            fresh = False
+    refresher = live_refresh(session)
+    if fresh:
+        current.prime()
+        refresher.add(current)
+    else:
+        refresher.kick()
+    return current.widget

@@ -1,0 +1,311 @@
+// nbremind's front end (an anywidget module): the live panel, the one-line status under a
+// %%remind cell, and the Web Notifications of the "browser" channel.
+//
+// Every text comes from the kernel as plain data and reaches the page through textContent,
+// element properties or setAttribute only: no markup is ever built from data.
+
+const CHANGE_EVENTS = {
+  panel: ["rows", "channels", "default_note", "summary", "muted"],
+  status: ["text", "state"],
+};
+
+/** Page-wide state shared by every nbremind widget (each loads its own copy of this module). */
+function page() {
+  if (!(window.__nbremindSeen instanceof Set)) window.__nbremindSeen = new Set();
+  if (typeof window.__nbremindPage !== "string") window.__nbremindPage = randomId();
+  return window;
+}
+
+function randomId() {
+  return Math.random().toString(36).slice(2, 12);
+}
+
+function permission() {
+  return typeof window.Notification === "function" ? window.Notification.permission : "unsupported";
+}
+
+/** A "notify" message from the browser channel: one notification per id in this page. */
+function raiseNotification(msg) {
+  if (!msg || msg.type !== "notify" || typeof msg.id !== "string") return;
+  const seen = page().__nbremindSeen;
+  if (seen.has(msg.id)) return;
+  seen.add(msg.id);
+  if (permission() !== "granted") return;
+  try {
+    new window.Notification(String(msg.title ?? ""), { body: String(msg.body ?? ""), tag: msg.id });
+  } catch (err) {
+    console.warn("nbremind: the browser refused a notification", err);
+  }
+}
+
+function make(tag, className, text) {
+  const node = document.createElement(tag);
+  if (className) node.className = className;
+  if (text !== undefined) node.textContent = text;
+  return node;
+}
+
+function listen(model, names, handler) {
+  for (const name of names) model.on(`change:${name}`, handler);
+  return () => {
+    for (const name of names) model.off(`change:${name}`, handler);
+  };
+}
+
+// -- the status line ----------------------------------------------------------------------
+
+function renderStatus(model, el) {
+  const line = make("div", "nbremind-status");
+  const update = () => {
+    line.textContent = String(model.get("text") ?? "");
+    line.dataset.state = String(model.get("state") ?? "");
+  };
+  update();
+  el.appendChild(line);
+  const unlisten = listen(model, CHANGE_EVENTS.status, update);
+  return () => {
+    unlisten();
+    line.remove();
+  };
+}
+
+// -- the panel ----------------------------------------------------------------------------
+
+const COLUMNS = [
+  ["name", "task"],
+  ["state", "state"],
+  ["progress", "progress"],
+  ["count", "done"],
+  ["rate", "rate"],
+  ["elapsed", "elapsed"],
+  ["eta", "ETA"],
+  ["rss", "RSS"],
+  ["cpu", "CPU"],
+  ["notice", "last notice"],
+];
+const TEXT_CELLS = ["count", "rate", "elapsed", "eta", "rss", "cpu", "notice"];
+const PERMISSION_TEXT = {
+  granted: "Browser notifications: allowed",
+  denied: "Browser notifications: blocked (allow them in the site settings)",
+  default: "Allow browser notifications",
+  unsupported: "This browser cannot show notifications",
+};
+
+function makeRow() {
+  const tr = make("tr", "nbremind-task");
+  const cells = {};
+  for (const [key] of COLUMNS) {
+    const td = make("td", `nbremind-col-${key}`);
+    if (key === "progress") {
+      cells.progress = make("progress", "nbremind-progress");
+      td.appendChild(cells.progress);
+    } else {
+      td.classList.add(`nbremind-${key}`);
+      cells[key] = td;
+    }
+    tr.appendChild(td);
+  }
+  return { tr, cells, shown: {} };
+}
+
+function setText(row, key, value) {
+  const text = value === null || value === undefined ? "" : String(value);
+  if (row.shown[key] !== text) {
+    row.shown[key] = text;
+    row.cells[key].textContent = text;
+  }
+}
+
+function setAttribute(row, key, value, apply) {
+  const text = String(value ?? "");
+  if (row.shown[`@${key}`] !== text) {
+    row.shown[`@${key}`] = text;
+    apply(text);
+  }
+}
+
+function updateRow(row, data, at) {
+  const { tr, cells } = row;
+  setAttribute(row, "state", data[at.state], (v) => { tr.dataset.state = v; });
+  setAttribute(row, "depth", data[at.depth] ?? 0, (v) => {
+    tr.dataset.depth = v;
+    tr.style.setProperty("--nbremind-depth", v);
+  });
+  setAttribute(row, "title", data[at.name], (v) => { cells.name.title = v; });
+  setText(row, "name", data[at.name]);
+  setText(row, "state", data[at.state_text]);
+  for (const key of TEXT_CELLS) setText(row, key, data[at[key]]);
+  const value = data[at.value];
+  const max = data[at.max];
+  setAttribute(row, "progress", `${value}/${max}`, () => {
+    const bar = cells.progress;
+    if (typeof max === "number" && max > 0 && typeof value === "number") {
+      bar.max = max;
+      bar.value = Math.min(value, max);
+    } else {
+      bar.removeAttribute("value");
+      bar.removeAttribute("max");
+    }
+  });
+}
+
+function renderPanel(model, el, say) {
+  const root = make("div", "nbremind-panel");
+
+  const header = make("div", "nbremind-header");
+  header.append(make("span", "nbremind-title", "nbremind"), make("span", "nbremind-summary"));
+
+  const controls = make("div", "nbremind-controls");
+  const muteLabel = make("label", "nbremind-mute-label");
+  const mute = make("input", "nbremind-mute");
+  mute.type = "checkbox";
+  muteLabel.append(mute, document.createTextNode(" mute notifications"));
+  const ask = make("button", "nbremind-permission");
+  ask.type = "button";
+  controls.append(muteLabel, ask);
+
+  const channels = make("ul", "nbremind-channels");
+  const defaults = make("div", "nbremind-default");
+
+  const table = make("table", "nbremind-tasks");
+  const head = make("tr");
+  for (const [key, label] of COLUMNS) head.appendChild(make("th", `nbremind-col-${key}`, label));
+  const thead = make("thead");
+  thead.appendChild(head);
+  const tbody = make("tbody");
+  table.append(thead, tbody);
+  const empty = make("div", "nbremind-empty",
+    "No tasks yet: run a %%remind cell, a remind() block or a track() loop.");
+  const scroll = make("div", "nbremind-scroll");
+  scroll.append(table, empty);
+
+  root.append(header, controls, channels, defaults, scroll);
+  el.appendChild(root);
+
+  const rows = new Map();
+  let order = [];
+
+  function updateRows() {
+    const fields = model.get("fields") || [];
+    const at = Object.fromEntries(fields.map((name, i) => [name, i]));
+    const data = model.get("rows") || [];
+    const ids = data.map((r) => String(r[at.id]));
+    const alive = new Set(ids);
+    let reorder = ids.length !== order.length;
+    data.forEach((r, i) => {
+      const id = ids[i];
+      let row = rows.get(id);
+      if (row === undefined) {
+        row = makeRow();
+        row.tr.dataset.taskId = id;
+        rows.set(id, row);
+        reorder = true;
+      } else if (!reorder && order[i] !== id) {
+        reorder = true;
+      }
+      updateRow(row, r, at);
+    });
+    for (const [id, row] of rows) {
+      if (!alive.has(id)) {
+        row.tr.remove();
+        rows.delete(id);
+      }
+    }
+    if (reorder) {
+      const fragment = document.createDocumentFragment();
+      for (const id of ids) fragment.appendChild(rows.get(id).tr);
+      tbody.appendChild(fragment);
+      order = ids;
+    }
+    empty.hidden = ids.length > 0;
+    table.hidden = ids.length === 0;
+  }
+
+  function updateChannels() {
+    const items = (model.get("channels") || []).map(([name, state, ok]) => {
+      const li = make("li", "nbremind-channel", `${name}: ${state}`);
+      li.dataset.channel = String(name);
+      li.dataset.ok = ok ? "true" : "false";
+      return li;
+    });
+    channels.replaceChildren(...items);
+  }
+
+  function updateAsk() {
+    const state = permission();
+    ask.dataset.permission = state;
+    ask.textContent = PERMISSION_TEXT[state] || PERMISSION_TEXT.default;
+  }
+
+  function updateHeader() {
+    header.querySelector(".nbremind-summary").textContent = String(model.get("summary") ?? "");
+    defaults.textContent = String(model.get("default_note") ?? "");
+    mute.checked = Boolean(model.get("muted"));
+  }
+
+  mute.addEventListener("change", () => {
+    model.set("muted", mute.checked);
+    model.save_changes();
+  });
+  ask.addEventListener("click", async () => {
+    if (typeof window.Notification === "function") {
+      try {
+        say({ type: "permission", permission: await window.Notification.requestPermission() });
+      } catch (err) {
+        console.warn("nbremind: asking for notification permission failed", err);
+      }
+    }
+    updateAsk();
+  });
+
+  updateRows();
+  updateChannels();
+  updateHeader();
+  updateAsk();
+  const unlisten = [
+    listen(model, ["rows"], updateRows),
+    listen(model, ["channels"], updateChannels),
+    listen(model, ["summary", "default_note", "muted"], updateHeader),
+  ];
+  return () => {
+    for (const off of unlisten) off();
+    root.remove();
+  };
+}
+
+// -- anywidget entry points ---------------------------------------------------------------
+
+/** Once per model in a page: raise the browser channel's notifications. */
+function initialize({ model }) {
+  const onMessage = (msg) => raiseNotification(msg);
+  model.on("msg:custom", onMessage);
+  return () => model.off("msg:custom", onMessage);
+}
+
+/** Once per view: draw it, and tell the kernel a front end can show notifications. */
+function render({ model, el }) {
+  const view = randomId();
+  const say = (content) => {
+    try {
+      model.send({ ...content, view, page: page().__nbremindPage });
+    } catch (err) {
+      // the kernel went away: nothing to tell
+    }
+  };
+  say({ type: "hello", permission: permission() });
+  const onHide = () => say({ type: "bye" });
+  const onShow = (event) => {
+    if (event.persisted) say({ type: "hello", permission: permission() });
+  };
+  window.addEventListener("pagehide", onHide);
+  window.addEventListener("pageshow", onShow);
+  const dispose = model.get("view") === "panel" ? renderPanel(model, el, say) : renderStatus(model, el);
+  return () => {
+    window.removeEventListener("pagehide", onHide);
+    window.removeEventListener("pageshow", onShow);
+    dispose();
+    say({ type: "bye" });
+  };
+}
+
+export default { initialize, render };

@@ -1,0 +1,125 @@
+"""The one-line live status under a ``%%remind`` cell.
+
+Shown from ``pre_run_cell``, so it is the first output of the cell and the cell's own
+displays and result follow it unchanged; the loop thread updates it (at most four times a
+second) until the task ends, then sends the final line once. In a shell without a kernel
+(plain terminal IPython) nothing is shown; a front end that does not render widgets
+(nbclient, nbconvert) keeps the line's ``text/plain``.
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import logging
+from typing import TYPE_CHECKING, Any
+
+from ..session import Session
+from ..task import Task
+from .live import live_refresh
+from .texts import status_text
+
+if TYPE_CHECKING:
+    from .widgets import StatusWidget
+
+__all__ = ["StatusLine", "can_show_widgets", "publish", "show_status_line"]
+
+log = logging.getLogger("nbremind")
+
+
+class StatusLine:
+    """One task's status widget and its refreshes."""
+
+    def __init__(self, task: Task, widget: StatusWidget, session: Session | None = None) -> None:
+        self.task = task
+        self.widget = widget
+        self.session = session
+        self._shown = (widget.text, widget.state)
+        self._final = False
+        #: Updates sent to the front end by refreshes.
+        self.updates = 0
+
+    @property
+    def busy(self) -> bool:
+        return not self._final
+
+    @property
+    def done(self) -> bool:
+        return self._final or self.widget.comm is None
+
+    def refresh(self, now: float) -> bool:
+        """Send the line when it changed (loop thread); the last send is the final state."""
+        task = self.task
+        final = task.done  # read first: the text made after it is at least as recent
+        inner = None if final or task.total else self._inner_progress()
+        shown = (status_text(task, inner), task.state.value)
+        if shown == self._shown:
+            self._final = final
+            return False
+        widget = self.widget
+        with widget.hold_sync():
+            widget.text, widget.state = shown
+        self._shown = shown
+        self._final = final
+        self.updates += 1
+        return True
+
+    def _inner_progress(self) -> Task | None:
+        """The latest running task inside this one that knows its total (a ``track()`` loop
+        in the cell), whose progress the line shows while the cell's own is unknown."""
+        if self.session is None:
+            return None
+        inside = {self.task.id}
+        found = None
+        for other in self.session.tasks():  # oldest first: a parent comes before its children
+            parent = other.parent
+            if parent is None or parent.id not in inside:
+                continue
+            inside.add(other.id)
+            if other.total and not other.done:
+                found = other
+        return found
+
+
+@functools.lru_cache(maxsize=1)
+def _anywidget_installed() -> bool:
+    return importlib.util.find_spec("anywidget") is not None
+
+
+def can_show_widgets(shell: Any) -> bool:
+    """Whether ``shell`` talks to a notebook front end (an ipykernel), and anywidget is here."""
+    return getattr(shell, "kernel", None) is not None and _anywidget_installed()
+
+
+def publish(shell: Any, data: dict[str, Any]) -> None:
+    """Send ``data`` as a ``display_data`` of the running cell.
+
+    ``pre_run_cell`` runs before the cell has printed anything, so this skips what
+    ``display()`` adds for ordinary outputs (formatters, and flushing stdout/stderr, which
+    waits twice on ipykernel's I/O thread): it would cost a cell more than everything else
+    nbremind does for it. Falls back on ``display()`` where ipykernel's publisher differs.
+    """
+    pub: Any = getattr(shell, "display_pub", None)
+    session = getattr(pub, "session", None)
+    socket = getattr(pub, "pub_socket", None)
+    if pub is None or session is None or socket is None:
+        from IPython.display import publish_display_data
+
+        publish_display_data(data)  # type: ignore[no-untyped-call]
+        return
+    content = {"data": data, "metadata": {}, "transient": {}}
+    message = session.msg("display_data", content, parent=pub.parent_header)
+    session.send(socket, message, ident=getattr(pub, "topic", None))
+
+
+def show_status_line(shell: Any, session: Session, task: Task) -> StatusLine | None:
+    """Display ``task``'s status line in the running cell's output and keep it live."""
+    if not can_show_widgets(shell):
+        return None
+    from .widgets import StatusWidget
+
+    widget = StatusWidget(text=status_text(task), state=task.state.value)
+    publish(shell, widget.mimebundle())
+    line = StatusLine(task, widget, session)
+    live_refresh(session).add(line)
+    return line

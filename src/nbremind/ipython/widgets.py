@@ -1,0 +1,167 @@
+"""nbremind's two widgets (anywidget): the live panel and a ``%%remind`` cell's status line.
+
+Both run the same front-end module, ``static/nbremind.js``, which draws with DOM APIs and
+``textContent`` only, says hello/bye to the kernel for each view (see
+:mod:`nbremind.ipython.connection`) and raises the ``browser`` channel's notifications.
+Imported only when a panel or status line is made: ``import nbremind`` never loads it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import ipywidgets
+import traitlets
+
+from .connection import BrowserConnection, get_connection
+from .panel_rows import ROW_FIELDS
+
+__all__ = ["NbremindWidget", "PanelWidget", "StatusWidget"]
+
+_STATIC = Path(__file__).with_name("static")
+_ESM = (_STATIC / "nbremind.js").read_text(encoding="utf-8")
+_CSS = (_STATIC / "nbremind.css").read_text(encoding="utf-8")
+
+
+class NbremindWidget(anywidget.AnyWidget):
+    """What the panel and the status line share: the front end and its hello/bye."""
+
+    _esm = traitlets.Unicode(_ESM).tag(sync=True)
+    _css = traitlets.Unicode(_CSS).tag(sync=True)
+    #: anywidget's name for the class (its CSS is shared by id); declared here, not added
+    #: per instance.
+    _anywidget_id = traitlets.Unicode().tag(sync=True)
+    #: Which of the two the front end draws.
+    view = traitlets.Unicode("status").tag(sync=True)
+
+    def __init__(self, connection: BrowserConnection | None = None, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._connection = connection or get_connection()
+        self.on_msg(self._on_front_end_message)
+
+    @traitlets.default("_anywidget_id")
+    def _class_id(self) -> str:
+        return f"{type(self).__module__}.{type(self).__name__}"
+
+    def add_traits(self, **traits: Any) -> None:
+        """Add only traits the class does not declare already.
+
+        anywidget adds ``_anywidget_id`` (and ``_esm``/``_css`` when they are plain
+        attributes) to every instance, which makes a new class each time; these are declared
+        on the class, so a status line, one per ``%%remind`` cell, skips that cost.
+        """
+        fresh = {name: trait for name, trait in traits.items() if not self.has_trait(name)}
+        if fresh:
+            super().add_traits(**fresh)
+
+    def _on_front_end_message(self, _widget: Any, content: Any, _buffers: Any) -> None:
+        if not isinstance(content, dict):
+            return
+        kind, view = content.get("type"), str(content.get("view", ""))
+        if kind == "hello":
+            self._connection.hello(self, view, content.get("permission"))
+        elif kind == "bye":
+            self._connection.bye(self, view)
+        elif kind == "permission":
+            self._connection.permission(view, content.get("permission"))
+
+    def plain_text(self) -> str:
+        """What a front end without widgets shows instead (``text/plain``)."""
+        return "nbremind"
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        bundle = super()._repr_mimebundle_(**kwargs)
+        self._connection.displayed()
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        if isinstance(data, dict):
+            data["text/plain"] = self.plain_text()
+        return bundle
+
+    def close(self) -> None:
+        connection = getattr(self, "_connection", None)  # None: closed while being made
+        if connection is not None:
+            connection.forget(self)
+        super().close()
+
+
+class PanelWidget(NbremindWidget):
+    """The live panel: tasks, channels, the mute switch and the permission button."""
+
+    view = traitlets.Unicode("panel").tag(sync=True)
+    #: The meaning of each position in a row (``panel_rows.ROW_FIELDS``).
+    fields = traitlets.List(traitlets.Unicode(), list(ROW_FIELDS)).tag(sync=True)
+    #: One list per task, in display order.
+    rows: traitlets.List[Any] = traitlets.List().tag(sync=True)
+    #: ``[name, "available" | "unavailable: why", ok]`` per channel.
+    channels: traitlets.List[Any] = traitlets.List().tag(sync=True)
+    #: Which channels notices without channels of their own go to, and why.
+    default_note = traitlets.Unicode("").tag(sync=True)
+    #: ``"2 running · 14 finished"``.
+    summary = traitlets.Unicode("").tag(sync=True)
+    #: The mute switch; the user may flip it in the browser.
+    muted = traitlets.Bool(False).tag(sync=True)
+
+    def send_state(self, key: Any = None) -> None:
+        """ipywidgets' ``send_state`` without its walk of the whole state looking for binary
+        buffers: the panel's state is plain JSON data, and with 1,000 rows that walk is a
+        quarter of a refresh."""
+        state = self.get_state(key=key)
+        if not state:
+            return
+        if self._property_lock:  # keep ipywidgets' echo bookkeeping
+            for name, value in state.items():
+                if name in self._property_lock:
+                    self._property_lock[name] = value
+        self._send({"method": "update", "state": state, "buffer_paths": []}, buffers=[])
+
+    def plain_text(self) -> str:
+        lines = [f"nbremind panel: {self.summary}".rstrip(": ")]
+        index = {name: i for i, name in enumerate(self.fields)}
+        for row in self.rows[:20]:
+            indent = "  " * int(row[index["depth"]])
+            lines.append(f"  {indent}{row[index['name']]}: {row[index['state_text']]} "
+                         f"{row[index['count']]} {row[index['elapsed']]}".rstrip())
+        return "\n".join(lines)
+
+
+class StatusWidget(NbremindWidget):
+    """The one line under a ``%%remind`` cell."""
+
+    view = traitlets.Unicode("status").tag(sync=True)
+    text = traitlets.Unicode("").tag(sync=True)
+    #: The task's state (``running``, ``succeeded``, ...), for the colour.
+    state = traitlets.Unicode("running").tag(sync=True)
+
+    def __init__(self, **kwargs: Any) -> None:
+        # Status lines are never styled, so they share one layout model instead of each
+        # opening a second comm for its own (a %%remind cell starts one status line).
+        kwargs.setdefault("layout", _shared_layout())
+        super().__init__(**kwargs)
+
+    def plain_text(self) -> str:
+        return self.text
+
+    def mimebundle(self) -> dict[str, Any]:
+        """What displaying the line sends: the widget view, and its text for front ends
+        without widgets."""
+        self._connection.displayed()
+        return {
+            "text/plain": self.text,
+            "application/vnd.jupyter.widget-view+json": {
+                "version_major": 2,
+                "version_minor": 1,
+                "model_id": self.model_id,
+            },
+        }
+
+
+_layout: ipywidgets.Layout | None = None
+
+
+def _shared_layout() -> ipywidgets.Layout:
+    global _layout
+    if _layout is None or _layout.comm is None:
+        _layout = ipywidgets.Layout()
+    return _layout

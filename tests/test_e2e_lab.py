@@ -1,0 +1,283 @@
+"""End to end in JupyterLab under headless Chromium: the live status line, the panel, escaping,
+and browser notifications, as a user sees them.
+
+The panel's DOM contract: root ``.nbremind-panel``; channels ``.nbremind-channels`` with
+``.nbremind-channel`` items; mute switch ``input.nbremind-mute[type=checkbox]``; permission
+button ``button.nbremind-permission``; one ``.nbremind-task`` row per task with
+``data-task-id``, ``data-state`` and ``data-depth``, holding ``.nbremind-name``,
+``.nbremind-state``, ``progress.nbremind-progress``, ``.nbremind-count``, ``.nbremind-rate``,
+``.nbremind-elapsed``, ``.nbremind-eta``, ``.nbremind-rss``, ``.nbremind-cpu`` and
+``.nbremind-notice``. A ``%%remind`` cell shows ``.nbremind-status`` under it.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from _jupyterlab import CELLS, Lab, Notebook, screenshot, wait_until
+
+pytestmark = [pytest.mark.browser, pytest.mark.kernel]
+
+SETUP = "%load_ext nbremind\nimport nbremind\nnbremind.configure(channels=['memory'])"
+ROW_PARTS = (".nbremind-name", ".nbremind-state", "progress.nbremind-progress", ".nbremind-count",
+             ".nbremind-rate", ".nbremind-elapsed", ".nbremind-eta", ".nbremind-rss",
+             ".nbremind-cpu", ".nbremind-notice")  # fmt: skip
+
+#: Every task row of the first panel in the page, as plain data.
+ROWS = """() => {
+  const panel = document.querySelector('.nbremind-panel');
+  if (!panel) return null;
+  const text = (r, sel) => { const e = r.querySelector(sel); return e ? e.textContent : null; };
+  return [...panel.querySelectorAll('.nbremind-task')].map(r => ({
+    id: r.getAttribute('data-task-id'), state: r.getAttribute('data-state'),
+    depth: r.getAttribute('data-depth'),
+    name: text(r, '.nbremind-name'), notice: text(r, '.nbremind-notice'),
+    missing: PARTS.filter(s => !r.querySelector(s)),
+  }));
+}"""
+
+
+@pytest.fixture(autouse=True)
+def _no_errors_in_the_page(lab: Lab) -> Iterator[None]:
+    """No test may leave an uncaught error, or an nbremind warning, in the browser's console."""
+    yield
+    assert lab.page_errors == [], f"uncaught errors in the page: {lab.page_errors}"
+    ours = [m for m in lab.console if "nbremind" in m[1].lower()]
+    assert ours == [], f"nbremind complained in the console: {ours}"
+
+
+def rows_js() -> str:
+    return ROWS.replace("PARTS", repr(list(ROW_PARTS)))
+
+
+def wait_rows(page: Any, expected: dict[str, str], what: str) -> list[dict[str, Any]]:
+    """Wait until the panel has a row named ``name`` in state ``state`` for each item of
+    ``expected``; return all rows."""
+    check = ("([expected]) => { const rows = (" + rows_js() + ")(); if (!rows) return null;"
+             " return Object.entries(expected).every(([n, s]) =>"
+             " rows.some(r => r.name === n && r.state === s)) ? rows : null; }")  # fmt: skip
+    rows: list[dict[str, Any]] = wait_until(page, check, [expected], what=what, shot="panel")
+    return rows
+
+
+# -- 1. the %%remind status line is live ----------------------------------------------------
+
+
+def test_remind_status_line_updates_while_the_cell_runs(lab: Lab) -> None:
+    nb = lab.notebook("status-line.ipynb", [
+        SETUP,
+        "%%remind loop30\nimport time\n"
+        "task = nbremind.get_session().current()\ntask.total = 30\n"
+        "for i in range(30):\n    time.sleep(0.1)\n    task.advance()\n",
+        "%%remind hushed --quiet\nsum(range(10))",
+    ])  # fmt: skip
+    nb.run_ok(0)
+
+    nb.run(1)
+    sample = """([sel, i]) => { const c = document.querySelectorAll(sel)[i];
+      const s = c.querySelector('.nbremind-status');
+      return {prompt: c.querySelector('.jp-InputPrompt').textContent.trim(),
+              status: s ? s.textContent : null,
+              count: c.querySelectorAll('.nbremind-status').length}; }"""
+    busy_texts: list[str] = []
+    busy_counts: set[int] = set()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:  # sample the DOM as a user's eye would, ~10 times a second
+        st = nb.page.evaluate(sample, [CELLS, 1])
+        if st["prompt"] != "[*]:":
+            break
+        busy_counts.add(st["count"])
+        if st["status"] is not None and st["status"] not in busy_texts:
+            busy_texts.append(st["status"])
+        time.sleep(0.1)
+    final = nb.wait_done(1)
+    screenshot(nb.cell(1), "status-line")
+
+    assert len(busy_texts) >= 5, (
+        f"the status line changed {len(busy_texts)} times while the cell was busy: {busy_texts}"
+    )
+    assert max(busy_counts) == 1, f"a cell showed {max(busy_counts)} status lines at once"
+    assert all("loop30" in text for text in busy_texts), busy_texts
+    counts = [int(m.group(1)) for t in busy_texts if (m := re.search(r"\b(\d+)/30\b", t))]
+    assert len(set(counts)) >= 3 and counts == sorted(counts), f"progress shown: {busy_texts}"
+    assert nb.cell(1).locator(".nbremind-status").count() <= 1, final
+
+    assert "45" in nb.run_ok(2)["output"]
+    assert nb.cell(2).locator(".nbremind-status").count() == 0, "--quiet still showed a status"
+
+
+# -- 2. the panel lists finished, failed and running tasks, live ----------------------------
+
+
+def test_panel_lists_succeeded_failed_and_running_tasks(lab: Lab) -> None:
+    nb = lab.notebook("panel.ipynb", [
+        SETUP,
+        "with nbremind.remind('ok-task'):\n    with nbremind.remind('ok-child'):\n        pass",
+        "with nbremind.remind('bad-task'):\n    raise ValueError('boom')",
+        "import threading\nstop = threading.Event()\n"
+        "def long():\n    with nbremind.remind('long-task'):\n        stop.wait(60)\n"
+        "threading.Thread(target=long, daemon=True).start()",
+        "nbremind.panel()",
+        "stop.set()",
+        "print('muted:', nbremind.get_session().config.muted)",
+    ])  # fmt: skip
+    nb.run_ok(0)
+    nb.run_ok(1)
+    assert "ValueError: boom" in nb.run_and_wait(2)["output"]
+    nb.run_ok(3)
+    nb.run_ok(4)
+    expected = {"ok-task": "succeeded", "ok-child": "succeeded", "bad-task": "failed",
+                "long-task": "running"}  # fmt: skip
+    rows = wait_rows(nb.page, expected, "the panel to list the four tasks")
+    panel = nb.page.locator(".nbremind-panel").first
+    screenshot(panel, "panel")
+
+    assert sorted((r["name"], r["state"]) for r in rows) == sorted(expected.items()), rows
+    by_name = {r["name"]: r for r in rows}
+    assert len({r["id"] for r in rows}) == len(rows), f"task ids not unique: {rows}"
+    assert all(r["id"] for r in rows), rows
+    assert by_name["ok-child"]["depth"] == "1", rows
+    assert {by_name[n]["depth"] for n in ("ok-task", "bad-task", "long-task")} == {"0"}, rows
+    assert all(not r["missing"] for r in rows), f"rows lack parts of the contract: {rows}"
+    assert "boom" in by_name["bad-task"]["notice"] or "failed" in by_name["bad-task"]["notice"]
+    channels = panel.locator(".nbremind-channels .nbremind-channel").all_text_contents()
+    assert any("memory" in text for text in channels), channels
+    assert panel.locator("button.nbremind-permission").count() == 1
+
+    # the panel updates live: the running task finishes without a new display
+    nb.run_ok(5)
+    wait_rows(nb.page, {"long-task": "succeeded"}, "long-task to show as succeeded")
+
+    # the mute switch reaches the kernel
+    mute = panel.locator("input.nbremind-mute[type=checkbox]")
+    assert not mute.is_checked()
+    mute.check()
+    deadline = time.monotonic() + 10
+    while "muted: True" not in nb.run_and_wait(6)["output"]:
+        assert time.monotonic() < deadline, "checking the mute switch did not mute the kernel"
+    screenshot(panel, "panel-muted")
+
+
+# -- 3. every text is escaped -----------------------------------------------------------------
+
+XSS_NAME = '<img src=x onerror="window.__xss=1">'
+XSS_ERROR = "<img src=y onerror=\"window.__xss=2\"><script>window.__xss=3</script>"
+
+
+def test_panel_renders_html_in_names_and_errors_as_text(lab: Lab) -> None:
+    page = lab.new_page()
+    dialogs: list[str] = []
+
+    def on_dialog(dialog: Any) -> None:
+        dialogs.append(dialog.message)
+        dialog.dismiss()
+
+    page.on("dialog", on_dialog)
+    nb = lab.notebook("escape.ipynb", [
+        SETUP,
+        f"with nbremind.remind({XSS_NAME!r}):\n    pass",
+        f"with nbremind.remind('<b>bold</b>'):\n    raise RuntimeError({XSS_ERROR!r})",
+        "nbremind.panel()",
+        f"%%remind esc-cell\nraise RuntimeError({XSS_ERROR!r})",
+    ], page)  # fmt: skip
+    nb.run_ok(0)
+    nb.run_ok(1)
+    assert "RuntimeError" in nb.run_and_wait(2)["output"]
+    nb.run_ok(3)
+    rows = wait_rows(page, {XSS_NAME: "succeeded", "<b>bold</b>": "failed"},
+                     "the panel to list the tasks with HTML in their names")  # fmt: skip
+    screenshot(page.locator(".nbremind-panel").first, "panel-escaped")
+
+    assert sorted(r["name"] for r in rows) == sorted([XSS_NAME, "<b>bold</b>"]), rows
+    [bold] = [r for r in rows if r["name"] == "<b>bold</b>"]
+    assert "<b>bold</b>" in bold["notice"], bold
+    panel = page.locator(".nbremind-panel").first
+    assert panel.locator("img, script, b").count() == 0, panel.inner_html()
+
+    # the status line of a %%remind cell whose error message is markup
+    assert "RuntimeError" in nb.run_and_wait(4)["output"]
+    status = nb.cell(4).locator(".nbremind-status")
+    wait_until(page, "([sel]) => { const s = document.querySelectorAll(sel)[4]"
+               ".querySelector('.nbremind-status');"
+               " return s && s.textContent.includes('failed'); }",
+               [CELLS], what="the failed status line")  # fmt: skip
+    assert '<img src=y onerror="window.__xss=2">' in status.text_content(), status.inner_html()
+    assert status.locator("img, script").count() == 0, status.inner_html()
+    screenshot(nb.cell(4), "status-escaped")
+    assert page.evaluate("() => window.__xss") is None
+    assert dialogs == []
+
+
+# -- 4. browser notifications ----------------------------------------------------------------
+
+#: Records every Notification the page constructs (and still constructs it for real).
+RECORD_NOTIFICATIONS = """(() => {
+  const Real = window.Notification;
+  window.__notes = [];
+  if (!Real) return;
+  class Recorded extends Real {
+    constructor(title, options) {
+      window.__notes.push({title: String(title), options: Object.assign({}, options || {})});
+      super(title, options);
+    }
+  }
+  window.Notification = Recorded;   // permission and requestPermission are inherited
+})();"""
+
+
+def titles(page: Any) -> list[str]:
+    return [n["title"] for n in page.evaluate("() => window.__notes || []")]
+
+
+def wait_note(page: Any, title: str, what: str) -> None:
+    wait_until(page, "([t]) => (window.__notes || []).some(n => n.title === t)", [title],
+               what=what, shot="notification")  # fmt: skip
+
+
+def test_finished_task_raises_one_browser_notification(lab: Lab) -> None:
+    context = lab.new_context()
+    context.grant_permissions(["notifications"], origin=lab.base)
+    context.add_init_script(RECORD_NOTIFICATIONS)
+    page = lab.new_page(context)
+    nb = lab.notebook("notify.ipynb", [
+        SETUP,
+        "nbremind.panel()",
+        "%remind panel",
+        "%%remind note-task --channels browser\nsum(range(10))",
+        "with nbremind.remind('marker-1', channels=['browser']):\n    pass",
+        "with nbremind.remind('after-reload', channels=['browser']):\n    pass",
+    ], page)  # fmt: skip
+    assert page.evaluate("() => Notification.permission") == "granted"
+    for i in range(3):
+        nb.run_ok(i)
+    wait_until(page, "() => document.querySelectorAll('.nbremind-panel').length >= 2",
+               what="two views of the panel")  # fmt: skip
+
+    nb.run_ok(3)
+    wait_note(page, "✓ note-task finished", "a Notification for note-task")
+    nb.run_ok(4)
+    wait_note(page, "✓ marker-1 finished", "a Notification for marker-1")
+    # every view has seen both notices by now (they arrive in order): one Notification each
+    assert titles(page) == ["✓ note-task finished", "✓ marker-1 finished"]
+    [note] = [n for n in page.evaluate("() => window.__notes") if n["title"].startswith("✓ note")]
+    assert note["options"].get("body") and note["options"].get("tag"), note
+    wait_rows(page, {"note-task": "succeeded", "marker-1": "succeeded"}, "both tasks listed")
+    screenshot(page.locator(".nbremind-panel").first, "panel-notified")
+
+    # reopen the notebook (saved with its panel views): old notices raise nothing
+    saved = lab.save(nb)
+    assert saved.count("application/vnd.jupyter.widget-view+json") >= 2, "panels not saved"
+    page.reload()
+    nb = Notebook(page, nb.path)
+    nb.wait_idle()
+    nb.run_ok(1)
+    wait_until(page, "() => document.querySelector('.nbremind-panel')",
+               what="the panel after reopening")  # fmt: skip
+    nb.run_ok(5)
+    wait_note(page, "✓ after-reload finished", "a Notification for after-reload")
+    assert titles(page) == ["✓ after-reload finished"]
