@@ -72,7 +72,8 @@ def make_session(*channels: Channel, send_timeout: float = 10.0,
     memory = MemoryChannel()
     by_name: dict[str, Channel] = {c.name: c for c in channels}
     by_name["memory"] = memory
-    config = Config(channels=tuple(by_name), send_timeout=send_timeout)
+    # one try per notice: these tests look at single failures (retries: test_retry.py)
+    config = Config(channels=tuple(by_name), send_timeout=send_timeout, retry_attempts=1)
     return Session(config, channels=by_name, tick_interval=tick), memory
 
 

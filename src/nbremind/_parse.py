@@ -7,11 +7,14 @@ from collections.abc import Iterable
 
 __all__ = [
     "EVENTS",
+    "format_quiet_hours",
     "parse_channels",
     "parse_duration",
     "parse_events",
     "parse_percents",
+    "parse_quiet_hours",
     "parse_size",
+    "parse_timezone",
 ]
 
 #: Every event a task can notify about, in the order they are documented.
@@ -56,6 +59,14 @@ def _fail(option: str, value: object, expected: str) -> ValueError:
     return ValueError(f"{option}: {value!r} is not {expected}")
 
 
+def _float(value: int | float, option: str, expected: str) -> float:
+    """``float(value)``; an int too large for a float raises ``ValueError``, not OverflowError."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise _fail(option, value, expected) from None
+
+
 def parse_duration(value: object, option: str = "duration") -> float:
     """Return seconds for ``90``, ``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"`` or ``"250ms"``.
 
@@ -65,7 +76,7 @@ def parse_duration(value: object, option: str = "duration") -> float:
     if isinstance(value, bool):
         raise _fail(option, value, expected)
     if isinstance(value, (int, float)):
-        seconds = float(value)
+        seconds = _float(value, option, expected)
     elif isinstance(value, str):
         text = value.strip()
         if re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", text):
@@ -95,7 +106,7 @@ def parse_size(value: object, option: str = "size") -> int:
     if isinstance(value, bool):
         raise _fail(option, value, expected)
     if isinstance(value, (int, float)):
-        size = float(value)
+        size = _float(value, option, expected)
     elif isinstance(value, str):
         match = _SIZE.match(value)
         if not match:
@@ -103,8 +114,8 @@ def parse_size(value: object, option: str = "size") -> int:
         size = float(match.group(1)) * _SIZE_UNITS[(match.group(2) or "").lower()]
     else:
         raise _fail(option, value, expected)
-    if not size > 0 or size == float("inf"):
-        raise _fail(option, value, "a positive size")
+    if not size >= 1 or size == float("inf"):  # below one byte rounds to nothing
+        raise _fail(option, value, "a positive size of at least one byte")
     return int(size)
 
 
@@ -113,7 +124,7 @@ def _parse_percent(value: object, option: str) -> float:
     if isinstance(value, bool):
         raise _fail(option, value, expected)
     if isinstance(value, (int, float)):
-        frac = float(value)
+        frac = _float(value, option, expected)
     elif isinstance(value, str):
         text = value.strip()
         try:
@@ -174,3 +185,51 @@ def parse_channels(value: object, option: str = "channels") -> tuple[str, ...]:
     """Return the channel names in ``value`` (validated later, against the registry)."""
     names = _names(value, option)
     return tuple(dict.fromkeys(names))
+
+
+_CLOCK_TIME = re.compile(r"(\d{1,2})(?::(\d{2}))?")
+
+
+def _minute_of_day(text: str, value: object, option: str, *, end: bool) -> int:
+    match = _CLOCK_TIME.fullmatch(text.strip())
+    if not match:
+        raise _fail(option, value, "a range of clock times such as 22:00-07:00")
+    hours, minutes = int(match.group(1)), int(match.group(2) or 0)
+    if minutes > 59 or hours > 24 or (hours == 24 and (minutes or not end)):
+        raise _fail(option, value, "a range of clock times between 00:00 and 24:00")
+    return hours * 60 + minutes
+
+
+def parse_quiet_hours(value: object, option: str = "quiet_hours") -> tuple[int, int]:
+    """Return ``(start, end)`` in minutes after midnight for ``"22:00-07:00"``.
+
+    The range may span midnight (``start > end``); ``"7-9"`` means ``07:00-09:00``, and
+    ``24:00`` may end a range. A range that starts where it ends raises ``ValueError``.
+    """
+    if not isinstance(value, str) or value.count("-") != 1:
+        raise _fail(option, value, "a range of clock times such as 22:00-07:00")
+    first, second = value.split("-")
+    start = _minute_of_day(first, value, option, end=False)
+    stop = _minute_of_day(second, value, option, end=True) % (24 * 60)
+    if start == stop:
+        raise _fail(option, value, "a range of clock times whose start and end differ")
+    return start, stop
+
+
+def format_quiet_hours(start: int, end: int) -> str:
+    """``"22:00-07:00"`` for ``(1320, 420)``."""
+    return f"{start // 60:02d}:{start % 60:02d}-{end // 60:02d}:{end % 60:02d}"
+
+
+def parse_timezone(value: object, option: str = "timezone") -> str:
+    """Return ``value`` when it names an IANA time zone (``"Europe/Berlin"``)."""
+    expected = "an IANA time zone name such as Europe/Berlin or America/New_York"
+    if not isinstance(value, str) or not value.strip():
+        raise _fail(option, value, expected)
+    import zoneinfo
+
+    try:
+        zoneinfo.ZoneInfo(value.strip())
+    except Exception:  # not found, a bad key, a path: all mean "not a zone"
+        raise _fail(option, value, expected) from None
+    return value.strip()

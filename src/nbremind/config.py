@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields, replace
+import os
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from ._parse import parse_channels, parse_duration, parse_events
@@ -34,6 +37,34 @@ class Config:
     exit_timeout: float = 5.0
     #: Finished tasks the live panel keeps listed (the most recent ones).
     panel_keep: int = 50
+    #: Daily quiet hours (``"22:00-07:00"``): notices are held, then sent as one digest.
+    quiet_hours: str | None = None
+    #: Events that still notify during quiet hours (``("failure",)``).
+    quiet_allow: tuple[str, ...] = ()
+    #: IANA time zone quiet hours are read in (``None``: the local zone).
+    timezone: str | None = None
+    #: Minimum seconds between two repeating notices (after, memory, progress) of one task.
+    rate_limit: float | None = None
+    #: Title and body templates per event: ``{"success": {"title": "...", "body": "..."}}``.
+    templates: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+    #: Named channels: ``{name: {"url", "on", "templates", "headers", "secret", "to",
+    #: "from"}}`` (see ``nbremind.channels.defs``); their names may be used in ``channels``.
+    channel_defs: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+    #: Tries per channel and notice (1: no retry) for failures that may pass.
+    retry_attempts: int = 4
+    #: Seconds after the first try past which a channel's delivery is not retried.
+    retry_max_time: float = 60.0
+    #: Whether notices are written to the durable outbox (a SQLite file) before delivery.
+    outbox: bool = True
+    #: Seconds after which a notice an ended process left undelivered is dropped (recorded).
+    outbox_max_age: float = 86400.0
+    #: Folder of the outbox file (``None``: ``$NBREMIND_DATA_DIR``, else the platform
+    #: user-data folder).
+    data_dir: str | None = None
 
     def updated(self, source: str = "configure()", **values: Any) -> Config:
         """A copy with ``values`` validated and applied; an unknown key raises ``ValueError``."""
@@ -50,7 +81,9 @@ class Config:
                     parsed[key] = ()
                 else:
                     parsed[key] = parse_channels(value, where)
-                    _check_channel_names(parsed[key], where)
+                    _check_channel_names(
+                        parsed[key], where, values.get("channel_defs", self.channel_defs)
+                    )
             elif key == "on":
                 parsed[key] = None if value is None else parse_events(value, where)
             elif key in ("min_duration",):
@@ -63,6 +96,12 @@ class Config:
                 parsed[key] = value
             elif key == "panel_keep":
                 parsed[key] = _count(value, where)
+            elif key in ("channel_defs", "retry_attempts", "retry_max_time"):
+                parsed[key] = _channel_setting(key, value, where)
+            elif key in ("quiet_hours", "quiet_allow", "timezone", "rate_limit", "templates"):
+                parsed[key] = _rule_setting(key, value, where)
+            elif key in ("outbox", "outbox_max_age", "data_dir"):
+                parsed[key] = _outbox_setting(key, value, where)
         return replace(self, **parsed)
 
     def as_dict(self) -> dict[str, Any]:
@@ -79,11 +118,65 @@ def _count(value: object, where: str) -> int:
     return value
 
 
-def _check_channel_names(names: tuple[str, ...], where: str) -> None:
-    from .channels import CHANNELS
+def _rule_setting(key: str, value: Any, where: str) -> Any:
+    """Validate a setting of the rule chain (quiet hours, rate limit, templates)."""
+    from ._parse import format_quiet_hours, parse_quiet_hours, parse_timezone
 
+    if key == "quiet_allow":
+        return () if value is None else parse_events(value, where)
+    if key == "templates":
+        from .templates import parse_templates
+
+        return parse_templates(value, where)
+    if value is None or (key != "rate_limit" and value in ("", "off", "none")):
+        return None
+    if key == "quiet_hours":
+        return format_quiet_hours(*parse_quiet_hours(value, where))
+    if key == "timezone":
+        return None if value == "local" else parse_timezone(value, where)
+    return parse_duration(value, where)  # rate_limit
+
+
+def _channel_setting(key: str, value: Any, where: str) -> Any:
+    """Validate a setting of remote delivery (named channels, retries)."""
+    from .channels.defs import parse_attempts, parse_channel_defs
+
+    if key == "channel_defs":
+        return parse_channel_defs(value, where)
+    if key == "retry_attempts":
+        return parse_attempts(value, where)
+    return parse_duration(value, where)  # retry_max_time
+
+
+def _check_channel_names(
+    names: tuple[str, ...], where: str, defs: Mapping[str, Any] | None = None
+) -> None:
+    """Each name must be a built-in channel, a named channel (of ``defs``, else of the
+    process's settings) or a URL a channel can be made from."""
+    from .channels import CHANNELS, check_channel_name
+    from .channels.urls import scheme_of
+
+    if defs is None and any(n not in CHANNELS and scheme_of(n) is None for n in names):
+        from .session import get_session
+
+        defs = get_session().config.channel_defs
     for name in names:
-        if name not in CHANNELS:
-            raise ValueError(
-                f"{where}: {name!r} is not a channel; choose from {', '.join(sorted(CHANNELS))}"
-            )
+        check_channel_name(name, where, defs)
+
+
+def _outbox_setting(key: str, value: Any, where: str) -> Any:
+    """Validate a setting of the durable outbox."""
+    if key == "outbox":
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: {value!r} is not True or False")
+        return value
+    if key == "outbox_max_age":
+        age = parse_duration(value, where)
+        if age <= 0:
+            raise ValueError(f"{where}: {value!r} must be longer than 0 s")
+        return age
+    if value is None or value == "":
+        return None  # data_dir: the default folder
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"{where}: {value!r} is not a folder path")
+    return os.fspath(value)

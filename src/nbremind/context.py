@@ -210,7 +210,9 @@ def remind(
     if options.channels:
         from .config import _check_channel_names
 
-        _check_channel_names(options.channels, "remind(): channels")
+        # named channels are looked up in this session's settings
+        defs = getattr(getattr(session, "config", None), "channel_defs", None)
+        _check_channel_names(options.channels, "remind(): channels", defs)
     if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
         raise ValueError(f"remind(): total {total!r} is not a non-negative integer")
     return Reminder(name, options, total, session)

@@ -9,78 +9,57 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
-from collections.abc import Callable, Container, Iterable
+from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from .channels import Availability, Channel, make_channel
+from ._clock import Clock, SystemClock
+from .channels import Availability, Channel, channel_def, channel_wants, display_name, make_channel
+from .channels.urls import hide
 from .config import Config
 from .notice import Notice
 from .options import TaskOptions
+from .quiet import make_digest, quiet_hours_of
+from .retry import Backoff, RetryOutcome, with_retries
+from .rules import (  # the rules live in rules.py; these names stay importable from here
+    DEFAULT_RULES,
+    END_EVENTS,
+    Rule,
+    RuleContext,
+    RuleState,
+    dedup,
+    event_filter,
+    min_duration,
+    mute,
+)
+
+if TYPE_CHECKING:
+    from .outbox import Outbox
 
 __all__ = [
     "DEFAULT_CANDIDATES",
     "DEFAULT_RULES",
+    "END_EVENTS",
     "DefaultChannels",
     "Delivery",
     "Dispatcher",
     "Rule",
     "RuleContext",
+    "RuleState",
+    "dedup",
+    "event_filter",
+    "min_duration",
+    "mute",
 ]
 
 log = logging.getLogger("nbremind")
 
 _SENT_KEEP = 10_000
-END_EVENTS = frozenset({"success", "failure", "cancel", "timeout"})
+#: Longest real-time wait between two checks for the end of quiet hours (a laptop that
+#: slept, a clock that was set, are noticed within this).
+_QUIET_CHECK_EVERY = 60.0
 #: The channels nbremind chooses from when neither the task nor the settings name any.
 DEFAULT_CANDIDATES = ("desktop", "browser")
-
-
-@dataclass(frozen=True)
-class RuleContext:
-    """What a rule may look at besides the notice."""
-
-    options: TaskOptions
-    config: Config
-    sent: Container[str]
-
-
-#: A rule returns the notice (possibly changed) or ``None`` to drop it.
-Rule = Callable[[Notice, RuleContext], "Notice | None"]
-
-
-def event_filter(notice: Notice, ctx: RuleContext) -> Notice | None:
-    """Drop events the task (or the config) did not ask for."""
-    if ctx.options.on is None and ctx.config.on is not None:
-        wanted = set(ctx.config.on) | (ctx.options.events() - {"success", "failure", "cancel",
-                                                                "timeout"})
-    else:
-        wanted = set(ctx.options.events())
-    return notice if notice.event in wanted else None
-
-
-def min_duration(notice: Notice, ctx: RuleContext) -> Notice | None:
-    """Drop the end notice of a task that ended sooner than ``min_duration``."""
-    limit = ctx.options.min_duration
-    if limit is None:
-        limit = ctx.config.min_duration
-    ended = notice.event in END_EVENTS and notice.task.state.value != "running"
-    if limit is not None and ended and notice.task.elapsed < limit:
-        return None
-    return notice
-
-
-def mute(notice: Notice, ctx: RuleContext) -> Notice | None:
-    """Drop everything while the session is muted."""
-    return None if ctx.config.muted else notice
-
-
-def dedup(notice: Notice, ctx: RuleContext) -> Notice | None:
-    """The same task and event (same notice id) never notify twice."""
-    return None if notice.id in ctx.sent else notice
-
-
-DEFAULT_RULES: tuple[Rule, ...] = (event_filter, min_duration, mute, dedup)
 
 
 @dataclass(frozen=True)
@@ -92,6 +71,8 @@ class Delivery:
     channel: str
     ok: bool
     error: str = ""
+    #: Tries made (more than 1 when a retryable failure was retried).
+    attempts: int = 1
 
 
 @dataclass(frozen=True)
@@ -120,18 +101,39 @@ class Dispatcher:
         rules: Iterable[Rule] = DEFAULT_RULES,
         channels: dict[str, Channel] | None = None,
         history: int = 500,
+        clock: Clock | None = None,
+        already_sent: Callable[[str], bool] | None = None,
     ) -> None:
         self.rules = tuple(rules)
+        #: Wall clock rules read (quiet hours, rate limit); the session passes its own.
+        self.clock: Clock = clock or SystemClock()
+        #: Whether a notice id was delivered by an earlier process (set by the outbox).
+        self.already_sent = already_sent
+        #: What the rules remember between notices (rate limit, held notices).
+        self.rule_state = RuleState()
+        self._quiet_timer: asyncio.Task[None] | None = None
         self._channels: dict[str, Channel] = dict(channels or {})
         self._sent: dict[str, None] = {}  # insertion-ordered, trimmed to _SENT_KEEP
         self.deliveries: collections.deque[Delivery] = collections.deque(maxlen=history)
         self.dropped = 0
         self._reported: set[str] = set()
+        #: Waits between retries; tests swap in a fake clock and sleep.
+        self.backoff = Backoff()
+        self._specs: dict[str, object] = {}  # the named-channel settings each was made from
+        #: Gives the durable outbox, or ``None`` (set by the session, which opens it
+        #: lazily); ``None`` here: notices are delivered from memory only.
+        self.outbox_source: Callable[[], Outbox | None] | None = None
+        #: Deliveries written to the outbox and not finished: notice id -> {shown: name}.
+        self._in_outbox: dict[str, dict[str, str]] = {}
 
-    def channel(self, name: str) -> Channel:
-        """The channel called ``name``, made on first use."""
-        if name not in self._channels:
-            self._channels[name] = make_channel(name)
+    def channel(self, name: str, config: Config | None = None) -> Channel:
+        """The channel called ``name``, made on first use (again when its named-channel
+        settings in ``config`` changed)."""
+        spec = channel_def(name, config)
+        if name not in self._channels or (spec is not None and self._specs.get(name) is not spec):
+            self._channels[name] = make_channel(name, config=config)
+            if spec is not None:
+                self._specs[name] = spec
         return self._channels[name]
 
     @property
@@ -141,7 +143,8 @@ class Dispatcher:
 
     def apply_rules(self, notice: Notice, options: TaskOptions, config: Config) -> Notice | None:
         """Run the rule chain; ``None`` means the notice was dropped."""
-        ctx = RuleContext(options, config, self._sent)
+        ctx = RuleContext(options, config, self._sent, self.clock.time(), self.rule_state,
+                          self.already_sent)
         for rule in self.rules:
             kept = rule(notice, ctx)
             if kept is None:
@@ -152,8 +155,12 @@ class Dispatcher:
 
     async def dispatch(self, notice: Notice, options: TaskOptions, config: Config) -> None:
         """Deliver ``notice`` to its channels (after the rules); never raises."""
+        if self.rule_state.quiet.due(notice.created):
+            await self.release_due(config)  # the digest goes out before what came after it
         kept = self.apply_rules(notice, options, config)
         if kept is None:
+            if self.rule_state.quiet.held:
+                self._arm_quiet_timer(config)
             return
         self._sent[kept.id] = None
         if len(self._sent) > _SENT_KEEP:
@@ -162,31 +169,161 @@ class Dispatcher:
         names = kept.channels or options.channels or config.channels
         if not names:
             names = (await self.default_channels()).channels
+        self._outbox_record(kept, names)
         await asyncio.gather(*(self._send_one(name, kept, config) for name in names))
+        self._outbox_sweep(kept)
+
+    @property
+    def release_at(self) -> float | None:
+        """Wall-clock time notices held during quiet hours are due (``None``: none held)."""
+        return self.rule_state.quiet.release_at
+
+    async def release_due(self, config: Config) -> None:
+        """Send the notices held during quiet hours as one digest, once they are over.
+
+        Called from the session's tick and by a timer armed when a notice is held (so the
+        digest goes out even when no task runs). Never raises.
+        """
+        quiet = self.rule_state.quiet
+        now = self.clock.time()
+        if not quiet.due(now):
+            return
+        sends: list[Coroutine[Any, Any, None]] = []
+        try:
+            window = quiet_hours_of(config)
+            for channels, notices in quiet.take():
+                digest = make_digest(notices, now, window, channels)
+                for held in notices:
+                    self._sent[held.id] = None
+                names = channels or config.channels
+                if not names:
+                    names = (await self.default_channels()).channels
+                sends.extend(self._send_one(name, digest, config) for name in names)
+        except Exception:  # a bug here must not stop the loop; what was taken is logged
+            log.exception("sending the quiet-hours digest failed")
+        await asyncio.gather(*sends)
+
+    def _arm_quiet_timer(self, config: Config) -> None:
+        """Make sure held notices go out even when no tick runs (no task is running)."""
+        if self._quiet_timer is None or self._quiet_timer.done():
+            self._quiet_timer = asyncio.get_running_loop().create_task(
+                self._release_later(config)
+            )
+
+    async def _release_later(self, config: Config) -> None:
+        while self.rule_state.quiet.held:
+            due = self.rule_state.quiet.release_at
+            wait = _QUIET_CHECK_EVERY if due is None else due - self.clock.time()
+            await asyncio.sleep(min(max(wait, 0.0), _QUIET_CHECK_EVERY))
+            await self.release_due(config)
 
     async def _send_one(self, name: str, notice: Notice, config: Config) -> None:
+        """Deliver to one channel: each try bounded by ``send_timeout``, retryable failures
+        tried again (``retry_attempts``, ``retry_max_time``, :attr:`backoff`); the outcome is
+        recorded in :attr:`deliveries` with secrets masked (nothing is recorded when a named
+        channel's ``on`` does not take this event)."""
+        if not channel_wants(name, notice.event, config):
+            return
+        shown = display_name(name)
+        secrets: list[str] = []
+        outcome = RetryOutcome()
         try:
-            channel = self.channel(name)
+            channel = self.channel(name, config)
+            secrets = _secrets_of(channel)
             available = await channel.availability()
             if not available.ok:
-                self._record(notice, name, False, f"unavailable: {available.reason}")
+                why = hide(f"unavailable: {available.reason}", secrets)
+                self._record(notice, shown, False, why)
                 return
-            await asyncio.wait_for(channel.send(notice), config.send_timeout)
-        except asyncio.TimeoutError:
-            self._record(notice, name, False, f"timed out after {config.send_timeout:g} s")
-        except Exception as exc:
-            self._record(notice, name, False, f"{type(exc).__name__}: {exc}")
-        else:
-            self._record(notice, name, True)
+            spec = channel_def(name, config)
+            if spec is not None and spec.get("templates"):
+                from .templates import render_for
 
-    def _record(self, notice: Notice, channel: str, ok: bool, error: str = "") -> None:
-        self.deliveries.append(Delivery(notice.id, notice.title, channel, ok, error))
+                notice = render_for(notice, spec["templates"])
+            sending = notice
+
+            async def attempt() -> None:
+                await asyncio.wait_for(channel.send(sending), config.send_timeout)
+
+            # a test notice (``%remind test``) reports its first failure, untried again
+            tries = 1 if notice.event == "test" else config.retry_attempts
+            await with_retries(attempt, attempts=tries, max_time=config.retry_max_time,
+                               backoff=self.backoff, outcome=outcome)
+        except asyncio.TimeoutError:
+            error = f"timed out after {config.send_timeout:g} s"
+        except Exception as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        else:
+            self._record(notice, shown, True, attempts=outcome.attempts)
+            return
+        if outcome.attempts > 1:
+            error += f" ({outcome.gave_up or f'after {outcome.attempts} tries'})"
+        self._record(notice, shown, False, hide(error, secrets), attempts=max(outcome.attempts, 1))
+
+    def _record(
+        self, notice: Notice, channel: str, ok: bool, error: str = "", attempts: int = 1
+    ) -> Delivery:
+        delivery = Delivery(notice.id, notice.title, channel, ok, error, attempts)
+        self.deliveries.append(delivery)
+        self._outbox_mark(delivery)
         if not ok:
             # one log line per channel and reason, not one per notice
             key = f"{channel}:{error.split(':', 1)[0]}"
             if key not in self._reported:
                 self._reported.add(key)
                 log.info("%s channel could not deliver: %s", channel, error)
+        return delivery
+
+    # -- the durable outbox (never raises, never blocks for long: one short transaction) ----
+    @property
+    def outbox(self) -> Outbox | None:
+        """The durable outbox notices are written to before delivery, if there is one."""
+        source = self.outbox_source
+        if source is None:
+            return None
+        try:
+            return source()
+        except Exception:
+            log.debug("opening the outbox failed", exc_info=True)
+            return None
+
+    def _outbox_record(self, notice: Notice, names: Iterable[str]) -> None:
+        """Write ``notice`` with a pending delivery per channel, before it is sent."""
+        outbox = self.outbox
+        if outbox is None:
+            return
+        names = tuple(names)
+        try:
+            if outbox.record(notice, names):
+                self._in_outbox[notice.id] = {display_name(n): n for n in names}
+        except Exception:
+            log.debug("writing a notice to the outbox failed", exc_info=True)
+
+    def _outbox_mark(self, delivery: Delivery) -> None:
+        """Write a channel's final outcome (from :meth:`_record`) to the outbox."""
+        names = self._in_outbox.get(delivery.notice_id)
+        name = None if names is None else names.pop(delivery.channel, None)
+        outbox = self.outbox if name is not None else None
+        if outbox is None or name is None:
+            return
+        try:
+            outbox.mark(delivery.notice_id, name, delivery.ok, delivery.error,
+                        attempts=getattr(delivery, "attempts", None))
+        except Exception:
+            log.debug("marking a delivery in the outbox failed", exc_info=True)
+
+    def _outbox_sweep(self, notice: Notice) -> None:
+        """Channels the fan-out finished without sending to (their ``on`` does not take the
+        event) are no longer pending."""
+        names = self._in_outbox.pop(notice.id, None)
+        outbox = self.outbox if names else None
+        if outbox is None or not names:
+            return
+        try:
+            for name in names.values():
+                outbox.drop(notice.id, name, "not sent: the channel does not take this event")
+        except Exception:
+            log.debug("updating the outbox failed", exc_info=True)
 
     async def default_channels(self, *, wait: bool = True) -> DefaultChannels:
         """Choose channels for a notice that names none, when it is sent.
@@ -218,23 +355,42 @@ class Dispatcher:
         except Exception as exc:  # a channel that cannot even be made is unavailable
             return Availability(False, f"{type(exc).__name__}: {exc}")
 
-    async def availability(self, names: Iterable[str], refresh: bool = False) -> dict[str, str]:
-        """``{channel: "available" | "unavailable: why"}`` for each name; no names: for the
-        channels nbremind chooses its defaults from."""
+    async def availability(
+        self, names: Iterable[str], refresh: bool = False, config: Config | None = None
+    ) -> dict[str, str]:
+        """``{channel: "available" | "unavailable: why"}`` for each name (URLs with their
+        secrets masked); no names: for the channels nbremind chooses its defaults from."""
         names = tuple(names) or DEFAULT_CANDIDATES
         out: dict[str, str] = {}
         for name in names:
+            shown = display_name(name)
             try:
-                state: Availability = await self.channel(name).availability(refresh=refresh)
-                out[name] = str(state)
+                channel = self.channel(name, config)
+                state: Availability = await channel.availability(refresh=refresh)
+                out[shown] = hide(str(state), _secrets_of(channel))
             except Exception as exc:
-                out[name] = f"unavailable: {exc}"
+                out[shown] = f"unavailable: {hide(str(exc), [name])}"
         return out
 
     async def close(self) -> None:
         """Close every channel made."""
+        held = len(self.rule_state.quiet)
+        if held:  # never lost silently
+            log.warning(
+                "%d notice%s held for quiet hours not sent: the process ended before they did",
+                held, "s" if held != 1 else "",
+            )
         for channel in self._channels.values():
             try:
                 await channel.close()
             except Exception:
                 log.debug("closing %s failed", channel.name, exc_info=True)
+
+
+def _secrets_of(channel: Channel) -> list[str]:
+    """What a remote channel must never show (its URL's password, tokens, keys)."""
+    secrets = getattr(channel, "secrets", None)
+    try:
+        return list(secrets()) if callable(secrets) else []
+    except Exception:
+        return []

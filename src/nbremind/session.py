@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     import concurrent.futures
 
     from .channels import Channel
+    from .config_live import LiveSettings
+    from .outbox import Outbox, Replay
 
 __all__ = ["Session", "configure", "get_session", "set_session"]
 
@@ -80,9 +82,18 @@ class Session:
         from .dispatcher import Dispatcher
         from .ticker import Ticker
 
-        self.dispatcher = Dispatcher(channels=dict(channels or {}))
+        self.dispatcher = Dispatcher(channels=dict(channels or {}), clock=self.clock)
 
         self.ticker = Ticker(self.tick, interval)
+        # the durable outbox: opened on first use; leftovers replayed when the loop starts
+        self._outbox: tuple[tuple[object, ...], Outbox | None] | None = None
+        self._replayed = False
+        self._outbox_lock = threading.Lock()  # not self._lock: opening may wait on disk
+        #: What the last look for notices left by ended processes found.
+        self.last_replay: Replay | None = None
+        self.dispatcher.outbox_source = lambda: self.outbox
+        self.dispatcher.already_sent = self._already_sent
+        self.ticker.on_start = self._loop_started
         import socket
 
         self.host = socket.gethostname()
@@ -105,12 +116,17 @@ class Session:
         self._finished = 0  # finished tasks in _tasks
         #: Where each non-default setting came from (``configure()``, ``%remind mute``, ...).
         self.config_sources: dict[str, str] = {}
+        #: Values given to :meth:`configure`, kept over settings files when they are reloaded.
+        self.explicit_settings: dict[str, Any] = {}
+        #: The settings files and environment this session follows (the default session's).
+        self.settings: LiveSettings | None = None
 
     # -- settings ---------------------------------------------------------------------------
     def configure(self, source: str = "configure()", **values: Any) -> Config:
         """Replace settings for this process; a bad key or value raises ``ValueError``."""
         self.config = self.config.updated(source, **values)
         self.config_sources.update(dict.fromkeys(values, source))
+        self.explicit_settings.update(values)
         if "tick_interval" in values:
             self.ticker.interval = self.config.tick_interval
         return self.config
@@ -378,6 +394,7 @@ class Session:
         Also settles loops pending for too long, and lets live tqdm bars feed the progress
         of running cells and blocks that count nothing themselves.
         """
+        self._release_held()
         with self._lock:
             watches = list(self._watches.values())
             ends = list(self._ends.values()) if self._ends else None
@@ -405,15 +422,26 @@ class Session:
             if task.done or task.id in pending:
                 continue
             task._sample_rate(now)
-            if rss is not None:
-                task.rss = rss
-                task.peak_rss = max(rss, task.peak_rss or 0)
-            for due in watch.check(rss):
+            task_rss = rss if task.rss_source is None else _own_rss(task)
+            if task_rss is not None:
+                task.rss = task_rss
+                task.peak_rss = max(task_rss, task.peak_rss or 0)
+            for due in watch.check(task_rss):
                 if due.event == "timeout" and task.options.interrupt:
                     self.interrupt(task)
                     continue
                 self._notify(task, due.event, due.key, due.detail)
         return True
+
+    def _release_held(self) -> None:
+        """Quiet hours are over: hand the digest of the notices held during them to the loop."""
+        due = self.dispatcher.release_at
+        if due is None or self._closed or self.clock.time() < due:
+            return
+        future = self.ticker.submit(self.dispatcher.release_due(self.config))
+        with self._lock:
+            self._pending.add(future)
+        future.add_done_callback(self._done)
 
     def _sample_rss(self, now: float) -> int | None:
         if now - self._rss_at < _RSS_EVERY and self._rss is not None:
@@ -502,11 +530,15 @@ class Session:
         names = tuple(names) if names is not None else self.config.channels
         import concurrent.futures
 
-        future = self.ticker.submit(self.dispatcher.availability(names, refresh=refresh))
+        future = self.ticker.submit(
+            self.dispatcher.availability(names, refresh=refresh, config=self.config)
+        )
         try:
             return future.result(timeout=self.config.send_timeout + 5)
         except concurrent.futures.TimeoutError:
-            return {name: "unavailable: no answer in time" for name in names}
+            from .channels import display_name
+
+            return {display_name(name): "unavailable: no answer in time" for name in names}
 
     def test(self, channels: Iterable[str] | None = None, timeout: float = 15.0) -> dict[str, str]:
         """Send a test notice to each channel; ``{name: "delivered" | why not}``."""
@@ -534,17 +566,71 @@ class Session:
 
         with contextlib.suppress(concurrent.futures.TimeoutError):
             future.result(timeout)
-        results = {name: "no answer in time" for name in names}
+        from .channels import display_name  # a URL's secrets are masked in the results
+
+        results = {display_name(name): "no answer in time" for name in names}
         for delivery in list(self.dispatcher.deliveries)[before:]:
             if delivery.notice_id == notice.id:
                 results[delivery.channel] = "delivered" if delivery.ok else delivery.error
         return results
+
+    # -- the durable outbox -----------------------------------------------------------------
+    @property
+    def outbox(self) -> Outbox | None:
+        """Where notices wait until delivered, opened on first use (again when ``outbox`` or
+        ``data_dir`` change); ``None`` when turned off or unusable (delivery is in memory)."""
+        if not self.config.outbox:
+            return None
+        # a forked child opens its own (a SQLite connection must not cross a fork)
+        key = (self.config.data_dir, os.environ.get("NBREMIND_DATA_DIR"), os.getpid())
+        with self._outbox_lock:
+            held = self._outbox
+            if held is not None and held[0] == key:
+                return held[1]
+            if self._closed:
+                return None
+            from .outbox import open_outbox
+
+            self._outbox = (key, open_outbox(self.config, self.clock))
+            if held is not None and held[1] is not None and held[0][2] == key[2]:
+                held[1].close()
+            return self._outbox[1]
+
+    def replay_outbox(self) -> concurrent.futures.Future[None] | None:
+        """Deliver what ended processes left undelivered in the outbox (see
+        :mod:`nbremind.replay`). Runs once per session, when its loop thread starts."""
+        with self._lock:
+            if self._replayed or self._closed or not self.config.outbox:
+                return None
+            self._replayed = True
+            future = self.ticker.submit(self._replay())
+            self._pending.add(future)
+        future.add_done_callback(self._done)
+        return future
+
+    def _loop_started(self) -> None:
+        self.replay_outbox()
+
+    async def _replay(self) -> None:
+        outbox = self.outbox
+        if outbox is not None:
+            from .replay import deliver_leftovers
+
+            self.last_replay = await deliver_leftovers(outbox, self.dispatcher, self.config)
+
+    def _already_sent(self, notice_id: str) -> bool:
+        """Whether the outbox says ``notice_id`` was delivered (by this or an earlier
+        process): the de-duplication rule asks."""
+        outbox = self.outbox
+        return outbox is not None and outbox.delivered(notice_id)
 
     # -- shutdown ---------------------------------------------------------------------------
     def close(self, timeout: float | None = None) -> None:
         """Deliver what is pending (up to ``timeout``), then stop the loop thread."""
         if self._closed:
             return
+        if self.settings is not None:
+            self.settings.stop()
         if self._ends:  # no more evidence will come: the last uncaught exception, or none
             last = last_exception()
             with self._lock:
@@ -558,6 +644,18 @@ class Session:
                 self.ticker.submit(self.dispatcher.close()).result(1.0)
             self.ticker.stop()
         self._closed = True
+        with self._outbox_lock:
+            held, self._outbox = self._outbox, None
+        if held is not None and held[1] is not None and held[0][2] == os.getpid():
+            held[1].close()
+
+
+def _own_rss(task: Task) -> int | None:
+    """The memory a task measures itself (a command's process tree), or ``None``."""
+    try:
+        return task.rss_source() if task.rss_source is not None else None
+    except Exception:
+        return None
 
 
 def _state_for(task: Task, exc: BaseException | None) -> TaskState:
@@ -612,6 +710,9 @@ def get_session() -> Session:
         with _session_lock:
             if _session is None:
                 _session = Session()
+                from .config_live import follow  # settings files and NBREMIND_* variables
+
+                follow(_session)
                 atexit.unregister(_close_default)
                 atexit.register(_close_default)
     return _session

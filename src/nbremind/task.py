@@ -23,6 +23,24 @@ if TYPE_CHECKING:
 __all__ = ["TERMINAL_STATES", "Task", "TaskError", "TaskSnapshot", "TaskState", "TaskTimeout"]
 
 _ids = itertools.count(1)
+_tag = (0, "")
+
+
+def _process_tag() -> str:
+    """``<pid>.<start>`` (start: milliseconds since the epoch, base 36, at this process's
+    first task): task and notice ids stay unique across processes that reuse a pid, as the
+    outbox remembers them across restarts."""
+    global _tag
+    pid = os.getpid()
+    if _tag[0] != pid:  # the first task, or the first after a fork
+        import time
+
+        stamp, digits = time.time_ns() // 1_000_000, ""
+        while stamp:
+            stamp, digit = divmod(stamp, 36)
+            digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
+        _tag = (pid, f"{pid}.{digits}")
+    return _tag[1]
 _ERROR_CHARS = 200
 _RATE_SMOOTHING = 0.3
 #: ``advance()`` by one takes an item from a ``repeat`` this long; what it lost is the count.
@@ -112,7 +130,7 @@ class Task:
         source: str = "",
         host: str = "",
     ) -> None:
-        self.id = f"{os.getpid()}-{next(_ids)}"
+        self.id = f"{_process_tag()}-{next(_ids)}"
         self.name = name
         self.kind = kind
         self.parent = parent
@@ -148,6 +166,8 @@ class Task:
         self.loop: asyncio.AbstractEventLoop | None = None
         self.rss: int | None = None
         self.peak_rss: int | None = None
+        #: Where the ticker reads this task's memory from, instead of the process's RSS.
+        self.rss_source: Callable[[], int | None] | None = None
         self._rate: float | None = None
         self._rate_sample: tuple[float, int] | None = None
         self.timeout_hit = False

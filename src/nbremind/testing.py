@@ -66,7 +66,7 @@ def capture_notices(clock: Clock | None = None, tick: bool = False) -> Iterator[
     """
     channel = MemoryChannel()
     session = Session(
-        Config(channels=(channel.name,)),
+        Config(channels=(channel.name,), outbox=False),  # nothing outlives the block
         clock=clock,
         channels={channel.name: channel},
         tick_interval=Config.tick_interval if tick else None,

@@ -29,6 +29,9 @@ class Ticker:
         self._ready = threading.Event()
         self._busy: asyncio.Event | None = None
         self._stopping = False
+        #: Called each time the thread starts, by the thread that started it, once the loop
+        #: runs and before that thread goes on (work it submits is queued first).
+        self.on_start: Callable[[], None] | None = None
 
     @property
     def running(self) -> bool:
@@ -52,6 +55,8 @@ class Ticker:
             self._thread = threading.Thread(target=self._run, name="nbremind-ticker", daemon=True)
             self._thread.start()
         self._ready.wait()
+        if self.on_start is not None:
+            self._started(self.on_start)
 
     def _run(self) -> None:
         # A fresh loop of the default policy's type, untouched by any nest_asyncio patching
@@ -72,6 +77,15 @@ class Ticker:
             if pending:
                 loop.run_until_complete(asyncio.gather(*pending, return_exceptions=True))
             loop.close()
+
+    @staticmethod
+    def _started(hook: Callable[[], None]) -> None:
+        try:
+            hook()
+        except Exception:  # a failing start hook must not break whoever started the loop
+            import logging
+
+            logging.getLogger("nbremind").exception("ticker start hook failed")
 
     async def _ticking(self) -> None:
         assert self._busy is not None and self.interval

@@ -175,7 +175,9 @@ def track(
     if options.channels:
         from .config import _check_channel_names
 
-        _check_channel_names(options.channels, "track(): channels")
+        # named channels are looked up in this session's settings
+        defs = getattr(getattr(session, "config", None), "channel_defs", None)
+        _check_channel_names(options.channels, "track(): channels", defs)
     if session is not None and not isinstance(session, Session):
         raise ValueError(f"track(): session {session!r} is not a Session")
     try:

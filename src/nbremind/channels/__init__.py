@@ -7,10 +7,26 @@ user through the panel and status-line widgets, so it belongs to the layer that 
 from __future__ import annotations
 
 import importlib
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 from .base import Availability, Channel, ChannelError
+from .urls import redact_url, remember, reveal, scheme_of, url_secrets
 
-__all__ = ["CHANNELS", "Availability", "Channel", "ChannelError", "make_channel"]
+if TYPE_CHECKING:
+    from ..config import Config
+
+__all__ = [
+    "CHANNELS",
+    "Availability",
+    "Channel",
+    "ChannelError",
+    "channel_def",
+    "channel_wants",
+    "check_channel_name",
+    "display_name",
+    "make_channel",
+]
 
 #: Channel name -> "module:class", imported on first use so the core stays light.
 CHANNELS = {
@@ -21,15 +37,108 @@ CHANNELS = {
 }
 
 
-def make_channel(name: str, source: str = "channels") -> Channel:
-    """Build the channel called ``name``; an unknown name raises ``ValueError``."""
-    try:
-        target = CHANNELS[name]
-    except KeyError:
-        raise ValueError(
-            f"{source}: {name!r} is not a channel; choose from {', '.join(sorted(CHANNELS))}"
-        ) from None
+def make_channel(name: str, source: str = "channels", config: Config | None = None) -> Channel:
+    """Build the channel called ``name``; an unknown name raises ``ValueError``.
+
+    ``name`` is a built-in channel (:data:`CHANNELS`), a named channel of
+    ``config.channel_defs``, or a URL: ``http(s)://`` a webhook, ``smtp://`` / ``smtps://``
+    e-mail, any other scheme an apprise service (when apprise is installed).
+    """
+    if name not in CHANNELS:
+        return _make_remote(name, source, config)
+    target = CHANNELS[name]
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     channel: Channel = cls()
     return channel
+
+
+# -- remote channels: URLs and named channels -------------------------------------------------
+#: Keys a named channel (``channel_defs``) may have.
+CHANNEL_DEF_KEYS = frozenset({"url", "on", "templates", "headers", "secret", "to", "from"})
+_WEBHOOK = ("http", "https")
+_EMAIL = ("smtp", "smtps")
+
+
+def channel_def(name: str, config: Config | None) -> Mapping[str, Any] | None:
+    """The named channel ``name`` of ``config``, or ``None`` when it is not one."""
+    defs: Mapping[str, Mapping[str, Any]] = getattr(config, "channel_defs", None) or {}
+    return defs.get(name)
+
+
+def channel_wants(name: str, event: str, config: Config | None) -> bool:
+    """Whether channel ``name`` takes ``event``: a named channel's ``on`` limits its events
+    (test notices always pass)."""
+    spec = channel_def(name, config)
+    if spec is None or spec.get("on") is None or event == "test":
+        return True
+    return event in spec["on"]
+
+
+def display_name(name: str) -> str:
+    """``name`` as it may be shown or recorded: a URL has its secrets masked."""
+    shown = redact_url(name) if scheme_of(reveal(name)) else name
+    from ..secrets import redact  # and every ${ENV} secret of the settings
+
+    return redact(shown)
+
+
+def check_channel_name(
+    name: str, source: str, defs: Mapping[str, Mapping[str, Any]] | None = None
+) -> None:
+    """Raise ``ValueError`` unless ``name`` is a built-in channel, a key of ``defs`` or a URL
+    a channel can be made from (the channel is built, which does no I/O)."""
+    if name in CHANNELS or (isinstance(defs, Mapping) and name in defs):
+        return
+    if scheme_of(name) is None:
+        known = sorted(CHANNELS) + sorted(defs or ())
+        raise ValueError(
+            f"{source}: {name!r} is not a channel; choose from {', '.join(known)}, "
+            "a channel defined in channel_defs, or a URL (https://, smtp://, smtps://, "
+            "or any apprise service)"
+        )
+    _make_remote(name, source, None)
+
+
+def _make_remote(name: str, source: str, config: Config | None) -> Channel:
+    spec = channel_def(name, config)
+    if spec is not None:
+        return make_from_def(name, spec, source, config)
+    if scheme_of(name) is None:
+        known = sorted(CHANNELS) + sorted(getattr(config, "channel_defs", None) or ())
+        raise ValueError(
+            f"{source}: {name!r} is not a channel; choose from {', '.join(known)}, "
+            "or a URL (https://, smtp://, smtps://, or any apprise service)"
+        )
+    return make_from_def(None, {"url": name}, source, config)
+
+
+def make_from_def(
+    name: str | None, spec: Mapping[str, Any], source: str, config: Config | None = None
+) -> Channel:
+    """Build a remote channel from a named channel's settings (``{"url": ..., ...}``)."""
+    url = reveal(spec["url"])
+    scheme = scheme_of(url)
+    # the URL's password, tokens, the signing secret and header values: masked everywhere
+    remember(url_secrets(url)[1:] + [reveal(v) for v in (spec.get("headers") or {}).values()]
+             + ([reveal(spec["secret"])] if spec.get("secret") else []))
+    timeout = float(getattr(config, "send_timeout", 10.0))
+    where = f"{source}: {name}" if name else source
+    if scheme in _WEBHOOK:
+        from .webhook import WebhookChannel
+
+        return WebhookChannel(url, name=name, headers=spec.get("headers"),
+                              secret=spec.get("secret"), timeout=timeout)
+    if scheme in _EMAIL:
+        from .email import EmailChannel
+
+        return EmailChannel(url, name=name, to=spec.get("to"), sender=spec.get("from"),
+                            timeout=timeout, source=where)
+    from .apprise_channel import AppriseChannel, apprise_installed
+
+    if scheme is None or not apprise_installed():
+        raise ValueError(
+            f"{where}: {redact_url(url)} is not an http(s):// webhook or smtp(s):// URL, and "
+            "other services need apprise: pip install \"nbremind[apprise]\""
+        )
+    return AppriseChannel(url, name=name, source=where)

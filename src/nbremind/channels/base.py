@@ -11,11 +11,15 @@ __all__ = ["Availability", "Channel", "ChannelError"]
 
 
 class ChannelError(Exception):
-    """A channel could not deliver a notice; ``retryable`` says whether trying again may help."""
+    """A channel could not deliver a notice; ``retryable`` says whether trying again may help,
+    ``retry_after`` how many seconds the far end asked to wait first (HTTP ``Retry-After``)."""
 
-    def __init__(self, message: str, *, retryable: bool = False) -> None:
+    def __init__(
+        self, message: str, *, retryable: bool = False, retry_after: float | None = None
+    ) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.retry_after = retry_after
 
 
 @dataclass(frozen=True)

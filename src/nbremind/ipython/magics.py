@@ -154,9 +154,7 @@ class RemindMagics(Magics):
         print("nbremind: notifications on")
 
     def _cmd_config(self, args: list[str]) -> None:
-        sources = self.session.config_sources
-        for key, value in self.session.config.as_dict().items():
-            shown = ",".join(value) if isinstance(value, tuple) else value
-            if key == "channels" and not value:
-                shown = "auto (desktop where it can show toasts, else a connected browser)"
-            print(f"{key} = {shown}    ({sources.get(key, 'default')})")
+        from ..config_live import describe  # every value with its source, secrets as ***
+
+        for line in describe(self.session):
+            print(line)

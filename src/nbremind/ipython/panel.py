@@ -145,10 +145,12 @@ async def channel_rows(session: Session) -> tuple[list[list[Any]], str]:
     dispatcher = session.dispatcher
     chosen = session.config.channels
     states = await dispatcher.availability(chosen or DEFAULT_CANDIDATES)
-    rows = [[name, state, state == "available"] for name, state in states.items()]
+    from ..secrets import redact  # a channel URL may hold a ${ENV} secret
+
+    rows = [[redact(name), redact(state), state == "available"] for name, state in states.items()]
     if chosen:
         source = session.config_sources.get("channels", "the settings")
-        return rows, f"channels: {', '.join(chosen)} (chosen by {source})"
+        return rows, redact(f"channels: {', '.join(chosen)} (chosen by {source})")
     choice = await dispatcher.default_channels(wait=False)
     return rows, f"default channels: {choice}"
 

@@ -1,0 +1,78 @@
+"""Every other URL scheme goes to apprise: ntfy, Slack, Telegram, Discord, Teams and more.
+
+apprise is an optional extra (``pip install "nbremind[apprise]"``), imported only when such
+a channel is made. apprise reports a failed send as ``False`` and logs why; this channel
+turns that into a :class:`ChannelError` carrying apprise's warning. apprise does not say
+whether a failure is lasting, so its failures are retryable (within the retry bounds).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import logging
+from typing import Any
+
+from ..notice import Notice
+from .base import Channel, ChannelError
+from .urls import redact_url, reveal, url_secrets
+
+__all__ = ["AppriseChannel", "apprise_installed"]
+
+
+def apprise_installed() -> bool:
+    """Whether the optional apprise package can be imported."""
+    return importlib.util.find_spec("apprise") is not None
+
+
+class AppriseChannel(Channel):
+    """Delivers through the apprise service ``url`` names (``ntfy://``, ``slack://``, ...)."""
+
+    def __init__(
+        self, url: str, *, name: str | None = None, source: str = "channels"
+    ) -> None:
+        super().__init__()
+        import apprise
+
+        self._url = reveal(url)
+        capture: Any = apprise.LogCapture  # apprise logs a URL it cannot parse, secrets and all
+        with capture(level=logging.ERROR):
+            service: Any = apprise.Apprise.instantiate(self._url)
+        if not service:
+            raise ValueError(
+                f"{source}: {redact_url(self._url)} is not a URL apprise understands "
+                "(see apprise's list of services)"
+            )
+        self._shown = str(service.url(privacy=True))
+        self.name = name or self._shown
+        self._apprise: Any = apprise.Apprise()
+        self._apprise.add(service)
+
+    def describe(self) -> str:
+        """apprise's own privacy-masked form of the URL."""
+        return f"apprise {self._shown}"
+
+    def secrets(self) -> list[str]:
+        """Texts that must never be shown (masked in every recorded error)."""
+        return url_secrets(self._url)
+
+    async def _send(self, notice: Notice) -> None:
+        await asyncio.to_thread(self._notify, notice)
+
+    def _notify(self, notice: Notice) -> None:
+        import apprise
+
+        capture: Any = apprise.LogCapture
+        with capture(level=logging.WARNING) as captured:
+            ok = self._apprise.notify(
+                title=notice.title,
+                body=notice.body or notice.title,
+                notify_type=(
+                    apprise.NotifyType.FAILURE if notice.urgency == "critical"
+                    else apprise.NotifyType.INFO
+                ),
+            )
+            why = captured.getvalue().strip().splitlines()
+        if not ok:
+            reason = why[-1] if why else "no reason given"
+            raise ChannelError(f"apprise could not deliver: {reason}", retryable=True)

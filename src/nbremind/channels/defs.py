@@ -1,0 +1,104 @@
+"""Named channels (the ``channel_defs`` setting) and the retry settings, checked on load.
+
+```toml
+[tool.nbremind.channel_defs.team]
+url = "https://hooks.example.org/nbremind"
+on = ["failure", "timeout"]
+secret = "${NBREMIND_HOOK_SECRET}"
+headers = { Authorization = "Bearer ${HOOK_TOKEN}" }
+templates = { failure = { title = "{name} broke on {host}" } }
+```
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from .._parse import parse_events
+from .urls import redact_url, reveal, scheme_of
+
+__all__ = ["DEF_KEYS", "no_defs", "parse_attempts", "parse_channel_defs"]
+
+#: Keys a named channel may have; ``url`` is required.
+DEF_KEYS = ("url", "on", "templates", "headers", "secret", "to", "from")
+
+
+def no_defs() -> Mapping[str, Mapping[str, Any]]:
+    """The empty, read-only ``channel_defs``."""
+    return types.MappingProxyType({})
+
+
+def parse_attempts(value: object, where: str) -> int:
+    """A number of tries, 1 (no retry) to 100."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
+        raise ValueError(f"{where}: {value!r} is not a number of tries from 1 to 100")
+    return value
+
+
+def parse_channel_defs(value: object, where: str) -> Mapping[str, Mapping[str, Any]]:
+    """Validate ``{name: {"url": ..., ...}}``; each error names the channel, key and value.
+
+    Each named channel is built once (no I/O) so a bad URL is reported now, not at the
+    first notice.
+    """
+    from . import CHANNELS, make_from_def
+
+    if value is None:
+        return no_defs()
+    if not isinstance(value, Mapping):
+        raise ValueError(f"{where}: {value!r} is not a table of channel name -> settings")
+    out: dict[str, Mapping[str, Any]] = {}
+    for name, spec in value.items():
+        at = f"{where}.{name}"
+        if not isinstance(name, str) or not name.strip() or scheme_of(name) or "," in name:
+            raise ValueError(f"{where}: {name!r} is not a channel name (a word, not a URL)")
+        if name in CHANNELS:
+            raise ValueError(f"{at}: {name!r} is a built-in channel; choose another name")
+        if not isinstance(spec, Mapping):
+            raise ValueError(f"{at}: {spec!r} is not a table with at least a url")
+        unknown = [key for key in spec if key not in DEF_KEYS]
+        if unknown:
+            raise ValueError(f"{at}: unknown key {unknown[0]!r}; known: {', '.join(DEF_KEYS)}")
+        if "url" not in spec:
+            raise ValueError(f"{at}: no url")
+        url = spec["url"]
+        if not isinstance(url, str) or scheme_of(reveal(url)) is None:
+            shown = redact_url(url) if isinstance(url, str) else repr(url)
+            raise ValueError(f"{at}.url: {shown} is not a URL (https://, smtp://, ...)")
+        checked: dict[str, Any] = {"url": url}
+        if spec.get("on") is not None:
+            checked["on"] = parse_events(spec["on"], f"{at}.on")
+        if spec.get("templates") is not None:
+            from ..templates import parse_templates
+
+            checked["templates"] = parse_templates(spec["templates"], f"{at}.templates")
+        headers = spec.get("headers")
+        if headers is not None:
+            if not isinstance(headers, Mapping) or not all(
+                isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
+            ):
+                raise ValueError(f"{at}.headers: {headers!r} is not a table of name -> text")
+            checked["headers"] = types.MappingProxyType(dict(headers))
+        secret = spec.get("secret")
+        if secret is not None:
+            if not isinstance(secret, str) or not reveal(secret):
+                raise ValueError(f"{at}.secret: is not a non-empty text")
+            checked["secret"] = secret
+        for key in ("to", "from"):
+            item = spec.get(key)
+            if item is None:
+                continue
+            ok = isinstance(item, str) or (
+                isinstance(item, Sequence) and all(isinstance(i, str) for i in item)
+            )
+            if not ok:
+                raise ValueError(f"{at}.{key}: {item!r} is not an address or list of addresses")
+            checked[key] = item if isinstance(item, str) else tuple(item)
+        frozen = types.MappingProxyType(checked)
+        make_from_def(name, frozen, where)  # raises ValueError naming what is wrong
+        out[name] = frozen
+    return types.MappingProxyType(out)

@@ -1,0 +1,111 @@
+"""The ``nbremind`` command: ``nbremind run -- CMD`` and ``nbremind test``.
+
+Errors end the command with a one-line message on stderr and a non-zero status.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+__all__ = ["main"]
+
+#: Exit status when the command to run could not be started (as a shell does).
+EXIT_NOT_STARTED = 127
+EXIT_USAGE = 2
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nbremind",
+        description="Tells you when long work needs you: run a command as a task, "
+        "or check that notices reach you.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run a command and notify when it ends or crosses a threshold",
+        description="Run CMD as a task: its output passes through unchanged, signals are "
+        "forwarded to it, and nbremind exits with its exit status (128+N when a signal N "
+        "killed it, 124 when it passed --timeout).",
+        usage="nbremind run [options] -- CMD [ARGS...]",
+    )
+    run.add_argument("--name", help="the task's name (default: the command's name)")
+    run.add_argument("--after", metavar="DUR", help="notify once when still running after DUR")
+    run.add_argument("--every", metavar="DUR", help="then again every DUR")
+    run.add_argument("--timeout", metavar="DUR",
+                     help="stop the command (its whole process group) after DUR")
+    run.add_argument("--mem", metavar="SIZE",
+                     help="notify when the process tree's memory goes above SIZE")
+    run.add_argument("--on", metavar="EVENTS", help="events that notify, comma-separated")
+    run.add_argument("--channels", metavar="CH[,CH...]", help="where notices go")
+    run.add_argument("--min", dest="min_duration", metavar="DUR",
+                     help="no end notice when the command took less than DUR")
+    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD [ARGS...]")
+
+    test = sub.add_parser(
+        "test",
+        help="send a test notice through each channel and say whether it was delivered",
+        description="Send a test notice through each named (or configured) channel and "
+        "print, per channel, 'delivered' or the reason it failed. Exits 1 when any failed.",
+    )
+    test.add_argument("channels", nargs="*", metavar="CHANNEL")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``nbremind`` command line; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    ns = parser.parse_args(args)
+    try:
+        if ns.command == "run":
+            return _run(ns)
+        return _test(ns)
+    except ValueError as exc:
+        print(f"nbremind {ns.command}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _run(ns: argparse.Namespace) -> int:
+    from .runner import run_command
+
+    command = list(ns.argv)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise ValueError("no command given; put it after --, e.g. nbremind run -- make all")
+    options = {
+        key: getattr(ns, key)
+        for key in ("after", "every", "timeout", "mem", "on", "channels", "min_duration")
+        if getattr(ns, key) is not None
+    }
+    from .options import TaskOptions
+
+    try:  # checked here so errors name the command-line option
+        TaskOptions.parse(**options, source="--")
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("--min_duration", "--min")) from None
+    try:
+        result = run_command(command, ns.name, **options)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"nbremind run: cannot run {command[0]!r}: {reason}", file=sys.stderr)
+        return EXIT_NOT_STARTED
+    return result.exit_code
+
+
+def _test(ns: argparse.Namespace) -> int:
+    from .session import get_session
+
+    results = get_session().test(ns.channels or None)
+    width = max((len(name) for name in results), default=0)
+    for name, outcome in results.items():
+        print(f"{name:<{width}}  {outcome}")
+    return 0 if results and all(o == "delivered" for o in results.values()) else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,79 @@
+"""Delivering what ended processes left in the outbox, once, from the next session.
+
+Runs on the session's loop thread when its ticker first starts. Claimed notices go through
+the dispatcher again (so de-duplication, mute, quiet hours and templates still apply) with
+options that let the event and minimum-duration rules pass: those were decided when the
+notice was first made.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Iterable
+from dataclasses import replace
+from typing import TYPE_CHECKING
+
+from .options import TaskOptions
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .dispatcher import Dispatcher
+    from .outbox import Outbox, Replay
+
+__all__ = ["HELD_BY_RULES", "deliver_leftovers", "real_channel_name"]
+
+log = logging.getLogger("nbremind")
+
+#: Why a replayed notice the rules held back or dropped is no longer pending (it is not
+#: replayed again by yet another process).
+HELD_BY_RULES = ("not sent on its own when replayed: the rules held it (quiet hours: it goes"
+                 " out in the digest) or dropped it (muted, rate limit, already delivered)")
+
+
+def real_channel_name(stored: str, config: Config, extra: Iterable[str] = ()) -> str:
+    """The channel name a stored (redacted) one stands for in this process's settings.
+
+    A name holding a secret (a known one, or a URL's password or token) is stored with it
+    replaced by ``***``; the settings of this process (``channels``, named channels) give
+    it back when they hold the same one.
+    Otherwise the stored name is returned (its delivery then fails, and is recorded).
+    """
+    from .outbox_json import stored_channel_name
+
+    if "***" not in stored:
+        return stored
+    candidates: list[str] = [*config.channels, *getattr(config, "channel_defs", {}), *extra]
+    for name in candidates:
+        if stored_channel_name(name) == stored:
+            return name
+    return stored
+
+
+async def deliver_leftovers(outbox: Outbox, dispatcher: Dispatcher, config: Config) -> Replay:
+    """Claim what dead processes left undelivered and deliver it; never raises."""
+    from .dispatcher import Delivery
+    from .outbox import Replay
+
+    try:
+        replay = outbox.claim(config.outbox_max_age)
+    except Exception:
+        log.warning("nbremind outbox: looking for undelivered notices failed", exc_info=True)
+        return Replay()
+    for dropped in replay.dropped:
+        dispatcher.deliveries.append(
+            Delivery(dropped.notice_id, dropped.title, dropped.channel, False, dropped.reason)
+        )
+    sends = []
+    for claimed in replay.claimed:
+        notice = claimed.notice
+        names = tuple(real_channel_name(name, config) for name in claimed.channels)
+        options = TaskOptions(on=(notice.event,), min_duration=0.0)
+        sends.append(dispatcher.dispatch(replace(notice, channels=names), options, config))
+    if sends:
+        log.info("nbremind outbox: delivering %d notice(s) left by ended processes", len(sends))
+        await asyncio.gather(*sends, return_exceptions=True)
+    for claimed in replay.claimed:
+        if claimed.notice.id not in dispatcher._sent:  # the rules did not let it through
+            outbox.settle(claimed.notice.id, "dropped", HELD_BY_RULES)
+    return replay
