@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import logging
 import os
@@ -37,7 +38,7 @@ from nbremind.outbox import (
     open_outbox,
     owner_alive,
 )
-from nbremind.replay import HELD_BY_RULES
+from nbremind.replay import DROPPED_BY_RULES
 from nbremind.secrets import Secret
 from nbremind.task import Task, TaskError, TaskState
 from nbremind.testing import FakeClock
@@ -443,7 +444,7 @@ def test_a_replayed_notice_the_rules_hold_back_is_not_left_pending(
     future.result(10)
     assert session.flush(10) and channel.notices == []
     (record,) = Outbox(nbremind_data_dir / FILE_NAME).records(notice.id)
-    assert record.state == "dropped" and record.last_error == HELD_BY_RULES
+    assert record.state == "dropped" and record.last_error == DROPPED_BY_RULES
 
 
 def test_a_notice_delivered_before_a_restart_is_not_sent_again(
@@ -692,3 +693,38 @@ def test_a_process_killed_while_retrying_is_delivered_once_by_the_next(
         healthy.stop()
     (record,) = Outbox(nbremind_data_dir / FILE_NAME).records(notice_id)
     assert record.state == "delivered" and record.channel == url
+
+
+def test_a_notice_held_for_quiet_hours_outlives_its_process(nbremind_data_dir: Path) -> None:
+    now = dt.datetime.now(dt.timezone.utc)
+    window = f"{(now - dt.timedelta(hours=1)):%H:%M}-{(now + dt.timedelta(hours=1)):%H:%M}"
+    script = (
+        "import nbremind\n"
+        f"nbremind.configure(channels=['memory'], quiet_hours={window!r}, timezone='UTC')\n"
+        "with nbremind.remind('night'):\n"
+        "    pass\n"
+    )
+    subprocess.run([sys.executable, "-c", script], check=True, timeout=60)
+    (held,) = Outbox(nbremind_data_dir / FILE_NAME).records()
+    assert held.state == "pending"  # held for the digest, not lost with its process
+
+    clock = FakeClock(wall=time.time())
+    channel = MemoryChannel()
+    config = Config(channels=("memory",)).updated(quiet_hours=window, timezone="UTC")
+    second = Session(config, clock=clock, channels={"memory": channel}, tick_interval=None)
+    try:
+        future = second.replay_outbox()
+        assert future is not None
+        future.result(10)
+        assert second.flush(10) and channel.notices == []  # still quiet: held here now
+        (record,) = Outbox(nbremind_data_dir / FILE_NAME).records(held.notice_id)
+        assert record.state == "pending"
+        clock.advance(2 * 3600)  # the quiet hours are over
+        second.tick()
+        assert second.flush(10)
+        assert channel.titles() == ["nbremind: 1 notice during quiet hours"]
+        assert "✓ night finished" in channel.notices[0].body
+        (record,) = Outbox(nbremind_data_dir / FILE_NAME).records(held.notice_id)
+        assert record.state == "delivered" and "digest" in record.last_error
+    finally:
+        second.close()

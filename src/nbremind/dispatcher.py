@@ -159,6 +159,14 @@ class Dispatcher:
             await self.release_due(config)  # the digest goes out before what came after it
         kept = self.apply_rules(notice, options, config)
         if kept is None:
+            if self.rule_state.quiet.holds(notice.id):
+                # held for the digest: stored first, so a process that ends during quiet
+                # hours leaves it to the next one instead of losing it
+                names = notice.channels or options.channels or config.channels
+                if not names:
+                    names = (await self.default_channels(wait=False)).channels
+                self._outbox_record(notice, names)
+                self._in_outbox.pop(notice.id, None)
             if self.rule_state.quiet.held:
                 self._arm_quiet_timer(config)
             return
@@ -195,6 +203,7 @@ class Dispatcher:
                 digest = make_digest(notices, now, window, channels)
                 for held in notices:
                     self._sent[held.id] = None
+                    self._outbox_settle(held.id, f"sent in the quiet-hours digest {digest.id}")
                 names = channels or config.channels
                 if not names:
                     names = (await self.default_channels()).channels
@@ -312,6 +321,16 @@ class Dispatcher:
         except Exception:
             log.debug("marking a delivery in the outbox failed", exc_info=True)
 
+    def _outbox_settle(self, notice_id: str, reason: str) -> None:
+        """A stored notice went out another way (inside a digest): no longer pending."""
+        outbox = self.outbox
+        if outbox is None:
+            return
+        try:
+            outbox.settle(notice_id, "delivered", reason)
+        except Exception:
+            log.debug("updating the outbox failed", exc_info=True)
+
     def _outbox_sweep(self, notice: Notice) -> None:
         """Channels the fan-out finished without sending to (their ``on`` does not take the
         event) are no longer pending."""
@@ -375,11 +394,11 @@ class Dispatcher:
     async def close(self) -> None:
         """Close every channel made."""
         held = len(self.rule_state.quiet)
-        if held:  # never lost silently
-            log.warning(
-                "%d notice%s held for quiet hours not sent: the process ended before they did",
-                held, "s" if held != 1 else "",
-            )
+        if held:  # never lost silently: the outbox keeps them for the next process
+            where = ("left in the outbox for the next nbremind process"
+                     if self.outbox is not None else "lost: the outbox is off")
+            log.warning("%d notice%s held for quiet hours not sent yet: %s",
+                        held, "s" if held != 1 else "", where)
         for channel in self._channels.values():
             try:
                 await channel.close()

@@ -108,6 +108,10 @@ class QuietHours:
         if self.release_at is None or until < self.release_at:
             self.release_at = until
 
+    def holds(self, notice_id: str) -> bool:
+        """Whether the notice with ``notice_id`` is waiting for the digest."""
+        return any(h.notice.id == notice_id for h in self.held)
+
     def due(self, now: float) -> bool:
         """Whether held notices should go out now."""
         return self.release_at is not None and now >= self.release_at

@@ -21,14 +21,14 @@ if TYPE_CHECKING:
     from .dispatcher import Dispatcher
     from .outbox import Outbox, Replay
 
-__all__ = ["HELD_BY_RULES", "deliver_leftovers", "real_channel_name"]
+__all__ = ["DROPPED_BY_RULES", "deliver_leftovers", "real_channel_name"]
 
 log = logging.getLogger("nbremind")
 
-#: Why a replayed notice the rules held back or dropped is no longer pending (it is not
-#: replayed again by yet another process).
-HELD_BY_RULES = ("not sent on its own when replayed: the rules held it (quiet hours: it goes"
-                 " out in the digest) or dropped it (muted, rate limit, already delivered)")
+#: Why a replayed notice the rules dropped is no longer pending (it is not replayed again by
+#: yet another process). One held for quiet hours stays pending until its digest goes out.
+DROPPED_BY_RULES = ("not sent when replayed: the rules dropped it (muted, rate limit, "
+                    "already delivered)")
 
 
 def real_channel_name(stored: str, config: Config, extra: Iterable[str] = ()) -> str:
@@ -74,6 +74,8 @@ async def deliver_leftovers(outbox: Outbox, dispatcher: Dispatcher, config: Conf
         log.info("nbremind outbox: delivering %d notice(s) left by ended processes", len(sends))
         await asyncio.gather(*sends, return_exceptions=True)
     for claimed in replay.claimed:
-        if claimed.notice.id not in dispatcher._sent:  # the rules did not let it through
-            outbox.settle(claimed.notice.id, "dropped", HELD_BY_RULES)
+        notice_id = claimed.notice.id
+        if notice_id in dispatcher._sent or dispatcher.rule_state.quiet.holds(notice_id):
+            continue  # sent, or held for this process's digest (still pending, owned here)
+        outbox.settle(notice_id, "dropped", DROPPED_BY_RULES)
     return replay
