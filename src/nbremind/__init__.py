@@ -24,6 +24,7 @@ __all__ = [
     "__version__",
     "configure",
     "get_session",
+    "history",
     "load_ipython_extension",
     "panel",
     "remind",
@@ -42,6 +43,23 @@ def panel() -> Any:
     from .ipython.panel import panel as _panel
 
     return _panel()
+
+
+def history(
+    name: str | None = None,
+    state: str | None = None,
+    since: Any = None,
+    limit: int | None = 100,
+) -> Any:
+    """The recent runs (every task of every process, newest first) as a pandas DataFrame.
+
+    ``name`` and ``state`` filter; ``since`` is a duration back from now (``"2h"``,
+    ``"7d"``), a ``datetime`` or an ISO date; ``limit`` caps the rows (``None``: all).
+    Imports pandas only when called.
+    """
+    from .history_frame import history_frame
+
+    return history_frame(name, state, since, limit)
 
 
 def load_ipython_extension(ipython: Any) -> None:

@@ -52,6 +52,24 @@ def _parser() -> argparse.ArgumentParser:
         "print, per channel, 'delivered' or the reason it failed. Exits 1 when any failed.",
     )
     test.add_argument("channels", nargs="*", metavar="CHANNEL")
+
+    from .cli_history import add_parsers  # history, outbox
+
+    add_parsers(sub)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="explain what works on this machine, and why",
+        description="Explain what works on this machine and why: the desktop backend "
+        "(Linux: the D-Bus session bus and the notification service; Windows: the app id "
+        "registration; macOS: the app bundle), the browser, the settings files and their "
+        "errors, the default channels, the outbox backlog and the run history file. Sends "
+        "nothing. Exits 0 when everything the default channels and the settings need works, "
+        "1 otherwise.",
+    )
+    doctor.add_argument("--json", action="store_true",
+                        help='print {"ok": ..., "checks": [{"name", "ok", "required", '
+                        '"summary", "detail"}, ...]} instead of text')
     return parser
 
 
@@ -63,6 +81,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if ns.command == "run":
             return _run(ns)
+        if ns.command in ("history", "outbox"):
+            from .cli_history import run_history, run_outbox
+
+            return run_history(ns) if ns.command == "history" else run_outbox(ns)
+        if ns.command == "doctor":
+            return _doctor(ns)
         return _test(ns)
     except ValueError as exc:
         print(f"nbremind {ns.command}: error: {exc}", file=sys.stderr)
@@ -105,6 +129,24 @@ def _test(ns: argparse.Namespace) -> int:
     for name, outcome in results.items():
         print(f"{name:<{width}}  {outcome}")
     return 0 if results and all(o == "delivered" for o in results.values()) else 1
+
+
+def _doctor(ns: argparse.Namespace) -> int:
+    import json
+
+    from .doctor import collect
+
+    report = collect()
+    if ns.json:
+        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
+    else:
+        text = "\n".join(report.lines())
+    try:
+        print(text)
+    except UnicodeEncodeError:  # a console that cannot show ✓ / ✗: replace what it cannot
+        encoding = sys.stdout.encoding or "ascii"
+        print(text.encode(encoding, "replace").decode(encoding))
+    return 0 if report.ok else 1
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -58,6 +58,8 @@ class Config:
     retry_attempts: int = 4
     #: Seconds after the first try past which a channel's delivery is not retried.
     retry_max_time: float = 60.0
+    #: Whether a Jupyter kernel starts the kernel-death watchdog with its first task.
+    watchdog: bool = True
     #: Whether notices are written to the durable outbox (a SQLite file) before delivery.
     outbox: bool = True
     #: Seconds after which a notice an ended process left undelivered is dropped (recorded).
@@ -65,6 +67,8 @@ class Config:
     #: Folder of the outbox file (``None``: ``$NBREMIND_DATA_DIR``, else the platform
     #: user-data folder).
     data_dir: str | None = None
+    #: Seconds finished runs stay in the run history (``0``: history off). Default 90 days.
+    history_keep: float = 90 * 86400.0
 
     def updated(self, source: str = "configure()", **values: Any) -> Config:
         """A copy with ``values`` validated and applied; an unknown key raises ``ValueError``."""
@@ -90,7 +94,7 @@ class Config:
                 parsed[key] = None if value is None else parse_duration(value, where)
             elif key in ("send_timeout", "tick_interval", "exit_timeout"):
                 parsed[key] = parse_duration(value, where)
-            elif key == "muted":
+            elif key in ("muted", "watchdog"):
                 if not isinstance(value, bool):
                     raise ValueError(f"{where}: {value!r} is not True or False")
                 parsed[key] = value
@@ -102,6 +106,8 @@ class Config:
                 parsed[key] = _rule_setting(key, value, where)
             elif key in ("outbox", "outbox_max_age", "data_dir"):
                 parsed[key] = _outbox_setting(key, value, where)
+            elif key == "history_keep":
+                parsed[key] = _history_keep(value, where)
         return replace(self, **parsed)
 
     def as_dict(self) -> dict[str, Any]:
@@ -180,3 +186,14 @@ def _outbox_setting(key: str, value: Any, where: str) -> Any:
     if not isinstance(value, (str, os.PathLike)):
         raise ValueError(f"{where}: {value!r} is not a folder path")
     return os.fspath(value)
+
+
+def _history_keep(value: Any, where: str) -> float:
+    """How long finished runs are kept: a duration (``"90d"``), or ``"off"`` / ``0`` for no
+    history."""
+    if value is None or value is False or value in ("off", "none", "", 0, "0"):
+        return 0.0
+    keep = parse_duration(value, where)
+    if keep <= 0:
+        raise ValueError(f"{where}: {value!r} must be longer than 0 s, or 'off'")
+    return keep

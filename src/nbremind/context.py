@@ -35,6 +35,8 @@ class Reminder:
         self.total = total
         self._session = session
         self._kind = kind
+        #: Start the process's watchdog when this task starts (``remind(watchdog=True)``).
+        self.watchdog = False
         # per context (thread, asyncio task), so one Reminder may be entered concurrently
         self._active: contextvars.ContextVar[tuple[tuple[Task, _Token], ...]] = (
             contextvars.ContextVar(f"nbremind_reminder_{id(self)}", default=())
@@ -80,6 +82,8 @@ class Reminder:
         session = self.session
         task = session.new_task(name, options=self.options, total=self.total, kind=self._kind)
         token = session.start(task)
+        if self.watchdog:
+            session.want_watchdog()
         self._active.set((*self._active.get(), (task, token)))
         return task
 
@@ -96,7 +100,9 @@ class Reminder:
         name = self.name or getattr(fn, "__qualname__", None) or repr(fn)
 
         def make() -> Reminder:
-            return Reminder(name, self.options, self.total, self._session, "function")
+            reminder = Reminder(name, self.options, self.total, self._session, "function")
+            reminder.watchdog = self.watchdog
+            return reminder
 
         if inspect.isasyncgenfunction(fn):
 
@@ -155,6 +161,7 @@ def remind(
     min_duration: object = None,
     when: Callable[[Task], object] | None = None,
     session: Session | None = None,
+    watchdog: bool = False,
 ) -> Reminder: ...
 
 
@@ -174,6 +181,7 @@ def remind(
     min_duration: object = None,
     when: Callable[[Task], object] | None = None,
     session: Session | None = None,
+    watchdog: bool = False,
 ) -> Any:
     """Follow a block or function as a task and notify when it ends or crosses a threshold.
 
@@ -186,7 +194,9 @@ def remind(
     * ``timeout`` (+ ``interrupt=True`` to stop the task) -- the task is ``timed_out`` after DUR;
     * ``when`` -- a predicate on the task, checked on each tick; notifies once when true;
     * ``on`` -- the events to notify (``[]`` for none); ``channels`` -- where to send;
-    * ``min_duration`` -- no end notice for tasks shorter than DUR.
+    * ``min_duration`` -- no end notice for tasks shorter than DUR;
+    * ``watchdog=True`` -- if this process is killed while the task runs, a small watcher
+      process records it failed and notifies (always on in a Jupyter kernel).
 
     A bad value raises ``ValueError`` naming the option and the value.
     """
@@ -215,7 +225,11 @@ def remind(
         _check_channel_names(options.channels, "remind(): channels", defs)
     if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
         raise ValueError(f"remind(): total {total!r} is not a non-negative integer")
-    return Reminder(name, options, total, session)
+    if not isinstance(watchdog, bool):
+        raise ValueError(f"remind(): watchdog {watchdog!r} is not True or False")
+    reminder = Reminder(name, options, total, session)
+    reminder.watchdog = watchdog
+    return reminder
 
 
 def _caller_name() -> str:

@@ -36,6 +36,7 @@ from .notice import Notice, format_duration
 from .outbox_json import notice_from_dict, notice_to_dict, stored_channel_name
 from .outbox_owner import Owner, owner_alive
 from .secrets import redact
+from .store import open_database
 
 if TYPE_CHECKING:
     from .config import Config
@@ -198,12 +199,9 @@ class Outbox:
         self._reported: set[str] = set()
         self._closed = False
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(
-            str(self.path),
-            timeout=BUSY_TIMEOUT_MS / 1000,
-            isolation_level=None,  # autocommit; writes use explicit BEGIN IMMEDIATE
-            check_same_thread=False,  # guarded by self._lock
-        )
+        # autocommit, shared across threads (guarded by self._lock); a corrupt file is
+        # moved aside and a fresh one started (see nbremind.store)
+        self._db = open_database(self.path, BUSY_TIMEOUT_MS / 1000)
         try:
             self._setup()
         except BaseException:

@@ -90,6 +90,8 @@ def run_command(
             task.kind = "command"
             task.rss_source = tree.sample
             code = _wait(child, stopping, kill_grace)
+            # the tree's peak before the task ends, so its end (and the history) carries it
+            task.peak_rss = max(tree.peak() or 0, task.peak_rss or 0) or None
             if stopping.is_set():
                 raise TaskTimeout(f"stopped at its timeout of {timeout}")
             if code != 0:

@@ -94,6 +94,10 @@ class Session:
         self.dispatcher.outbox_source = lambda: self.outbox
         self.dispatcher.already_sent = self._already_sent
         self.ticker.on_start = self._loop_started
+        from .history_recorder import HistoryRecorder
+
+        #: Writes every task's start and end to the run history, on the loop thread.
+        self.history_recorder = HistoryRecorder(self)
         import socket
 
         self.host = socket.gethostname()
@@ -120,6 +124,9 @@ class Session:
         self.explicit_settings: dict[str, Any] = {}
         #: The settings files and environment this session follows (the default session's).
         self.settings: LiveSettings | None = None
+        #: The kernel-death watchdog of this process, once started (see :mod:`.watchdog`).
+        self._watchdog: Any = None
+        self._watchdog_wanted = False
 
     # -- settings ---------------------------------------------------------------------------
     def configure(self, source: str = "configure()", **values: Any) -> Config:
@@ -180,6 +187,12 @@ class Session:
             self._trim()
         token = self._current.set(task)
         self._notify(task, "start")
+        self.history_recorder.started(task)
+        if not self._watchdog_wanted and "ipykernel" in sys.modules and self.config.watchdog:
+            from .watchdog import in_kernel
+
+            if in_kernel():
+                self.want_watchdog()
         if self.ticker.interval:
             self.ticker.wake()
         return token
@@ -226,6 +239,7 @@ class Session:
             if task.id in self._tasks:
                 self._finished += 1
         self._notify(task, _END_EVENT[state], "end")
+        self.history_recorder.ended(task)
         return state
 
     # -- loops whose end is pending (``track()``) ---------------------------------------------
@@ -504,6 +518,7 @@ class Session:
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
+        self.history_recorder.watch(notice, future)
 
     def _done(self, future: concurrent.futures.Future[None]) -> None:
         with self._lock:
@@ -574,6 +589,38 @@ class Session:
                 results[delivery.channel] = "delivered" if delivery.ok else delivery.error
         return results
 
+    # -- the kernel-death watchdog -------------------------------------------------------------
+    def want_watchdog(self) -> None:
+        """Start this process's watchdog (once, on the loop thread): if the process dies while
+        tasks run, they are recorded failed and notified. Never raises."""
+        if self._watchdog_wanted or self._closed:
+            return
+        self._watchdog_wanted = True
+        try:
+            self.ticker.call_soon(self._start_watchdog)
+        except Exception:
+            log_exception("starting the watchdog failed")
+
+    def _start_watchdog(self) -> None:
+        if self._closed or self._watchdog is not None:
+            return
+        try:
+            from .config_files import user_config_dir
+            from .outbox import data_dir
+            from .watchdog import start_watchdog
+
+            self._watchdog = start_watchdog(
+                data_dir(self.config.data_dir), user_config_dir(), self.explicit_settings
+            )
+        except Exception:
+            log_exception("starting the watchdog failed")
+
+    @property
+    def watchdog_pid(self) -> int | None:
+        """The pid of this process's watchdog, once it was started."""
+        handle = self._watchdog
+        return None if handle is None else int(handle.pid)
+
     # -- the durable outbox -----------------------------------------------------------------
     @property
     def outbox(self) -> Outbox | None:
@@ -609,7 +656,24 @@ class Session:
         return future
 
     def _loop_started(self) -> None:
+        self.ticker.call_soon(self._warm_up)
         self.replay_outbox()
+
+    def _warm_up(self) -> None:
+        """Open the history file and import what the loop thread needs, first thing.
+
+        Done lazily in the middle of busy user code instead, each file read of an import
+        gives the GIL away and waits up to a switch interval to get it back: seconds during
+        which the loop thread delivers and refreshes nothing.
+        """
+        if not self.config.outbox or not self.config.history_keep:
+            return
+        try:
+            import psutil  # noqa: F401  (process identity of history rows, memory sampling)
+
+            _ = self.history_recorder.history
+        except Exception:
+            log_exception("preparing the loop thread failed")
 
     async def _replay(self) -> None:
         outbox = self.outbox
@@ -644,10 +708,13 @@ class Session:
                 self.ticker.submit(self.dispatcher.close()).result(1.0)
             self.ticker.stop()
         self._closed = True
+        if self._watchdog is not None:  # a clean exit: the watchdog leaves silently
+            self._watchdog.stop()
         with self._outbox_lock:
             held, self._outbox = self._outbox, None
         if held is not None and held[1] is not None and held[0][2] == os.getpid():
             held[1].close()
+        self.history_recorder.close()
 
 
 def _own_rss(task: Task) -> int | None:

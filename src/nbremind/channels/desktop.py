@@ -23,7 +23,7 @@ from .base import Availability, Channel, ChannelError
 if TYPE_CHECKING:
     from desktop_notifier import DesktopNotifier
 
-__all__ = ["DesktopChannel"]
+__all__ = ["APP_NAME", "DesktopChannel", "backend_class"]
 
 #: The app name desktop-notifier shows, and registers as the AUMID on Windows.
 APP_NAME = "nbremind"
@@ -209,3 +209,9 @@ async def _probe_session_bus() -> str:
     finally:
         with contextlib.suppress(Exception):
             bus.disconnect()
+
+
+def backend_class() -> tuple[type[Any], bool]:
+    """desktop-notifier's backend class on this machine, and whether it is the do-nothing one
+    (``nbremind doctor`` explains the choice)."""
+    return DesktopChannel._backend_class()

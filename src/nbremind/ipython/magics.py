@@ -17,6 +17,8 @@ from .frontend import CellFrontend, refresh_soon, show_status_line
 __all__ = ["RemindMagics"]
 
 _SUBCOMMANDS = "auto DUR|off, panel, status, test [CHANNEL...], mute, unmute, config"
+_SUBCOMMANDS += ", history [N]"
+_SUBCOMMANDS += ", doctor"
 _PERMISSION = {
     "granted": "granted",
     "default": "not asked yet (use the panel's button)",
@@ -152,6 +154,32 @@ class RemindMagics(Magics):
     def _cmd_unmute(self, args: list[str]) -> None:
         self.session.configure("%remind unmute", muted=False)
         print("nbremind: notifications on")
+
+    def _cmd_history(self, args: list[str]) -> None:
+        """The N most recent runs (default 20) of every process, newest first."""
+        from ..history_format import table_lines
+        from ..history_frame import history_rows
+
+        if len(args) > 1 or (args and not args[0].isdigit()):
+            raise UsageError("%remind history: give the number of runs to show, e.g. 20")
+        self.session.history_recorder.sync()  # this kernel's last runs are written first
+        rows = history_rows(limit=int(args[0]) if args else 20, config=self.session.config)
+        lines = table_lines(rows)
+        if not lines:
+            print("nbremind: no runs recorded yet (history is kept when outbox and "
+                  "history_keep are on)")
+        for line in lines:
+            print(line)
+
+    def _cmd_doctor(self, args: list[str]) -> None:
+        """What works here and why (``nbremind doctor``, with this kernel's settings)."""
+        from ..doctor import collect
+
+        if args:
+            raise UsageError("%remind doctor: takes no arguments")
+        session = self.session
+        report = collect(in_kernel=True, config=session.config, sources=session.config_sources)
+        print("\n".join(report.lines()))
 
     def _cmd_config(self, args: list[str]) -> None:
         from ..config_live import describe  # every value with its source, secrets as ***

@@ -1,0 +1,424 @@
+"""The kernel-death watchdog: a small process that reports the tasks of a process that died.
+
+A kernel killed for memory, by a segfault or by ``SIGKILL`` runs no ``finally`` and no
+``atexit``: its running tasks would stay ``running`` in the history forever and nobody would
+be told. So when the first task starts in an IPython kernel (or in a script that asked with
+``remind(..., watchdog=True)``), the session starts this module as a separate process::
+
+    python -m nbremind.watchdog --pid P --pid-start T --fd F [--data-dir D] [--config-dir C]
+
+It is a child of the watched process in a session of its own (a kill of the kernel's process
+group does not reach it), with no stdin or stdout. It holds the read end ``F`` of a pipe whose
+write end only the watched process holds. The watched process writes one JSON line with the
+settings it was given by ``configure()`` when it starts the watchdog, and ``bye`` at a clean
+exit (``atexit``); the watchdog then exits at once, silently.
+
+The watchdog waits, without polling, on the pipe and on a ``pidfd`` of the watched process
+(where the platform has one; else it checks every half second). Once a second it samples the
+watched process's memory (RSS), so the last value before a death is known. When the process
+is gone without having said ``bye``, the watchdog:
+
+1. marks every ``running`` task of that process (pid and start time) in the run history
+   ``failed``, reason ``process died`` -- with the signal when it can be read (Linux: the exit
+   status of the not-yet-reaped process in ``/proc``; the watchdog is not the kernel's parent,
+   so this is best effort) and the last sampled RSS;
+2. sends one failure notice per such task, "✗ NAME failed" / "process died ...", through the
+   configured channels (desktop and remote), by the normal dispatcher and outbox; it waits
+   for their delivery (``exit_timeout``), then exits.
+
+A death with no running task is silent. The watchdog never outlives its process by more than
+that delivery, and never starts anything that outlives it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import importlib
+import json
+import logging
+import os
+import select
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .config import Config
+    from .notice import Notice
+
+__all__ = ["WatchdogHandle", "in_kernel", "main", "start_watchdog"]
+
+log = logging.getLogger("nbremind")
+
+#: What the watched process writes at a clean exit.
+BYE = b"bye"
+#: Seconds between checks of the watched process where no pidfd can be waited on.
+CHECK_EVERY = 0.5
+#: Seconds between two samples of the watched process's memory.
+RSS_EVERY = 1.0
+#: Name of the log file (errors only) in the data folder.
+LOG_FILE = "watchdog.log"
+
+
+# -- the watched process's side ------------------------------------------------------------
+class WatchdogHandle:
+    """The watched process's link to its watchdog: the pid, and the pipe to say ``bye``."""
+
+    def __init__(self, process: subprocess.Popen[bytes], write_fd: int) -> None:
+        self.process = process
+        self.pid = process.pid
+        self._fd: int | None = write_fd
+        self._owner = os.getpid()
+
+    def stop(self) -> None:
+        """A clean exit: tell the watchdog ``bye`` so it leaves silently. Never raises.
+
+        A forked child that inherited the handle only closes its copy of the pipe.
+        """
+        fd, self._fd = self._fd, None
+        if fd is None:
+            return
+        if os.getpid() == self._owner:
+            with contextlib.suppress(OSError):
+                os.write(fd, BYE + b"\n")
+        with contextlib.suppress(OSError):
+            os.close(fd)
+
+
+def in_kernel() -> bool:
+    """Whether this process is a running IPython kernel."""
+    if "ipykernel" not in sys.modules:
+        return False
+    app = sys.modules.get("ipykernel.kernelapp")
+    cls = getattr(app, "IPKernelApp", None)
+    try:
+        return bool(cls is not None and cls.initialized())
+    except Exception:
+        return False
+
+
+def start_watchdog(
+    data_dir: Path | None, config_dir: Path | None, settings: Mapping[str, Any]
+) -> WatchdogHandle:
+    """Start the watchdog of this process (raises ``OSError`` when it cannot be started).
+
+    ``settings`` are the values given to ``configure()`` in this process; they are handed
+    over the pipe (not the command line, where other users could read secrets).
+    """
+    from .outbox_owner import Owner
+
+    me = Owner.current()
+    read_fd, write_fd = os.pipe()
+    args = [sys.executable, "-m", "nbremind.watchdog", "--pid", str(me.pid),
+            "--pid-start", repr(me.start), "--fd", str(read_fd), "--cwd", os.getcwd()]  # fmt: skip
+    if data_dir is not None:
+        args += ["--data-dir", str(data_dir)]
+    if config_dir is not None:
+        args += ["--config-dir", str(config_dir)]
+    stderr: Any = subprocess.DEVNULL
+    with contextlib.suppress(OSError):
+        if data_dir is not None:
+            data_dir.mkdir(parents=True, exist_ok=True)
+            stderr = (data_dir / LOG_FILE).open("ab")
+    try:
+        process = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
+            pass_fds=(read_fd,), start_new_session=True, close_fds=True,
+        )  # fmt: skip
+    except BaseException:
+        os.close(write_fd)
+        raise
+    finally:
+        os.close(read_fd)
+        if stderr is not subprocess.DEVNULL:
+            stderr.close()
+    handle = WatchdogHandle(process, write_fd)
+    line = json.dumps({"settings": _portable(settings)}, default=str).encode() + b"\n"
+    if len(line) < 60_000:  # fits a pipe's buffer: never blocks
+        with contextlib.suppress(OSError):
+            os.write(write_fd, line)
+    return handle
+
+
+def _portable(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """The settings that survive a trip through JSON (others are left out)."""
+    out = {}
+    for key, value in settings.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            try:
+                json.dumps(dict(value))
+                value = dict(value)
+            except (TypeError, ValueError):
+                continue
+        out[key] = value
+    return out
+
+
+# -- the watchdog process -------------------------------------------------------------------
+class _Watched:
+    """The watched process: liveness, memory, and how it ended."""
+
+    def __init__(self, pid: int, start: float) -> None:
+        import psutil
+
+        self.pid = pid
+        self.start = start
+        self.rss: int | None = None
+        self._rss_at = float("-inf")
+        try:
+            self._process: Any = psutil.Process(pid)
+        except psutil.Error:
+            self._process = None
+        #: The signal that ended it, when it could be read (see :meth:`signal_name`).
+        self.exit_signal: str | None = None
+        self.sample()  # at once: the process may die before the first second is over
+        self.pidfd: int | None = None
+        if hasattr(os, "pidfd_open"):
+            with contextlib.suppress(OSError):
+                self.pidfd = os.pidfd_open(pid)
+
+    def alive(self) -> bool:
+        import socket
+
+        from .outbox_owner import Owner, owner_alive
+
+        return self._process is not None and owner_alive(
+            Owner(self.pid, self.start, socket.gethostname())
+        )
+
+    def sample(self) -> None:
+        now = time.monotonic()
+        if now - self._rss_at < RSS_EVERY or self._process is None:
+            return
+        self._rss_at = now
+        with contextlib.suppress(Exception):
+            self.rss = int(self._process.memory_info().rss)
+
+    def signal_name(self) -> str | None:
+        """The signal that ended the process, read from its exit status while it waits to be
+        reaped (Linux ``/proc/PID/stat``, field 52); ``None`` when it cannot be known."""
+        try:
+            text = Path(f"/proc/{self.pid}/stat").read_text()
+            fields = text[text.rindex(")") + 2 :].split()
+            status = int(fields[49])  # field 52; the list starts at field 3
+        except (OSError, ValueError, IndexError):
+            return None
+        if not os.WIFSIGNALED(status):
+            return None
+        number = os.WTERMSIG(status)
+        try:
+            return signal.Signals(number).name
+        except ValueError:
+            return f"signal {number}"
+
+    def close(self) -> None:
+        if self.pidfd is not None:
+            with contextlib.suppress(OSError):
+                os.close(self.pidfd)
+
+
+def _reason(signal_name: str | None, rss: int | None) -> str:
+    from .notice import format_size
+
+    reason = "process died"
+    if signal_name:
+        reason += f" ({signal_name})"
+    if rss is not None:
+        reason += f", last sampled RSS {format_size(rss)}"
+    return reason
+
+
+def watch(watched: _Watched, fd: int) -> tuple[bool, dict[str, Any]]:
+    """Wait until the watched process says ``bye`` (``(False, settings)``) or is gone
+    (``(True, settings)``); ``settings`` are the last ones it sent."""
+    settings: dict[str, Any] = {}
+    buffer = b""
+    pipe_open = True
+    while True:
+        waits = ([fd] if pipe_open else []) + ([watched.pidfd] if watched.pidfd is not None else [])
+        timeout = RSS_EVERY if watched.pidfd is not None else CHECK_EVERY
+        ready = select.select(waits, [], [], timeout)[0] if waits else []
+        if not waits:
+            time.sleep(timeout)
+        if pipe_open and fd in ready:
+            data = os.read(fd, 65536)
+            if not data:
+                pipe_open = False  # it died, or it closed the pipe: the checks below tell
+            buffer += data
+            *lines, buffer = buffer.split(b"\n")
+            for line in lines:
+                if line.strip() == BYE:
+                    return False, settings
+                with contextlib.suppress(ValueError, TypeError, KeyError, AttributeError):
+                    settings = dict(json.loads(line)["settings"])
+        gone = watched.pidfd is not None and watched.pidfd in ready
+        check = gone or not pipe_open or watched.pidfd is None
+        if check and not watched.alive():
+            watched.exit_signal = watched.signal_name()  # before it is reaped
+            return True, settings
+        watched.sample()
+
+
+def _history(config: Config) -> Any:
+    """The run history (``None`` when it is turned off, unusable or not there)."""
+    try:
+        module = importlib.import_module("nbremind.run_history")
+        history = module.History.open(config)
+    except Exception as exc:
+        log.warning("nbremind watchdog: the run history cannot be opened: %s", exc)
+        return None
+    if history is None:
+        log.warning("nbremind watchdog: the run history is off or unusable: "
+                    "the tasks of the dead process are not known")  # fmt: skip
+    return history
+
+
+def report_death(watched: _Watched, config: Config) -> list[str]:
+    """Mark the running tasks of the dead process failed and notify; their names."""
+    reason = _reason(watched.exit_signal, watched.rss)
+    history = _history(config)
+    if history is None:
+        return []
+    try:
+        rows = history.running(watched.pid) or []
+        names = history.mark_process_died(watched.pid, watched.start, reason, watched.rss)
+        if names:
+            now = time.time()
+            notices = [_notice(row, reason, watched, now) for row in rows
+                       if row.get("name") in names and _same_process(row, watched)]  # fmt: skip
+            _send(notices, config, history)
+        return list(names)
+    finally:
+        with contextlib.suppress(Exception):
+            history.close()
+
+
+def _send(notices: list[Notice], config: Config, history: Any) -> None:
+    """Deliver ``notices`` through the normal dispatcher and outbox (waiting up to
+    ``exit_timeout``), then count the delivered ones in their history rows."""
+    from .session import Session
+
+    session = Session(config)
+    try:
+        for notice in notices:
+            session.send(notice)
+        session.flush(config.exit_timeout)
+        delivered = [d.notice_id for d in list(session.dispatcher.deliveries) if d.ok]
+    finally:
+        session.close(config.exit_timeout)
+    for notice in notices:
+        count = delivered.count(notice.id)
+        if count:
+            with contextlib.suppress(Exception):
+                history.add_notices(notice.task.id, count)
+
+
+def _same_process(row: Mapping[str, Any], watched: _Watched) -> bool:
+    start = row.get("pid_start")
+    return start is None or abs(float(start) - watched.start) < 0.5
+
+
+def _notice(row: Mapping[str, Any], reason: str, watched: _Watched, now: float) -> Notice:
+    from .notice import make_notice
+    from .task import TaskError, TaskSnapshot, TaskState
+
+    start = row.get("start")
+    total = row.get("total")
+    n = int(row.get("n") or 0)
+    snapshot = TaskSnapshot(
+        id=str(row.get("id")),
+        name=str(row.get("name")),
+        kind=str(row.get("kind") or "block"),
+        state=TaskState.FAILED,
+        parent_id=row.get("parent_id"),
+        source=str(row.get("source") or ""),
+        host=str(row.get("host") or ""),
+        pid=watched.pid,
+        start=start,
+        end=now,
+        elapsed=max(0.0, now - float(start)) if start is not None else 0.0,
+        n=n,
+        total=total,
+        progress=n / total if total else None,
+        rate=None,
+        eta=None,
+        rss=watched.rss,
+        peak_rss=row.get("peak_rss"),
+        error=TaskError(reason, ""),
+        unit=row.get("unit"),
+    )
+    return make_notice("failure", snapshot, created=now, key="process-died")
+
+
+def _config(cwd: str | None, settings: Mapping[str, Any]) -> Config:
+    """The settings files and environment as the watched process read them, then what it
+    was given by ``configure()``; a setting that cannot be used is left out."""
+    from .config import Config
+    from .config_files import load_settings
+
+    try:
+        config = load_settings(cwd).config
+    except Exception:
+        config = Config()
+    for key, value in settings.items():
+        try:
+            config = config.updated("the watched process's configure()", **{key: value})
+        except Exception as exc:
+            log.warning("nbremind watchdog: setting %s=%r not used: %s", key, value, exc)
+    return config
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m nbremind.watchdog",
+        description="Watch a process; if it dies while tasks run, mark them failed and notify.",
+    )
+    parser.add_argument("--pid", type=int, required=True, help="the process to watch")
+    parser.add_argument("--pid-start", type=float, required=True,
+                        help="its start time (psutil create_time), to tell it from a later "
+                             "process with the same pid")  # fmt: skip
+    parser.add_argument("--fd", type=int, default=None,
+                        help="read end of the pipe the process writes 'bye' to at a clean exit")
+    parser.add_argument("--data-dir", default=None, help="folder of the history/outbox file")
+    parser.add_argument("--config-dir", default=None, help="folder of the user settings file")
+    parser.add_argument("--cwd", default=None, help="the process's working directory")
+    return parser.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of ``python -m nbremind.watchdog``; returns the exit code."""
+    args = _parse(argv)
+    logging.basicConfig(format="%(asctime)s nbremind watchdog: %(message)s")
+    from .config_files import CONFIG_DIR_VAR
+    from .outbox import ENV_DATA_DIR
+
+    if args.data_dir:
+        os.environ[ENV_DATA_DIR] = args.data_dir
+    if args.config_dir:
+        os.environ[CONFIG_DIR_VAR] = args.config_dir
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # a Ctrl-C meant for the notebook
+    watched = _Watched(args.pid, args.pid_start)
+    try:
+        # even if it is gone already (killed while this process was starting), the pipe
+        # tells a clean exit ("bye" waits in it) from a death
+        fd = args.fd if args.fd is not None else os.open(os.devnull, os.O_RDONLY)
+        died, settings = watch(watched, fd)
+        if died:
+            report_death(watched, _config(args.cwd, settings))
+        return 0
+    except Exception:
+        log.exception("failed")
+        return 1
+    finally:
+        watched.close()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
