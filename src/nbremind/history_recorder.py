@@ -29,6 +29,8 @@ log = logging.getLogger("nbremind")
 
 #: Ended tasks remembered, to add notices delivered after their end to their rows.
 _REMEMBER_ENDED = 1000
+#: Seconds a start or end waits before it is written (batched with what follows).
+_WRITE_DELAY = 0.05
 #: Delivery records scanned (newest first) when a notice's delivery finishes.
 _SCAN_DELIVERIES = 64
 
@@ -70,13 +72,20 @@ class HistoryRecorder:
                 return  # a wake is on its way: it writes this one too
             self._scheduled = True
         try:
-            session.ticker.call_soon(self._drain)
+            session.ticker.call_soon(self._drain_later)
         except Exception as exc:  # the loop thread could not be reached
             with self._lock:
                 self._scheduled = False
             self._report(exc)
 
     # -- on the loop thread ------------------------------------------------------------------------
+    def _drain_later(self) -> None:
+        """Write a moment later: a cell's end is written after the kernel sent its reply,
+        instead of competing with it for the GIL."""
+        import asyncio
+
+        asyncio.get_running_loop().call_later(_WRITE_DELAY, self._drain)
+
     def _drain(self) -> None:
         """Write every queued start and end in one transaction (a burst of 1,000 task starts
         costs the loop thread one commit, not 1,000)."""
@@ -141,7 +150,7 @@ class HistoryRecorder:
         import concurrent.futures
 
         async def barrier() -> None:
-            return None
+            self._drain()  # what is still waiting for its delayed write, now
 
         try:
             ticker.submit(barrier()).result(timeout)

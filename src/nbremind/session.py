@@ -704,6 +704,7 @@ class Session:
         hooks.release(self)
         if self.ticker.running:
             self.flush(self.config.exit_timeout if timeout is None else timeout)
+            self.history_recorder.sync(1.0)  # the last starts and ends, written now
             with contextlib.suppress(Exception):
                 self.ticker.submit(self.dispatcher.close()).result(1.0)
             self.ticker.stop()
