@@ -9,7 +9,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
-from .options import TaskOptions
+from .options import TaskOptions, check_total, parse_call_options
 from .session import Session, get_session
 from .task import Task, TaskTimeout
 
@@ -204,7 +204,9 @@ def remind(
         return Reminder(None, TaskOptions(), None, session)(name)
     if name is not None and not isinstance(name, str):
         raise ValueError(f"remind(): name {name!r} is not a string")
-    options = TaskOptions.parse(
+    options = parse_call_options(
+        "remind()",
+        session,
         after=after,
         every=every,
         progress=progress,
@@ -215,16 +217,8 @@ def remind(
         channels=channels,
         min_duration=min_duration,
         when=when,
-        source="remind(): ",
     )
-    if options.channels:
-        from .config import _check_channel_names
-
-        # named channels are looked up in this session's settings
-        defs = getattr(getattr(session, "config", None), "channel_defs", None)
-        _check_channel_names(options.channels, "remind(): channels", defs)
-    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
-        raise ValueError(f"remind(): total {total!r} is not a non-negative integer")
+    check_total(total, "remind()")
     if not isinstance(watchdog, bool):
         raise ValueError(f"remind(): watchdog {watchdog!r} is not True or False")
     reminder = Reminder(name, options, total, session)

@@ -14,7 +14,7 @@ from ._parse import (
     parse_size,
 )
 
-__all__ = ["DEFAULT_ON", "TaskOptions"]
+__all__ = ["DEFAULT_ON", "TaskOptions", "check_total", "parse_call_options"]
 
 #: Events notified when a task does not say otherwise (thresholds it sets are added).
 DEFAULT_ON = ("success", "failure", "cancel", "timeout")
@@ -93,3 +93,21 @@ class TaskOptions:
         if self.when is not None:
             events.add("condition")
         return frozenset(events)
+
+
+def parse_call_options(source: str, session: object = None, **raw: Any) -> TaskOptions:
+    """``remind()``'s and ``track()``'s keyword options, parsed, with their channel names
+    checked against the named channels of ``session``'s settings; errors start ``source``."""
+    options = TaskOptions.parse(**raw, source=f"{source}: ")
+    if options.channels:
+        from .config import _check_channel_names
+
+        defs = getattr(getattr(session, "config", None), "channel_defs", None)
+        _check_channel_names(options.channels, f"{source}: channels", defs)
+    return options
+
+
+def check_total(total: object, source: str) -> None:
+    """Raise ``ValueError`` unless ``total`` is ``None`` or a non-negative integer."""
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
+        raise ValueError(f"{source}: total {total!r} is not a non-negative integer")

@@ -26,7 +26,7 @@ import logging
 import os
 import sqlite3
 import threading
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
@@ -36,7 +36,7 @@ from .notice import Notice, format_duration
 from .outbox_json import notice_from_dict, notice_to_dict, stored_channel_name
 from .outbox_owner import Owner, owner_alive
 from .secrets import redact
-from .store import open_database
+from .store import open_database, write_transaction
 
 if TYPE_CHECKING:
     from .config import Config
@@ -237,17 +237,8 @@ class Outbox:
         return self._run("schema_version", None, action)
 
     # -- plumbing ------------------------------------------------------------------------------
-    @contextlib.contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db)
 
     def _run(self, what: str, default: T, action: Callable[[sqlite3.Connection], T]) -> T:
         """Run ``action`` under the lock; a database error is logged once and gives

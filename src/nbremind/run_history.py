@@ -15,17 +15,18 @@ a pandas DataFrame.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._clock import Clock, SystemClock
 from .secrets import redact
-from .store import open_database
+from .store import open_database, write_transaction
 
 if TYPE_CHECKING:
     from .config import Config
@@ -201,17 +202,8 @@ class History:
         return self._run("schema_version", None, action)
 
     # -- plumbing ------------------------------------------------------------------------------
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        db = self._db
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            yield db
-        except BaseException:
-            if db.in_transaction:
-                db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db)
 
     def _run(self, what: str, default: T, action: Callable[[sqlite3.Connection], T]) -> T:
         with self._lock:

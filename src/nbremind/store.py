@@ -16,6 +16,7 @@ import os
 import sqlite3
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 
 __all__ = ["CorruptDatabase", "moved_aside", "open_database"]
@@ -118,3 +119,16 @@ def _move_aside(path: Path, seen: tuple[int, int, int] | None, why: str) -> None
         "nbremind: %s is not a usable database (%s); it was moved to %s and a fresh file "
         "started (nothing was deleted)", path, why, aside,
     )
+
+
+@contextlib.contextmanager
+def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
+    """``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back when the block raises."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        yield db
+    except BaseException:
+        if db.in_transaction:
+            db.execute("ROLLBACK")
+        raise
+    db.execute("COMMIT")

@@ -84,7 +84,7 @@ import types
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
-from .options import DEFAULT_ON, TaskOptions
+from .options import DEFAULT_ON, TaskOptions, check_total, parse_call_options
 from .session import Session, get_session
 from .task import Task, TaskTimeout
 
@@ -157,9 +157,10 @@ def track(
     """
     if name is not None and not isinstance(name, str):
         raise ValueError(f"track(): name {name!r} is not a string")
-    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
-        raise ValueError(f"track(): total {total!r} is not a non-negative integer")
-    options = TaskOptions.parse(
+    check_total(total, "track()")
+    options = parse_call_options(
+        "track()",
+        session,
         after=after,
         every=every,
         progress=progress,
@@ -170,14 +171,7 @@ def track(
         channels=channels,
         min_duration=min_duration,
         when=when,
-        source="track(): ",
     )
-    if options.channels:
-        from .config import _check_channel_names
-
-        # named channels are looked up in this session's settings
-        defs = getattr(getattr(session, "config", None), "channel_defs", None)
-        _check_channel_names(options.channels, "track(): channels", defs)
     if session is not None and not isinstance(session, Session):
         raise ValueError(f"track(): session {session!r} is not a Session")
     try:
