@@ -65,26 +65,35 @@ class ScriptedHTTPServer:
 
     def __init__(self) -> None:
         self.script: list[Reply] = []
+        #: The answer once the script is used up.
+        self.default = Reply()
         self.requests: list[Request] = []
+        #: The status each request was answered with (``-1``: it hung), in order.
+        self.answers: list[int] = []
         self._cond = threading.Condition()
         self._stop = threading.Event()
+        self._release = threading.Event()
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
             def log_message(self, format: str, *args: Any) -> None:
                 pass
 
+            def do_GET(self) -> None:
+                self.do_POST()
+
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length)
                 with owner._cond:
                     owner.requests.append(
-                        Request("POST", self.path, dict(self.headers.items()), body)
+                        Request(self.command, self.path, dict(self.headers.items()), body)
                     )
-                    reply = owner.script.pop(0) if owner.script else Reply()
+                    reply = owner.script.pop(0) if owner.script else owner.default
+                    owner.answers.append(reply.status)
                     owner._cond.notify_all()
                 if reply is HANG:
-                    owner._stop.wait(30)
+                    owner._release.wait(30)
                     return
                 self.send_response(reply.status)
                 for key, value in reply.headers.items():
@@ -109,12 +118,31 @@ class ScriptedHTTPServer:
             assert ok, f"expected {count} requests, got {len(self.requests)}"
             return list(self.requests)
 
+    def answered(self, status: int) -> list[Request]:
+        """The requests that were answered with ``status``."""
+        with self._cond:
+            return [r for r, a in zip(self.requests, self.answers) if a == status]
+
+    def wait_answered(self, status: int, count: int, timeout: float = 10.0) -> list[Request]:
+        """Block until ``count`` requests were answered with ``status``."""
+        with self._cond:
+            ok = self._cond.wait_for(
+                lambda: sum(a == status for a in self.answers) >= count, timeout
+            )
+            assert ok, f"expected {count} requests answered {status}, got {self.answers}"
+        return self.answered(status)
+
+    def release(self) -> None:
+        """Let every hanging request end (without an answer)."""
+        self._release.set()
+
     def start(self) -> ScriptedHTTPServer:
         self._thread.start()
         return self
 
     def stop(self) -> None:
         self._stop.set()
+        self._release.set()
         self._server.shutdown()
         self._server.server_close()
 

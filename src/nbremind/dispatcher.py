@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import logging
+import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -20,7 +21,7 @@ from .config import Config
 from .notice import Notice
 from .options import TaskOptions
 from .quiet import make_digest, quiet_hours_of
-from .retry import Backoff, RetryOutcome, with_retries
+from .retry import Backoff, RetryOutcome, is_retryable, with_retries
 from .rules import (  # the rules live in rules.py; these names stay importable from here
     DEFAULT_RULES,
     END_EVENTS,
@@ -125,6 +126,12 @@ class Dispatcher:
         self.outbox_source: Callable[[], Outbox | None] | None = None
         #: Deliveries written to the outbox and not finished: notice id -> {shown: name}.
         self._in_outbox: dict[str, dict[str, str]] = {}
+        #: Set when the session closes (``time.monotonic()`` seconds): no try starts or runs
+        #: past it and no retry waits past it; a retryable failure is then left ``pending``
+        #: in the outbox for the next nbremind process instead of being recorded as final.
+        self.deadline: float | None = None
+        #: Deliveries left pending that way, in this process.
+        self.deferred = 0
 
     def channel(self, name: str, config: Config | None = None) -> Channel:
         """The channel called ``name``, made on first use (again when its named-channel
@@ -252,22 +259,55 @@ class Dispatcher:
             sending = notice
 
             async def attempt() -> None:
-                await asyncio.wait_for(channel.send(sending), config.send_timeout)
+                limit = config.send_timeout
+                if self.deadline is not None:
+                    limit = min(limit, self.deadline - time.monotonic())
+                    if limit <= 0:
+                        raise _Exiting("the process exited before this try")
+                await asyncio.wait_for(channel.send(sending), limit)
 
             # a test notice (``%remind test``) reports its first failure, untried again
             tries = 1 if notice.event == "test" else config.retry_attempts
             await with_retries(attempt, attempts=tries, max_time=config.retry_max_time,
-                               backoff=self.backoff, outcome=outcome)
+                               backoff=self.backoff, outcome=outcome,
+                               stop_early=self._past_deadline)
         except asyncio.TimeoutError:
             error = f"timed out after {config.send_timeout:g} s"
+            retryable = True
         except Exception as exc:
             error = f"{type(exc).__name__}: {exc}"
+            retryable = is_retryable(exc)
         else:
             self._record(notice, shown, True, attempts=outcome.attempts)
+            return
+        if self.deadline is not None and retryable:
+            self._defer(notice, shown, hide(error, secrets), outcome.attempts)
             return
         if outcome.attempts > 1:
             error += f" ({outcome.gave_up or f'after {outcome.attempts} tries'})"
         self._record(notice, shown, False, hide(error, secrets), attempts=max(outcome.attempts, 1))
+
+    def _past_deadline(self, wait: float) -> str:
+        """Why retrying stops now that the process is exiting (``""``: it does not)."""
+        if self.deadline is not None and time.monotonic() + wait >= self.deadline:
+            return "the process is exiting"
+        return ""
+
+    def _defer(self, notice: Notice, channel: str, error: str, attempts: int) -> None:
+        """The process is exiting and this delivery may still succeed later: its outbox row
+        stays ``pending`` (the next nbremind process delivers it), and it is said so."""
+        self.deferred += 1
+        stored = self.outbox is not None and notice.id in self._in_outbox
+        names = self._in_outbox.get(notice.id)
+        if names is not None:
+            names.pop(channel, None)  # not swept as "not sent" by the fan-out's end
+        where = ("left pending in the outbox for the next nbremind process" if stored
+                 else "lost: the outbox is off")
+        delivery = Delivery(notice.id, notice.title, channel, False,
+                            f"not delivered before exit ({error}); {where}", max(attempts, 1))
+        self.deliveries.append(delivery)
+        log.warning("nbremind: %r not delivered to %s before exit (%s); %s",
+                    notice.title, channel, error, where)
 
     def _record(
         self, notice: Notice, channel: str, ok: bool, error: str = "", attempts: int = 1
@@ -404,6 +444,12 @@ class Dispatcher:
                 await channel.close()
             except Exception:
                 log.debug("closing %s failed", channel.name, exc_info=True)
+
+
+class _Exiting(Exception):
+    """No time is left for another try: the session is closing."""
+
+    retryable = True
 
 
 def _secrets_of(channel: Channel) -> list[str]:

@@ -79,11 +79,13 @@ async def with_retries(
     max_time: float,
     backoff: Backoff | None = None,
     outcome: RetryOutcome | None = None,
+    stop_early: Callable[[float], str] | None = None,
 ) -> RetryOutcome:
     """Await ``attempt()`` until it succeeds or retrying should stop; re-raise the last error.
 
     ``outcome`` (filled in as tries happen, also when the last error is raised) tells how
-    many tries were made and how long each wait was.
+    many tries were made and how long each wait was. ``stop_early(wait)``, asked before
+    each wait, gives a reason to stop retrying now (``""``: go on), e.g. the process exits.
     """
     from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
@@ -99,6 +101,10 @@ async def with_retries(
     def stop(state: RetryCallState) -> bool:
         if state.attempt_number >= attempts:
             outcome.gave_up = f"gave up after {state.attempt_number} tries"
+            return True
+        early = stop_early(state.upcoming_sleep) if stop_early is not None else ""
+        if early:
+            outcome.gave_up = f"stopped after {state.attempt_number} tries: {early}"
             return True
         spent = backoff.clock() - start
         if spent + state.upcoming_sleep > max_time:

@@ -13,6 +13,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -512,9 +513,13 @@ class Session:
         if self._closed:
             return
         self._last_notice[notice.task.id] = notice.title
-        future = self.ticker.submit(
-            self.dispatcher.dispatch(notice, options or TaskOptions(), self.config)
-        )
+        coro = self.dispatcher.dispatch(notice, options or TaskOptions(), self.config)
+        try:
+            future = self.ticker.submit(coro)
+        except Exception:  # no loop thread (threads exhausted): never the user's problem
+            coro.close()
+            log_exception("handing a notice to the loop thread failed")
+            return
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
@@ -689,10 +694,34 @@ class Session:
         return outbox is not None and outbox.delivered(notice_id)
 
     # -- shutdown ---------------------------------------------------------------------------
+    def _say_left_pending(self, limit: float) -> None:
+        with self._lock:
+            count = len(self._pending)
+        where = ("left pending in the outbox for the next nbremind process"
+                 if self.config.outbox else "lost: the outbox is off")
+        import logging
+
+        logging.getLogger("nbremind").warning(
+            "nbremind: %d notice%s not delivered within exit_timeout (%g s); %s",
+            count, "" if count == 1 else "s", limit, where)
+
     def close(self, timeout: float | None = None) -> None:
-        """Deliver what is pending (up to ``timeout``), then stop the loop thread."""
+        """Deliver what is pending, then stop the loop thread; all within ``timeout``
+        seconds (default: the ``exit_timeout`` setting), whatever the channels do.
+
+        A delivery still running or waiting to retry when time is up stays ``pending`` in
+        the outbox, and the next nbremind process delivers it.
+        """
         if self._closed:
             return
+        limit = self.config.exit_timeout if timeout is None else timeout
+        deadline = time.monotonic() + max(limit, 0.0)
+
+        def left(most: float | None = None) -> float:
+            rest = max(deadline - time.monotonic(), 0.0)
+            return rest if most is None else min(rest, most)
+
+        self.dispatcher.deadline = deadline
         if self.settings is not None:
             self.settings.stop()
         if self._ends:  # no more evidence will come: the last uncaught exception, or none
@@ -703,11 +732,12 @@ class Session:
                 self._settle(record, last)
         hooks.release(self)
         if self.ticker.running:
-            self.flush(self.config.exit_timeout if timeout is None else timeout)
-            self.history_recorder.sync(1.0)  # the last starts and ends, written now
+            self.history_recorder.sync(left(1.0))  # the last starts and ends, written now
+            if not self.flush(left()):
+                self._say_left_pending(limit)
             with contextlib.suppress(Exception):
-                self.ticker.submit(self.dispatcher.close()).result(1.0)
-            self.ticker.stop()
+                self.ticker.submit(self.dispatcher.close()).result(left(1.0))
+            self.ticker.stop(left())
         self._closed = True
         if self._watchdog is not None:  # a clean exit: the watchdog leaves silently
             self._watchdog.stop()

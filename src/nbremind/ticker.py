@@ -8,6 +8,8 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from .workers import workers
+
 __all__ = ["Ticker"]
 
 T = TypeVar("T")
@@ -40,32 +42,48 @@ class Ticker:
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop:
-        """The loop, starting the thread on first use."""
-        if self._loop is None or not self.running:
-            self._start()
-        assert self._loop is not None
-        return self._loop
+        """The loop, starting the thread on first use (safe from any number of threads)."""
+        loop = self._loop
+        if loop is not None and self.running:
+            return loop
+        return self._start()
 
-    def _start(self) -> None:
+    def _start(self) -> asyncio.AbstractEventLoop:
         with self._lock:
-            if self.running:
-                return
-            self._stopping = False
-            self._ready.clear()
-            self._thread = threading.Thread(target=self._run, name="nbremind-ticker", daemon=True)
-            self._thread.start()
-        self._ready.wait()
-        if self.on_start is not None:
+            started = not self.running
+            if started:
+                self._stopping = False
+                self._loop = None
+                self._ready = threading.Event()
+                self._thread = threading.Thread(
+                    target=self._run, args=(self._ready,), name="nbremind-ticker", daemon=True
+                )
+                self._thread.start()
+            ready = self._ready
+        # every caller waits for the loop, not only the one that started the thread
+        ready.wait()
+        loop = self._loop
+        if loop is None:
+            raise RuntimeError("the nbremind loop thread could not start")
+        if started and self.on_start is not None:
             self._started(self.on_start)
+        return loop
 
-    def _run(self) -> None:
+    def _run(self, ready: threading.Event) -> None:
         # A fresh loop of the default policy's type, untouched by any nest_asyncio patching
         # of the user's loop: this thread only ever runs run_forever on it.
-        loop = asyncio.new_event_loop()
-        self._loop = loop
-        self._busy = asyncio.Event()
-        ticking = loop.create_task(self._ticking()) if self.interval else None
-        self._ready.set()
+        try:
+            loop = asyncio.new_event_loop()
+            self._loop = loop
+            self._busy = asyncio.Event()
+            ticking = loop.create_task(self._ticking()) if self.interval else None
+        except BaseException:
+            ready.set()  # waiters go on, and see that there is no loop
+            raise
+        # threads for blocking sends exist before anyone can exit: Python 3.12+ starts
+        # none once interpreter shutdown has begun
+        workers().prestart()
+        ready.set()
         try:
             loop.run_forever()
         finally:
@@ -122,14 +140,15 @@ class Ticker:
         return self._thread is not None and threading.current_thread() is self._thread
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop the loop and join the thread."""
+        """Stop the loop and join the thread, waiting ``timeout`` seconds at most (``0``: do
+        not wait; the daemon thread ends with the process)."""
         with self._lock:
             thread, loop = self._thread, self._loop
             if thread is None or loop is None or not thread.is_alive():
                 return
             self._stopping = True
         loop.call_soon_threadsafe(loop.stop)
-        if threading.current_thread() is not thread:
+        if threading.current_thread() is not thread and timeout > 0:
             thread.join(timeout)
         self._thread = None
         self._loop = None

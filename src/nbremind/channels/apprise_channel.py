@@ -8,12 +8,12 @@ whether a failure is lasting, so its failures are retryable (within the retry bo
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import logging
 from typing import Any
 
 from ..notice import Notice
+from ..workers import run_blocking
 from .base import Channel, ChannelError
 from .urls import redact_url, reveal, url_secrets
 
@@ -23,6 +23,20 @@ __all__ = ["AppriseChannel", "apprise_installed"]
 def apprise_installed() -> bool:
     """Whether the optional apprise package can be imported."""
     return importlib.util.find_spec("apprise") is not None
+
+
+def _asset(apprise: Any) -> Any:
+    """apprise settings that keep each send on the calling thread.
+
+    apprise 2 hands sends to thread pools of its own (``async_mode``, ``service_timeout``);
+    Python refuses new work for such pools once interpreter shutdown begins, so a notice
+    sent at exit would fail. nbremind already runs the send on its own worker thread and
+    bounds it with ``send_timeout``.
+    """
+    settings: dict[str, object] = {"async_mode": False}
+    if hasattr(apprise.AppriseAsset, "_service_timeout"):  # apprise 2: 0 turns it off
+        settings["service_timeout"] = 0
+    return apprise.AppriseAsset(**settings)
 
 
 class AppriseChannel(Channel):
@@ -35,9 +49,10 @@ class AppriseChannel(Channel):
         import apprise
 
         self._url = reveal(url)
+        asset = _asset(apprise)
         capture: Any = apprise.LogCapture  # apprise logs a URL it cannot parse, secrets and all
         with capture(level=logging.ERROR):
-            service: Any = apprise.Apprise.instantiate(self._url)
+            service: Any = apprise.Apprise.instantiate(self._url, asset=asset)
         if not service:
             raise ValueError(
                 f"{source}: {redact_url(self._url)} is not a URL apprise understands "
@@ -45,7 +60,7 @@ class AppriseChannel(Channel):
             )
         self._shown = str(service.url(privacy=True))
         self.name = name or self._shown
-        self._apprise: Any = apprise.Apprise()
+        self._apprise: Any = apprise.Apprise(asset=asset)
         self._apprise.add(service)
 
     def describe(self) -> str:
@@ -57,7 +72,7 @@ class AppriseChannel(Channel):
         return url_secrets(self._url)
 
     async def _send(self, notice: Notice) -> None:
-        await asyncio.to_thread(self._notify, notice)
+        await run_blocking(self._notify, notice)
 
     def _notify(self, notice: Notice) -> None:
         import apprise

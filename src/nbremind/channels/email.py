@@ -18,7 +18,6 @@ a refused login, a refused address (5xx) and TLS problems are not.
 
 from __future__ import annotations
 
-import asyncio
 import email.message
 import email.utils
 import smtplib
@@ -28,6 +27,7 @@ from collections.abc import Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..notice import Notice
+from ..workers import run_blocking
 from .base import Channel, ChannelError
 from .urls import redact_url, reveal, url_secrets
 
@@ -126,7 +126,7 @@ class EmailChannel(Channel):
 
     async def _send(self, notice: Notice) -> None:
         message = self.message_for(notice)
-        await asyncio.to_thread(self._deliver, message)
+        await run_blocking(self._deliver, message)
 
     def _tls(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=self.cafile)

@@ -8,12 +8,13 @@ secret>``, so the receiver can check who sent it. Requests go through the standa
 the loop thread never blocks.
 
 Failures raise :class:`ChannelError`: 5xx, 408, 429 (with its ``Retry-After``), time outs
-and connection errors are retryable; every other 4xx is not.
+and connection errors are retryable; every other 4xx is not. A redirect (3xx) is not
+followed, since following it would send the body, ``Authorization`` and the signature to
+wherever it points: it is a failure naming the ``Location``, not retried.
 """
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import email.utils
 import hashlib
@@ -28,6 +29,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..notice import Notice
+from ..workers import run_blocking
 from .base import Channel, ChannelError
 from .urls import redact_url, reveal, url_secrets
 
@@ -118,6 +120,17 @@ def _split_userinfo(url: str) -> tuple[str, str | None]:
     return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), f"Basic {token}"
 
 
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    """Redirects are answers, not detours: the 3xx reaches :meth:`WebhookChannel._post`."""
+
+    def redirect_request(self, *args: Any, **kwargs: Any) -> None:
+        return None
+
+
+#: urllib's usual handlers (proxies from the environment, HTTPS) without redirects.
+_OPENER = urllib.request.build_opener(_NoRedirects)
+
+
 class WebhookChannel(Channel):
     """POSTs each notice as JSON to ``url``, signed when a ``secret`` is given."""
 
@@ -162,14 +175,23 @@ class WebhookChannel(Channel):
 
     async def _send(self, notice: Notice) -> None:
         request = self.request_for(notice)
-        await asyncio.to_thread(self._post, request)
+        await run_blocking(self._post, request)
 
     def _post(self, request: urllib.request.Request) -> None:
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+            with _OPENER.open(request, timeout=self.timeout) as response:
                 response.read()
         except urllib.error.HTTPError as exc:
             status = exc.code
+            if 300 <= status < 400:
+                where = redact_url(str(exc.headers.get("Location") or "")) or "nowhere"
+                exc.close()
+                # not followed: a redirect would carry the body's credentials and signature
+                # to wherever it points, and the notice would not be delivered by a 200 there
+                raise ChannelError(
+                    f"webhook answered HTTP {status} (a redirect to {where}, not followed: "
+                    "use the final URL)"
+                ) from None
             retry_after = _parse_retry_after(exc.headers.get("Retry-After"), time.time())
             retryable = status >= 500 or status in _RETRYABLE_STATUS
             reason = f"HTTP {status} {exc.reason}".rstrip()
