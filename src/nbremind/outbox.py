@@ -198,9 +198,8 @@ class Outbox:
         self._lock = threading.Lock()
         self._reported: set[str] = set()
         self._closed = False
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        # autocommit, shared across threads (guarded by self._lock); a corrupt file is
-        # moved aside and a fresh one started (see nbremind.store)
+        # autocommit, shared across threads (guarded by self._lock); the folder is made
+        # owner-only, a corrupt file is moved aside and a fresh one started (nbremind.store)
         self._db = open_database(self.path, BUSY_TIMEOUT_MS / 1000)
         try:
             self._setup()

@@ -6,6 +6,9 @@ a busy timeout) and first checks that it is a readable database. A file that is 
 (garbage, truncated, "database disk image is malformed") is renamed to
 ``<name>.corrupt-<UTC timestamp>`` together with its ``-wal`` and ``-shm`` companions, a
 warning naming both paths is logged once, and a fresh file is started in its place.
+
+The folder is owner-only (0700) and the file, its companions and the moved-aside copies are
+0600, whatever the umask (see :mod:`nbremind.private_files`).
 """
 
 from __future__ import annotations
@@ -18,6 +21,8 @@ import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
+
+from .private_files import private_file, private_folder, tighten
 
 __all__ = ["CorruptDatabase", "moved_aside", "open_database"]
 
@@ -47,8 +52,9 @@ def open_database(path: str | os.PathLike[str], timeout: float) -> sqlite3.Conne
     errors (a read-only folder, a locked file) are raised as ``sqlite3.Error`` / ``OSError``.
     """
     target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
+    private_folder(target.parent)
     for _attempt in range(3):
+        _make_private(target)
         seen = _identity(target)
         db = _connect(target, timeout)
         try:
@@ -57,7 +63,16 @@ def open_database(path: str | os.PathLike[str], timeout: float) -> sqlite3.Conne
         except CorruptDatabase as exc:
             db.close()
             _move_aside(target, seen, str(exc))
+    _make_private(target)
     return _connect(target, timeout)  # moved aside three times: let the caller see errors
+
+
+def _make_private(path: Path) -> None:
+    """The database file made 0600 before SQLite opens it (its ``-wal`` and ``-shm`` files
+    are then created with the same mode); existing companions are tightened too."""
+    private_file(path)
+    for suffix in ("-wal", "-shm", "-journal"):
+        tighten(f"{path}{suffix}")
 
 
 def _connect(path: Path, timeout: float) -> sqlite3.Connection:
@@ -110,9 +125,11 @@ def _move_aside(path: Path, seen: tuple[int, int, int] | None, why: str) -> None
         os.replace(path, aside)
     except FileNotFoundError:
         return
+    tighten(aside)
     for suffix in ("-wal", "-shm"):
         with contextlib.suppress(OSError):
             os.replace(f"{path}{suffix}", f"{aside}{suffix}")
+            tighten(f"{aside}{suffix}")
     with _moved_lock:
         _moved[str(path)] = aside
     log.warning(

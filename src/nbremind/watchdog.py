@@ -111,6 +111,7 @@ def start_watchdog(
     over the pipe (not the command line, where other users could read secrets).
     """
     from .outbox_owner import Owner
+    from .private_files import open_private, private_folder
 
     me = Owner.current()
     read_fd, write_fd = os.pipe()
@@ -123,8 +124,7 @@ def start_watchdog(
     stderr: Any = subprocess.DEVNULL
     with contextlib.suppress(OSError):
         if data_dir is not None:
-            data_dir.mkdir(parents=True, exist_ok=True)
-            stderr = (data_dir / LOG_FILE).open("ab")
+            stderr = open_private(private_folder(data_dir) / LOG_FILE)  # 0600 in a 0700 folder
     try:
         process = subprocess.Popen(
             args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
