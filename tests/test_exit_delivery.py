@@ -273,6 +273,7 @@ def test_a_normal_exit_while_the_server_answers_500_leaves_the_notice_pending(
     try:
         [row] = box.pending()
         assert row.channel == http_server.url()
+        assert "HTTP 500" in row.last_error and row.attempts >= 1
     finally:
         box.close()
 

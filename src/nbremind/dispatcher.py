@@ -297,10 +297,15 @@ class Dispatcher:
         """The process is exiting and this delivery may still succeed later: its outbox row
         stays ``pending`` (the next nbremind process delivers it), and it is said so."""
         self.deferred += 1
-        stored = self.outbox is not None and notice.id in self._in_outbox
         names = self._in_outbox.get(notice.id)
-        if names is not None:
-            names.pop(channel, None)  # not swept as "not sent" by the fan-out's end
+        name = None if names is None else names.pop(channel, None)  # not swept as "not sent"
+        outbox = self.outbox if name is not None else None
+        stored = outbox is not None
+        if outbox is not None and name is not None:
+            try:
+                outbox.defer(notice.id, name, error, max(attempts, 1))
+            except Exception:
+                log.debug("updating the outbox failed", exc_info=True)
         where = ("left pending in the outbox for the next nbremind process" if stored
                  else "lost: the outbox is off")
         delivery = Delivery(notice.id, notice.title, channel, False,

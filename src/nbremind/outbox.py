@@ -297,6 +297,11 @@ class Outbox:
         state = "delivered" if ok else "failed"
         return self._set(notice_id, channel, state, "" if ok else error, attempts)
 
+    def defer(self, notice_id: str, channel: str, error: str, attempts: int) -> bool:
+        """Say why a delivery that stays ``pending`` (for the next process) has not succeeded
+        yet: ``error`` (redacted) after ``attempts`` tries."""
+        return self._set(notice_id, channel, "pending", error, attempts, only_pending=True)
+
     def drop(self, notice_id: str, channel: str, reason: str) -> bool:
         """Give up the delivery of ``notice_id`` on ``channel`` (``dropped``), saying why."""
         return self._set(notice_id, channel, "dropped", reason, None, only_pending=True)
