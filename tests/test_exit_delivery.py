@@ -19,6 +19,7 @@ from typing import Any
 
 import pytest
 
+from _desktop_bus import DesktopBus
 from _pythons import SUPPORTED, env_for_src, python_for
 from _servers import (  # noqa: F401
     HANG,
@@ -129,6 +130,28 @@ def test_a_notice_made_just_before_exit_is_delivered(
     _expect(kind, _received(kind, http_server, smtp), event)
     assert _states(nbremind_data_dir) == {"delivered": 1, "notices": 1}
     assert "nbremind" not in done.stderr, done.stderr
+
+
+@pytest.mark.desktop
+@pytest.mark.parametrize("how", list(EXITS))
+def test_a_desktop_toast_made_just_before_exit_is_shown(
+    how: str, desktop_bus: DesktopBus, nbremind_data_dir: Path, tmp_path: Path
+) -> None:
+    body, status, event = EXITS[how]
+    name = f"job-{how.split()[0]}"
+    code = _script(body.replace('"job"', repr(name)), "desktop")
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env={**env_for_src(), **desktop_bus.extra_env},
+        timeout=60,
+    )
+    assert done.returncode == status, done.stderr
+    title = f"✓ {name} finished" if event == "success" else f"✗ {name} failed"
+    assert desktop_bus.wait_in_history(title)  # dunst itself received and displayed it
+    assert _states(nbremind_data_dir) == {"delivered": 1, "notices": 1}
 
 
 @pytest.mark.parametrize("kind", ["webhook", "smtp", "apprise"])
