@@ -32,10 +32,14 @@ SRC = REPO / "src"
 SUPPORTED = ("3.10", "3.11", "3.12", "3.13")
 
 
+def _current() -> str:
+    return "{}.{}".format(*sys.version_info[:2])
+
+
 def _version_of(python: str) -> str | None:
     try:
         out = subprocess.run(
-            [python, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
+            [python, "-c", "import sys; print('{}.{}'.format(*sys.version_info[:2]))"],
             capture_output=True,
             text=True,
             timeout=30,
@@ -62,7 +66,7 @@ def _candidates(version: str) -> list[str]:
 
 def find_python(version: str) -> str | None:
     """An interpreter of ``version`` (``"3.12"``) on this machine, or ``None``."""
-    if "%d.%d" % sys.version_info[:2] == version:
+    if _current() == version:
         return sys.executable
     for python in _candidates(version):
         if Path(python).exists() and _version_of(python) == version:
@@ -80,7 +84,7 @@ def _requirements() -> list[str]:
 def python_for(version: str) -> str:
     """An interpreter of ``version`` that can run nbremind from ``src/`` (skips, or fails
     under ``NBREMIND_REQUIRE_ALL=1``, when this machine has none)."""
-    if "%d.%d" % sys.version_info[:2] == version:
+    if _current() == version:
         return sys.executable
     base = find_python(version)
     if base is None:

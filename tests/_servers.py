@@ -121,7 +121,7 @@ class ScriptedHTTPServer:
     def answered(self, status: int) -> list[Request]:
         """The requests that were answered with ``status``."""
         with self._cond:
-            return [r for r, a in zip(self.requests, self.answers) if a == status]
+            return [r for r, a in zip(self.requests, self.answers, strict=True) if a == status]
 
     def wait_answered(self, status: int, count: int, timeout: float = 10.0) -> list[Request]:
         """Block until ``count`` requests were answered with ``status``."""

@@ -8,3 +8,4 @@ from _frontend_js import widget_browser, widget_page  # noqa: F401
 from _isolation import nbremind_data_dir  # noqa: F401
 from _jupyterlab import chromium, lab, lab_server  # noqa: F401
 from _kernel import kernel, kernel_factory, remind_kernel  # noqa: F401
+from _servers import http_server, smtp_factory, tls_cert  # noqa: F401

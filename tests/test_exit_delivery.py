@@ -8,6 +8,7 @@ the next nbremind process (even one that exits at once) delivers it, exactly onc
 
 from __future__ import annotations
 
+import functools
 import json
 import signal
 import subprocess
@@ -21,14 +22,7 @@ import pytest
 
 from _desktop_bus import DesktopBus
 from _pythons import SUPPORTED, env_for_src, python_for
-from _servers import (  # noqa: F401
-    HANG,
-    Reply,
-    ScriptedHTTPServer,
-    SmtpServer,
-    http_server,
-    smtp_factory,
-)
+from _servers import HANG, Reply, ScriptedHTTPServer, SmtpServer
 from nbremind.outbox import FILE_NAME, Outbox
 
 pytestmark = pytest.mark.timeout(180)
@@ -385,9 +379,30 @@ def test_first_use_from_128_threads_at_once_is_safe(trial: int, tmp_path: Path) 
     assert "Traceback" not in done.stderr, done.stderr
 
 
-def test_the_loop_thread_starts_once_whatever_the_number_of_threads() -> None:
+def _ask_for_the_loop(ticker: Any, count: int) -> tuple[list[Any], list[BaseException]]:
+    """``count`` threads ask ``ticker`` for its loop at the same moment."""
     import threading
 
+    go = threading.Barrier(count)
+    loops: list[Any] = []
+    errors: list[BaseException] = []
+
+    def use() -> None:
+        go.wait()
+        try:
+            loops.append(ticker.loop)
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=use) for _ in range(count)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return loops, errors
+
+
+def test_the_loop_thread_starts_once_whatever_the_number_of_threads() -> None:
     from nbremind.ticker import Ticker
 
     class SlowToStart(Ticker):
@@ -400,25 +415,9 @@ def test_the_loop_thread_starts_once_whatever_the_number_of_threads() -> None:
     for _trial in range(5):
         ticker = SlowToStart(lambda: False, interval=None)
         starts: list[int] = []
-        ticker.on_start = lambda: starts.append(1)
-        go = threading.Barrier(64)
-        loops: list[Any] = []
-
-        errors: list[BaseException] = []
-
-        def use(ticker: Ticker = ticker, go: threading.Barrier = go) -> None:
-            go.wait()
-            try:
-                loops.append(ticker.loop)
-            except BaseException as exc:
-                errors.append(exc)
-
-        threads = [threading.Thread(target=use) for _ in range(64)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        ticker.on_start = functools.partial(starts.append, 1)
         try:
+            loops, errors = _ask_for_the_loop(ticker, 64)
             assert errors == []
             assert len(loops) == 64 and len({id(loop) for loop in loops}) == 1
             assert starts == [1]

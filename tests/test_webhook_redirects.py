@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from _pythons import env_for_src
-from _servers import Reply, ScriptedHTTPServer, http_server  # noqa: F401
+from _servers import Reply, ScriptedHTTPServer
 from nbremind.outbox import FILE_NAME, Outbox
 
 SIGNING = "s1gning-secret-0042"
