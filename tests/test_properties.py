@@ -1,28 +1,41 @@
 """Property tests: every input either parses or raises ValueError showing the offending text.
 
 Nothing else (TypeError, OverflowError, KeyError, ...) may escape the parsers of durations,
-sizes, progress marks, quiet-hour ranges, time zones and templates.
+sizes, progress marks, counts, events, channel lists, channel URLs, quiet-hour ranges, time
+zones and templates, nor the keyword options of ``remind()`` and ``track()``; and no call
+may hang (each example runs under a deadline).
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+import nbremind.channels
+from nbremind import remind, track
 from nbremind._clock import FakeClock
 from nbremind._parse import (
     format_quiet_hours,
+    parse_channels,
+    parse_count,
     parse_duration,
+    parse_events,
     parse_percents,
     parse_quiet_hours,
     parse_size,
     parse_timezone,
+    printable,
+    safe_repr,
 )
+from nbremind.channels.urls import check_url, redact_url, scheme_of
 from nbremind.notice import make_notice
+from nbremind.options import MIN_TASK_DURATION, OPTIONS
 from nbremind.task import Task, TaskError, TaskState
 from nbremind.templates import check_template, render_for
 
@@ -142,3 +155,166 @@ def test_huge_integers_are_value_errors(value: int) -> None:
     for parse in (parse_duration, parse_size):
         with pytest.raises(ValueError, match=repr(value)[:20]):
             parse(value)
+
+
+# -- hostile input: control characters, huge and negative numbers, unicode digits, URLs ----------
+
+#: Seconds one example may take before it counts as a hang.
+DEADLINE = 20.0
+CONTROLS = "\x00\x07\x08\t\n\r\x1b\x7f\x85\x9b\u2028\u202e"
+UNICODE_DIGITS = "٠١٢٣٤٥٦٧٨٩０１２۳߀৪¹²³"
+PASSWORD = "ZpwZ"  # no other part of a generated URL can spell it
+LEAK = f"u:{PASSWORD}@"  # the password where a URL holds it, unmasked
+
+control_text = st.text(
+    alphabet=st.one_of(st.sampled_from(list(CONTROLS)), st.characters(exclude_categories=["Cs"])),
+    max_size=24,
+)
+unicode_numbers = st.builds(
+    lambda sign, digits, unit: sign + digits + unit,
+    st.sampled_from(["", "-"]), st.text(alphabet=UNICODE_DIGITS, min_size=1, max_size=6),
+    st.sampled_from(["", "s", "m", "ms", "GB", "GiB", "%", "d"]),
+)
+huge = st.sampled_from([
+    10**5000, -(10**5000), 10**400, "1e309s", "1e309", "1" * 5000, "1" * 400 + "d",
+    "9" * 30 + "d", "1" + "0" * 5000, float("inf"), float("-inf"), float("nan"), 1e308,
+    "0.000000000000000000001s", 1e-21, "1" + "0" * 4400,
+])
+negative = st.one_of(
+    st.integers(max_value=-1), st.floats(max_value=-1e-300, allow_nan=False),
+    st.from_regex(r"-\d{1,6}(\.\d{1,3})?(ms|s|m|h|d|GB|%)?", fullmatch=True),
+)
+url_text = st.builds(
+    lambda scheme, user, rest: f"{scheme}://{user}{rest}",
+    st.sampled_from(["http", "https", "smtp", "smtps", "HTTP", "ntfy", "tgram", "json"]),
+    st.sampled_from(["", "u@", f"u:{PASSWORD}@"]),
+    st.text(alphabet="[]:.0123456789abcdef/?#@% =\x1b\x00-", max_size=24),
+)
+hostile = st.one_of(anything, control_text, unicode_numbers, huge, negative, url_text,
+                    duration_text, size_text, percent_text)
+option_values = st.one_of(hostile, st.lists(hostile, max_size=3),
+                          st.lists(url_text, min_size=1, max_size=2))
+
+
+def bounded(call: Callable[[], Any]) -> Any:
+    """``call()`` on a thread; a test failure when it has not returned by :data:`DEADLINE`."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # re-raised on the test's thread
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(DEADLINE)
+    if thread.is_alive():
+        pytest.fail(f"no answer after {DEADLINE} s: a hang")
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome.get("value")
+
+
+def _forms(value: object) -> set[str]:
+    """Every way an error message may show ``value`` or one of its items."""
+    forms = {safe_repr(value)}
+    items: list[object] = []
+    if isinstance(value, str):
+        items = [value, *value.split(",")]
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    for item in items:
+        forms.add(safe_repr(item))
+        if isinstance(item, str):
+            text = item.strip()
+            forms |= {safe_repr(text), printable(redact_url(text))}
+            masked = getattr(nbremind.channels, "shown", None)  # quoted with URLs masked
+            if callable(masked):
+                forms.add(masked(text))
+    return forms
+
+
+def leaks(message: str, value: object) -> bool:
+    """Whether ``message`` shows the password of a URL in ``value`` (and ``value`` does not
+    hold the same text outside a URL, where it would rightly be quoted)."""
+    items = value.split(",") if isinstance(value, str) else (
+        list(value) if isinstance(value, (list, tuple)) else [])
+    plain = [i for i in items if isinstance(i, str) and scheme_of(i.strip()) is None]
+    return LEAK in message and not any(LEAK in item for item in plain)
+
+
+def names_value(message: str, value: object) -> bool:
+    """Whether ``message`` shows ``value`` (or the item of it that is wrong)."""
+    return any(form in message for form in _forms(value))
+
+
+PARSERS: dict[str, Callable[[object], object]] = {
+    "duration": lambda v: parse_duration(v, "after"),
+    "size": lambda v: parse_size(v, "mem"),
+    "progress": lambda v: parse_percents(v, "progress"),
+    "events": lambda v: parse_events(v, "on"),
+    "channels": lambda v: parse_channels(v, "channels"),
+    "count": lambda v: parse_count(v, "--limit"),
+}
+
+
+@pytest.mark.parametrize("parser", sorted(PARSERS))
+@given(value=option_values)
+@example(value="0.000000000000000000001s")
+@example(value=10**5000)
+@example(value="1e309s")
+@example(value="²")
+@example(value="٣s")
+def test_parsers_parse_or_name_the_value(parser: str, value: object) -> None:
+    try:
+        bounded(lambda: PARSERS[parser](value))
+    except ValueError as exc:
+        assert names_value(str(exc), value), (value, str(exc))
+
+
+@given(url=st.one_of(url_text, control_text, st.sampled_from([
+    "http://[::1", "http://", "http://example.org:99999", "http://h:0", "https:///x",
+    f"http://u:{PASSWORD}@[::1/x", f"smtp://u:{PASSWORD}@h:99999?to=a@b",
+])))
+def test_urls_are_accepted_or_named_with_secrets_masked(url: str) -> None:
+    try:
+        bounded(lambda: check_url(url, "channels"))
+    except ValueError as exc:
+        message = str(exc)
+        assert message.startswith("channels: ") and printable(redact_url(url)) in message
+        assert not leaks(message, url), message
+        assert "\x1b" not in message and "\x00" not in message
+        return
+    assert not leaks(redact_url(url), url)
+
+
+KEYWORDS = [spec.name for spec in OPTIONS] + ["total"]
+
+
+@pytest.mark.parametrize("keyword", KEYWORDS)
+@given(value=option_values)
+@example(value="0.000000000000000000001s")
+@example(value=10**5000)
+@example(value=-(10**5000))
+@example(value="1e309s")
+@example(value="http://[::1")
+@example(value=["memory", "http://u:ZpwZ@host:99999/x"])
+def test_remind_and_track_options_parse_or_name_the_value(keyword: str, value: object) -> None:
+    kwargs: dict[str, Any] = {keyword: value}
+    for where, call in (("remind()", lambda: remind("p", **kwargs)),
+                        ("track()", lambda: track(range(2), **kwargs))):
+        try:
+            made = bounded(call)
+        except ValueError as exc:
+            message = str(exc)
+            assert message.startswith(where) and keyword in message, message
+            assert names_value(message, value), (value, message)
+            if keyword == "channels":  # URLs are masked where they are expected
+                assert not leaks(message, value), message
+            continue
+        options = made.options
+        for spec in OPTIONS:
+            chosen = getattr(options, spec.name)
+            if spec.metavar == "DUR" and chosen is not None:
+                assert MIN_TASK_DURATION <= chosen < math.inf

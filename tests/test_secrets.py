@@ -5,8 +5,12 @@ from __future__ import annotations
 import copy
 import json
 import logging
+import os
 import pickle
+import subprocess
+import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -175,3 +179,190 @@ def test_remind_config_in_a_real_kernel_shows_sources_and_hides_secrets(
     assert "send_timeout = 10.0    (default)" in lines
     assert f"user settings file: {folder / 'config.toml'}" in lines
     assert TOKEN not in shown
+
+
+# -- bad channel_defs shapes: the error names the channel and key, never the secret ----------
+PASSWORD = "pw-7c41d0e9b2"
+HOOK = f"https://bot:{PASSWORD}@hooks.example.org/hook?token={TOKEN}"
+
+#: (channel_defs given to configure(), what the message must name)
+_BAD_DEFS: dict[str, tuple[object, tuple[str, ...]]] = {
+    "header value not a text": (
+        {
+            "team": {
+                "url": "https://hooks.example.org/x",
+                "headers": {"Authorization": f"Bearer {TOKEN}", "X-Retries": 3},
+            }
+        },
+        ("channel_defs.team.headers.X-Retries", "not a text"),
+    ),
+    "headers as a list": (
+        {
+            "team": {
+                "url": "https://hooks.example.org/x",
+                "headers": [f"Authorization: Bearer {TOKEN}"],
+            }
+        },
+        ("channel_defs.team.headers", "a list, not a table"),
+    ),
+    "a channel as a bare URL": (
+        {"team": HOOK},
+        ("channel_defs.team", "https://bot:***@hooks.example.org/hook?token=***", "not a table"),
+    ),
+    "a list instead of a table": (
+        [HOOK],
+        ("channel_defs", "https://bot:***@hooks.example.org/hook?token=***", "not a table"),
+    ),
+    "a channel as a list": ({"team": [HOOK]}, ("channel_defs.team", "not a table")),
+    "a url as a list": ({"team": {"url": [HOOK]}}, ("channel_defs.team.url", "not a URL")),
+    "a URL as a channel name": ({HOOK: {"url": HOOK}}, ("channel_defs", "not a channel name")),
+    "addresses as a table": (
+        {"team": {"url": "smtp://mail.example.org", "to": {"ops": HOOK}}},
+        ("channel_defs.team.to", "not an address"),
+    ),
+}
+
+
+def _leaks(text: str) -> list[str]:
+    """The secrets (or a part of one a cut could leave) found in ``text``."""
+    return [s for s in (TOKEN, PASSWORD, TOKEN[:8], PASSWORD[:8]) if s in text]
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_DEFS))
+def test_bad_channel_defs_given_to_configure_name_the_key_not_the_secret(
+    case: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    import nbremind
+
+    value, named = _BAD_DEFS[case]
+    with caplog.at_level(logging.DEBUG, logger="nbremind"), pytest.raises(ValueError) as info:
+        nbremind.configure(channel_defs=value)
+    message = str(info.value)
+    assert message.startswith("configure(): channel_defs"), message
+    for part in named:
+        assert part in message, message
+    assert _leaks(message) == [] and _leaks(caplog.text) == [], message
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"channels": [HOOK, 3]}, "configure(): channels: ['https://bot:***@hooks.example.org"),
+        (
+            {"channel_defs": {"team": {"url": "https://hooks.example.org/x", "on": [HOOK]}}},
+            "configure(): channel_defs.team.on: 'https://bot:***@hooks.example.org",
+        ),
+    ],
+)
+def test_any_settings_error_masks_the_urls_it_quotes(values: dict[str, Any], named: str) -> None:
+    """Checks outside ``channel_defs`` (lists of names, events) quote values too."""
+    import nbremind
+
+    with pytest.raises(ValueError) as info:
+        nbremind.configure(**values)
+    assert named in str(info.value) and _leaks(str(info.value)) == [], str(info.value)
+
+
+def test_a_bad_channel_defs_variable_does_not_show_the_url_password(tmp_path: Path) -> None:
+    (error,) = load_settings(tmp_path, environ={"NBREMIND_CHANNEL_DEFS": HOOK}).errors
+    assert error.startswith("NBREMIND_CHANNEL_DEFS: ") and "not a JSON or TOML inline" in error
+    assert "https://bot:***@hooks.example.org/hook?token=***" in error
+    assert _leaks(error) == []
+
+
+#: nbremind.toml texts, with the secrets written in them or read from the environment, and
+#: what the warning must name.
+_BAD_FILES: dict[str, tuple[str, tuple[str, ...]]] = {
+    "header value not a text, from the environment": (
+        '[channels.team]\nurl = "https://hooks.example.org/x"\n'
+        'headers = { Authorization = "Bearer ${HOOK_TOKEN}", X-Retries = 3 }\n',
+        ("channel_defs.team.headers.X-Retries",),
+    ),
+    "header value not a text, written": (
+        '[channels.team]\nurl = "https://hooks.example.org/x"\n'
+        f'headers = {{ Authorization = "Bearer {TOKEN}", X-Retries = 3 }}\n',
+        ("channel_defs.team.headers.X-Retries",),
+    ),
+    "headers as a list, written": (
+        '[channels.team]\nurl = "https://hooks.example.org/x"\n'
+        f'headers = ["Authorization: Bearer {TOKEN}"]\n',
+        ("channel_defs.team.headers",),
+    ),
+    "a channel as a bare URL, from the environment": (
+        "[channels]\n"
+        'team = "https://bot:${HOOK_PASSWORD}@hooks.example.org/hook?t=${HOOK_TOKEN}"\n',
+        ("channels.team", "not a table"),
+    ),
+    "a channel as a bare URL, written": (
+        f'[channels]\nteam = "{HOOK}"\n',
+        ("channels.team", "https://bot:***@hooks.example.org/hook?token=***"),
+    ),
+    "a channel as a list, written": (
+        f'[channels]\nteam = ["{HOOK}"]\n',
+        ("channels.team", "not a table"),
+    ),
+    "a list instead of a table, from the environment": (
+        'channel_defs = ["https://bot:${HOOK_PASSWORD}@hooks.example.org/hook'
+        '?token=${HOOK_TOKEN}"]\n',
+        ("channel_defs", "not a table"),
+    ),
+    "a list instead of a table, written": (
+        f'channel_defs = ["{HOOK}"]\n',
+        ("channel_defs", "not a table"),
+    ),
+}
+
+_LOAD_SCRIPT = """
+import nbremind
+from nbremind.config_live import describe
+
+with nbremind.remind("x", channels=["null"]):
+    pass
+print("\\n".join(describe(nbremind.get_session())))
+"""
+
+
+@pytest.mark.parametrize("case", sorted(_BAD_FILES))
+def test_bad_channel_defs_in_a_project_file_are_reported_without_the_secret(
+    case: str, tmp_path: Path
+) -> None:
+    """A fresh interpreter loads a project's ``nbremind.toml`` as a user's script does: the
+    warning (stderr) and ``%remind config``'s listing name the file, channel and key."""
+    text, named = _BAD_FILES[case]
+    project = tmp_path / "project"
+    project.mkdir()
+    (project / "nbremind.toml").write_text(text)
+    env = {**os.environ, "HOOK_TOKEN": TOKEN, "HOOK_PASSWORD": PASSWORD}
+    run = subprocess.run(
+        [sys.executable, "-c", _LOAD_SCRIPT],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert run.returncode == 0, run.stderr
+    warning = f"nbremind settings not used: {project / 'nbremind.toml'}: "
+    assert warning in run.stderr, run.stderr
+    listed = [line for line in run.stdout.splitlines() if line.startswith("not used")]
+    assert len(listed) == 1, run.stdout
+    for part in named:
+        assert part in run.stderr and part in listed[0], (run.stderr, listed)
+    assert _leaks(run.stdout + run.stderr) == [], run.stdout + run.stderr
+
+
+def test_a_metric_cut_for_a_template_keeps_no_part_of_a_secret() -> None:
+    """Templates cut a long metric at 200 characters: redacted first, so a secret that
+    straddles the cut leaves none of its first characters."""
+    from nbremind import remind
+    from nbremind.testing import capture_notices
+
+    Secret(TOKEN)
+    value = "x" * 195 + TOKEN + "y" * 50
+    with capture_notices() as cap:
+        cap.session.configure(templates={"success": {"body": "{metrics.note}"}})
+        with remind("etl") as task:
+            task.metric(note=value)
+        (notice,) = cap.notices
+    assert notice.body == "x" * 195 + MASK + "y" * 2 + "…"
+    assert TOKEN[:4] not in notice.body

@@ -1,20 +1,31 @@
-"""Parsing of the option values users type: durations, sizes, percents, event lists."""
+"""Parsing of the option values users type (durations, sizes, percents, counts, event
+lists), and :func:`printable`, which makes user-provided text safe to print."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import argparse
 
 __all__ = [
     "EVENTS",
+    "MAX_COUNT",
+    "MIN_DURATION",
     "format_quiet_hours",
     "parse_channels",
+    "parse_count",
     "parse_duration",
     "parse_events",
     "parse_percents",
     "parse_quiet_hours",
     "parse_size",
     "parse_timezone",
+    "printable",
+    "read_dash_values",
+    "safe_repr",
 ]
 
 #: Every event a task can notify about, in the order they are documented.
@@ -55,8 +66,26 @@ _SIZE_UNITS = {
 }
 
 
+#: The shortest duration any option takes: 1 ms, the smallest unit written. Anything shorter
+#: means nothing to a clock read a few times a second, and a repeating one would spin.
+MIN_DURATION = 0.001
+#: The largest count (``--limit``, ``%remind history N``): SQLite's largest integer.
+MAX_COUNT = 2**63 - 1
+
+
+def safe_repr(value: object) -> str:
+    """``repr(value)``; an integer too long for ``repr`` is described by its length."""
+    try:
+        return repr(value)
+    except ValueError:  # more digits than sys.get_int_max_str_digits() allows
+        if isinstance(value, int):
+            digits = int(abs(value).bit_length() * 0.30103) + 1
+            return f"<an integer of about {digits} digits>"
+        return f"<a {type(value).__name__} that cannot be shown>"
+
+
 def _fail(option: str, value: object, expected: str) -> ValueError:
-    return ValueError(f"{option}: {value!r} is not {expected}")
+    return ValueError(f"{option}: {safe_repr(value)} is not {expected}")
 
 
 def _float(value: int | float, option: str, expected: str) -> float:
@@ -67,10 +96,13 @@ def _float(value: int | float, option: str, expected: str) -> float:
         raise _fail(option, value, expected) from None
 
 
-def parse_duration(value: object, option: str = "duration") -> float:
+def parse_duration(
+    value: object, option: str = "duration", *, minimum: float = MIN_DURATION
+) -> float:
     """Return seconds for ``90``, ``"90s"``, ``"10m"``, ``"1h30m"``, ``"2d"`` or ``"250ms"``.
 
-    Raises ``ValueError`` naming ``option`` and the value when it is not a positive duration.
+    Raises ``ValueError`` naming ``option`` and the value when it is not a finite duration of
+    at least ``minimum`` seconds.
     """
     expected = "a duration such as 90, 90s, 10m, 1h30m or 2d"
     if isinstance(value, bool):
@@ -97,7 +129,31 @@ def parse_duration(value: object, option: str = "duration") -> float:
         raise _fail(option, value, expected)
     if not seconds > 0 or seconds == float("inf"):
         raise _fail(option, value, "a positive, finite duration")
+    if seconds < minimum:
+        raise ValueError(
+            f"{option}: {safe_repr(value)} is shorter than {minimum:g} s, the shortest it may be"
+        )
     return seconds
+
+
+def parse_count(value: object, option: str, maximum: int = MAX_COUNT) -> int:
+    """Return the whole number ``value`` (``20``, ``"20"``) when it is from 0 to ``maximum``.
+
+    Anything else raises ``ValueError`` naming ``option`` and the value.
+    """
+    expected = f"a whole number from 0 to {maximum}"
+    if isinstance(value, str):
+        text = value.strip()
+        if not text.isdecimal() or len(text) > len(str(maximum)):
+            raise _fail(option, value, expected)
+        count = int(text)
+    elif isinstance(value, int) and not isinstance(value, bool):
+        count = value
+    else:
+        raise _fail(option, value, expected)
+    if not 0 <= count <= maximum:
+        raise _fail(option, value, expected)
+    return count
 
 
 def parse_size(value: object, option: str = "size") -> int:
@@ -162,10 +218,21 @@ def _names(value: object, option: str) -> tuple[str, ...]:
         out = []
         for item in value:
             if not isinstance(item, str) or not item.strip():
-                raise _fail(option, value, "a list of names")
+                raise ValueError(f"{option}: {_masked(value)} is not a list of names "
+                                 f"({safe_repr(item)} is not a non-empty text)")
             out.append(item.strip())
         return tuple(out)
     raise _fail(option, value, "a comma-separated string or a list of names")
+
+
+def _masked(value: object) -> str:
+    """:func:`safe_repr` of a list of names, with the secrets of each URL in it masked."""
+    if not isinstance(value, (list, tuple, set, frozenset)):
+        return safe_repr(value)
+    from .channels.urls import redact_url, scheme_of
+
+    items = [redact_url(i) if isinstance(i, str) and scheme_of(i) else i for i in value]
+    return safe_repr(items if isinstance(value, list) else tuple(items))
 
 
 def parse_events(value: object, option: str = "on") -> tuple[str, ...]:
@@ -233,3 +300,33 @@ def parse_timezone(value: object, option: str = "timezone") -> str:
     except Exception:  # not found, a bad key, a path: all mean "not a zone"
         raise _fail(option, value, expected) from None
     return value.strip()
+
+
+#: Characters that must not reach a terminal raw: C0 and C1 controls (ESC, NUL, BEL, CR, LF,
+#: CSI...), DEL, line and paragraph separators, and the bidirectional overrides and isolates
+#: (they reorder what follows them on screen).
+_UNPRINTABLE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
+_NAMED_ESCAPES = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group(0)
+    code = ord(char)
+    return _NAMED_ESCAPES.get(char) or (f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}")
+
+
+def printable(text: str) -> str:
+    """``text`` with every control character written as its escape (``\\x1b``, ``\\n``), so
+    names and messages people chose print as one harmless line."""
+    return _UNPRINTABLE.sub(_escape, text)
+
+
+#: A word that argparse (3.13 and later, and with this on any version) takes for a value,
+#: not an option, when the parser has no option that looks like a number: ``-5s``, ``-.5``.
+_DASH_VALUE = re.compile(r"-\.?\d")
+
+
+def read_dash_values(parser: argparse.ArgumentParser) -> None:
+    """Have ``parser`` take ``-5s`` or ``-1GB`` after an option for that option's value
+    (then reported by what checks it, naming it), not for an unknown option."""
+    parser._negative_number_matcher = _DASH_VALUE

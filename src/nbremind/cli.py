@@ -1,6 +1,8 @@
 """The ``nbremind`` command: ``nbremind run -- CMD`` and ``nbremind test``.
 
-Errors end the command with a one-line message on stderr and a non-zero status.
+Errors end the command with a one-line message on stderr and a non-zero status (2 for a
+bad option value, naming the option and the value). Text output has control characters
+escaped (:func:`~nbremind._parse.printable`), so names cannot reach the terminal raw.
 """
 
 from __future__ import annotations
@@ -8,6 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from typing import Any
+
+from ._parse import printable, read_dash_values
 
 __all__ = ["main"]
 
@@ -16,8 +21,18 @@ EXIT_NOT_STARTED = 127
 EXIT_USAGE = 2
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (and so every subcommand's), taking ``--after -5s`` for a value."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        read_dash_values(self)
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    from .options import OPTIONS
+
+    parser = _Parser(
         prog="nbremind",
         description="Tells you when long work needs you: run a command as a task, "
         "or check that notices reach you.",
@@ -33,16 +48,9 @@ def _parser() -> argparse.ArgumentParser:
         usage="nbremind run [options] -- CMD [ARGS...]",
     )
     run.add_argument("--name", help="the task's name (default: the command's name)")
-    run.add_argument("--after", metavar="DUR", help="notify once when still running after DUR")
-    run.add_argument("--every", metavar="DUR", help="then again every DUR")
-    run.add_argument("--timeout", metavar="DUR",
-                     help="stop the command (its whole process group) after DUR")
-    run.add_argument("--mem", metavar="SIZE",
-                     help="notify when the process tree's memory goes above SIZE")
-    run.add_argument("--on", metavar="EVENTS", help="events that notify, comma-separated")
-    run.add_argument("--channels", metavar="CH[,CH...]", help="where notices go")
-    run.add_argument("--min", dest="min_duration", metavar="DUR",
-                     help="no end notice when the command took less than DUR")
+    for spec in OPTIONS:
+        if spec.command:
+            run.add_argument(spec.flag, dest=spec.name, metavar=spec.metavar, help=spec.help)
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD [ARGS...]")
 
     test = sub.add_parser(
@@ -89,7 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _doctor(ns)
         return _test(ns)
     except ValueError as exc:
-        print(f"nbremind {ns.command}: error: {exc}", file=sys.stderr)
+        print(printable(f"nbremind {ns.command}: error: {exc}"), file=sys.stderr)
         return EXIT_USAGE
 
 
@@ -101,17 +109,11 @@ def _run(ns: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise ValueError("no command given; put it after --, e.g. nbremind run -- make all")
-    options = {
-        key: getattr(ns, key)
-        for key in ("after", "every", "timeout", "mem", "on", "channels", "min_duration")
-        if getattr(ns, key) is not None
-    }
-    from .options import TaskOptions
+    from .options import OPTIONS, parse_call_options
 
-    try:  # checked here so errors name the command-line option
-        TaskOptions.parse(**options, source="--")
-    except ValueError as exc:
-        raise ValueError(str(exc).replace("--min_duration", "--min")) from None
+    options = {spec.name: getattr(ns, spec.name) for spec in OPTIONS
+               if spec.command and getattr(ns, spec.name) is not None}
+    parse_call_options("", flags=True, **options)  # checked here: errors name the flag
     try:
         result = run_command(command, ns.name, **options)
     except OSError as exc:
@@ -127,7 +129,7 @@ def _test(ns: argparse.Namespace) -> int:
     results = get_session().test(ns.channels or None)
     width = max((len(name) for name in results), default=0)
     for name, outcome in results.items():
-        print(f"{name:<{width}}  {outcome}")
+        print(printable(f"{name:<{width}}  {outcome}"))
     return 0 if results and all(o == "delivered" for o in results.values()) else 1
 
 
@@ -140,7 +142,7 @@ def _doctor(ns: argparse.Namespace) -> int:
     if ns.json:
         text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
     else:
-        text = "\n".join(report.lines())
+        text = "\n".join(printable(line) for line in report.lines())
     try:
         print(text)
     except UnicodeEncodeError:  # a console that cannot show ✓ / ✗: replace what it cannot

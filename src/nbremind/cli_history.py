@@ -7,6 +7,8 @@ import json
 import sys
 from typing import Any
 
+from ._parse import parse_count, printable
+
 __all__ = ["add_parsers", "run_history", "run_outbox"]
 
 
@@ -26,7 +28,7 @@ def add_parsers(sub: Any) -> None:
     history.add_argument("--since", metavar="WHEN",
                          help="only runs started since: a duration back from now (2h, 7d) "
                          "or a date/time (2026-11-01, 2026-11-01T08:00)")
-    history.add_argument("--limit", type=int, default=100, metavar="N",
+    history.add_argument("--limit", default="100", metavar="N",
                          help="at most N runs (default 100; 0: all)")
     history.add_argument("--json", action="store_true",
                          help="print a JSON array of runs (name, state, start, end as "
@@ -51,9 +53,8 @@ def run_history(ns: argparse.Namespace) -> int:
     from .run_history import History
     from .session import get_session
 
+    limit = parse_count(ns.limit, "--limit")
     config = get_session().config
-    if ns.limit < 0:
-        raise ValueError(f"--limit: {ns.limit} is not a whole number >= 0")
     import time
 
     from .run_history import parse_since
@@ -65,7 +66,7 @@ def run_history(ns: argparse.Namespace) -> int:
         print(f"nbremind history: error: the run history is off or cannot be read "
               f"({history_path(config)})", file=sys.stderr)
         return 1
-    rows = history_rows(ns.name, ns.state, ns.since, ns.limit or None, config=config)
+    rows = history_rows(ns.name, ns.state, ns.since, limit or None, config=config)
     if ns.json:
         print(json.dumps([json_row(row) for row in rows], ensure_ascii=False, indent=1))
         return 0
@@ -83,15 +84,16 @@ def run_outbox(ns: argparse.Namespace) -> int:
     if outbox is None:
         print("nbremind outbox: error: the outbox is off or cannot be opened", file=sys.stderr)
         return 1
-    print(f"outbox: {outbox.path}")
+    print(printable(f"outbox: {outbox.path}"))
     if ns.flush:
         return _flush(session)
     stats = outbox.stats()
     print("  " + ", ".join(f"{key}: {stats.get(key, 0)}"
                            for key in ("pending", "delivered", "failed", "dropped", "notices")))
     for record in outbox.pending():
-        print(f"  pending  {record.channel}  {record.title!r}  (task {record.task_name!r}, "
-              f"pid {record.owner_pid} on {record.host}, {record.attempts} tries)")
+        print(printable(f"  pending  {record.channel}  {record.title!r}  (task "
+                        f"{record.task_name!r}, pid {record.owner_pid} on {record.host}, "
+                        f"{record.attempts} tries)"))
     return 0
 
 
@@ -109,7 +111,8 @@ def _flush(session: Any) -> int:
         for record in outbox.records(claimed.notice.id):
             outcome = record.state + (f": {record.last_error}" if record.last_error else "")
             failed = failed or record.state == "failed"
-            print(f"  {record.title!r} -> {record.channel}: {outcome}")
+            print(printable(f"  {record.title!r} -> {record.channel}: {outcome}"))
     for dropped in replay.dropped:
-        print(f"  {dropped.title!r} -> {dropped.channel}: dropped: {dropped.reason}")
+        print(printable(f"  {dropped.title!r} -> {dropped.channel}: dropped: "
+                        f"{dropped.reason}"))
     return 1 if failed else 0

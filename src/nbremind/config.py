@@ -71,7 +71,21 @@ class Config:
     history_keep: float = 90 * 86400.0
 
     def updated(self, source: str = "configure()", **values: Any) -> Config:
-        """A copy with ``values`` validated and applied; an unknown key raises ``ValueError``."""
+        """A copy with ``values`` validated and applied; a bad key or value raises
+        ``ValueError``, whose message has every known secret and the secrets of every URL in
+        it masked (:func:`nbremind.secrets.redact`, ``redact_url``)."""
+        try:
+            return self._updated(source, values)
+        except ValueError as exc:
+            from .channels import hide_urls
+            from .secrets import redact
+
+            message = redact(hide_urls(str(exc)))
+            if message == str(exc):
+                raise
+            raise ValueError(message) from None
+
+    def _updated(self, source: str, values: dict[str, Any]) -> Config:
         known = {f.name for f in fields(self)}
         parsed: dict[str, Any] = {}
         for key, value in values.items():
@@ -96,7 +110,7 @@ class Config:
                 parsed[key] = parse_duration(value, where)
             elif key in ("muted", "watchdog"):
                 if not isinstance(value, bool):
-                    raise ValueError(f"{where}: {value!r} is not True or False")
+                    raise ValueError(f"{where}: {_shown(value)} is not True or False")
                 parsed[key] = value
             elif key == "panel_keep":
                 parsed[key] = _count(value, where)
@@ -115,12 +129,19 @@ class Config:
         return {f.name: getattr(self, f.name) for f in fields(self)}
 
 
+def _shown(value: object) -> str:
+    """``value`` as an error message may quote it (secrets and URL passwords masked)."""
+    from .channels import shown
+
+    return shown(value)
+
+
 def _count(value: object, where: str) -> int:
     """A whole number >= 0 (``50``, ``"50"``); anything else raises ``ValueError``."""
     if isinstance(value, str) and value.strip().isdigit():
         return int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ValueError(f"{where}: {value!r} is not a whole number >= 0")
+        raise ValueError(f"{where}: {_shown(value)} is not a whole number >= 0")
     return value
 
 
@@ -174,17 +195,17 @@ def _outbox_setting(key: str, value: Any, where: str) -> Any:
     """Validate a setting of the durable outbox."""
     if key == "outbox":
         if not isinstance(value, bool):
-            raise ValueError(f"{where}: {value!r} is not True or False")
+            raise ValueError(f"{where}: {_shown(value)} is not True or False")
         return value
     if key == "outbox_max_age":
         age = parse_duration(value, where)
         if age <= 0:
-            raise ValueError(f"{where}: {value!r} must be longer than 0 s")
+            raise ValueError(f"{where}: {_shown(value)} must be longer than 0 s")
         return age
     if value is None or value == "":
         return None  # data_dir: the default folder
     if not isinstance(value, (str, os.PathLike)):
-        raise ValueError(f"{where}: {value!r} is not a folder path")
+        raise ValueError(f"{where}: {_shown(value)} is not a folder path")
     return os.fspath(value)
 
 
@@ -195,5 +216,5 @@ def _history_keep(value: Any, where: str) -> float:
         return 0.0
     keep = parse_duration(value, where)
     if keep <= 0:
-        raise ValueError(f"{where}: {value!r} must be longer than 0 s, or 'off'")
+        raise ValueError(f"{where}: {_shown(value)} must be longer than 0 s, or 'off'")
     return keep

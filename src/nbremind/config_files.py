@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from .channels import display_name, shown
 from .config import Config
 from .secrets import Secret, redact
 
@@ -96,10 +97,16 @@ def user_config_file(environ: Mapping[str, str] | None = None) -> Path:
     return user_config_dir(environ) / USER_FILE
 
 
+def _present(path: Path) -> bool:
+    """Whether ``path`` is there: a file, or something in its place that is reported when
+    read (a symbolic link loop or one to nothing, a folder)."""
+    return os.path.lexists(path)
+
+
 def project_root(start: Path) -> Path | None:
     """The nearest folder from ``start`` upward holding ``pyproject.toml`` or ``nbremind.toml``."""
     for folder in (start, *start.parents):
-        if any((folder / name).is_file() for name in PROJECT_FILES):
+        if any(_present(folder / name) for name in PROJECT_FILES):
             return folder
     return None
 
@@ -109,7 +116,7 @@ def find_project_files(start: Path) -> tuple[Path, ...]:
     root = project_root(start)
     if root is None:
         return ()
-    return tuple(root / name for name in PROJECT_FILES if (root / name).is_file())
+    return tuple(root / name for name in PROJECT_FILES if _present(root / name))
 
 
 def _watch_paths(start: Path, user_file: Path) -> tuple[Path, ...]:
@@ -144,7 +151,12 @@ def read_file(path: Path) -> dict[str, Any] | None:
             data = tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
-    except OSError as exc:
+    except UnicodeDecodeError as exc:  # binary junk: TOML is UTF-8 text
+        raise ValueError(f"{path}: not valid TOML: not UTF-8 text (byte {exc.start + 1} "
+                         f"is 0x{exc.object[exc.start]:02x})") from None
+    except RecursionError:
+        raise ValueError(f"{path}: not valid TOML: arrays or tables nested too deep") from None
+    except OSError as exc:  # also a symbolic link loop, a folder, a dangling link
         raise ValueError(f"{path}: cannot be read: {exc.strerror or exc}") from None
     if path.name != "pyproject.toml":
         return dict(data)
@@ -152,7 +164,7 @@ def read_file(path: Path) -> dict[str, Any] | None:
     if table is None:
         return None
     if not isinstance(table, dict):
-        raise ValueError(f"{_label(path)}: must be a table, not {table!r}")
+        raise ValueError(f"{_label(path)}: must be a table, not {shown(table)}")
     return table
 
 
@@ -219,9 +231,9 @@ def _normalise(table: Mapping[str, Any], label: str) -> dict[str, Any]:
             if rest:
                 name, spec = next(iter(rest.items()))
                 raise ValueError(
-                    f"{label}: channels.{name}: {spec!r} is not a table; a named channel is a "
-                    "table such as [channels.team] with url = \"...\", and "
-                    "channels.default lists the default channels"
+                    f"{label}: channels.{display_name(name)}: {shown(spec)} is not a table; "
+                    'a named channel is a table such as [channels.team] with url = "...", '
+                    "and channels.default lists the default channels"
                 )
             if defs:
                 out["channel_defs"] = defs
@@ -249,7 +261,7 @@ def _env_value(name: str, text: str, kind: str) -> Any:
             return True
         if stripped.lower() in _FALSE:
             return False
-        raise ValueError(f"{name}: {redact(text)!r} is not one of 1, 0, true, false, yes, no")
+        raise ValueError(f"{name}: {shown(text)} is not one of 1, 0, true, false, yes, no")
     if stripped[:1] in "[{" and stripped:
         try:
             return json.loads(stripped)
@@ -259,10 +271,10 @@ def _env_value(name: str, text: str, kind: str) -> Any:
             return tomllib.loads(f"value = {stripped}")["value"]
         except tomllib.TOMLDecodeError:
             raise ValueError(
-                f"{name}: {redact(text)!r} is not a JSON or TOML inline array or table"
+                f"{name}: {shown(text)} is not a JSON or TOML inline array or table"
             ) from None
     if kind == "table":
-        raise ValueError(f"{name}: {redact(text)!r} is not a JSON or TOML inline table")
+        raise ValueError(f"{name}: {shown(text)} is not a JSON or TOML inline table")
     if kind == "list":
         return [part.strip() for part in stripped.split(",") if part.strip()]
     return stripped
@@ -316,7 +328,7 @@ def load_settings(
     read: list[Path] = []
     user_file = user_config_file(env)
     for path in (user_file, *find_project_files(folder)):
-        if not path.is_file():
+        if not _present(path):
             continue
         read.append(path)
         try:

@@ -1,5 +1,6 @@
-"""Run-history rows as text: a table for ``nbremind history`` and ``%remind history``, and
-JSON objects with ISO-8601 times for ``nbremind history --json``."""
+"""Run-history rows as text: a table for ``nbremind history`` and ``%remind history`` (with
+control characters escaped, so a name cannot forge a row or colour the terminal), and JSON
+objects with ISO-8601 times for ``nbremind history --json``."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import datetime as dt
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from ._parse import printable
 from .notice import format_duration, format_size
 
 __all__ = ["HEADER", "iso_time", "json_row", "table_lines"]
@@ -43,12 +45,13 @@ def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
         why = f"{row['error_type']}: {row.get('error_message') or ''}".strip()
         if row.get("reason"):
             why = f"{row['reason']} ({why})"
-    return (
+    cells = (
         when, str(row.get("name", "")), str(row.get("kind", "")), str(row.get("state", "")),
         "" if duration is None else format_duration(float(duration)), progress,
         "" if not peak else format_size(float(peak)), str(row.get("notices") or 0),
         why.replace("\n", " ")[:80],
     )
+    return tuple(printable(cell) for cell in cells)
 
 
 def table_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:

@@ -1,8 +1,12 @@
-"""The options a task takes, parsed and validated once, frozen."""
+"""The options a task takes, parsed and validated once, frozen.
+
+:data:`OPTIONS` is the one table of the options that take a value: ``remind()`` and
+``track()`` keywords, ``%%remind`` and ``nbremind run`` flags are all read through it.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +16,67 @@ from ._parse import (
     parse_events,
     parse_percents,
     parse_size,
+    safe_repr,
 )
 
-__all__ = ["DEFAULT_ON", "TaskOptions", "check_total", "parse_call_options"]
+__all__ = [
+    "DEFAULT_ON",
+    "MIN_TASK_DURATION",
+    "OPTIONS",
+    "OptionSpec",
+    "TaskOptions",
+    "check_total",
+    "parse_call_options",
+]
 
 #: Events notified when a task does not say otherwise (thresholds it sets are added).
 DEFAULT_ON = ("success", "failure", "cancel", "timeout")
+
+#: The shortest duration a task's option may be. Thresholds are checked on each tick of the
+#: loop (every 0.25 s by default), so a shorter one cannot be followed any closer; 0.1 s
+#: still takes ``"250ms"`` and a faster tick, and turns ``every="1e-21s"`` into an error.
+MIN_TASK_DURATION = 0.1
+
+
+def _task_duration(value: object, option: str) -> float:
+    return parse_duration(value, option, minimum=MIN_TASK_DURATION)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option that takes a value: its keyword (and ``TaskOptions`` field), its flag on a
+    command line, and how its value is parsed (``parse(value, option)``)."""
+
+    name: str
+    flag: str
+    metavar: str
+    parse: Callable[[object, str], Any]
+    help: str
+    #: Whether ``nbremind run`` takes it (a command reports no progress).
+    command: bool = True
+
+    def label(self, prefix: str = "", flags: bool = False) -> str:
+        """How errors name it: ``prefix`` then the keyword, or the flag when ``flags``."""
+        return f"{prefix}{self.flag if flags else self.name}"
+
+
+#: Every option that takes a value, in the order they are documented.
+OPTIONS = (
+    OptionSpec("after", "--after", "DUR", _task_duration,
+               "notify once when still running after DUR"),
+    OptionSpec("every", "--every", "DUR", _task_duration, "then again every DUR"),
+    OptionSpec("progress", "--progress", "P[,P...]", parse_percents,
+               "notify when progress reaches each mark (0.5 or 50%)", command=False),
+    OptionSpec("mem", "--mem", "SIZE", parse_size,
+               "notify when memory (a command's: its process tree's) goes above SIZE"),
+    OptionSpec("timeout", "--timeout", "DUR", _task_duration,
+               "time out after DUR (a command is stopped, with its whole process group)"),
+    OptionSpec("on", "--on", "EVENTS", parse_events, "events that notify, comma-separated"),
+    OptionSpec("channels", "--channels", "CH[,CH...]", parse_channels, "where notices go"),
+    OptionSpec("min_duration", "--min", "DUR", _task_duration,
+               "no end notice when it took less than DUR"),
+)
+_BY_NAME: Mapping[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
 
 
 @dataclass(frozen=True)
@@ -40,44 +99,33 @@ class TaskOptions:
     def parse(
         cls,
         *,
-        after: object = None,
-        every: object = None,
-        progress: object = None,
-        mem: object = None,
-        timeout: object = None,
         interrupt: bool = False,
-        on: object = None,
-        channels: object = None,
-        min_duration: object = None,
         when: Callable[[Any], object] | None = None,
         quiet: bool = False,
         source: str = "",
+        flags: bool = False,
+        **values: object,
     ) -> TaskOptions:
-        """Validate raw values; a bad one raises ``ValueError`` naming the option and value."""
-        p = f"{source}" if source else ""
+        """Validate raw values of :data:`OPTIONS` (``None``: not set); a bad one raises
+        ``ValueError`` naming the option (after ``source``; its flag when ``flags``) and the
+        value."""
+        unknown = [key for key in values if key not in _BY_NAME]
+        if unknown:
+            raise TypeError(f"TaskOptions.parse() got an unexpected keyword {unknown[0]!r}")
 
         def opt(name: str) -> str:
-            return f"{p}{name}"
+            return f"{source}--{name}" if flags else f"{source}{name}"
 
         if when is not None and not callable(when):
             raise ValueError(f"{opt('when')}: {when!r} is not callable")
-        if interrupt and timeout is None:
+        if interrupt and values.get("timeout") is None:
             raise ValueError(f"{opt('interrupt')}: needs a timeout to interrupt at")
-        return cls(
-            after=None if after is None else parse_duration(after, opt("after")),
-            every=None if every is None else parse_duration(every, opt("every")),
-            progress=parse_percents(progress, opt("progress")),
-            mem=None if mem is None else parse_size(mem, opt("mem")),
-            timeout=None if timeout is None else parse_duration(timeout, opt("timeout")),
-            interrupt=bool(interrupt),
-            on=None if on is None else parse_events(on, opt("on")),
-            channels=None if channels is None else parse_channels(channels, opt("channels")),
-            min_duration=(
-                None if min_duration is None else parse_duration(min_duration, opt("min_duration"))
-            ),
-            when=when,
-            quiet=bool(quiet),
-        )
+        parsed = {
+            spec.name: spec.parse(values[spec.name], spec.label(source, flags))
+            for spec in OPTIONS
+            if values.get(spec.name) is not None
+        }
+        return cls(**parsed, interrupt=bool(interrupt), when=when, quiet=bool(quiet))
 
     def events(self) -> frozenset[str]:
         """The events this task notifies: ``on`` if given, else the defaults plus thresholds."""
@@ -95,19 +143,26 @@ class TaskOptions:
         return frozenset(events)
 
 
-def parse_call_options(source: str, session: object = None, **raw: Any) -> TaskOptions:
-    """``remind()``'s and ``track()``'s keyword options, parsed, with their channel names
-    checked against the named channels of ``session``'s settings; errors start ``source``."""
-    options = TaskOptions.parse(**raw, source=f"{source}: ")
+def parse_call_options(
+    source: str, session: object = None, *, flags: bool = False, **raw: Any
+) -> TaskOptions:
+    """Task options (``remind()``'s, ``track()``'s, a command line's when ``flags``), parsed,
+    with their channels checked against the named channels of ``session``'s settings.
+
+    Errors start with ``source`` and name the option: ``remind(): after: ...``, or with
+    ``flags`` its flag: ``%%remind --after: ...`` (``source`` may then be empty).
+    """
+    prefix = (f"{source} " if source else "") if flags else f"{source}: "
+    options = TaskOptions.parse(**raw, source=prefix, flags=flags)
     if options.channels:
         from .config import _check_channel_names
 
         defs = getattr(getattr(session, "config", None), "channel_defs", None)
-        _check_channel_names(options.channels, f"{source}: channels", defs)
+        _check_channel_names(options.channels, _BY_NAME["channels"].label(prefix, flags), defs)
     return options
 
 
 def check_total(total: object, source: str) -> None:
     """Raise ``ValueError`` unless ``total`` is ``None`` or a non-negative integer."""
     if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
-        raise ValueError(f"{source}: total {total!r} is not a non-negative integer")
+        raise ValueError(f"{source}: total {safe_repr(total)} is not a non-negative integer")

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 from .task import Task
 
-__all__ = ["Due", "Watch"]
+__all__ = ["Due", "Watch", "next_mark"]
 
 
 @dataclass(frozen=True)
@@ -51,12 +52,8 @@ class Watch:
         if self.next_after is not None and elapsed >= self.next_after:
             self.after_count += 1
             due.append(Due("after", self.after_count))
-            if opts.every is not None:
-                # skip marks missed while the process was asleep instead of firing a burst
-                while self.next_after <= elapsed:
-                    self.next_after += opts.every
-            else:
-                self.next_after = None
+            self.next_after = None if opts.every is None else next_mark(
+                self.next_after, opts.every, elapsed)
         progress = task.progress
         if progress is not None:
             crossed = None
@@ -89,3 +86,20 @@ class Watch:
             task.timeout_hit = True
             due.append(Due("timeout", "passed"))
         return due
+
+
+def next_mark(mark: float, every: float, elapsed: float) -> float | None:
+    """The first of ``mark + k * every`` (k >= 1) past ``elapsed``: marks missed while the
+    process was asleep are skipped, not fired as a burst.
+
+    Computed, not counted up to, so no clock and no step can make it loop: when ``every`` is
+    too small to move ``elapsed`` the next mark is just past it (one notice per tick at
+    most). ``None`` (no more marks) when ``every`` is not positive or the clock not finite.
+    """
+    if not (every > 0 and math.isfinite(every) and math.isfinite(elapsed)):
+        return None
+    passed = (elapsed - mark) / every
+    following = mark + (math.floor(passed) + 1) * every if math.isfinite(passed) else elapsed
+    if not following > elapsed:  # rounding, or a step below the clock's resolution
+        following = max(elapsed + every, math.nextafter(elapsed, math.inf))
+    return following

@@ -11,7 +11,16 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from .base import Availability, Channel, ChannelError
-from .urls import redact_url, remember, reveal, scheme_of, url_secrets
+from .urls import (
+    check_url,
+    hide_urls,
+    redact_url,
+    remember,
+    reveal,
+    scheme_of,
+    shown,
+    url_secrets,
+)
 
 if TYPE_CHECKING:
     from ..config import Config
@@ -25,7 +34,9 @@ __all__ = [
     "channel_wants",
     "check_channel_name",
     "display_name",
+    "hide_urls",
     "make_channel",
+    "shown",
 ]
 
 #: Channel name -> "module:class", imported on first use so the core stays light.
@@ -77,10 +88,12 @@ def channel_wants(name: str, event: str, config: Config | None) -> bool:
 
 def display_name(name: str) -> str:
     """``name`` as it may be shown or recorded: a URL has its secrets masked."""
-    shown = redact_url(name) if scheme_of(reveal(name)) else name
+    text = redact_url(name) if scheme_of(reveal(name)) else name
     from ..secrets import redact  # and every ${ENV} secret of the settings
 
-    return redact(shown)
+    return redact(text)
+
+
 
 
 def check_channel_name(
@@ -93,7 +106,7 @@ def check_channel_name(
     if scheme_of(name) is None:
         known = sorted(CHANNELS) + sorted(defs or ())
         raise ValueError(
-            f"{source}: {name!r} is not a channel; choose from {', '.join(known)}, "
+            f"{source}: {shown(name)} is not a channel; choose from {', '.join(known)}, "
             "a channel defined in channel_defs, or a URL (https://, smtp://, smtps://, "
             "or any apprise service)"
         )
@@ -107,7 +120,7 @@ def _make_remote(name: str, source: str, config: Config | None) -> Channel:
     if scheme_of(name) is None:
         known = sorted(CHANNELS) + sorted(getattr(config, "channel_defs", None) or ())
         raise ValueError(
-            f"{source}: {name!r} is not a channel; choose from {', '.join(known)}, "
+            f"{source}: {shown(name)} is not a channel; choose from {', '.join(known)}, "
             "or a URL (https://, smtp://, smtps://, or any apprise service)"
         )
     return make_from_def(None, {"url": name}, source, config)
@@ -124,6 +137,7 @@ def make_from_def(
              + ([reveal(spec["secret"])] if spec.get("secret") else []))
     timeout = float(getattr(config, "send_timeout", 10.0))
     where = f"{source}: {name}" if name else source
+    check_url(url, where)  # a URL no channel can use is reported now, not at the first notice
     if scheme in _WEBHOOK:
         from .webhook import WebhookChannel
 

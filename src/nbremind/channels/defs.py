@@ -17,7 +17,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from .._parse import parse_events
-from .urls import redact_url, reveal, scheme_of
+from .urls import reveal, scheme_of
 
 __all__ = ["DEF_KEYS", "no_defs", "parse_attempts", "parse_channel_defs"]
 
@@ -32,10 +32,12 @@ def no_defs() -> Mapping[str, Mapping[str, Any]]:
 
 def parse_attempts(value: object, where: str) -> int:
     """A number of tries, 1 (no retry) to 100."""
+    from . import shown
+
     if isinstance(value, str) and value.strip().isdigit():
         value = int(value.strip())
     if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 100:
-        raise ValueError(f"{where}: {value!r} is not a number of tries from 1 to 100")
+        raise ValueError(f"{where}: {shown(value)} is not a number of tries from 1 to 100")
     return value
 
 
@@ -45,30 +47,30 @@ def parse_channel_defs(value: object, where: str) -> Mapping[str, Mapping[str, A
     Each named channel is built once (no I/O) so a bad URL is reported now, not at the
     first notice.
     """
-    from . import CHANNELS, make_from_def
+    from . import CHANNELS, display_name, make_from_def, shown
 
     if value is None:
         return no_defs()
     if not isinstance(value, Mapping):
-        raise ValueError(f"{where}: {value!r} is not a table of channel name -> settings")
+        raise ValueError(f"{where}: {shown(value)} is not a table of channel name -> settings")
     out: dict[str, Mapping[str, Any]] = {}
     for name, spec in value.items():
-        at = f"{where}.{name}"
         if not isinstance(name, str) or not name.strip() or scheme_of(name) or "," in name:
-            raise ValueError(f"{where}: {name!r} is not a channel name (a word, not a URL)")
+            raise ValueError(f"{where}: {shown(name)} is not a channel name (a word, not a URL)")
+        at = f"{where}.{display_name(name)}"
         if name in CHANNELS:
             raise ValueError(f"{at}: {name!r} is a built-in channel; choose another name")
         if not isinstance(spec, Mapping):
-            raise ValueError(f"{at}: {spec!r} is not a table with at least a url")
+            raise ValueError(f"{at}: {shown(spec)} is not a table with at least a url")
         unknown = [key for key in spec if key not in DEF_KEYS]
         if unknown:
-            raise ValueError(f"{at}: unknown key {unknown[0]!r}; known: {', '.join(DEF_KEYS)}")
+            raise ValueError(f"{at}: unknown key {shown(unknown[0])}; known: {', '.join(DEF_KEYS)}")
         if "url" not in spec:
             raise ValueError(f"{at}: no url")
         url = spec["url"]
         if not isinstance(url, str) or scheme_of(reveal(url)) is None:
-            shown = redact_url(url) if isinstance(url, str) else repr(url)
-            raise ValueError(f"{at}.url: {shown} is not a URL (https://, smtp://, ...)")
+            what = display_name(url) if isinstance(url, str) else shown(url)
+            raise ValueError(f"{at}.url: {what} is not a URL (https://, smtp://, ...)")
         checked: dict[str, Any] = {"url": url}
         if spec.get("on") is not None:
             checked["on"] = parse_events(spec["on"], f"{at}.on")
@@ -78,10 +80,7 @@ def parse_channel_defs(value: object, where: str) -> Mapping[str, Mapping[str, A
             checked["templates"] = parse_templates(spec["templates"], f"{at}.templates")
         headers = spec.get("headers")
         if headers is not None:
-            if not isinstance(headers, Mapping) or not all(
-                isinstance(k, str) and isinstance(v, str) for k, v in headers.items()
-            ):
-                raise ValueError(f"{at}.headers: {headers!r} is not a table of name -> text")
+            _check_headers(headers, f"{at}.headers")
             checked["headers"] = types.MappingProxyType(dict(headers))
         secret = spec.get("secret")
         if secret is not None:
@@ -96,9 +95,42 @@ def parse_channel_defs(value: object, where: str) -> Mapping[str, Mapping[str, A
                 isinstance(item, Sequence) and all(isinstance(i, str) for i in item)
             )
             if not ok:
-                raise ValueError(f"{at}.{key}: {item!r} is not an address or list of addresses")
+                raise ValueError(
+                    f"{at}.{key}: {shown(item)} is not an address or list of addresses"
+                )
             checked[key] = item if isinstance(item, str) else tuple(item)
         frozen = types.MappingProxyType(checked)
         make_from_def(name, frozen, where)  # raises ValueError naming what is wrong
         out[name] = frozen
     return types.MappingProxyType(out)
+
+
+def _check_headers(headers: object, where: str) -> None:
+    """Raise ``ValueError`` unless ``headers`` is a table of name -> text. Header values
+    carry credentials (``Authorization``), so the message gives names and kinds, never a
+    value."""
+    from . import display_name, shown
+
+    hidden = "(header values are not shown)"
+    if not isinstance(headers, Mapping):
+        raise ValueError(f"{where}: {_kind(headers)}, not a table of name -> text {hidden}")
+    for key, item in headers.items():
+        if not isinstance(key, str):
+            raise ValueError(f"{where}: the name {shown(key)} is not a text")
+        if not isinstance(item, str):
+            raise ValueError(f"{where}.{display_name(key)}: {_kind(item)}, not a text {hidden}")
+
+
+def _kind(value: object) -> str:
+    """What ``value`` is, in the words of a settings file: ``a text``, ``a list``..."""
+    if isinstance(value, str):
+        return "a text"
+    if isinstance(value, bool):
+        return "true or false"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, Mapping):
+        return "a table"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    return f"a {type(value).__name__}"

@@ -7,8 +7,8 @@ import functools
 import shlex
 from dataclasses import dataclass
 
-from ..config import _check_channel_names
-from ..options import TaskOptions
+from .._parse import read_dash_values
+from ..options import OPTIONS, TaskOptions, parse_call_options
 
 __all__ = ["MAGIC", "CellHeader", "default_name", "parse_header", "split_header"]
 
@@ -24,16 +24,11 @@ class _Parser(argparse.ArgumentParser):
 @functools.lru_cache(maxsize=1)
 def _parser() -> _Parser:
     p = _Parser(prog="%%remind", add_help=False)
+    read_dash_values(p)
     p.add_argument("name", nargs="*")
-    p.add_argument("--after")
-    p.add_argument("--every")
-    p.add_argument("--progress")
-    p.add_argument("--mem")
-    p.add_argument("--timeout")
+    for spec in OPTIONS:
+        p.add_argument(spec.flag, dest=spec.name, metavar=spec.metavar)
     p.add_argument("--interrupt", action="store_true")
-    p.add_argument("--on")
-    p.add_argument("--channels")
-    p.add_argument("--min", dest="min_duration")
     p.add_argument("--quiet", action="store_true")
     return p
 
@@ -63,30 +58,12 @@ def parse_header(line: str) -> CellHeader:
     except ValueError as exc:
         raise ValueError(f"%%remind: cannot read {line!r}: {exc}") from None
     ns = _parser().parse_args(words)
-    try:
-        options = _options(ns)
-    except ValueError as exc:
-        raise ValueError(str(exc).replace("--min_duration", "--min")) from None
-    if options.channels:
-        _check_channel_names(options.channels, "%%remind --channels")
+    options = parse_call_options(
+        MAGIC, flags=True, interrupt=ns.interrupt, quiet=ns.quiet,
+        **{spec.name: getattr(ns, spec.name) for spec in OPTIONS},
+    )
     name = " ".join(ns.name) or None
     return CellHeader(name, options)
-
-
-def _options(ns: argparse.Namespace) -> TaskOptions:
-    return TaskOptions.parse(
-        after=ns.after,
-        every=ns.every,
-        progress=ns.progress,
-        mem=ns.mem,
-        timeout=ns.timeout,
-        interrupt=ns.interrupt,
-        on=ns.on,
-        channels=ns.channels,
-        min_duration=ns.min_duration,
-        quiet=ns.quiet,
-        source="%%remind --",
-    )
 
 
 def default_name(body: str) -> str:

@@ -8,8 +8,9 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from .._parse import parse_duration
+from .._parse import parse_count, parse_duration, printable
 from ..dispatcher import DEFAULT_CANDIDATES
+from ..options import MIN_TASK_DURATION
 from ..session import Session
 from .args import default_name, parse_header
 from .frontend import CellFrontend, refresh_soon, show_status_line
@@ -42,7 +43,10 @@ class RemindMagics(Magics):
     @line_magic
     def remind(self, line: str) -> None:
         """%remind auto DUR|off | panel | status | test [CHANNEL...] | mute | unmute | config"""
-        words = shlex.split(line)
+        try:
+            words = shlex.split(line)
+        except ValueError as exc:  # an unclosed quote, a lone backslash
+            raise UsageError(f"%remind: cannot read {line!r}: {exc}") from None
         if not words:
             raise UsageError(f"%remind: choose one of: {_SUBCOMMANDS}")
         command, args = words[0], words[1:]
@@ -86,10 +90,11 @@ class RemindMagics(Magics):
             print("nbremind: auto mode off")
             return
         try:
-            self.frontend.auto = parse_duration(args[0], "%remind auto")
+            self.frontend.auto = parse_duration(args[0], "%remind auto",
+                                                minimum=MIN_TASK_DURATION)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        print(f"nbremind: notifying for every cell that runs longer than {args[0]}")
+        print(f"nbremind: notifying for every cell that runs longer than {printable(args[0])}")
 
     def _cmd_panel(self, args: list[str]) -> None:
         from IPython.display import display
@@ -104,9 +109,9 @@ class RemindMagics(Magics):
         chosen = session.config.channels
         names = chosen or DEFAULT_CANDIDATES
         for name, state in session.channel_status(names, refresh=bool(args)).items():
-            print(f"  channel {name}: {state}")
+            print(printable(f"  channel {name}: {state}"))
         if not chosen:
-            print(f"  default channels: {self._default_channels()}")
+            print(printable(f"  default channels: {self._default_channels()}"))
         if "browser" in names:
             from .connection import get_connection
 
@@ -119,11 +124,12 @@ class RemindMagics(Magics):
         running = session.running()
         print(f"  running tasks: {len(running)}")
         for task in running:
-            print(f"    {task.name}: {task.n}/{task.total or '?'} for {task.elapsed:.0f} s")
+            print(printable(f"    {task.name}: {task.n}/{task.total or '?'} "
+                            f"for {task.elapsed:.0f} s"))
         failed = [d for d in session.dispatcher.deliveries if not d.ok]
         if failed:
             last = failed[-1]
-            print(f"  last failed delivery: {last.channel}: {last.error}")
+            print(printable(f"  last failed delivery: {last.channel}: {last.error}"))
 
     def _default_channels(self) -> str:
         """Which channels notices without their own go to now, and why (asked on the loop,
@@ -143,7 +149,7 @@ class RemindMagics(Magics):
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         for name, outcome in results.items():
-            print(f"{name}: {outcome}")
+            print(printable(f"{name}: {outcome}"))
         if not results:
             print("no channel answered in time")
 
@@ -160,10 +166,15 @@ class RemindMagics(Magics):
         from ..history_format import table_lines
         from ..history_frame import history_rows
 
-        if len(args) > 1 or (args and not args[0].isdigit()):
-            raise UsageError("%remind history: give the number of runs to show, e.g. 20")
+        hint = "give the number of runs to show, e.g. 20 (0: all)"
+        if len(args) > 1:
+            raise UsageError(f"%remind history: {hint}")
+        try:
+            limit = parse_count(args[0], "%remind history") if args else 20
+        except ValueError as exc:
+            raise UsageError(f"{exc}; {hint}") from None
         self.session.history_recorder.sync()  # this kernel's last runs are written first
-        rows = history_rows(limit=int(args[0]) if args else 20, config=self.session.config)
+        rows = history_rows(limit=limit or None, config=self.session.config)
         lines = table_lines(rows)
         if not lines:
             print("nbremind: no runs recorded yet (history is kept when outbox and "
@@ -179,10 +190,10 @@ class RemindMagics(Magics):
             raise UsageError("%remind doctor: takes no arguments")
         session = self.session
         report = collect(in_kernel=True, config=session.config, sources=session.config_sources)
-        print("\n".join(report.lines()))
+        print("\n".join(printable(line) for line in report.lines()))
 
     def _cmd_config(self, args: list[str]) -> None:
         from ..config_live import describe  # every value with its source, secrets as ***
 
         for line in describe(self.session):
-            print(line)
+            print(printable(line))
