@@ -9,6 +9,7 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
+from .loop_end import log_exception
 from .options import TaskOptions, check_total, parse_call_options
 from .session import Session, get_session
 from .task import Task, TaskTimeout
@@ -17,6 +18,14 @@ __all__ = ["Reminder", "remind"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _Token = contextvars.Token["Task | None"]
+_Entry = tuple["Reminder", Task, _Token]
+
+#: The reminders entered and not yet left in this context (thread, asyncio task), innermost
+#: last. One variable for every reminder: a variable per reminder would stay in the context
+#: (as a key of its mapping) after its block, one more per block, for the context's life.
+_entered: contextvars.ContextVar[tuple[_Entry, ...]] = contextvars.ContextVar(
+    "nbremind_entered", default=()
+)
 
 
 class Reminder:
@@ -37,10 +46,9 @@ class Reminder:
         self._kind = kind
         #: Start the process's watchdog when this task starts (``remind(watchdog=True)``).
         self.watchdog = False
-        # per context (thread, asyncio task), so one Reminder may be entered concurrently
-        self._active: contextvars.ContextVar[tuple[tuple[Task, _Token], ...]] = (
-            contextvars.ContextVar(f"nbremind_reminder_{id(self)}", default=())
-        )
+        #: The task this reminder started last: what ``__exit__`` ends when it runs in a
+        #: context that did not enter it (an async generator finalised elsewhere).
+        self._latest: Task | None = None
 
     @property
     def session(self) -> Session:
@@ -58,7 +66,8 @@ class Reminder:
     ) -> None:
         task = self._end(exc)
         if (
-            task.interrupted_by_timeout
+            task is not None
+            and task.interrupted_by_timeout
             and isinstance(exc, KeyboardInterrupt)
             and task.thread_id is not None
         ):
@@ -84,13 +93,36 @@ class Reminder:
         token = session.start(task)
         if self.watchdog:
             session.want_watchdog()
-        self._active.set((*self._active.get(), (task, token)))
+        # per context (thread, asyncio task), so one Reminder may be entered concurrently
+        _entered.set((*_entered.get(), (self, task, token)))
+        self._latest = task
         return task
 
-    def _end(self, exc: BaseException | None) -> Task:
-        *rest, (task, token) = self._active.get()
-        self.session.finish(task, exc, token)
-        self._active.set(tuple(rest))
+    def _end(self, exc: BaseException | None) -> Task | None:
+        """End the task this context entered last with this reminder; never raises: the
+        user's block ends as it would without nbremind."""
+        stack = _entered.get()
+        token: _Token | None = None
+        if stack and stack[-1][0] is self:
+            _, task, token = stack[-1]
+            _entered.set(stack[:-1])
+        else:
+            for at in range(len(stack) - 2, -1, -1):  # left out of order
+                if stack[at][0] is self:
+                    _, task, token = stack[at]
+                    _entered.set(stack[:at] + stack[at + 1:])
+                    break
+            else:
+                latest = self._latest
+                if latest is None or latest.done:
+                    return latest
+                task = latest
+        if self._latest is task:
+            self._latest = None  # keep no ended task (nor its metrics) alive
+        try:
+            self.session.finish(task, exc, token)
+        except Exception:
+            log_exception(f"nbremind could not end the task {task.name!r}")
         return task
 
     # -- decorator -------------------------------------------------------------------------

@@ -2,11 +2,23 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
+from typing import cast
 
-from .task import TaskSnapshot
+from .secrets import redact
+from .task import MAX_COUNT, TaskSnapshot, type_name, value_repr
 
-__all__ = ["Notice", "format_duration", "format_size", "make_notice"]
+__all__ = [
+    "Notice", "format_duration", "format_size", "json_value", "make_notice", "metric_text",
+]
+
+#: Metrics shown in a notice's body.
+_METRICS_SHOWN = 5
+#: How deep :func:`json_value` follows lists and mappings; deeper values become text.
+_JSON_DEPTH = 16
+#: Characters of the text a value that is not JSON becomes.
+_JSON_TEXT_CHARS = 200
 
 
 @dataclass(frozen=True)
@@ -24,7 +36,9 @@ class Notice:
 
 
 def format_duration(seconds: float) -> str:
-    """``3.2 s``, ``41 s``, ``12 min``, ``1 h 5 min``, ``2 d 3 h``."""
+    """``3.2 s``, ``41 s``, ``12 min``, ``1 h 5 min``, ``2 d 3 h`` (``?`` when not finite)."""
+    if not _finite(seconds):
+        return "?"
     if seconds < 10:
         return f"{seconds:.1f} s"
     if seconds < 60:
@@ -41,7 +55,9 @@ def format_duration(seconds: float) -> str:
 
 
 def format_size(size: float) -> str:
-    """Bytes in decimal units: ``512 MB``, ``8.2 GB``."""
+    """Bytes in decimal units: ``512 MB``, ``8.2 GB`` (``?`` when not finite)."""
+    if not _finite(size):
+        return "?"
     for unit, scale in (("TB", 1e12), ("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
         if size >= scale:
             value = size / scale
@@ -49,9 +65,90 @@ def format_size(size: float) -> str:
     return f"{size:.0f} B"
 
 
+def _finite(number: float) -> bool:
+    try:
+        return math.isfinite(number)
+    except (OverflowError, TypeError):  # an int too large for a float
+        return False
+
+
 def _percent(fraction: float) -> str:
     pct = fraction * 100
+    if not _finite(pct):
+        return "?%"
     return f"{pct:.0f}%" if abs(pct - round(pct)) < 0.05 else f"{pct:.1f}%"
+
+
+def _count(value: object) -> str:
+    """A count with thousands separators (``12,345``); any other value by its repr."""
+    if type(value) is int and -MAX_COUNT <= value <= MAX_COUNT:
+        return f"{value:,}"
+    return value_repr(value)
+
+
+def metric_text(value: object) -> str:
+    """A metric's value as notices show it: a float with 4 significant digits (``0.1235``,
+    ``nan``, ``inf``), anything else by its ``repr``, cut to 200 characters. Never raises:
+    a value whose ``repr`` raises is ``<unprintable TYPE>``."""
+    try:
+        if isinstance(value, float):
+            return f"{float.__float__(value):.4g}"
+    except Exception:  # isinstance() asks a __class__ property, which may raise
+        pass
+    return value_repr(value)
+
+
+def json_value(value: object, depth: int = _JSON_DEPTH) -> object:
+    """``value`` as strict JSON can carry it (``json.dumps(..., allow_nan=False)`` accepts
+    the result); never raises.
+
+    ``None``, booleans, text and ints of 64 bits stay as they are; a float that is not
+    finite becomes ``None``; lists, tuples and mappings are converted item by item (keys
+    become text), ``depth`` levels deep; a numpy scalar becomes its Python value. Anything
+    else -- a larger int, an object, a set -- becomes text: its ``str()``, cut to 200
+    characters, or ``<unprintable TYPE>`` when that raises. Known secrets are masked in
+    that text, and in text that is a ``str`` subclass.
+    """
+    kind = type(value)
+    if value is None or kind is bool or kind is str:
+        return value
+    if kind is int:
+        number = cast(int, value)
+        return number if -MAX_COUNT <= number <= MAX_COUNT else value_repr(number)
+    if kind is float:
+        return value if math.isfinite(cast(float, value)) else None
+    try:
+        if isinstance(value, float):
+            return json_value(float.__float__(value), depth)
+        if isinstance(value, int) and not isinstance(value, bool):
+            return json_value(int.__index__(value), depth)
+        if isinstance(value, str):
+            return _json_text(value)
+        if depth > 0:
+            if isinstance(value, (list, tuple)):
+                return [json_value(item, depth - 1) for item in list(value)]
+            if isinstance(value, dict):
+                return {
+                    key if type(key) is str else _json_text(key): json_value(item, depth - 1)
+                    for key, item in list(value.items())
+                }
+        item = getattr(value, "item", None)  # numpy (and torch) scalars
+        if callable(item) and kind.__module__.partition(".")[0] in ("numpy", "torch"):
+            native = item()
+            if native is None or type(native) in (bool, int, float, str):
+                return json_value(native, depth)
+    except Exception:
+        pass
+    return _json_text(value)
+
+
+def _json_text(value: object) -> str:
+    """``str(value)`` (known secrets masked), cut to 200 characters; never raises."""
+    try:
+        text = redact(str.__str__(str(value)))
+    except Exception:
+        return f"<unprintable {type_name(value)}>"
+    return text if len(text) <= _JSON_TEXT_CHARS else text[:_JSON_TEXT_CHARS] + "…"
 
 
 def _title(event: str, t: TaskSnapshot, detail: object) -> str:
@@ -94,14 +191,14 @@ def _body(event: str, t: TaskSnapshot) -> str:
     elif event != "start":
         lines.append(f"Running for {duration}")
     if t.total:
-        lines.append(f"Progress: {_percent(t.n / t.total)} ({t.n:,}/{t.total:,})")
+        lines.append(f"Progress: {_percent(t.n / t.total)} ({_count(t.n)}/{_count(t.total)})")
     elif t.n:
-        lines.append(f"Done: {t.n:,}")
+        lines.append(f"Done: {_count(t.n)}")
     if t.eta is not None and state == "running" and event != "start":
         lines.append(f"ETA: {format_duration(t.eta)}")
     if t.metrics:
-        shown = ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                          for k, v in list(t.metrics.items())[:5])
+        shown = ", ".join(f"{k}={metric_text(v)}"
+                          for k, v in list(t.metrics.items())[:_METRICS_SHOWN])
         lines.append(shown)
     if t.notes:
         lines.append(t.notes[-1])

@@ -3,13 +3,11 @@
 
 from __future__ import annotations
 
-import contextlib
-import json
 from collections.abc import Mapping
 from dataclasses import fields
-from typing import Any
+from typing import Any, cast
 
-from .notice import Notice
+from .notice import Notice, json_value
 from .secrets import redact
 from .task import TaskError, TaskSnapshot, TaskState
 
@@ -17,7 +15,11 @@ __all__ = ["notice_from_dict", "notice_to_dict", "stored_channel_name"]
 
 
 def notice_to_dict(notice: Notice) -> dict[str, Any]:
-    """``notice`` (with its task snapshot) as plain JSON values, secrets redacted."""
+    """``notice`` (with its task snapshot) as plain JSON values, secrets redacted.
+
+    Strict JSON: a metric that is not finite is ``None``, one JSON cannot carry (an object,
+    an int beyond 64 bits) is text (see :func:`nbremind.notice.json_value`); never raises.
+    """
     task = notice.task
     snap: dict[str, Any] = {f.name: getattr(task, f.name) for f in fields(task)}
     snap["state"] = task.state.value
@@ -30,8 +32,7 @@ def notice_to_dict(notice: Notice) -> dict[str, Any]:
     out["task"] = snap
     if notice.channels is not None:
         out["channels"] = [stored_channel_name(name) for name in notice.channels]
-    result: dict[str, Any] = _redacted(json.loads(json.dumps(out, default=_jsonable)))
-    return result
+    return cast(dict[str, Any], _redacted(json_value(out)))
 
 
 def notice_from_dict(data: Mapping[str, Any]) -> Notice:
@@ -51,14 +52,6 @@ def notice_from_dict(data: Mapping[str, Any]) -> Notice:
         return Notice(task=task, **values)
     except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ValueError(f"outbox record: cannot rebuild the notice: {exc!r}") from exc
-
-
-def _jsonable(value: object) -> object:
-    item = getattr(value, "item", None)  # numpy scalars
-    if callable(item):
-        with contextlib.suppress(Exception):
-            return item()
-    return str(value)
 
 
 def _redacted(value: Any) -> Any:

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 import sqlite3
 import threading
 from collections.abc import Callable
@@ -99,6 +100,23 @@ def history_path(config: Config | None = None) -> Path:
 
 #: Rows written by one INSERT statement (SQLite allows 32,766 parameters per statement).
 _ROWS_PER_STATEMENT = 400
+#: The sizes of INSERT statement used; a shorter chunk repeats its last row up to the next.
+#: Few distinct statements: the connection keeps each one compiled (up to 128), and one per
+#: chunk length would keep hundreds of large ones, megabytes growing with each new length.
+#: Repeating rows, not splitting the chunk: each statement gives the GIL away, and a busy
+#: main thread makes every return to it cost a switch interval.
+_STATEMENT_SIZES = (1, 8, 64, _ROWS_PER_STATEMENT)
+
+
+def _chunks(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    """``rows`` cut into chunks of :data:`_STATEMENT_SIZES` rows, in order; the last one
+    padded with copies of its last row (written again with the same values: no change)."""
+    out = []
+    for at in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[at:at + _ROWS_PER_STATEMENT]
+        size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
+        out.append(chunk + [chunk[-1]] * (size - len(chunk)))
+    return out
 
 
 class History:
@@ -230,8 +248,9 @@ class History:
         error = snap.error
         return (
             snap.id, snap.parent_id, redact(snap.name), snap.kind, snap.source, snap.host,
-            snap.pid, self._process_start(), snap.start, snap.end, str(snap.state),
-            snap.elapsed, snap.n, snap.total, snap.unit, snap.peak_rss,
+            snap.pid, self._process_start(), _real(snap.start), _real(snap.end),
+            str(snap.state), _real(snap.elapsed), _integer(snap.n), _integer(snap.total),
+            snap.unit, _integer(snap.peak_rss),
             error.type if error else None, redact(error.message) if error else None,
             reason, notices,
         )
@@ -275,8 +294,7 @@ class History:
             # one multi-row statement per chunk, not one per row: each statement gives the
             # GIL away, and a busy main thread makes every return to it cost a switch interval
             with self._write():
-                for at in range(0, len(rows), _ROWS_PER_STATEMENT):
-                    chunk = rows[at:at + _ROWS_PER_STATEMENT]
+                for chunk in _chunks(rows):
                     db.execute(
                         f"INSERT INTO runs ({names}) VALUES {', '.join([marks] * len(chunk))} "
                         f"ON CONFLICT(id) DO UPDATE SET {updates}",
@@ -382,6 +400,33 @@ class History:
                 self._closed = True
                 with suppress(sqlite3.Error):
                     self._db.close()
+
+
+_INTEGER_MAX = 2**63 - 1
+
+
+def _integer(value: object) -> int | None:
+    """``value`` as SQLite can store it in an INTEGER column: an int of 64 bits, else
+    ``None`` (a count too large, or not a whole number)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value if -_INTEGER_MAX <= value <= _INTEGER_MAX else None
+    if isinstance(value, float) and math.isfinite(value):
+        number = int(value)
+        return number if -_INTEGER_MAX <= number <= _INTEGER_MAX else None
+    return None
+
+
+def _real(value: object) -> float | None:
+    """``value`` as a finite float for a REAL column, else ``None``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
 
 
 def parse_since(value: object, now: float, where: str = "since") -> float | None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import enum
 import itertools
+import math
 import operator
 import os
 import sys
@@ -14,13 +15,17 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 from .options import TaskOptions
+from .secrets import redact
 
 if TYPE_CHECKING:
     import asyncio
 
     from ._clock import Clock
 
-__all__ = ["TERMINAL_STATES", "Task", "TaskError", "TaskSnapshot", "TaskState", "TaskTimeout"]
+__all__ = [
+    "MAX_COUNT", "TERMINAL_STATES", "Task", "TaskError", "TaskSnapshot", "TaskState",
+    "TaskTimeout", "type_name", "value_repr",
+]
 
 _ids = itertools.count(1)
 _tag = (0, "")
@@ -41,7 +46,22 @@ def _process_tag() -> str:
             digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
         _tag = (pid, f"{pid}.{digits}")
     return _tag[1]
+
+
 _ERROR_CHARS = 200
+#: The largest count and total a task takes (what a signed 64-bit integer holds: the run
+#: history stores them as SQLite integers).
+MAX_COUNT = 2**63 - 1
+_MIN_COUNT = -MAX_COUNT
+#: ``advance()``'s default: CPython keeps one object for each small int, so ``n is _ONE``
+#: tells ``advance(1)`` apart at the cost of a comparison of addresses.
+_ONE = 1
+#: Characters of a value's ``repr`` shown in texts and error messages.
+_REPR_CHARS = 200
+#: An int with more bits than this is shown in scientific notation (about 199 digits).
+_INT_BITS_SHOWN = 660
+_type_name_of = type.__dict__["__name__"].__get__  # bypasses a metaclass's ``__name__``
+_new_snapshot = object.__new__
 _RATE_SMOOTHING = 0.3
 #: ``advance()`` by one takes an item from a ``repeat`` this long; what it lost is the count.
 _UNITS = sys.maxsize
@@ -76,10 +96,22 @@ class TaskError:
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> TaskError:
-        message = str(exc)
+        """``exc``'s type name and message, known secrets masked, then cut to 200 characters.
+
+        Never raises: an exception whose ``str()`` fails gets ``<unprintable TYPE>``.
+        """
+        name = type_name(exc)
+        try:
+            message = str.__str__(str(exc))  # a plain str, whatever __str__ returned
+        except Exception:
+            return cls(name, f"<unprintable {name}>")
+        try:
+            message = redact(message)  # before the cut: no secret's start may be kept
+        except Exception:
+            return cls(name, f"<unprintable {name}>")
         if len(message) > _ERROR_CHARS:
             message = message[:_ERROR_CHARS] + "…"
-        return cls(type(exc).__name__, message)
+        return cls(name, message)
 
 
 @dataclass(frozen=True)
@@ -175,21 +207,36 @@ class Task:
 
     # -- reporting, called from user code (any thread) -------------------------------------
     def advance(self, n: int = 1) -> None:
-        """Add ``n`` units of work done (thread-safe)."""
-        if n == 1:
-            self._unit()  # the hot path: no lock, no Python-level arithmetic
+        """Add ``n`` units of work done (thread-safe).
+
+        ``n`` is a whole number (an int, a numpy integer or an integral float such as
+        ``5.0``); anything else (``nan``, ``inf``, ``0.5``, text) raises ``ValueError``
+        naming it, here, as does a count that would pass :data:`MAX_COUNT`.
+        """
+        if n is _ONE:  # the hot path: no lock, no Python-level arithmetic (any int 1 is it)
+            self._unit()
             return
+        steps = n if type(n) is int else _whole(n, "advance", "steps")
         lock = self._lock
         lock.acquire()
         try:
-            self._n += n
+            count = self._n + steps
+            if _MIN_COUNT <= count <= MAX_COUNT:
+                self._n = count
+            else:
+                raise ValueError(
+                    f"advance: {value_repr(n)} steps would take the count past {MAX_COUNT}"
+                )
         finally:
             lock.release()
 
     def set(self, n: int) -> None:
-        """Set the units of work done to ``n``."""
+        """Set the units of work done to ``n`` (a whole number, as for :meth:`advance`)."""
+        count = n if type(n) is int else _whole(n, "set", "units")
+        if not _MIN_COUNT <= count <= MAX_COUNT:
+            raise ValueError(f"set: {value_repr(n)} is not a count within ±{MAX_COUNT}")
         with self._lock:
-            self._n = n - (_UNITS - _length_hint(self._units))
+            self._n = count - (_UNITS - _length_hint(self._units))
 
     @property
     def n(self) -> int:
@@ -265,10 +312,7 @@ class Task:
     @property
     def eta(self) -> float | None:
         """Seconds left at the current rate, or ``None`` when it cannot be told."""
-        total, rate = self._total, self.rate
-        if total is None or not rate or self.state in TERMINAL_STATES:
-            return None
-        return max(0.0, (total - self.n) / rate)
+        return _eta(self._total, self.n, self.rate, self.state)
 
     @property
     def done(self) -> bool:
@@ -318,26 +362,34 @@ class Task:
         with self._lock:
             metrics = dict(self._metrics)
             notes = tuple(self._notes)
+        # each value read once (``rate`` and ``eta`` derive from the same ``n``, ``elapsed``)
+        state = self.state
         n = self.n
         total = self._total
-        progress = n / total if total else None
-        return TaskSnapshot(
+        elapsed = self.elapsed
+        rate = self._rate
+        if rate is None and elapsed > 0 and n != 0:
+            rate = n / elapsed
+        # every field, set at once: a frozen dataclass's __init__ sets them one by one
+        # through object.__setattr__, 15 times slower (a snapshot is taken per notice)
+        snap = _new_snapshot(TaskSnapshot)
+        snap.__dict__.update(
             id=self.id,
             name=self.name,
             kind=self.kind,
-            state=self.state,
+            state=state,
             parent_id=self.parent.id if self.parent else None,
             source=self.source,
             host=self.host,
             pid=os.getpid(),
             start=self.start_wall,
             end=self.end_wall,
-            elapsed=self.elapsed,
+            elapsed=elapsed,
             n=n,
             total=total,
-            progress=progress,
-            rate=self.rate,
-            eta=self.eta,
+            progress=n / total if total else None,
+            rate=rate,
+            eta=_eta(total, n, rate, state),
             rss=self.rss,
             peak_rss=self.peak_rss,
             metrics=metrics,
@@ -345,18 +397,93 @@ class Task:
             error=self.error,
             unit=self.unit,
         )
+        return snap
 
     def __repr__(self) -> str:
         total = "?" if self._total is None else self._total
         return f"<Task {self.name!r} {self.state.value} {self.n}/{total} {self.elapsed:.1f}s>"
 
 
+def _eta(total: int | None, n: int, rate: float | None, state: TaskState) -> float | None:
+    """Seconds left at ``rate``, or ``None`` when it cannot be told."""
+    if total is None or not rate or state in TERMINAL_STATES:
+        return None
+    eta = max(0.0, (total - n) / rate)
+    return eta if eta < math.inf else None  # a rate decayed to almost nothing
+
+
 def _check_total(value: object) -> int | None:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-        raise ValueError(f"total: {value!r} is not a non-negative number of units")
-    return int(value)
+    total = value if type(value) is int else _whole(value, "total", "units", "non-negative ")
+    if not 0 <= total <= MAX_COUNT:
+        raise ValueError(
+            f"total: {value_repr(value)} is not a non-negative whole number of units "
+            f"up to {MAX_COUNT}"
+        )
+    return total
+
+
+def _whole(value: object, what: str, units: str, kind: str = "") -> int:
+    """``value`` as an exact int: an int (or int subclass, numpy integer: ``__index__``) or an
+    integral finite float; else ``ValueError`` naming ``value``."""
+    try:
+        if isinstance(value, float):
+            number = float.__float__(value)  # the plain float, whatever a subclass overrides
+            if math.isfinite(number) and number.is_integer():
+                return int(number)
+        elif not isinstance(value, bool):
+            try:
+                return int.__index__(operator.index(value))  # type: ignore[arg-type]
+            except Exception:
+                pass
+            import numbers
+
+            if isinstance(value, numbers.Real):  # numpy.float32, Fraction
+                number = float(value)
+                if math.isfinite(number) and number.is_integer():
+                    return int(number)
+    except Exception:  # even isinstance() runs user code (a __class__ property)
+        pass
+    raise ValueError(f"{what}: {value_repr(value)} is not a finite {kind}whole number of {units}")
+
+
+def type_name(value: object) -> str:
+    """The name of ``value``'s type, even when a metaclass makes ``__name__`` raise."""
+    try:
+        name = _type_name_of(type(value))
+    except Exception:
+        return "object"
+    return str.__str__(name) if isinstance(name, str) else "object"
+
+
+def value_repr(value: object, limit: int = _REPR_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters; never raises.
+
+    An int too long for ``repr`` (or for a line of text) is shown in scientific notation;
+    a value whose ``repr`` raises is shown as ``<unprintable TYPE>``.
+    """
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = int.__index__(value)
+            if number.bit_length() > _INT_BITS_SHOWN:
+                return _big_int_text(number)
+    except Exception:
+        pass
+    try:
+        text = str.__str__(repr(value))
+    except Exception:
+        return f"<unprintable {type_name(value)}>"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _big_int_text(number: int) -> str:
+    """A huge int in scientific notation (``1.000000e+300``) or by its number of digits."""
+    try:
+        return f"{float(number):.6e}"
+    except OverflowError:
+        digits = int(number.bit_length() * 0.30103) + 1
+        return f"<int of about {digits} digits>"
 
 
 class TaskTimeout(TimeoutError):

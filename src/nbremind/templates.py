@@ -12,6 +12,7 @@ cannot be rendered keeps its default text.
 from __future__ import annotations
 
 import dataclasses
+import math
 import re
 import string
 import types
@@ -19,7 +20,8 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ._parse import EVENTS
-from .notice import Notice, format_duration, format_size
+from .notice import Notice, format_duration, format_size, metric_text
+from .secrets import redact
 
 __all__ = [
     "FIELDS",
@@ -59,6 +61,9 @@ _METRIC_NAME = re.compile(r"[^.\[\]{}]+")
 _SPEC = re.compile(r"(?:.?[<>=^])?[+\- ]?z?#?0?\d{0,3}[,_]?(?:\.\d{1,3})?[bcdeEfFgGnosxX%]?")
 _CONVERSIONS = (None, "s", "r", "a")
 _TEXT_CHARS = 200
+#: Ints handed to ``format`` as numbers: 64 bits; longer ones are text.
+_BIG_INT = 2**63 - 1
+_SMALL_INT = -_BIG_INT
 
 
 class _Formatter(string.Formatter):
@@ -164,15 +169,21 @@ def parse_templates(value: object, where: str = "templates") -> TemplateMap:
 
 def _percent(fraction: float) -> str:
     pct = fraction * 100
+    if not math.isfinite(pct):
+        return "?%"
     return f"{pct:.0f}%" if abs(pct - round(pct)) < 0.05 else f"{pct:.1f}%"
 
 
 def _plain(value: object) -> str | int | float:
-    """A metric value as something ``format`` handles without user code: int, float or str."""
-    if type(value) in (int, float):
-        return value  # type: ignore[return-value]
+    """A metric value as something ``format`` handles without user code: int, float or str
+    (with known secrets masked before it is cut, so no part of one is left)."""
+    if type(value) is float:
+        return value
+    if type(value) is int:
+        # longer than 64 bits: text (format() of a 5,000-digit int raises)
+        return value if _SMALL_INT <= value <= _BIG_INT else metric_text(value)
     try:
-        text = str(value)
+        text = redact(value)
     except Exception:
         return "?"
     return text if len(text) <= _TEXT_CHARS else text[:_TEXT_CHARS] + "…"
@@ -199,7 +210,7 @@ def fields_of(notice: Notice) -> dict[str, object]:
         "metrics": ", ".join(
             f"{key[len(_METRIC):]}={value:.4g}" if isinstance(value, float)
             else f"{key[len(_METRIC):]}={value}"
-            for key, value in metrics.items()
+            for key, value in metrics.items()  # each a float, a short int or a cut text
         ),
         "title": notice.title,
         "body": notice.body,

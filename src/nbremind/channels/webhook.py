@@ -80,9 +80,10 @@ def payload(notice: Notice) -> dict[str, Any]:
 
 
 def _jsonable(value: object) -> object:
-    if value is None or isinstance(value, (bool, int, float, str)):
-        return value
-    return str(value)
+    # strict JSON: not-finite floats are null, what JSON cannot carry is text; never raises
+    from ..notice import json_value
+
+    return json_value(value)
 
 
 def sign(body: bytes, secret: str) -> str:
