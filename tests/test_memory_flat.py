@@ -35,14 +35,9 @@ import contextvars, gc, json, sys
 import psutil
 import nbremind
 from nbremind import remind
-from nbremind.session import set_session
 from nbremind.task import Task
 
-# No periodic tick: while the loop thread is busy, each block's ticker.wake() queues one more
-# callback on it (holding that block's context, so its task) -- the ticker's to bound, and
-# timing-dependent; everything else (outbox, history, the loop thread) is as by default.
-session = nbremind.Session(tick_interval=None)
-set_session(session)
+session = nbremind.get_session()  # the default session, ticking as a user's does
 recorder = session.history_recorder
 process = psutil.Process()
 
@@ -85,6 +80,40 @@ def test_100000_blocks_leave_memory_flat(tmp_path: Path) -> None:
     assert late["tasks"] <= 2 * MAX_QUEUED + 300
     growth = late["rss"] - early["rss"]
     assert growth < 5_000_000, f"RSS grew by {growth / 1e6:.1f} MB over 80,000 blocks"
+
+
+FLOOD = """
+import gc, json
+import psutil
+import nbremind
+from nbremind import remind
+from nbremind.session import MAX_QUEUED
+
+session = nbremind.get_session()
+process = psutil.Process()
+marks, waiting = {}, 0
+for i in range(1, 20_001):
+    with remind("b", channels=["null"]):  # a success notice each
+        pass
+    waiting = max(waiting, session._queued)
+    if i in (5_000, 20_000):
+        gc.collect()
+        marks[i] = process.memory_info().rss
+print(json.dumps({"marks": marks, "waiting": waiting, "bound": MAX_QUEUED}), flush=True)
+"""
+
+
+@pytest.mark.timeout(300)
+def test_a_flood_of_notifying_blocks_keeps_memory_flat(tmp_path: Path) -> None:
+    """Each block's notice waits for the loop thread; their number is bounded, so a flood
+    runs at the pace of delivery instead of growing without bound."""
+    done = subprocess.run([sys.executable, "-c", FLOOD], capture_output=True, text=True,
+                          cwd=tmp_path, env=dict(os.environ), timeout=280)
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout.strip().splitlines()[-1])
+    assert 0 < result["waiting"] <= result["bound"] + 1
+    growth = result["marks"]["20000"] - result["marks"]["5000"]
+    assert growth < 5_000_000, f"RSS grew by {growth / 1e6:.1f} MB over 15,000 blocks"
 
 
 # -- one variable for every reminder, entered however -----------------------------------------

@@ -31,6 +31,7 @@ from nbremind._parse import (
     parse_size,
     parse_timezone,
     printable,
+    quoted,
     safe_repr,
 )
 from nbremind.channels.urls import check_url, redact_url, scheme_of
@@ -218,14 +219,14 @@ def bounded(call: Callable[[], Any]) -> Any:
 
 def _forms(value: object) -> set[str]:
     """Every way an error message may show ``value`` or one of its items."""
-    forms = {safe_repr(value)}
+    forms = {safe_repr(value), quoted(value)}
     items: list[object] = []
     if isinstance(value, str):
         items = [value, *value.split(",")]
     elif isinstance(value, (list, tuple)):
         items = list(value)
     for item in items:
-        forms.add(safe_repr(item))
+        forms |= {safe_repr(item), quoted(item)}
         if isinstance(item, str):
             text = item.strip()
             forms |= {safe_repr(text), printable(redact_url(text))}

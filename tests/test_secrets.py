@@ -366,3 +366,15 @@ def test_a_metric_cut_for_a_template_keeps_no_part_of_a_secret() -> None:
         (notice,) = cap.notices
     assert notice.body == "x" * 195 + MASK + "y" * 2 + "…"
     assert TOKEN[:4] not in notice.body
+
+
+@pytest.mark.parametrize("option", ["after", "every", "timeout", "mem", "progress", "on"])
+def test_a_url_given_to_another_option_is_quoted_with_its_password_masked(option: str) -> None:
+    import nbremind
+
+    bad = "https://bot:pa55-in-the-wrong-place@example.org/hook"
+    with pytest.raises(ValueError) as raised:
+        nbremind.remind("job", **{option: [bad] if option != "mem" else bad})
+    message = str(raised.value)
+    assert option in message and "example.org" in message
+    assert "pa55" not in message

@@ -24,6 +24,7 @@ __all__ = [
     "parse_size",
     "parse_timezone",
     "printable",
+    "quoted",
     "read_dash_values",
     "safe_repr",
 ]
@@ -85,7 +86,16 @@ def safe_repr(value: object) -> str:
 
 
 def _fail(option: str, value: object, expected: str) -> ValueError:
-    return ValueError(f"{option}: {safe_repr(value)} is not {expected}")
+    return ValueError(f"{option}: {quoted(value)} is not {expected}")
+
+
+def quoted(value: object) -> str:
+    """``value`` as an error quotes it: :func:`safe_repr`, with known secrets and the
+    credentials of any URL in it masked."""
+    from .channels.urls import hide_urls
+    from .secrets import redact
+
+    return redact(hide_urls(safe_repr(value)))
 
 
 def _float(value: int | float, option: str, expected: str) -> float:
@@ -131,7 +141,7 @@ def parse_duration(
         raise _fail(option, value, "a positive, finite duration")
     if seconds < minimum:
         raise ValueError(
-            f"{option}: {safe_repr(value)} is shorter than {minimum:g} s, the shortest it may be"
+            f"{option}: {quoted(value)} is shorter than {minimum:g} s, the shortest it may be"
         )
     return seconds
 
@@ -242,9 +252,9 @@ def parse_events(value: object, option: str = "on") -> tuple[str, ...]:
         return ()
     for name in names:
         if name not in EVENTS:
-            raise ValueError(
-                f"{option}: {name!r} is not an event; choose from {', '.join(EVENTS)} or none"
-            )
+            choices = ", ".join(EVENTS)
+            shown = quoted(name)
+            raise ValueError(f"{option}: {shown} is not an event; choose from {choices} or none")
     return tuple(dict.fromkeys(names))
 
 

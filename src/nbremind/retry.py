@@ -87,11 +87,23 @@ async def with_retries(
     many tries were made and how long each wait was. ``stop_early(wait)``, asked before
     each wait, gives a reason to stop retrying now (``""``: go on), e.g. the process exits.
     """
-    from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
-
     backoff = backoff or Backoff()
     outcome = outcome if outcome is not None else RetryOutcome()
     start = backoff.clock()
+    # the first try runs bare (nearly every delivery succeeds at once, and building the retry
+    # machinery costs more than a local send); tenacity takes over from its failure
+    outcome.attempts += 1
+    try:
+        await attempt()
+        return outcome
+    except Exception as exc:
+        if attempts <= 1 or not is_retryable(exc):
+            if attempts <= 1:
+                outcome.gave_up = "gave up after 1 tries"
+            raise
+        first: Exception | None = exc
+
+    from tenacity import AsyncRetrying, RetryCallState, retry_if_exception
 
     def wait(state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
@@ -120,6 +132,10 @@ async def with_retries(
         await backoff.sleep(seconds)
 
     async def counted() -> None:
+        nonlocal first
+        if first is not None:  # the first try's failure, shown to tenacity as its first try
+            failed, first = first, None
+            raise failed
         outcome.attempts += 1
         await attempt()
 

@@ -55,6 +55,11 @@ _DEFAULT_INTERVAL = object()
 #: Seconds a loop whose end is pending waits for evidence of an exception before it is
 #: settled as succeeded (see :meth:`Session.settle_pending`).
 SETTLE_AFTER = 1.0
+#: Notices queued for the loop thread at most; past this, the thread that makes one waits
+#: (at most CATCH_UP_WAIT seconds) until the loop thread has taken up all but RESUME_QUEUED.
+MAX_QUEUED = 1000
+RESUME_QUEUED = 500
+CATCH_UP_WAIT = 5.0
 #: Kinds of task a tqdm bar may feed (they have no loop of their own to count).
 _TQDM_FED_KINDS = frozenset({"cell", "auto", "block", "function"})
 
@@ -108,6 +113,9 @@ class Session:
         self._watches: dict[str, Watch] = {}
         self._last_notice: dict[str, str] = {}
         self._pending: set[concurrent.futures.Future[None]] = set()
+        #: Notices handed to the loop thread that it has not taken up yet (see :meth:`send`).
+        self._queued = 0
+        self._backlog = threading.Condition(threading.Lock())
         self._current: contextvars.ContextVar[Task | None] = contextvars.ContextVar(
             "nbremind_current_task", default=None
         )
@@ -209,12 +217,16 @@ class Session:
         ``track()`` loops inside ``task`` whose end is pending are settled first: failed with
         ``exc`` (or the exception in its chain) when it came out of the loop, else succeeded.
         """
-        if token is not None:
-            try:
-                self._current.reset(token)
-            except ValueError:  # reset from another context (async generators, hooks)
-                self._current.set(task.parent)
-        return self._end(task, exc)
+        try:
+            if token is not None:
+                try:
+                    self._current.reset(token)
+                except ValueError:  # reset from another context (async generators, hooks)
+                    self._current.set(task.parent)
+            return self._end(task, exc)
+        except Exception:  # a bug of ours must not change how the user's code ends
+            log_exception("ending a task failed")
+            return task.state
 
     def _end(
         self, task: Task, exc: BaseException | None, end: tuple[float, float] | None = None
@@ -504,8 +516,12 @@ class Session:
             options.on is None and self.config.on is not None and event in self.config.on
         ):
             return  # cheap early exit; the dispatcher's rules decide the rest
-        notice = make_notice(event, task.snapshot(), created=self.clock.time(), key=key,
-                             detail=detail)
+        try:
+            notice = make_notice(event, task.snapshot(), created=self.clock.time(), key=key,
+                                 detail=detail)
+        except Exception:  # a notice that cannot be made is logged, never raised
+            log_exception(f"making the {event} notice of a task failed")
+            return
         self.send(notice, options)
 
     def send(self, notice: Notice, options: TaskOptions | None = None) -> None:
@@ -513,17 +529,42 @@ class Session:
         if self._closed:
             return
         self._last_notice[notice.task.id] = notice.title
-        coro = self.dispatcher.dispatch(notice, options or TaskOptions(), self.config)
+        coro = self._dispatch(notice, options or TaskOptions(), self.config)
+        with self._backlog:
+            self._queued += 1
+            over = self._queued > MAX_QUEUED
         try:
             future = self.ticker.submit(coro)
         except Exception:  # no loop thread (threads exhausted): never the user's problem
             coro.close()
+            self._taken()
             log_exception("handing a notice to the loop thread failed")
             return
         with self._lock:
             self._pending.add(future)
         future.add_done_callback(self._done)
         self.history_recorder.watch(notice, future)
+        if over and not self.ticker.in_loop_thread():
+            self._catch_up()
+
+    async def _dispatch(self, notice: Notice, options: TaskOptions, config: Config) -> None:
+        self._taken()
+        await self.dispatcher.dispatch(notice, options, config)
+
+    def _taken(self) -> None:
+        """The loop thread took up a notice handed to it (or it was never handed over)."""
+        with self._backlog:
+            self._queued -= 1
+            if self._queued <= RESUME_QUEUED:
+                self._backlog.notify_all()
+
+    def _catch_up(self) -> None:
+        """Wait for the loop thread to take up the notices queued for it, down to
+        :data:`RESUME_QUEUED` (for :data:`CATCH_UP_WAIT` seconds at most): a flood of short
+        tasks that each notify runs at the pace of delivery, not growing memory without
+        bound. Waiting is for this process's own loop thread, never for a channel."""
+        with self._backlog:
+            self._backlog.wait_for(lambda: self._queued <= RESUME_QUEUED, CATCH_UP_WAIT)
 
     def _done(self, future: concurrent.futures.Future[None]) -> None:
         with self._lock:

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from ._parse import MAX_COUNT  # the largest count and total a task takes
 from .options import TaskOptions
 from .secrets import redact
 
@@ -49,9 +50,6 @@ def _process_tag() -> str:
 
 
 _ERROR_CHARS = 200
-#: The largest count and total a task takes (what a signed 64-bit integer holds: the run
-#: history stores them as SQLite integers).
-MAX_COUNT = 2**63 - 1
 _MIN_COUNT = -MAX_COUNT
 #: ``advance()``'s default: CPython keeps one object for each small int, so ``n is _ONE``
 #: tells ``advance(1)`` apart at the cost of a comparison of addresses.

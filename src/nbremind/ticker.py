@@ -30,6 +30,7 @@ class Ticker:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._ready = threading.Event()
         self._busy: asyncio.Event | None = None
+        self._waking = False  # a wake is queued for the loop thread
         self._stopping = False
         #: Called each time the thread starts, by the thread that started it, once the loop
         #: runs and before that thread goes on (work it submits is queued first).
@@ -53,6 +54,7 @@ class Ticker:
             started = not self.running
             if started:
                 self._stopping = False
+                self._waking = False
                 self._loop = None
                 self._ready = threading.Event()
                 self._thread = threading.Thread(
@@ -124,8 +126,14 @@ class Ticker:
         """Resume ticking (there are running tasks)."""
         loop = self.loop
         busy = self._busy
-        if busy is not None and not busy.is_set():
-            loop.call_soon_threadsafe(busy.set)
+        if busy is None or busy.is_set() or self._waking:
+            return  # ticking, or a wake is already on its way: one is enough
+        self._waking = True
+        loop.call_soon_threadsafe(self._set_busy, busy)
+
+    def _set_busy(self, busy: asyncio.Event) -> None:
+        self._waking = False
+        busy.set()
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop thread."""

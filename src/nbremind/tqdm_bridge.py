@@ -25,7 +25,7 @@ import weakref
 from collections.abc import Iterable
 from typing import Any
 
-from .task import Task
+from .task import MAX_COUNT, Task
 
 __all__ = ["feed", "final_read", "live_bars"]
 
@@ -82,7 +82,8 @@ def _number(value: object) -> int | None:
         return None
     if isinstance(value, float) and not math.isfinite(value):
         return None
-    return max(0, int(value))
+    number = max(0, int(value))
+    return number if number <= MAX_COUNT else None  # what a task (and its history) can hold
 
 
 class _Feed:
