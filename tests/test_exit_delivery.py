@@ -305,6 +305,7 @@ def test_a_normal_exit_while_the_server_answers_500_leaves_the_notice_pending(
     assert third.returncode == 0 and len(http_server.answered(200)) == 1
 
 
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGKILL is POSIX")
 def test_a_process_killed_while_retrying_leaves_it_to_a_short_next_process(
     http_server: ScriptedHTTPServer, nbremind_data_dir: Path, tmp_path: Path
 ) -> None:
