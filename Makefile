@@ -1,5 +1,6 @@
 # Two commands for a fresh machine:
-#   make lab    install nbremind into .venv and open JupyterLab on notebooks/
+#   make lab    install nbremind and everything its notebooks use into .venv (extra lab),
+#               and open JupyterLab on notebooks/
 #   make test   install nbremind with its test tools into .venv and run every test
 PYTHON ?= python3
 VENV ?= .venv

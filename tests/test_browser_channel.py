@@ -18,12 +18,19 @@ from typing import Any
 import pytest
 
 from _kernel import Kernel, KernelFactory
-from _widgets import comm_tap, say_bye, say_hello, widget_views
+from _widgets import comm_tap, say_bye, say_hello, send_to_widget, widget_views
 from nbremind import Config, Session
 from nbremind._clock import FakeClock
 from nbremind.channels import ChannelError, make_channel
-from nbremind.ipython.browser import NO_FRONT_END, BrowserChannel, notify_message
-from nbremind.ipython.connection import BrowserConnection
+from nbremind.channels.base import Availability
+from nbremind.channels.null import NullChannel
+from nbremind.ipython.browser import (
+    NO_FRONT_END,
+    SENT_UNCONFIRMED,
+    BrowserChannel,
+    notify_message,
+)
+from nbremind.ipython.connection import PERMISSION_PROBLEMS, BrowserConnection
 from nbremind.notice import Notice, make_notice
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -163,6 +170,21 @@ def test_a_front_end_that_never_says_hello_is_waited_for_once() -> None:
     assert connection.expects_hello()
 
 
+def test_the_pages_answer_about_the_last_notice() -> None:
+    connection = BrowserConnection()
+    assert connection.last_answer() is None
+    connection.sent("n1")
+    waiting = connection.last_answer()
+    connection.shown("n1", True)
+    shown = connection.last_answer()
+    connection.sent("n2")
+    connection.shown("n2", False, "denied")
+    connection.shown(7, True)  # not an id: ignored
+
+    assert waiting == "sent, not confirmed yet" and shown == "shown in the page"
+    assert connection.last_answer() == f"not shown: {PERMISSION_PROBLEMS['denied']}"
+
+
 def test_permission_reported_by_the_views() -> None:
     connection = BrowserConnection()
     widget = Widget()
@@ -173,6 +195,49 @@ def test_permission_reported_by_the_views() -> None:
     assert connection.permissions() == ["default", "granted"]
     connection.bye(widget, "v2")
     assert connection.permissions() == ["granted"]
+
+
+def test_unavailable_while_the_pages_do_not_allow_notifications() -> None:
+    connection = BrowserConnection()
+    channel = BrowserChannel(connection)
+    widget = Widget()
+    connection.hello(widget, "v1", "denied")
+    blocked = run(channel.availability())
+    with pytest.raises(ChannelError, match="blocked in the browser's site settings"):
+        run(channel.send(a_notice()))
+    connection.hello(widget, "v2", "default")  # another page that was never asked
+    not_asked = run(channel.availability())
+    connection.permission("v2", "granted")
+    allowed = run(channel.availability())
+    run(channel.send(a_notice()))
+
+    assert (blocked.ok, blocked.reason) == (False, PERMISSION_PROBLEMS["denied"])
+    assert (not_asked.ok, not_asked.reason) == (False, PERMISSION_PROBLEMS["default"])
+    assert allowed.ok and len(widget.sent) == 1
+
+
+class NoDesktop(NullChannel):
+    name = "desktop"
+
+    async def availability(self, *, refresh: bool = False) -> Availability:
+        return Availability(False, "no D-Bus session bus")
+
+
+def test_the_default_choice_skips_a_browser_that_blocks_notifications() -> None:
+    connection = BrowserConnection()
+    session = Session(Config(), clock=FakeClock(), tick_interval=None, channels={
+        "desktop": NoDesktop(), "browser": BrowserChannel(connection)})  # fmt: skip
+    widget = Widget()
+    try:
+        connection.hello(widget, "v1", "denied")
+        blocked = run(session.dispatcher.default_channels(wait=False))
+        connection.permission("v1", "granted")
+        allowed = run(session.dispatcher.default_channels(wait=False))
+    finally:
+        session.close()
+
+    assert blocked.channels == ("desktop",) and PERMISSION_PROBLEMS["denied"] in str(blocked)
+    assert allowed.channels == ("browser",)
 
 
 # -- a real kernel --------------------------------------------------------------------------------
@@ -259,9 +324,45 @@ def test_remind_test_browser_reaches_the_page(kernel_factory: KernelFactory) -> 
         say_hello(k, comm)
         tried = k.ok("%remind test browser")
         tap.pump(0.5)
+        unconfirmed = k.ok("%remind status").stdout
+        [sent] = tap.custom(comm)
+        send_to_widget(k, comm, {"method": "custom", "content": {
+            "type": "shown", "id": sent["id"], "ok": True, "view": "view-1"}})  # fmt: skip
+        confirmed = k.ok("%remind status").stdout
 
-    assert tried.stdout.splitlines() == ["browser: delivered"]
-    assert [m["title"] for m in tap.custom(comm)] == ["nbremind test notice"]
+    # "delivered" is not claimed before the page says it showed the notification
+    assert tried.stdout.splitlines() == [f"browser: {SENT_UNCONFIRMED}"]
+    assert sent["title"] == "nbremind test notice"
+    assert "  last browser notification: sent, not confirmed yet" in unconfirmed.splitlines()
+    assert "  last browser notification: shown in the page" in confirmed.splitlines()
+
+
+@pytest.mark.kernel
+def test_remind_test_browser_gives_the_reason_when_notifications_are_blocked(
+    kernel_factory: KernelFactory,
+) -> None:
+    k = kernel_factory()
+    k.ok(LOAD + "panel()")
+    comm = panel_id(k)
+    with comm_tap(k) as tap:
+        say_hello(k, comm, permission="denied")
+        tried = k.ok("%remind test browser")
+        status = k.ok("%remind status").stdout
+        tap.pump(0.5)
+
+    reason = PERMISSION_PROBLEMS["denied"]
+    assert tried.stdout.splitlines() == [f"browser: unavailable: {reason}"]
+    assert browser_line(status) == f"  channel browser: unavailable: {reason}"
+    assert "  browser notification permission: blocked in the browser's site settings" in (
+        status.splitlines())  # fmt: skip
+    assert "default channels: desktop" in status and reason in status
+    assert tap.custom(comm) == []  # nothing was sent to a page that cannot show it
+
+    # allowed with the panel's button (its view reports with a key of its own)
+    send_to_widget(k, comm, {"method": "custom", "content": {
+        "type": "permission", "view": "button-view", "permission": "granted"}})  # fmt: skip
+    allowed = k.ok("%remind test browser").stdout
+    assert allowed.splitlines() == [f"browser: {SENT_UNCONFIRMED}"]
 
 
 # -- the page: one notification per notice id ------------------------------------------------------
@@ -293,6 +394,10 @@ def test_two_views_of_one_notebook_raise_one_notification(widget_page: Any) -> N
         "✓ train finished", "✗ load failed"]  # fmt: skip
     assert page.evaluate("() => [...window.__nbremindSeen]") == [NOTIFY["id"],
                                                                   "123-5:failure:end"]
+    # the model that raised each one tells the kernel it was shown (once per id in the page)
+    answers = page.evaluate("""() => window.__models.map(
+      (m) => m.sent.filter((x) => x.type === 'shown').map((x) => [x.id, x.ok]))""")
+    assert answers == [[[NOTIFY["id"], True]], [["123-5:failure:end", True]]]
 
 
 @pytest.mark.browser
@@ -308,20 +413,41 @@ def test_no_notification_without_permission_and_other_messages_ignored(widget_pa
     page.evaluate("(msg) => window.__models[window.p].custom(msg)", NOTIFY)
 
     assert page.evaluate("() => window.__notifications") == []
+    answers = page.evaluate("""() => window.__models[window.p].sent
+      .filter((x) => x.type === 'shown')""")
+    assert [(a["id"], a["ok"], a["permission"]) for a in answers] == [
+        (NOTIFY["id"], False, "default")]  # fmt: skip
 
 
 @pytest.mark.browser
-def test_every_view_says_hello_and_bye(widget_page: Any) -> None:
+def test_every_model_says_hello_once_and_bye_when_it_goes(widget_page: Any) -> None:
     page = widget_page
     sent = page.evaluate("""() => {
       const p = openModel({ view: 'panel', fields: [], rows: [], channels: [] });
-      const a = renderView(p), b = renderView(p);
-      closeView(a);
-      return window.__models[p].sent;
+      const s = openModel({ view: 'status', text: 'x', state: 'running' });
+      const a = renderView(p), b = renderView(p), c = renderView(s);
+      closeView(a); closeView(c);  // e.g. the status line left as plain text at its cell's end
+      const during = window.__models.map((m) => m.sent.map((x) => x.type));
+      window.__models[p].cleanup();  // the model closed
+      return { during, panel: window.__models[p].sent, status: window.__models[s].sent };
     }""")
 
-    assert [m["type"] for m in sent] == ["hello", "hello", "bye"]
-    hellos = [m for m in sent if m["type"] == "hello"]
-    assert hellos[0]["view"] != hellos[1]["view"] and sent[2]["view"] == hellos[0]["view"]
-    assert {m["page"] for m in sent} == {hellos[0]["page"]}
-    assert hellos[0]["permission"] == "granted"
+    assert sent["during"] == [["hello"], ["hello"]]  # views come and go: the models stay
+    assert [m["type"] for m in sent["panel"]] == ["hello", "bye"]
+    hello, bye = sent["panel"]
+    assert bye["view"] == hello["view"] != sent["status"][0]["view"]
+    assert {m["page"] for m in sent["panel"] + sent["status"]} == {hello["page"]}
+    assert hello["permission"] == "granted"
+
+
+@pytest.mark.browser
+def test_a_status_line_without_a_view_still_raises_notifications(widget_page: Any) -> None:
+    page = widget_page
+    page.evaluate("""() => {
+      window.s = openModel({ view: 'status', text: 'x', state: 'running' });
+      closeView(renderView(window.s));
+    }""")
+    page.evaluate("(msg) => window.__models[window.s].custom(msg)", NOTIFY)
+
+    assert [n["title"] for n in page.evaluate("() => window.__notifications")] == [
+        NOTIFY["title"]]  # fmt: skip

@@ -42,7 +42,9 @@ def test_exit_status_is_kept_and_failure_names_it() -> None:
         [notice] = _end_notice(cap)
     assert code == 3
     assert notice.title.startswith("✗ ") and notice.task.state is TaskState.FAILED
-    assert "CommandFailed: exit status 3" in notice.body
+    assert notice.body.splitlines()[0] == "exit status 3"
+    assert "CommandFailed" not in notice.body and notice.task.error is not None
+    assert notice.task.error.message == ""
 
 
 def test_a_command_killed_by_a_signal_exits_128_plus_n() -> None:
@@ -50,7 +52,7 @@ def test_a_command_killed_by_a_signal_exits_128_plus_n() -> None:
         code = main(["run", "--name", "victim", "--", "sh", "-c", "kill -KILL $$"])
         [notice] = _end_notice(cap)
     assert code == 128 + signal.SIGKILL
-    assert "killed by SIGKILL" in notice.body
+    assert notice.body.splitlines()[0] == "killed by SIGKILL"
 
 
 def test_timeout_stops_the_whole_process_group(tmp_path: Path) -> None:
@@ -68,6 +70,7 @@ def test_timeout_stops_the_whole_process_group(tmp_path: Path) -> None:
     took = time.monotonic() - started
     assert code == 124
     assert notice.task.state is TaskState.TIMED_OUT and notice.title.startswith("⏱ slow")
+    assert notice.body.splitlines()[0] == "stopped at its timeout of 1.0 s", notice.body
     assert took < 10, f"stopped after {took:.1f} s"
     grandchild = int(pidfile.read_text())
     deadline = time.monotonic() + 5

@@ -56,7 +56,7 @@ def test_history_prints_a_table_newest_first(runs: Path) -> None:
     out = _nbremind("history")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split()[:4] == ["start", "name", "kind", "state"]
+    assert lines[0].split()[:5] == ["start", "name", "nested", "kind", "state"]
     assert [line.split()[2:5] for line in lines[1:]] == [
         ["etl", "block", "running"], ["train", "cell", "failed"], ["etl", "block", "succeeded"]]
     assert "MemoryError: out of memory" in lines[2]
@@ -84,6 +84,35 @@ def test_history_json_gives_objects_with_iso_times_and_filters(runs: Path) -> No
     recent = json.loads(_nbremind("history", "--json", "--since", "1h").stdout)
     assert [r["name"] for r in recent] == ["etl", "train"]
     assert len(json.loads(_nbremind("history", "--json", "--limit", "1").stdout)) == 1
+
+
+def test_history_lists_top_level_runs_with_their_nested_count_and_all_lists_every_run(
+    runs: Path,
+) -> None:
+    clock = FakeClock(wall=dt.datetime.now().timestamp() - 60)
+    history = History(runs / FILE_NAME, clock=clock)
+    etl = Task("chunks", clock=clock, kind="loop", host="box")
+    etl._start()
+    inner = []
+    for _ in range(4):
+        clock.advance(1)
+        call = Task("coupons", clock=clock, kind="pandas", parent=etl, host="box")
+        call._start()
+        call._finish(TaskState.SUCCEEDED)
+        inner.append(call)
+    etl._finish(TaskState.SUCCEEDED)
+    for task in (*inner, etl):
+        history.record_end(task.snapshot())
+    history.close()
+
+    top = json.loads(_nbremind("history", "--json").stdout)
+    assert [(r["name"], r["nested"]) for r in top] == [
+        ("chunks", 4), ("etl", 0), ("train", 0), ("etl", 0)]
+    table = _nbremind("history").stdout.splitlines()
+    assert table[1].split()[2:5] == ["chunks", "4", "loop"], table
+    every = json.loads(_nbremind("history", "--json", "--all").stdout)
+    assert [r["name"] for r in every].count("coupons") == 4 and len(every) == 8
+    assert len(_nbremind("history", "--all").stdout.splitlines()) == 1 + 8
 
 
 def test_history_errors_are_one_line_and_non_zero(runs: Path) -> None:

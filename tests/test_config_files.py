@@ -82,13 +82,17 @@ def test_every_layer_in_its_place(
         "muted": "configure()",
     }
     shown = describe(session)
-    assert "min_duration = 60.0    (" + str(user) + ")" in shown
-    assert f"send_timeout = 15.0    ({pyproject} [tool.nbremind])" in shown
-    assert "panel_keep = 40    (NBREMIND_PANEL_KEEP)" in shown
-    assert "muted = False    (configure())" in shown
-    assert "on = None    (default)" in shown
+    rows = {line.split(" = ")[0].rstrip(): line.split(" = ", 1)[1].split("  (")
+            for line in shown if " = " in line}
+    assert [part.strip() for part in rows["min_duration"]] == ["1m", f"{user})"]
+    assert [part.strip() for part in rows["send_timeout"]] == [
+        "15s", f"{pyproject} [tool.nbremind])"]
+    assert [part.strip() for part in rows["panel_keep"]] == ["40", "NBREMIND_PANEL_KEEP)"]
+    assert [part.strip() for part in rows["muted"]] == ["False", "configure())"]
+    assert [part.strip() for part in rows["on"]] == ["default", "default)"]
     assert f"user settings file: {user}" in shown
-    assert f"project settings file: {pyproject}, {local}" in shown
+    assert (f"project settings file: {pyproject}, {local} (looked up from "
+            f"{project / 'notebooks' / 'deep'})") in shown
 
 
 def test_the_nearest_project_wins_even_without_a_table(project: Path) -> None:
@@ -268,7 +272,8 @@ def test_the_default_session_loads_settings_and_a_made_one_does_not(
             assert "panel_keep: 'x'" in caplog.text
             assert any(line.startswith("not used (the last good settings stay): ")
                        and "panel_keep: 'x'" in line for line in describe(session))
-            assert nbremind.configure(panel_keep=3).panel_keep == 3
+            assert nbremind.configure(panel_keep=3) is None
+            assert session.config.panel_keep == 3
         finally:
             set_session(None)
             session.close()

@@ -162,7 +162,8 @@ def test_a_bad_value_in_the_project_file_is_named_with_its_file_key_and_value(
     summary = check["summary"]
     assert str(settings.resolve()) in summary and "quiet_hours" in summary
     assert "'25:00-07:00'" in summary, summary
-    assert f"project file: {settings.resolve()}" in check["detail"]
+    assert (f"project settings file: {settings.resolve()} (cannot be used: see below) "
+            f"(looked up from {(project / 'notebooks').resolve()})") in check["detail"]
 
     text = _nbremind(_env(), project / "notebooks", "doctor").stdout
     assert "✗ settings: cannot be used, left out (the rest applies): " in text

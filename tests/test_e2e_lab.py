@@ -281,3 +281,43 @@ def test_finished_task_raises_one_browser_notification(lab: Lab) -> None:
     nb.run_ok(5)
     wait_note(page, "✓ after-reload finished", "a Notification for after-reload")
     assert titles(page) == ["✓ after-reload finished"]
+
+
+def test_blocked_notifications_are_reported_and_browser_is_chosen_once_allowed(
+    lab: Lab,
+) -> None:
+    from nbremind.ipython.browser import SENT_UNCONFIRMED
+    from nbremind.ipython.connection import PERMISSION_PROBLEMS
+
+    context = lab.new_context()  # not granted: the page is refused or never asked
+    page = lab.new_page(context)
+    nb = lab.notebook("permission.ipynb", [
+        "%load_ext nbremind\nimport nbremind",
+        "%remind panel",
+        "%remind status",
+        "%remind test browser",
+    ], page)  # fmt: skip
+    button = "button.nbremind-permission"
+    nb.run_ok(0)
+    nb.run_ok(1)
+    wait_until(page, "([sel]) => document.querySelector(sel)", [button], what="the panel")
+    before = page.evaluate("() => Notification.permission")
+    assert before in ("default", "denied")
+
+    status = nb.run_ok(2)["output"]
+    tried = nb.run_ok(3)["output"]
+    assert f"channel browser: unavailable: {PERMISSION_PROBLEMS[before]}" in status, status
+    assert "default channels: desktop" in status, status
+    assert f"browser: unavailable: {PERMISSION_PROBLEMS[before]}" in tried, tried
+
+    # allowed (as the site settings would): the button follows without a click or a cell
+    context.grant_permissions(["notifications"], origin=lab.base)
+    wait_until(page, "([sel]) => document.querySelector(sel).dataset.permission === 'granted'",
+               [button], what="the button to show the permission")  # fmt: skip
+    assert page.text_content(button) == "Browser notifications: allowed"
+    status = nb.run_ok(2)["output"]
+    assert "channel browser: available" in status, status
+    assert "default channels: browser" in status, status
+    assert f"browser: {SENT_UNCONFIRMED}" in nb.run_ok(3)["output"]
+    # the page answered once the cell ended: it showed the notification
+    assert "last browser notification: shown in the page" in nb.run_ok(2)["output"]

@@ -146,12 +146,43 @@ def test_a_version_1_file_migrates_forward_and_keeps_its_rows(tmp_path: Path) ->
     db.commit()
     db.close()
     history = History(path)
-    assert history.schema_version == SCHEMA_VERSION == 2
-    assert [r["id"] for r in history.query()] == ["old"]
+    assert history.schema_version == SCHEMA_VERSION == 3
+    assert [(r["id"], r["nested"]) for r in history.query(nested=False)] == [("old", 0)]
     history.close()
     indexes = {row[0] for row in sqlite3.connect(path).execute(
         "SELECT name FROM sqlite_master WHERE type = 'index'")}
-    assert {"runs_by_process", "runs_by_start", "runs_by_name"} <= indexes
+    assert {"runs_by_process", "runs_by_start", "runs_by_name", "runs_by_parent"} <= indexes
+
+
+def test_top_level_runs_carry_the_count_of_runs_nested_at_any_depth(tmp_path: Path) -> None:
+    clock = FakeClock()
+    history = History(tmp_path / FILE_NAME, clock=clock)
+    job = Task("job", clock=clock, kind="block")
+    job._start()
+    chunks = [Task("chunk", clock=clock, kind="loop", parent=job) for _ in range(3)]
+    calls = []
+    for chunk in chunks:
+        chunk._start()
+        call = Task("apply", clock=clock, kind="pandas", parent=chunk)
+        call._start()
+        calls.append(call)
+    lone = Task("lone", clock=clock, kind="block")
+    lone._start()
+    orphan = Task("orphan", clock=clock, kind="loop", parent=Task("gone", clock=clock))
+    orphan._start()  # its parent was never recorded: it is listed as top-level
+    for task in (job, *chunks, *calls, lone, orphan):
+        clock.advance(1)
+        task._finish(TaskState.SUCCEEDED)
+        assert history.record_end(task.snapshot())
+    top = {r["name"]: r["nested"] for r in history.query(nested=False)}
+    assert top == {"job": 6, "lone": 0, "orphan": 0}
+    every = history.query(limit=None)
+    assert len(every) == 9
+    assert {r["name"]: r["nested"] for r in every if r["kind"] == "loop"} == {
+        "chunk": 1, "orphan": 0}
+    assert [r["name"] for r in history.query(name="apply", nested=False)] == []
+    assert len(history.query(name="apply")) == 3
+    history.close()
 
 
 def test_a_file_from_a_newer_nbremind_is_left_alone(
@@ -404,6 +435,12 @@ def test_history_returns_a_dataframe_with_filters(session: Session) -> None:
     future = dt.datetime.now() + dt.timedelta(hours=1)
     assert len(nbremind.history(since=future)) == 0
     assert len(nbremind.history(limit=1)) == 1
+    with remind("job"):
+        for _ in nbremind.track(range(2), name="part"):
+            pass
+    top = nbremind.history()
+    assert list(top["name"]) == ["job", "train", "etl"] and list(top["nested"]) == [1, 0, 0]
+    assert list(nbremind.history(nested=True)["name"]) == ["part", "job", "train", "etl"]
     with pytest.raises(ValueError, match=r"since=.*'yesterday'"):
         nbremind.history(since="yesterday")
 
@@ -430,9 +467,13 @@ def test_remind_history_in_a_kernel_lists_the_cells(
     k.ok("%load_ext nbremind")
     k.ok("%%remind train\nx = 1 + 1")
     k.run("%%remind crash\nraise RuntimeError('out of memory')")
+    k.ok("%%remind load\nfrom nbremind import track\nfor _ in track(range(3), name='rows'):"
+         "\n    pass")
     out = k.ok("%remind history 5").output
     lines = out.strip().splitlines()
-    assert lines[0].split()[:4] == ["start", "name", "kind", "state"], out
+    assert lines[0].split()[:5] == ["start", "name", "nested", "kind", "state"], out
+    assert lines[1].split()[2:5] == ["load", "1", "cell"], out
+    lines.pop(1)
     assert "crash" in lines[1] and "cell" in lines[1] and "failed" in lines[1], out
     assert "RuntimeError: out of memory" in lines[1], out
     assert "train" in lines[2] and "succeeded" in lines[2], out
@@ -440,5 +481,7 @@ def test_remind_history_in_a_kernel_lists_the_cells(
     rows = {r["name"]: r for r in history.query()}
     history.close()
     assert rows["train"]["kind"] == "cell" and rows["train"]["source"] == "analysis.ipynb"
+    every = k.ok("%remind history 0 --all").output
+    assert "rows" in every and "rows" not in out, every
     bad = k.run("%remind history lots")
     assert bad.status == "error" and "give the number of runs" in bad.output

@@ -11,6 +11,7 @@ import time
 
 import pytest
 
+from _config_lines import setting
 from _kernel import NOTEBOOK, Kernel, KernelFactory
 from _require import missing
 
@@ -276,9 +277,9 @@ def test_status_test_mute_unmute_and_config(remind_kernel: Kernel) -> None:
     assert k.titles() == ["✓ loud finished"]
 
     config = k.ok("%remind config").stdout.splitlines()
-    assert "channels = memory    (configure())" in config
-    assert "muted = False    (%remind unmute)" in config
-    assert any(line.startswith("tick_interval = 0.25") for line in config)
+    assert setting(config, "channels") == ("memory", "configure()")
+    assert setting(config, "muted") == ("False", "%remind unmute")
+    assert setting(config, "tick_interval") == ("250ms", "default")
 
 
 @pytest.mark.parametrize("line", ["%remind nonsense", "%remind"])

@@ -97,6 +97,7 @@ for i in range(1, 20_001):
         pass
     waiting = max(waiting, session._queued)
     if i in (5_000, 20_000):
+        session.flush(120)  # what is left once delivered: nothing per block
         gc.collect()
         marks[i] = process.memory_info().rss
 print(json.dumps({"marks": marks, "waiting": waiting, "bound": MAX_QUEUED}), flush=True)
@@ -113,7 +114,10 @@ def test_a_flood_of_notifying_blocks_keeps_memory_flat(tmp_path: Path) -> None:
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert 0 < result["waiting"] <= result["bound"] + 1
     growth = result["marks"]["20000"] - result["marks"]["5000"]
-    assert growth < 5_000_000, f"RSS grew by {growth / 1e6:.1f} MB over 15,000 blocks"
+    # unbounded, the waiting notices alone add ~5 KB a block (~78 MB here); what is allowed
+    # is bounded caches filling up (SQLite's page cache, the 10,000 ids kept for
+    # de-duplication) and the allocator keeping a busy moment's peak
+    assert growth < 20_000_000, f"RSS grew by {growth / 1e6:.1f} MB over 15,000 blocks"
 
 
 # -- one variable for every reminder, entered however -----------------------------------------

@@ -16,12 +16,13 @@ import re
 import threading
 import time
 from collections.abc import Iterator
+from importlib.resources import files
 from typing import Any
 
 import pytest
 
 from _frontend_js import ESM
-from _kernel import Kernel, KernelFactory
+from _kernel import Kernel, KernelFactory, strip_ansi
 from _widgets import comm_tap, send_to_widget, widget_views
 from nbremind import Config, Session
 from nbremind._clock import FakeClock
@@ -155,6 +156,36 @@ def test_row_texts_for_running_and_finished_tasks(session: Session, clock: FakeC
     assert stream["notice"] == "✗ stream failed"
 
 
+def test_a_task_counting_bytes_shows_sizes(session: Session, clock: FakeClock) -> None:
+    task = start(session, "read", total=1_294_511)
+    task.unit = "B"  # as track() sets it for a chunked pandas reader
+    task.advance(647_000)
+    clock.advance(2.0)
+
+    [row] = rows_of(session)
+    assert (row["count"], row["rate"]) == ("647 kB / 1.3 MB", "324 kB/s")
+    assert (row["value"], row["max"]) == (647_000, 1_294_511)  # the bar keeps the numbers
+    task.set(1_294_511)
+    session.finish(task)
+    [row] = rows_of(session)
+    assert row["count"] == "1.3 MB / 1.3 MB"
+
+
+def test_a_chunked_pandas_reader_shows_its_bytes(session: Session, tmp_path: Any) -> None:
+    pd = pytest.importorskip("pandas")
+    from nbremind import track
+
+    path = tmp_path / "rows.csv"
+    path.write_text("a,b\n" + "".join(f"{i},{i * 2}\n" for i in range(50_000)))
+    for _chunk in track(pd.read_csv(path, chunksize=10_000), "rows", session=session):
+        pass
+
+    [row] = rows_of(session)
+    size = path.stat().st_size
+    assert 100_000 < size < 1_000_000
+    assert row["name"] == "rows" and row["count"] == f"{size / 1e3:.0f} kB / {size / 1e3:.0f} kB"
+
+
 def test_names_are_plain_data_in_the_state_sent(session: Session) -> None:
     session.finish(start(session, EVIL))
     session.flush()
@@ -205,6 +236,16 @@ def test_status_text_while_running_and_at_each_end(session: Session, clock: Fake
     inner = start(session, "rows", parent=bare, total=8)
     inner.advance(2)
     assert status_text(bare, inner) == "▶ cell · rows 25% (2/8) · 0.0 s"
+
+
+def test_status_text_of_a_task_counting_bytes_shows_sizes(
+    session: Session, clock: FakeClock
+) -> None:
+    task = start(session, "load", total=1_294_511)
+    task.unit = "B"
+    task.advance(647_000)
+    clock.advance(1.0)
+    assert status_text(task).startswith("▶ load 50% (647 kB / 1.3 MB) · 1.0 s")
 
 
 def test_status_text_shortens_long_errors(session: Session) -> None:
@@ -463,7 +504,8 @@ def test_mute_switch_flipped_in_the_browser_mutes_the_kernel(
     assert "  muted: yes" in status.splitlines()
     assert hushed == []
     assert {"muted": False} in [{"muted": u["muted"]} for u in tap.updates(comm) if "muted" in u]
-    assert "muted = False    (%remind unmute)" in k.ok("%remind config").stdout
+    assert re.search(r"^muted\s*=\s*False\s*\(%remind unmute\)$", k.ok("%remind config").stdout,
+                     re.MULTILINE)  # fmt: skip
 
 
 @pytest.mark.kernel
@@ -490,6 +532,13 @@ def test_remind_cell_shows_a_live_status_line_first_and_keeps_its_result(
     assert len(running) >= 3, texts  # live while the cell ran
     assert texts[-1].startswith("✓ train finished in ")
     assert k.titles() == ["✓ train finished"]
+    # the cell's end leaves the final line as plain output in place of the widget view
+    display_id = outputs[0]["content"]["transient"]["display_id"]
+    [update] = [m["content"] for m in r.messages if m["msg_type"] == "update_display_data"]
+    assert update["transient"] == {"display_id": display_id}
+    assert set(update["data"]) == {"text/plain", "text/html"}
+    assert re.fullmatch(r"✓ train finished in \d+\.\d s", update["data"]["text/plain"])
+    assert update["data"]["text/plain"] in update["data"]["text/html"]
 
 
 @pytest.mark.kernel
@@ -505,9 +554,28 @@ def test_status_line_of_a_failing_cell_and_quiet_cells(kernel_factory: KernelFac
     [line] = widget_views(failed.messages)
     final = [u["text"] for u in tap.updates(line) if "text" in u][-1]
     assert re.fullmatch(r"✗ load failed after \d+\.\d s: ValueError: bad row 2", final)
+    [update] = [m["content"]["data"] for m in failed.messages
+                if m["msg_type"] == "update_display_data"]  # fmt: skip
+    assert update["text/plain"] == final and 'data-state="failed"' in update["text/html"]
     assert widget_views(quiet.messages) == [] and quiet.displays == []
     assert quiet.result == "'still shown'"
     assert k.titles() == ["✗ load failed", "✓ quiet one finished"]
+
+
+@pytest.mark.kernel
+def test_traceback_of_a_remind_cell_shows_the_magic_line_as_typed(
+    kernel_factory: KernelFactory,
+) -> None:
+    k = kernel_factory()
+    k.ok(LOAD)
+    r = k.run("%%remind load --after 1h\nrows = [1, 2]\nraise ValueError('bad row 2')")
+    lines = [strip_ansi(line) for line in r.traceback_text.splitlines()]
+
+    assert (r.status, r.ename) == ("error", "ValueError")
+    assert f"Cell In[{r.execution_count}], line 3" in lines
+    numbered = [line.strip() for line in lines if re.match(r"\s*(---->)?\s*\d+ ", line)]
+    assert numbered == ["1 # %%remind load --after 1h", "2 rows = [1, 2]",
+                        "----> 3 raise ValueError('bad row 2')"]  # fmt: skip
 
 
 def test_no_status_line_without_a_kernel_front_end() -> None:
@@ -653,6 +721,81 @@ def test_status_line_front_end_shows_live_text_and_leaves_no_listener(widget_pag
 
     page.evaluate("() => closeView(window.v)")
     sent = page.evaluate("() => window.__models[window.m].sent.map((m) => m.type)")
-    assert sent == ["hello", "bye"]
+    assert sent == ["hello"]  # the model stays (and can still raise notifications)
     # only initialize()'s custom-message listener is left once the view is gone
     assert page.evaluate("() => window.__models[window.m].listeners()") == 1
+    page.evaluate("() => window.__models[window.m].cleanup()")
+    assert page.evaluate("() => window.__models[window.m].listeners()") == 0
+    sent = page.evaluate("() => window.__models[window.m].sent.map((m) => m.type)")
+    assert sent == ["hello", "bye"]
+
+
+CSS = files("nbremind.ipython") / "static" / "nbremind.css"
+LONG_NAME = "load every shard of the 2024 click logs " * 6
+
+#: Where the name and last-notice cells of the first row sit, in a 900 px wide output area.
+LAYOUT_JS = """() => {
+  const row = document.querySelector('.nbremind-task');
+  const area = document.querySelector('.view').getBoundingClientRect();
+  const name = row.querySelector('.nbremind-name'), notice = row.querySelector('.nbremind-notice');
+  return { nameCut: name.scrollWidth > name.clientWidth,
+           ellipsis: getComputedStyle(name).textOverflow, title: name.title,
+           text: name.textContent, noticeRight: notice.getBoundingClientRect().right,
+           noticeWidth: notice.getBoundingClientRect().width, areaRight: area.right };
+}"""
+
+
+@pytest.mark.browser
+def test_a_long_task_name_is_cut_with_an_ellipsis_and_keeps_last_notice_in_view(
+    widget_page: Any,
+) -> None:
+    page = widget_page
+    page.add_style_tag(content=CSS.read_text(encoding="utf-8") + "\n.view { width: 900px; }")
+    row = ["1-9", 0, "succeeded", "✓ succeeded", LONG_NAME, 10, 10, "10/10", "", "8.0 s", "",
+           "peak 80 MB", "", "✓ done"]  # fmt: skip
+    state = {**PANEL_STATE, "rows": [row]}
+    page.evaluate("(state) => { window.m = openModel(state); renderView(window.m); }", state)
+
+    layout = page.evaluate(LAYOUT_JS)
+    assert layout["nameCut"] and layout["ellipsis"] == "ellipsis", layout
+    assert layout["title"] == layout["text"] == LONG_NAME  # the whole name on hover
+    assert layout["noticeWidth"] > 20 and layout["noticeRight"] <= layout["areaRight"], layout
+
+
+@pytest.mark.browser
+def test_permission_button_shows_the_answer_as_soon_as_the_browser_gives_it(
+    widget_page: Any,
+) -> None:
+    page = widget_page
+    page.evaluate("""(state) => { window.__permission = 'default';
+      window.Notification.requestPermission = () => new Promise((resolve) => {
+        window.__answer = (value) => { window.__permission = value; resolve(value); };
+      });
+      window.m = openModel(state); renderView(window.m); }""", PANEL_STATE)
+    button = "button.nbremind-permission"
+
+    page.click(button)
+    assert page.text_content(button) == "Waiting for the browser's answer…"
+    page.evaluate("() => window.__answer('denied')")
+    page.wait_for_function("""(sel) => document.querySelector(sel).dataset.permission
+      !== 'asking'""", arg=button)  # fmt: skip
+
+    assert page.text_content(button) == (
+        "Browser notifications: blocked (allow them in the site settings)")
+    sent = page.evaluate("() => window.__models[window.m].sent")
+    assert [(m["type"], m.get("permission")) for m in sent] == [
+        ("hello", "default"), ("permission", "denied")]  # fmt: skip
+
+
+def test_panel_snapshot_shows_names_as_text(live_session: Session) -> None:
+    import html
+
+    from nbremind.ipython.panel import panel
+    from nbremind.ipython.widgets import SNAPSHOT_NOTE
+
+    live_session.finish(start(live_session, EVIL), RuntimeError(EVIL))
+    widget = panel(live_session)
+    markup = widget.snapshot_html()
+
+    assert "<img" not in markup and f"<td>{html.escape(EVIL)}</td>" in markup
+    assert EVIL in widget.plain_text() and widget.plain_text().endswith(SNAPSHOT_NOTE)

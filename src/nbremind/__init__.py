@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 from .config import Config
-from .context import remind
+from .context import current_task, remind
 from .session import Session, configure, get_session
 from .task import Task, TaskState, TaskTimeout
 from .tracking import track
@@ -23,6 +23,7 @@ __all__ = [
     "TaskTimeout",
     "__version__",
     "configure",
+    "current_task",
     "get_session",
     "history",
     "load_ipython_extension",
@@ -50,8 +51,10 @@ def history(
     state: str | None = None,
     since: Any = None,
     limit: int | None = 100,
+    nested: bool = False,
 ) -> Any:
-    """The recent runs (every task of every process, newest first) as a pandas DataFrame.
+    """The recent runs (newest first) as a pandas DataFrame: top-level tasks of every
+    process, each with the number of tasks nested in it; ``nested=True``: every task.
 
     ``name`` and ``state`` filter; ``since`` is a duration back from now (``"2h"``,
     ``"7d"``), a ``datetime`` or an ISO date; ``limit`` caps the rows (``None``: all).
@@ -59,7 +62,7 @@ def history(
     """
     from .history_frame import history_frame
 
-    return history_frame(name, state, since, limit)
+    return history_frame(name, state, since, limit, nested)
 
 
 def load_ipython_extension(ipython: Any) -> None:

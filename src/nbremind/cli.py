@@ -44,10 +44,12 @@ def _parser() -> argparse.ArgumentParser:
         help="run a command and notify when it ends or crosses a threshold",
         description="Run CMD as a task: its output passes through unchanged, signals are "
         "forwarded to it, and nbremind exits with its exit status (128+N when a signal N "
-        "killed it, 124 when it passed --timeout).",
+        "killed it, 124 when it passed --timeout). When no channel could deliver its "
+        "notices, one line on stderr says why.",
         usage="nbremind run [options] -- CMD [ARGS...]",
     )
-    run.add_argument("--name", help="the task's name (default: the command's name)")
+    run.add_argument("--name", help="the task's name (default: the command line, shortened; "
+                     "for python SCRIPT, the script's file name)")
     for spec in OPTIONS:
         if spec.command:
             run.add_argument(spec.flag, dest=spec.name, metavar=spec.metavar, help=spec.help)
@@ -120,6 +122,8 @@ def _run(ns: argparse.Namespace) -> int:
         reason = exc.strerror or str(exc)
         print(f"nbremind run: cannot run {command[0]!r}: {reason}", file=sys.stderr)
         return EXIT_NOT_STARTED
+    if result.undelivered:
+        print(printable(f"nbremind run: {result.undelivered}"), file=sys.stderr)
     return result.exit_code
 
 

@@ -18,8 +18,11 @@ def add_parsers(sub: Any) -> None:
         "history",
         help="list recent runs: what ran, for how long, how it ended",
         description="List the recorded runs of every process (cells, remind() blocks, "
-        "track() loops, pandas calls, nbremind run), newest first, as a table or as JSON.",
+        "track() loops, pandas calls, nbremind run), newest first, as a table or as JSON: "
+        "top-level runs, each with the number of runs nested in it; --all lists every run.",
     )
+    history.add_argument("--all", action="store_true", dest="nested",
+                         help="list nested runs too (loops and calls inside another task)")
     history.add_argument("--name", help="only runs of the task with this name")
     history.add_argument(
         "--state", choices=("running", "succeeded", "failed", "cancelled", "timed_out"),
@@ -32,7 +35,7 @@ def add_parsers(sub: Any) -> None:
                          help="at most N runs (default 100; 0: all)")
     history.add_argument("--json", action="store_true",
                          help="print a JSON array of runs (name, state, start, end as "
-                         "ISO-8601, and every other field)")
+                         "ISO-8601, nested: the runs inside it, and every other field)")
 
     outbox = sub.add_parser(
         "outbox",
@@ -66,7 +69,8 @@ def run_history(ns: argparse.Namespace) -> int:
         print(f"nbremind history: error: the run history is off or cannot be read "
               f"({history_path(config)})", file=sys.stderr)
         return 1
-    rows = history_rows(ns.name, ns.state, ns.since, limit or None, config=config)
+    rows = history_rows(ns.name, ns.state, ns.since, limit or None, nested=ns.nested,
+                        config=config)
     if ns.json:
         print(json.dumps([json_row(row) for row in rows], ensure_ascii=False, indent=1))
         return 0

@@ -10,10 +10,21 @@ from typing import Any
 
 from ._parse import parse_channels, parse_duration, parse_events
 
-__all__ = ["AUTO", "Config"]
+__all__ = [
+    "AUTO",
+    "DEFAULT",
+    "Config",
+    "check_channel_names",
+    "format_duration_setting",
+    "format_setting",
+]
 
 #: ``configure(channels="auto")`` (or ``None``): let nbremind choose the channels.
 AUTO = "auto"
+#: ``configure(on="default")`` (or ``None``): the events each task notifies by default.
+DEFAULT = "default"
+#: How a setting that is not set is written (``min_duration``, ``rate_limit``, ``data_dir``).
+NONE = "none"
 
 
 @dataclass(frozen=True)
@@ -88,7 +99,9 @@ class Config:
     def _updated(self, source: str, values: dict[str, Any]) -> Config:
         known = {f.name for f in fields(self)}
         parsed: dict[str, Any] = {}
-        for key, value in values.items():
+        # channels last: they are checked against the named channels given with them
+        for key in sorted(values, key=lambda name: name == "channels"):
+            value = values[key]
             where = f"{source}: {key}"
             if key not in known:
                 raise ValueError(
@@ -99,13 +112,14 @@ class Config:
                     parsed[key] = ()
                 else:
                     parsed[key] = parse_channels(value, where)
-                    _check_channel_names(
-                        parsed[key], where, values.get("channel_defs", self.channel_defs)
+                    check_channel_names(
+                        parsed[key], where, parsed.get("channel_defs", self.channel_defs)
                     )
             elif key == "on":
-                parsed[key] = None if value is None else parse_events(value, where)
+                unset = value is None or value == DEFAULT
+                parsed[key] = None if unset else parse_events(value, where)
             elif key in ("min_duration",):
-                parsed[key] = None if value is None else parse_duration(value, where)
+                parsed[key] = None if _unset(value) else parse_duration(value, where)
             elif key in ("send_timeout", "tick_interval", "exit_timeout"):
                 parsed[key] = parse_duration(value, where)
             elif key in ("muted", "watchdog"):
@@ -136,6 +150,11 @@ def _shown(value: object) -> str:
     return shown(value)
 
 
+def _unset(value: object) -> bool:
+    """Whether ``value`` means "not set": ``None``, ``"none"`` or ``"off"``."""
+    return value is None or (isinstance(value, str) and value.strip() in (NONE, "off"))
+
+
 def _count(value: object, where: str) -> int:
     """A whole number >= 0 (``50``, ``"50"``); anything else raises ``ValueError``."""
     if isinstance(value, str) and value.strip().isdigit():
@@ -155,7 +174,7 @@ def _rule_setting(key: str, value: Any, where: str) -> Any:
         from .templates import parse_templates
 
         return parse_templates(value, where)
-    if value is None or (key != "rate_limit" and value in ("", "off", "none")):
+    if value is None or value in ("", "off", NONE):
         return None
     if key == "quiet_hours":
         return format_quiet_hours(*parse_quiet_hours(value, where))
@@ -175,7 +194,7 @@ def _channel_setting(key: str, value: Any, where: str) -> Any:
     return parse_duration(value, where)  # retry_max_time
 
 
-def _check_channel_names(
+def check_channel_names(
     names: tuple[str, ...], where: str, defs: Mapping[str, Any] | None = None
 ) -> None:
     """Each name must be a built-in channel, a named channel (of ``defs``, else of the
@@ -191,6 +210,9 @@ def _check_channel_names(
         check_channel_name(name, where, defs)
 
 
+_check_channel_names = check_channel_names  # the name options.py imports
+
+
 def _outbox_setting(key: str, value: Any, where: str) -> Any:
     """Validate a setting of the durable outbox."""
     if key == "outbox":
@@ -202,7 +224,7 @@ def _outbox_setting(key: str, value: Any, where: str) -> Any:
         if age <= 0:
             raise ValueError(f"{where}: {_shown(value)} must be longer than 0 s")
         return age
-    if value is None or value == "":
+    if value is None or value in ("", NONE):
         return None  # data_dir: the default folder
     if not isinstance(value, (str, os.PathLike)):
         raise ValueError(f"{where}: {_shown(value)} is not a folder path")
@@ -218,3 +240,89 @@ def _history_keep(value: Any, where: str) -> float:
     if keep <= 0:
         raise ValueError(f"{where}: {_shown(value)} must be longer than 0 s, or 'off'")
     return keep
+
+
+# -- settings as a user writes them --------------------------------------------------------------
+_DURATIONS = frozenset({
+    "min_duration", "send_timeout", "tick_interval", "exit_timeout", "rate_limit",
+    "retry_max_time", "outbox_max_age", "history_keep",
+})
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def format_duration_setting(seconds: float) -> str:
+    """``seconds`` as a duration setting is written (``90d``, ``1h30m``, ``10s``, ``250ms``);
+    read back (:func:`nbremind._parse.parse_duration`), the text gives ``seconds`` exactly."""
+    text = f"{seconds!r}s"
+    if seconds >= 1 and seconds == int(seconds):
+        rest, parts = int(seconds), []
+        for unit, size in _UNITS:
+            count, rest = divmod(rest, size)
+            if count:
+                parts.append(f"{count}{unit}")
+        text = "".join(parts)
+    elif 0 < seconds < 1 and seconds * 1000 == round(seconds * 1000):
+        text = f"{round(seconds * 1000)}ms"
+    try:
+        if parse_duration(text, minimum=0) == seconds:
+            return text
+    except ValueError:
+        pass
+    return f"{seconds!r}s"
+
+
+def format_setting(key: str, value: Any) -> str:
+    """The value of setting ``key`` as a user writes it (``90d``, ``10s``, ``none``, ``auto``,
+    ``failure,timeout``; tables as JSON): given back to :meth:`Config.updated` (or
+    ``configure()``, a file, an ``NBREMIND_*`` variable), the text gives the same value.
+    Secrets are shown as ``***``."""
+    if key == "channels":
+        return _names_text(value) if value else AUTO
+    if key == "on":
+        return DEFAULT if value is None else (_names_text(value) or NONE)
+    if key == "quiet_allow":
+        return _names_text(value) or NONE
+    if key == "history_keep" and not value:
+        return "off"
+    if key == "quiet_hours":
+        return _masked_text(value) if value else "off"
+    if key == "timezone":
+        return _masked_text(value) if value else "local"
+    if value is None:
+        return NONE
+    if isinstance(value, bool):
+        return str(value)
+    if key in _DURATIONS:
+        return format_duration_setting(float(value))
+    if isinstance(value, Mapping):
+        import json  # not at import: only %remind config shows tables
+
+        return json.dumps(_plain(value), ensure_ascii=False, default=str)
+    return _masked_text(value)
+
+
+def _masked_text(value: object) -> str:
+    from .secrets import redact
+
+    return redact(value)
+
+
+def _names_text(names: tuple[str, ...]) -> str:
+    """``desktop,team``; a JSON list when a name holds a comma (a URL)."""
+    shown = [_masked_text(name) for name in names]
+    if any("," in name for name in shown):
+        import json
+
+        return json.dumps(shown, ensure_ascii=False)
+    return ",".join(shown)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-ready data, with every secret masked."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, str):
+        return _masked_text(value)
+    return value

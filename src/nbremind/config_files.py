@@ -44,6 +44,7 @@ __all__ = [
     "LoadedSettings",
     "env_var",
     "expand",
+    "file_lines",
     "find_project_files",
     "load_settings",
     "user_config_file",
@@ -74,6 +75,16 @@ class LoadedSettings:
     files: tuple[Path, ...] = ()
     #: Files (and folders) whose appearance, change or removal changes the settings.
     watch: tuple[Path, ...] = field(default=())
+    #: The folder the project file was looked up from (``None``: not recorded).
+    start: Path | None = None
+    #: The user file looked for (there or not).
+    user_file: Path | None = None
+    #: The project's files found (see :func:`find_project_files`).
+    project_files: tuple[Path, ...] = ()
+    #: Files read that hold no nbremind settings (a ``pyproject.toml`` without the table).
+    empty: tuple[Path, ...] = ()
+    #: Files read that could not be used (their error is in :attr:`errors`).
+    unusable: tuple[Path, ...] = ()
 
 
 def env_var(setting: str) -> str:
@@ -244,10 +255,11 @@ def _normalise(table: Mapping[str, Any], label: str) -> dict[str, Any]:
     return out
 
 
-def _file_layer(path: Path, environ: Mapping[str, str]) -> dict[str, Any]:
+def _file_layer(path: Path, environ: Mapping[str, str]) -> dict[str, Any] | None:
+    """The settings of one file (``None``: a ``pyproject.toml`` without nbremind's table)."""
     table = read_file(path)
     if table is None:
-        return {}
+        return None
     label = _label(path)
     values = _normalise(table, label)
     return {key: expand(value, f"{label}: {key}", environ) for key, value in values.items()}
@@ -326,16 +338,23 @@ def load_settings(
     sources: dict[str, str] = {}
     errors: list[str] = []
     read: list[Path] = []
+    empty: list[Path] = []
+    unusable: list[Path] = []
     user_file = user_config_file(env)
-    for path in (user_file, *find_project_files(folder)):
+    project = find_project_files(folder)
+    for path in (user_file, *project):
         if not _present(path):
             continue
         read.append(path)
         try:
             values = _file_layer(path, env)
+            if values is None:
+                empty.append(path)
+                continue
             config = _apply(config, _label(path), values)
         except ValueError as exc:
             errors.append(redact(str(exc)))
+            unusable.append(path)
             continue
         sources.update(dict.fromkeys(values, _label(path)))
     for setting, (name, value) in _env_layer(env, errors).items():
@@ -351,4 +370,33 @@ def load_settings(
         errors=tuple(errors),
         files=tuple(read),
         watch=_watch_paths(folder, user_file),
+        start=folder,
+        user_file=user_file,
+        project_files=project,
+        empty=tuple(empty),
+        unusable=tuple(unusable),
     )
+
+
+def file_lines(loaded: LoadedSettings) -> list[str]:
+    """What one load found, for ``%remind config`` and ``nbremind doctor`` alike: the user
+    file, then the project file with the folder its lookup started from."""
+    def state(path: Path) -> str:
+        if path in loaded.unusable:
+            return " (cannot be used: see below)"
+        return "" if path in loaded.files else " (not there)"
+
+    lines = []
+    if loaded.user_file is not None:
+        lines.append(f"user settings file: {loaded.user_file}{state(loaded.user_file)}")
+    start = "the working directory" if loaded.start is None else str(loaded.start)
+    used = [path for path in loaded.project_files if path not in loaded.empty]
+    if used:
+        shown = ", ".join(f"{path}{state(path)}" for path in used)
+        lines.append(f"project settings file: {shown} (looked up from {start})")
+    elif loaded.project_files:
+        lines.append(f"project settings file: none: the project's {loaded.project_files[0]} "
+                     f"has no [tool.nbremind] table (looked up from {start})")
+    else:
+        lines.append(f"project settings file: none found from {start} upward")
+    return lines

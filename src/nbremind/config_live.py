@@ -16,19 +16,22 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from .config_files import LoadedSettings, load_settings
+from .config import Config, format_setting
+from .config_files import LoadedSettings, file_lines, load_settings
 from .secrets import redact
 
 if TYPE_CHECKING:
     from .session import Session
 
-__all__ = ["LiveSettings", "follow"]
+__all__ = ["LiveSettings", "describe", "follow", "overlay"]
 
 log = logging.getLogger("nbremind")
 
 #: Milliseconds the watcher waits in watchfiles before checking back (and, the first time,
 #: before it reports itself ready: the watches are in place by then).
 _WAKE_MS = 1000
+#: Values of ``%remind config`` up to this long are aligned; longer ones (tables) run on.
+_VALUE_WIDTH = 32
 
 
 class LiveSettings:
@@ -96,15 +99,9 @@ class LiveSettings:
         session = self.session
         for _ in range(5):  # configure() may run meanwhile on another thread: start again
             explicit = dict(session.explicit_settings)
-            config, sources = loaded.config, dict(loaded.sources)
-            for key, value in explicit.items():
-                source = session.config_sources.get(key, "configure()")
-                try:
-                    config = config.updated(source, **{key: value})
-                except ValueError as exc:  # valid before; the new settings clash with it
-                    log.warning("nbremind: %s", redact(str(exc)))
-                    continue
-                sources[key] = source
+            given = {key: session.config_sources.get(key, "configure()") for key in explicit}
+            config, kept = overlay(loaded.config, explicit, given)
+            sources = {**loaded.sources, **{key: given[key] for key in kept}}
             now = session.explicit_settings
             if len(now) == len(explicit) and all(now.get(k) is v for k, v in explicit.items()):
                 break
@@ -201,6 +198,30 @@ class LiveSettings:
             log.warning("nbremind: reloading settings failed: %s", redact(str(exc)))
 
 
+def overlay(
+    base: Config, values: Mapping[str, Any], sources: Mapping[str, str]
+) -> tuple[Config, tuple[str, ...]]:
+    """``base`` with ``values`` (what ``configure()`` and ``%remind`` set, key -> value; their
+    ``sources``, key -> who set it) applied as one update, validated together; and the keys
+    applied. When the values clash with ``base`` (a file no longer defines a named channel they
+    use), each value that still fits is kept, with the others kept before it, and each one left
+    out is logged as a warning."""
+    try:
+        return base.updated("configure()", **values), tuple(values)
+    except ValueError:
+        pass
+    kept: dict[str, Any] = {}
+    config = base
+    for key in sorted(values, key=lambda name: name == "channels"):  # after channel_defs
+        try:
+            config = base.updated(sources.get(key, "configure()"), **kept, **{key: values[key]})
+        except ValueError as exc:  # valid before; the new settings clash with it
+            log.warning("nbremind: %s", redact(str(exc)))
+            continue
+        kept[key] = values[key]
+    return config, tuple(kept)
+
+
 def follow(
     session: Session,
     start: Path | str | None = None,
@@ -226,37 +247,21 @@ def follow(
 
 
 def describe(session: Session) -> list[str]:
-    """``%remind config``: every setting, its value and its source; then the settings files
-    and what could not be used. Secrets are shown as ``***``."""
+    """``%remind config``: every setting, its value as a user writes it and its source, in
+    aligned columns; then the settings files and what could not be used. Secrets are shown
+    as ``***``."""
     sources = session.config_sources
-    lines = []
-    for key, value in session.config.as_dict().items():
-        shown: object = value
-        if isinstance(value, tuple):
-            shown = ",".join(str(item) for item in value)
-        if key == "channels" and not value:
-            shown = "auto (desktop where it can show toasts, else a connected browser)"
-        lines.append(redact(f"{key} = {shown}    ({sources.get(key, 'default')})"))
+    rows = [(key, format_setting(key, value), sources.get(key, "default"))
+            for key, value in session.config.as_dict().items()]
+    key_width = max(len(key) for key, _, _ in rows)
+    value_width = max((len(value) for _, value, _ in rows if len(value) <= _VALUE_WIDTH),
+                      default=0)
+    lines = [redact(f"{key:<{key_width}} = {value:<{value_width}}  ({source})")
+             for key, value, source in rows]
     live = session.settings
     if live is not None and live.loaded is not None:
-        from .config_files import find_project_files, user_config_file
-
-        user = user_config_file(live.environ)
-        lines.append(f"user settings file: {user}{'' if user.is_file() else ' (none)'}")
-        project = [p for p in find_project_files(live.start) if _has_settings(p)]
-        shown_files = ", ".join(str(p) for p in project) or f"none found from {live.start}"
-        lines.append(f"project settings file: {shown_files}")
+        lines.extend(file_lines(live.loaded))
     if live is not None and live.errors:
         for message in live.errors:
             lines.append(redact(f"not used (the last good settings stay): {message}"))
     return lines
-
-
-def _has_settings(path: Path) -> bool:
-    """Whether ``path`` is a settings file: not a ``pyproject.toml`` without nbremind's table."""
-    from .config_files import read_file
-
-    try:
-        return read_file(path) is not None
-    except ValueError:
-        return True  # it is one, and its error is listed

@@ -1,4 +1,5 @@
-"""``remind()``: a task as a context manager (sync or async) or a decorator."""
+"""``remind()``: a task as a context manager (sync or async) or a decorator; and
+``current_task()``, the task the calling code runs in."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from .options import TaskOptions, check_total, parse_call_options
 from .session import Session, get_session
 from .task import Task, TaskTimeout
 
-__all__ = ["Reminder", "remind"]
+__all__ = ["Reminder", "current_task", "remind"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _Token = contextvars.Token["Task | None"]
@@ -256,6 +257,18 @@ def remind(
     reminder = Reminder(name, options, total, session)
     reminder.watchdog = watchdog
     return reminder
+
+
+def current_task(session: Session | None = None) -> Task | None:
+    """The innermost running task of the calling context, or ``None`` outside any.
+
+    That is the ``track()`` loop, ``remind()`` block, decorated function or ``%%remind`` cell
+    the calling code runs in: ``nbremind.current_task().advance()`` in a ``%%remind`` cell
+    reports the cell's progress. ``session`` defaults to the process's session.
+    """
+    if session is not None and not isinstance(session, Session):
+        raise ValueError(f"current_task(): session {session!r} is not a Session")
+    return (session or get_session()).current()
 
 
 def _caller_name() -> str:

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from .config import Config
-from .config_files import LoadedSettings, load_settings, user_config_file
+from .config_files import LoadedSettings, file_lines, load_settings
 
 __all__ = ["Check", "Report", "collect"]
 
@@ -106,15 +106,18 @@ def collect(
     in_kernel: bool | None = None,
     config: Config | None = None,
     sources: Mapping[str, str] | None = None,
+    loaded: LoadedSettings | None = None,
 ) -> Report:
     """Make every check; ``start`` is where the project settings file is looked for (default:
     the working directory); ``in_kernel`` (default: whether ipykernel is loaded) makes the
-    browser check meaningful. ``config`` and ``sources`` (setting -> where from) replace what
-    the settings files give, for a process whose settings were changed (``configure()``).
-    Never raises."""
+    browser check meaningful. ``loaded`` is a load already made (a session's: its files and
+    errors are reported, not looked up again); ``config`` and ``sources`` (setting -> where
+    from) replace what the settings files give, for a process whose settings were changed
+    (``configure()``). Never raises."""
     if in_kernel is None:
         in_kernel = "ipykernel" in sys.modules
-    loaded = load_settings(start)
+    if loaded is None:
+        loaded = load_settings(start)
     if config is not None:
         loaded = replace(loaded, config=config, sources={**loaded.sources, **(sources or {})})
     config = loaded.config
@@ -231,19 +234,12 @@ async def _default_channels_check(
 # -- settings files ------------------------------------------------------------------------------
 def check_settings(loaded: LoadedSettings) -> Check:
     """The settings files found, the environment variables used, and what cannot be used."""
-    user = user_config_file()
-    user_state = "read" if user in loaded.files else "not there"
-    detail = [f"user file: {user} ({user_state})"]
-    project = [path for path in loaded.files if path != user]
-    if project:
-        detail.extend(f"project file: {path}" for path in project)
-    else:
-        detail.append(f"project file: none found from {Path.cwd()} upward")
+    detail = file_lines(loaded)
     variables = sorted({s for s in loaded.sources.values() if s.startswith("NBREMIND_")})
     if variables:
         detail.append("environment: " + ", ".join(variables))
     detail.extend(f"not used: {error}" for error in loaded.errors)
-    count = len(loaded.files)
+    count = len(loaded.files) - len(loaded.empty)
     read = f"{count} file{'s' if count != 1 else ''} read"
     if loaded.errors:
         more = len(loaded.errors) - 1

@@ -13,8 +13,8 @@ from .notice import format_duration, format_size
 
 __all__ = ["HEADER", "iso_time", "json_row", "table_lines"]
 
-HEADER = ("start", "name", "kind", "state", "duration", "progress", "peak RSS", "notices",
-          "error / reason")
+HEADER = ("start", "name", "nested", "kind", "state", "duration", "progress", "peak RSS",
+          "notices", "error / reason")
 
 
 def iso_time(seconds: float | None) -> str | None:
@@ -42,11 +42,13 @@ def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
     peak = row.get("peak_rss")
     why = row.get("reason") or ""
     if row.get("error_type"):
-        why = f"{row['error_type']}: {row.get('error_message') or ''}".strip()
+        message = row.get("error_message")
+        why = f"{row['error_type']}: {message}" if message else str(row["error_type"])
         if row.get("reason"):
             why = f"{row['reason']} ({why})"
     cells = (
-        when, str(row.get("name", "")), str(row.get("kind", "")), str(row.get("state", "")),
+        when, str(row.get("name", "")), str(row.get("nested") or ""), str(row.get("kind", "")),
+        str(row.get("state", "")),
         "" if duration is None else format_duration(float(duration)), progress,
         "" if not peak else format_size(float(peak)), str(row.get("notices") or 0),
         why.replace("\n", " ")[:80],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from .run_history import COLUMNS, History, parse_since
+from .run_history import FIELDS, History, parse_since
 
 __all__ = ["history_frame", "history_rows"]
 
@@ -18,9 +18,12 @@ def history_rows(
     since: object = None,
     limit: int | None = 100,
     *,
+    nested: bool = False,
     config: Any = None,
 ) -> list[dict[str, Any]]:
-    """The runs matching the filters, newest first, as dicts (times in epoch seconds).
+    """The runs matching the filters, newest first, as dicts (times in epoch seconds):
+    top-level runs, each with ``nested``, the number of runs inside it; every run with
+    ``nested=True``.
 
     Reads the history of the process's settings (``config``: the session's); an empty list
     when history is off or its file cannot be used. A bad ``since`` raises ``ValueError``.
@@ -38,7 +41,7 @@ def history_rows(
     if history is None:
         return []
     try:
-        return history.query(name=name, state=state, since=after, limit=limit)
+        return history.query(name=name, state=state, since=after, limit=limit, nested=nested)
     finally:
         history.close()
 
@@ -48,15 +51,18 @@ def history_frame(
     state: str | None = None,
     since: object = None,
     limit: int | None = 100,
+    nested: bool = False,
 ) -> Any:
     """The recent runs as a ``pandas.DataFrame``, newest first, one column per field
-    (``start``/``end`` as time-zone-aware local date-times, ``duration`` in seconds)."""
+    (``start``/``end`` as time-zone-aware local date-times, ``duration`` in seconds):
+    top-level runs with the count of runs inside each (``nested``); every run with
+    ``nested=True``."""
     import datetime as dt
 
     import pandas as pd
 
-    rows = history_rows(name, state, since, limit)
-    frame = pd.DataFrame(rows, columns=list(COLUMNS))
+    rows = history_rows(name, state, since, limit, nested=nested)
+    frame = pd.DataFrame(rows, columns=list(FIELDS))
     local = dt.datetime.now().astimezone().tzinfo
     for column in _TIMES:
         frame[column] = pd.to_datetime(frame[column], unit="s", utc=True).dt.tz_convert(local)

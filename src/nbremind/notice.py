@@ -6,11 +6,11 @@ import math
 from dataclasses import dataclass
 from typing import cast
 
-from .secrets import redact
 from .task import MAX_COUNT, TaskSnapshot, type_name, value_repr
 
 __all__ = [
-    "Notice", "format_duration", "format_size", "json_value", "make_notice", "metric_text",
+    "Notice", "format_duration", "format_percent", "format_size", "json_value", "make_notice",
+    "metric_text",
 ]
 
 #: Metrics shown in a notice's body.
@@ -72,7 +72,8 @@ def _finite(number: float) -> bool:
         return False
 
 
-def _percent(fraction: float) -> str:
+def format_percent(fraction: float) -> str:
+    """``50%``, ``12.5%`` (``?%`` when not finite)."""
     pct = fraction * 100
     if not _finite(pct):
         return "?%"
@@ -145,6 +146,8 @@ def json_value(value: object, depth: int = _JSON_DEPTH) -> object:
 def _json_text(value: object) -> str:
     """``str(value)`` (known secrets masked), cut to 200 characters; never raises."""
     try:
+        from .secrets import redact  # not at import: it brings logging
+
         text = redact(str.__str__(str(value)))
     except Exception:
         return f"<unprintable {type_name(value)}>"
@@ -167,7 +170,7 @@ def _title(event: str, t: TaskSnapshot, detail: object) -> str:
         return f"⏱ {name} still running ({format_duration(t.elapsed)})"
     if event == "progress":
         mark = detail if isinstance(detail, float) else (t.progress or 0.0)
-        return f"{name} reached {_percent(mark)}"
+        return f"{name} reached {format_percent(mark)}"
     if event == "memory":
         rss = detail if isinstance(detail, int) else (t.rss or 0)
         return f"⚠ {name} memory {format_size(rss)}"
@@ -178,8 +181,31 @@ def _title(event: str, t: TaskSnapshot, detail: object) -> str:
     return f"{name}: {event}"
 
 
-def _body(event: str, t: TaskSnapshot) -> str:
+def _mark_count(mark: float, total: int) -> int:
+    """The count at which ``mark`` is reached: the least ``n`` with ``n / total >= mark``
+    (as the tick compares them, in floats)."""
+    n = min(max(math.ceil(mark * total), 0), total)
+    for _ in range(4):  # the product's rounding is a unit at most (a few for huge totals)
+        if n > 0 and (n - 1) / total >= mark:
+            n -= 1
+        elif n < total and n / total < mark:
+            n += 1
+        else:
+            break
+    return n
+
+
+def _body(event: str, t: TaskSnapshot, detail: object = None) -> str:
     lines: list[str] = []
+    reached = event == "progress" and isinstance(detail, float) and _finite(detail)
+    if reached:  # the mark reached, not the count by the time the notice is made
+        mark = cast(float, detail)
+        if t.total:
+            count = _mark_count(mark, t.total)
+            count_text = f"{_count(count)}/{_count(t.total)}"
+            lines.append(f"Reached {format_percent(mark)} ({count_text})")
+        else:
+            lines.append(f"Reached {format_percent(mark)}")
     if t.error is not None and event in ("failure", "cancel", "timeout"):
         lines.append(f"{t.error.type}: {t.error.message}" if t.error.message else t.error.type)
     state = t.state.value
@@ -190,8 +216,11 @@ def _body(event: str, t: TaskSnapshot) -> str:
         lines.append(f"After {duration}")
     elif event != "start":
         lines.append(f"Running for {duration}")
-    if t.total:
-        lines.append(f"Progress: {_percent(t.n / t.total)} ({_count(t.n)}/{_count(t.total)})")
+    if reached:  # the count stated is the mark's, above
+        pass
+    elif t.total:
+        shown = f"{format_percent(t.n / t.total)} ({_count(t.n)}/{_count(t.total)})"
+        lines.append(f"Progress: {shown}")
     elif t.n:
         lines.append(f"Done: {_count(t.n)}")
     if t.eta is not None and state == "running" and event != "start":
@@ -226,7 +255,7 @@ def make_notice(
         id=f"{task.id}:{event}:{key}",
         event=event,
         title=_title(event, task, detail),
-        body=_body(event, task),
+        body=_body(event, task, detail),
         urgency="critical" if event == "failure" else "normal",
         created=created,
         task=task,

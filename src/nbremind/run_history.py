@@ -34,13 +34,14 @@ if TYPE_CHECKING:
     from .task import TaskSnapshot
 
 __all__ = [
-    "COLUMNS", "DEFAULT_KEEP", "SCHEMA_VERSION", "History", "history_path", "parse_since",
+    "COLUMNS", "DEFAULT_KEEP", "FIELDS", "SCHEMA_VERSION", "History", "history_path",
+    "parse_since",
 ]
 
 log = logging.getLogger("nbremind")
 
 #: The version of the ``runs`` table this nbremind writes.
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 #: Finished runs are kept this many seconds by default (90 days).
 DEFAULT_KEEP = 90 * 86400.0
 #: Retention is applied at most this often (seconds), when a process opens the file.
@@ -53,6 +54,9 @@ COLUMNS = (
     "state", "duration", "n", "total", "unit", "peak_rss", "error_type", "error_message",
     "reason", "notices",
 )
+#: The fields of a run :meth:`History.query` returns: the columns, then ``nested``, the
+#: number of runs inside it (its child tasks and theirs, at any depth).
+FIELDS = (*COLUMNS, "nested")
 
 #: Statements that bring the table from version ``key - 1`` to ``key``.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -86,6 +90,8 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start)",
         "CREATE INDEX IF NOT EXISTS runs_by_name ON runs (name, start)",
     ),
+    # 3: top-level runs and the count of runs nested in each
+    3: ("CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id)",),
 }
 
 T = TypeVar("T")
@@ -347,11 +353,18 @@ class History:
         state: str | None = None,
         since: float | None = None,
         limit: int | None = 100,
+        *,
+        nested: bool = True,
     ) -> list[dict[str, Any]]:
         """Runs, the most recent start first: of task ``name``, in ``state``, started at or
-        after ``since`` (epoch seconds), at most ``limit`` (``None``: all)."""
+        after ``since`` (epoch seconds), at most ``limit`` (``None``: all). With
+        ``nested=False`` only top-level runs (a run whose parent is not recorded counts as
+        one). Each run carries ``nested``, the number of runs inside it."""
         where: list[str] = []
         args: list[Any] = []
+        if not nested:
+            where.append("(parent_id IS NULL OR NOT EXISTS "
+                         "(SELECT 1 FROM runs AS up WHERE up.id = runs.parent_id))")
         if name is not None:
             where.append("name = ?")
             args.append(name)
@@ -361,7 +374,29 @@ class History:
         if since is not None:
             where.append("start >= ?")
             args.append(since)
-        return self._select("query", where, args, limit)
+        rows = self._select("query", where, args, limit)
+        counts = self._nested_counts([str(row["id"]) for row in rows])
+        for row in rows:
+            row["nested"] = counts.get(str(row["id"]), 0)
+        return rows
+
+    def _nested_counts(self, ids: list[str]) -> dict[str, int]:
+        """``{id: runs nested in it, at any depth}`` for the runs ``ids`` (those with any)."""
+        def action(db: sqlite3.Connection) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for at in range(0, len(ids), _ROWS_PER_STATEMENT):
+                chunk = ids[at:at + _ROWS_PER_STATEMENT]
+                marks = ", ".join("?" for _ in chunk)
+                sql = (
+                    "WITH RECURSIVE inside(top, id) AS ("
+                    f"SELECT parent_id, id FROM runs WHERE parent_id IN ({marks}) UNION "
+                    "SELECT inside.top, runs.id FROM runs JOIN inside ON runs.parent_id = inside.id"
+                    ") SELECT top, COUNT(*) FROM inside GROUP BY top"
+                )
+                counts.update((str(top), int(n)) for top, n in db.execute(sql, chunk))
+            return counts
+
+        return self._run("query", {}, action) if ids else {}
 
     def running(self, pid: int | None = None) -> list[dict[str, Any]]:
         """Runs still recorded ``running`` (of process ``pid`` when given)."""

@@ -10,6 +10,7 @@ a grace period, and the task ends ``timed_out``.
 from __future__ import annotations
 
 import os
+import shlex
 import signal
 import subprocess
 import threading
@@ -20,10 +21,12 @@ from types import FrameType
 from typing import Any
 
 from .context import remind
+from .dispatcher import Delivery
+from .notice import format_duration
 from .session import Session
 from .task import Task, TaskState, TaskTimeout
 
-__all__ = ["EXIT_TIMED_OUT", "CommandFailed", "RunResult", "run_command"]
+__all__ = ["EXIT_TIMED_OUT", "CommandFailed", "RunResult", "command_name", "run_command"]
 
 #: Exit status of ``nbremind run`` when the command passed its timeout (as GNU ``timeout``).
 EXIT_TIMED_OUT = 124
@@ -31,6 +34,8 @@ EXIT_TIMED_OUT = 124
 KILL_GRACE = 5.0
 #: Seconds between checks for a stop request while the command runs.
 _POLL = 0.2
+#: Characters of the command line kept in a task's default name.
+NAME_CHARS = 40
 _FORWARDED = tuple(
     getattr(signal, name)
     for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
@@ -39,16 +44,40 @@ _FORWARDED = tuple(
 
 
 class CommandFailed(Exception):
-    """How a command ended when it did not succeed (the task's error names this)."""
+    """A command that did not succeed. Raised as a subclass named by how it ended
+    (:func:`_ended`), so the task's error reads "exit status 3", not a class name."""
+
+
+def _ended(how: str, base: type[Exception] = CommandFailed) -> Exception:
+    """An exception whose type name is ``how`` and whose message is empty: a task's error
+    is shown as ``TYPE: MESSAGE``, or ``TYPE`` alone when there is no message."""
+    kind: type[Exception] = type(how, (base,), {"__module__": __name__})
+    return kind()
 
 
 @dataclass(frozen=True)
 class RunResult:
-    """What ``run_command`` reports: the exit status to use, and the task's end state."""
+    """What ``run_command`` reports: the exit status to use, the task's end state, and why
+    none of its notices could be delivered (``""``: delivered, or none was sent)."""
 
     exit_code: int
     state: TaskState
     peak_rss: int | None
+    undelivered: str = ""
+
+
+def command_name(argv: Sequence[str]) -> str:
+    """A task name for ``argv``: the command line, shortened (``sh -c 'sleep 1; exit 3'``);
+    for ``python script.py`` the script's file name, for ``python -m mod`` the module."""
+    program = os.path.basename(argv[0]) or argv[0]
+    rest = list(argv[1:])
+    if program.lower().startswith(("python", "pypy")) and rest:
+        if rest[0] == "-m" and len(rest) > 1:
+            return rest[1]
+        if not rest[0].startswith("-"):
+            return os.path.basename(rest[0]) or rest[0]
+    text = shlex.join([program, *rest])
+    return text if len(text) <= NAME_CHARS else text[:NAME_CHARS - 1] + "…"
 
 
 def run_command(
@@ -69,8 +98,10 @@ def run_command(
     if not argv:
         raise ValueError("nbremind run: no command given (put it after --)")
     timeout = options.pop("timeout", None)
-    reminder = remind(name or os.path.basename(argv[0]), session=session, timeout=timeout,
+    reminder = remind(name or command_name(argv), session=session, timeout=timeout,
                       interrupt=timeout is not None, **options)
+    clock = reminder.session.clock
+    started = (clock.monotonic(), clock.time())  # the duration counts the command's start-up
     child = subprocess.Popen(list(argv), start_new_session=os.name == "posix")
     tree = _TreeMemory(child.pid)
     stopping = threading.Event()
@@ -87,15 +118,17 @@ def run_command(
     previous = {s: signal.signal(s, forward) for s in _FORWARDED} if in_main else {}
     try:
         with reminder as task:
+            task.start_mono, task.start_wall = started
             task.kind = "command"
             task.rss_source = tree.sample
             code = _wait(child, stopping, kill_grace)
             # the tree's peak before the task ends, so its end (and the history) carries it
             task.peak_rss = max(tree.peak() or 0, task.peak_rss or 0) or None
             if stopping.is_set():
-                raise TaskTimeout(f"stopped at its timeout of {timeout}")
+                limit = format_duration(task.options.timeout or 0.0)
+                raise _ended(f"stopped at its timeout of {limit}", TaskTimeout)
             if code != 0:
-                raise CommandFailed(_describe(code))
+                raise _ended(_describe(code))
     except TaskTimeout:
         pass  # recorded as timed_out by the task; the exit status says so below
     except CommandFailed:
@@ -109,10 +142,31 @@ def run_command(
     assert task is not None
     peak = tree.peak()
     task.peak_rss = max(peak or 0, task.peak_rss or 0) or None
+    undelivered = _undelivered(reminder.session, task)
     if task.state is TaskState.TIMED_OUT:
-        return RunResult(EXIT_TIMED_OUT, task.state, task.peak_rss)
+        return RunResult(EXIT_TIMED_OUT, task.state, task.peak_rss, undelivered)
     code = child.returncode
-    return RunResult(code if code >= 0 else 128 - code, task.state, task.peak_rss)
+    return RunResult(code if code >= 0 else 128 - code, task.state, task.peak_rss, undelivered)
+
+
+def _undelivered(session: Session, task: Task) -> str:
+    """Which of ``task``'s notices no channel took, and why, once they were all tried
+    (within the ``exit_timeout`` setting); ``""`` when each reached a channel, none was sent,
+    or some are still being tried (the session's exit speaks for those)."""
+    if not session.flush(session.config.exit_timeout):
+        return ""
+    prefix = f"{task.id}:"
+    tried: dict[str, list[Delivery]] = {}
+    for delivery in list(session.dispatcher.deliveries):
+        if delivery.notice_id.startswith(prefix):
+            tried.setdefault(delivery.notice_id, []).append(delivery)
+    lost = [ds for ds in tried.values() if not any(d.ok for d in ds)]
+    if not lost:
+        return ""
+    titles = dict.fromkeys(repr(ds[0].title) for ds in lost)
+    reasons = dict.fromkeys(f"{d.channel}: {d.error or 'not delivered'}" for ds in lost
+                            for d in ds)
+    return f"{', '.join(titles)} was not delivered: {'; '.join(reasons)}"
 
 
 def _wait(child: subprocess.Popen[bytes], stopping: threading.Event, grace: float) -> int:

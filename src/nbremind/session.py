@@ -32,7 +32,7 @@ from .loop_end import (
 from .notice import Notice, make_notice
 from .options import TaskOptions
 from .task import Task, TaskError, TaskState, TaskTimeout
-from .thresholds import Watch
+from .thresholds import Watch, never_applied
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -60,8 +60,9 @@ SETTLE_AFTER = 1.0
 MAX_QUEUED = 1000
 RESUME_QUEUED = 500
 CATCH_UP_WAIT = 5.0
-#: Kinds of task a tqdm bar may feed (they have no loop of their own to count).
-_TQDM_FED_KINDS = frozenset({"cell", "auto", "block", "function"})
+#: Kinds of task a tqdm bar, or a ``track()`` loop running directly in it, may feed (they
+#: have no loop of their own to count).
+_FED_KINDS = frozenset({"cell", "auto", "block", "function"})
 
 
 class Session:
@@ -139,8 +140,13 @@ class Session:
 
     # -- settings ---------------------------------------------------------------------------
     def configure(self, source: str = "configure()", **values: Any) -> Config:
-        """Replace settings for this process; a bad key or value raises ``ValueError``."""
-        self.config = self.config.updated(source, **values)
+        """Replace settings for this process and return them; ``values`` are validated together
+        with each other and with the settings in force (a bad key or value raises
+        ``ValueError``), and kept over the settings files when those are reloaded."""
+        config = self.config.updated(source, **values)
+        if "channel_defs" in values and "channels" not in values and config.channels:
+            config.updated(source, channels=config.channels)  # they still name channels
+        self.config = config
         self.config_sources.update(dict.fromkeys(values, source))
         self.explicit_settings.update(values)
         if "tick_interval" in values:
@@ -194,6 +200,8 @@ class Session:
             self._tasks[task.id] = task
             self._watches[task.id] = Watch(task)
             self._trim()
+            if task.kind == "loop":
+                self._offer_loop(task)
         token = self._current.set(task)
         self._notify(task, "start")
         self.history_recorder.started(task)
@@ -238,6 +246,9 @@ class Session:
                 self._settle_inside(task, exc)
             except Exception:  # never let the bookkeeping of loops break the task's end
                 log_exception("settling the loops of a task failed")
+        watch = self._watches.get(task.id)
+        if watch is not None and watch.feeder is not None:
+            self._read_loop(watch)  # the loop that fed it, for the last time
         if task._tqdm is not None:
             from .tqdm_bridge import final_read
 
@@ -247,6 +258,9 @@ class Session:
         if exc is not None and state is not TaskState.SUCCEEDED:
             error = TaskError.from_exception(exc)
         task._finish(state, error, end)
+        unapplied = never_applied(task)
+        if unapplied is not None:
+            task.note(unapplied)  # said on the end notice, not silently dropped
         with self._lock:
             self._watches.pop(task.id, None)
             if task.id in self._tasks:
@@ -254,6 +268,46 @@ class Session:
         self._notify(task, _END_EVENT[state], "end")
         self.history_recorder.ended(task)
         return state
+
+    # -- ``track()`` loops feeding the task they run in -----------------------------------------
+    def _offer_loop(self, loop: Task) -> None:
+        """``loop`` just started: let it feed the progress of the task it runs directly in
+        (called holding ``self._lock``).
+
+        Only a cell, block or function that counts nothing itself (no total, ``n == 0``, no
+        tqdm bar feeding it) takes it, and only while no earlier loop in it still runs: the
+        outermost loop wins, and a later loop takes over once the one before ended. The tick
+        then reads the loop (:meth:`~nbremind.thresholds.Watch.read_feed`); the loop's items
+        cost nothing more.
+        """
+        parent = loop.parent
+        if parent is None or parent.kind not in _FED_KINDS:
+            return
+        watch = self._watches.get(parent.id)
+        if watch is None:
+            return
+        feeder = watch.feeder
+        if feeder is None:
+            if parent.total is not None or parent.n != 0 or watch.fed is not None:
+                return
+            if "tqdm.std" in sys.modules:  # no bar can exist without it
+                from .tqdm_bridge import fed_by_bar
+
+                if fed_by_bar(parent):
+                    return
+        elif not feeder.done and feeder.id not in self._ends:
+            return  # the outermost loop still runs
+        watch.feeder = loop
+
+    def _read_loop(self, watch: Watch) -> None:
+        """Read the loop feeding ``watch``'s task (the tick, or the task's end: never both
+        at once, or one could take the other's copy for the task counting itself)."""
+        try:
+            with self._lock:
+                watch.read_feed()
+        except Exception:  # a count a task cannot take: stop feeding, never raise
+            watch.feeder = None
+            log_exception("reading a loop's progress failed")
 
     # -- loops whose end is pending (``track()``) ---------------------------------------------
     def _end_pending(
@@ -418,8 +472,9 @@ class Session:
     def tick(self) -> bool:
         """Evaluate thresholds of running tasks; return whether any task is still running.
 
-        Also settles loops pending for too long, and lets live tqdm bars feed the progress
-        of running cells and blocks that count nothing themselves.
+        Also settles loops pending for too long, and lets the ``track()`` loops and live
+        tqdm bars in running cells and blocks that count nothing themselves feed their
+        progress.
         """
         self._release_held()
         with self._lock:
@@ -434,7 +489,7 @@ class Session:
             except Exception:
                 log_exception("settling pending loops failed")
         if sys.modules.get("tqdm.std") is not None:  # no bar can exist without it
-            fed = [w.task for w in watches if w.task.kind in _TQDM_FED_KINDS]
+            fed = [w.task for w in watches if w.task.kind in _FED_KINDS and w.feeder is None]
             if fed:
                 from .tqdm_bridge import feed
 
@@ -448,6 +503,8 @@ class Session:
             task = watch.task
             if task.done or task.id in pending:
                 continue
+            if watch.feeder is not None:
+                self._read_loop(watch)
             task._sample_rate(now)
             task_rss = rss if task.rss_source is None else _own_rss(task)
             if task_rss is not None:
@@ -874,6 +931,7 @@ def _close_default() -> None:
         session.close()
 
 
-def configure(**values: Any) -> Config:
-    """Override settings for this process, e.g. ``configure(channels=["desktop"])``."""
-    return get_session().configure(**values)
+def configure(**values: Any) -> None:
+    """Override settings for this process, e.g. ``configure(channels=["desktop"])``; a bad key
+    or value raises ``ValueError``. ``nbremind.get_session().config`` holds the result."""
+    get_session().configure(**values)

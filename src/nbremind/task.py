@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._parse import MAX_COUNT  # the largest count and total a task takes
 from .options import TaskOptions
-from .secrets import redact
 
 if TYPE_CHECKING:
     import asyncio
@@ -104,6 +103,8 @@ class TaskError:
         except Exception:
             return cls(name, f"<unprintable {name}>")
         try:
+            from .secrets import redact  # not at import: it brings logging
+
             message = redact(message)  # before the cut: no secret's start may be kept
         except Exception:
             return cls(name, f"<unprintable {name}>")

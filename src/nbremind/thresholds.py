@@ -1,4 +1,10 @@
-"""Time- and value-based thresholds of a running task, evaluated on each tick."""
+"""Time- and value-based thresholds of a running task, evaluated on each tick.
+
+A task that counts nothing itself (a ``%%remind`` cell, a ``remind()`` block, a decorated
+function) may be fed by the ``track()`` loop running directly in it: its :class:`Watch`
+holds that loop, and the tick copies the loop's count and total into the task
+(:meth:`Watch.read_feed`) before its thresholds are checked.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +13,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .notice import format_percent
 from .task import Task
 
-__all__ = ["Due", "Watch", "next_mark"]
+__all__ = ["Due", "Watch", "never_applied", "next_mark"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +44,11 @@ class Watch:
     on_condition_error: Callable[[Task, BaseException], Any] | None = field(
         default=None, repr=False
     )
+    #: The ``track()`` loop running directly in the task that feeds its progress, if any.
+    feeder: Task | None = field(default=None, repr=False)
+    #: The count and total the feeder last gave the task: when the task's differ, the task
+    #: counts itself and the feeder is let go.
+    fed: tuple[int, int | None] | None = None
 
     def __post_init__(self) -> None:
         opts = self.task.options
@@ -44,6 +56,23 @@ class Watch:
             self.next_after = opts.after
         elif opts.every is not None:
             self.next_after = opts.every
+
+    def read_feed(self) -> None:
+        """Copy the feeding loop's count, total and unit into the task (the ticker's read).
+
+        The loop counts in C; reading it here is the only cost of feeding, once per tick.
+        """
+        loop, task = self.feeder, self.task
+        if loop is None:
+            return
+        if self.fed is not None and self.fed != (task.n, task.total):
+            self.feeder = self.fed = None  # the task counts itself now: leave it alone
+            return
+        n, total = loop.n, loop.total
+        task.total = total
+        task.set(n)
+        task.unit = loop.unit
+        self.fed = (n, total)
 
     def check(self, rss: int | None = None) -> list[Due]:
         """Return the thresholds crossed since the last call (each fires as documented)."""
@@ -103,3 +132,15 @@ def next_mark(mark: float, every: float, elapsed: float) -> float | None:
     if not following > elapsed:  # rounding, or a step below the clock's resolution
         following = max(elapsed + every, math.nextafter(elapsed, math.inf))
     return following
+
+
+def never_applied(task: Task) -> str | None:
+    """What to say about ``task``'s progress marks when it ended with no total, so that none
+    could ever apply: ``"--progress 50% never applied: no total"`` (``progress`` for a task
+    that is not a cell); ``None`` when there is nothing to say."""
+    marks = task.options.progress
+    if not marks or task.total is not None or not task.done:
+        return None
+    option = "--progress" if task.kind == "cell" else "progress"
+    shown = ", ".join(format_percent(mark) for mark in marks)
+    return f"{option} {shown} never applied: no total"

@@ -15,6 +15,9 @@ and the bar that fed the task last is read once more when it is gone and when th
 ends. That last read is from the bar's ``__dict__``, which the task keeps instead of the bar:
 a loop's bar is freed as soon as its loop ends (before any tick could see it closed), and
 holding the bar itself would keep a bar its user dropped on screen.
+
+A task a ``track()`` loop feeds already (see :mod:`nbremind.thresholds`) is not offered to
+the bars, and a task a bar feeds (:func:`fed_by_bar`) is not offered to the loops.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from typing import Any
 
 from .task import MAX_COUNT, Task
 
-__all__ = ["feed", "final_read", "live_bars"]
+__all__ = ["fed_by_bar", "feed", "final_read", "live_bars"]
 
 #: Seconds the tick waits for tqdm's lock before copying the bars without it.
 LOCK_TIMEOUT = 0.05
@@ -143,6 +146,11 @@ def feed(tasks: Iterable[Task]) -> None:
             fed = task._tqdm = _Feed(outermost)
         if fed.attrs is not None:
             _read(task, fed.attrs)
+
+
+def fed_by_bar(task: Task) -> bool:
+    """Whether a tqdm bar feeds (or fed) ``task``'s progress."""
+    return task._tqdm is not None
 
 
 def final_read(task: Task) -> None:

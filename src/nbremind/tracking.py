@@ -16,6 +16,14 @@ unless ``on=`` says otherwise: its end is the enclosing task's to report, and a 
 once per file must not raise a toast per file. A loop at the top level notifies as
 ``remind()`` does.
 
+A loop running directly in a ``%%remind`` cell, a ``remind()`` block or a decorated
+function that counts nothing itself (no ``total``, no ``advance()``) feeds that task's
+progress: the tick copies the loop's ``n`` and ``total`` into it, so the task's
+``progress=`` marks, ETA and panel row follow the loop. Of loops nested or side by side the
+outermost (the first started) feeds it, and the next loop takes over once it ended. Nothing
+is added to the loop's iterations: the tick reads the loop as it reads a tqdm bar (see
+:class:`nbremind.thresholds.Watch`).
+
 How the end is told apart
 -------------------------
 A loop's generator never sees the exception raised in the loop's body: when the body
@@ -148,7 +156,9 @@ def track(
     Its ``n`` counts the items the loop received. It ends succeeded when the iterable is
     exhausted or the loop is left (``break``, ``return``), failed when the loop's body or
     the iterable raises. Inside another task the loop notifies only the thresholds set on
-    it unless ``on=`` is given (the enclosing task reports the end).
+    it unless ``on=`` is given (the enclosing task reports the end); running directly in a
+    cell, block or function that counts nothing itself, it feeds that task's progress (its
+    ``progress=`` marks fire from the loop).
 
     A pandas chunk reader (``pd.read_csv(path, chunksize=N)``) reading a file counts bytes
     against the file size (``task.unit == "B"``) with ``rows`` as a metric; with

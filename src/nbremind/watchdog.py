@@ -367,11 +367,12 @@ def _config(cwd: str | None, settings: Mapping[str, Any]) -> Config:
         config = load_settings(cwd).config
     except Exception:
         config = Config()
-    for key, value in settings.items():
-        try:
-            config = config.updated("the watched process's configure()", **{key: value})
-        except Exception as exc:
-            log.warning("nbremind watchdog: setting %s=%r not used: %s", key, value, exc)
+    from .config_live import overlay  # every value at once: channels may name channel_defs
+
+    try:
+        config, _applied = overlay(config, settings, {})
+    except Exception as exc:
+        log.warning("nbremind watchdog: the watched process's settings not used: %s", exc)
     return config
 
 

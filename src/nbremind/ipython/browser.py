@@ -3,8 +3,9 @@
 A notice becomes one custom widget message ``{"type": "notify", "id", "title", "body",
 "urgency"}`` sent to each nbremind widget that has a view open. The page raises
 ``new Notification(title, {body, tag: id})`` when the user granted the permission, once per
-id however many views received it. Nothing is kept in widget state, so reopening a notebook
-raises nothing again.
+id however many views received it. While every page reports the permission refused or not
+asked yet, the channel is unavailable and says why. Nothing is kept in widget state, so
+reopening a notebook raises nothing again.
 
 This module imports no widget library: the widgets register themselves with
 :mod:`nbremind.ipython.connection` when a browser renders them.
@@ -19,11 +20,17 @@ from ..channels.base import Availability, Channel, ChannelError
 from ..notice import Notice
 from .connection import BrowserConnection, get_connection
 
-__all__ = ["HELLO_WAIT", "NO_FRONT_END", "BrowserChannel", "notify_message"]
+__all__ = ["HELLO_WAIT", "NO_FRONT_END", "SENT_UNCONFIRMED", "BrowserChannel", "notify_message"]
 
 NO_FRONT_END = (
     "no browser front end connected (display nbremind.panel() or run a %%remind cell in "
     "JupyterLab)"
+)
+#: What ``%remind test browser`` says once the page has the notice: the page's answer (shown,
+#: or why not) reaches the kernel only after the running cell ends.
+SENT_UNCONFIRMED = (
+    "sent to the page, which allows notifications (whether it showed it: %remind status, "
+    "after this cell)"
 )
 #: Seconds a notice waits for the hello of a widget just displayed (see ``wait_available``).
 HELLO_WAIT = 2.0
@@ -51,9 +58,12 @@ class BrowserChannel(Channel):
         self.connection = connection or get_connection()
 
     async def availability(self, *, refresh: bool = False) -> Availability:
-        """Available while a widget view is open; asked afresh every time (it is cheap)."""
-        views = self.connection.views()
-        return Availability(True) if views else Availability(False, NO_FRONT_END)
+        """Available while a widget view is open in a page allowed to show notifications;
+        asked afresh every time (it is cheap)."""
+        if not self.connection.views():
+            return Availability(False, NO_FRONT_END)
+        problem = self.connection.permission_problem()
+        return Availability(False, problem) if problem else Availability(True)
 
     async def wait_available(self, timeout: float = HELLO_WAIT) -> Availability:
         """Like :meth:`availability`, but when a widget was just displayed and its hello may be
@@ -76,7 +86,11 @@ class BrowserChannel(Channel):
         receivers = self.connection.receivers()
         if not receivers:
             raise ChannelError(NO_FRONT_END)
+        problem = self.connection.permission_problem()
+        if problem:
+            raise ChannelError(problem)
         message = notify_message(notice)
+        self.connection.sent(notice.id)
         errors: list[str] = []
         for receiver in receivers:
             try:

@@ -1,8 +1,11 @@
-"""Which notebook front ends are connected: the nbremind widget views that said hello.
+"""Which notebook front ends are connected: the nbremind widgets pages said hello for.
 
-Every view of an nbremind widget (the panel, a ``%%remind`` status line) sends ``hello`` when
-the browser renders it and ``bye`` when it goes away; the ``browser`` channel is available
-while at least one view is open, and sends its notices to the widgets that have one.
+Each page that loads an nbremind widget (the panel, a ``%%remind`` status line) sends
+``hello`` for it with the page's notification permission, and ``bye`` when the widget or the
+page goes; a "view" here is one widget in one page, drawn or not (a status line left as
+plain text at its cell's end still listens). The ``browser`` channel is available while at
+least one is open in a page that allows notifications, and sends its notices to the widgets
+that have one; the page answers each notice (:meth:`BrowserConnection.shown`).
 
 Jupyter only hands widget messages to the kernel between cells, so the hello of a status
 line shown by a running cell arrives when that cell ends. :meth:`BrowserConnection.expects_hello`
@@ -13,12 +16,22 @@ Stdlib only: this module never imports a widget library.
 
 from __future__ import annotations
 
+import collections
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["BrowserConnection", "Receiver", "get_connection"]
+__all__ = ["PERMISSION_PROBLEMS", "BrowserConnection", "Receiver", "get_connection"]
+
+#: Why no page can show a notification, by the permission its views report.
+PERMISSION_PROBLEMS = {
+    "denied": "notifications are blocked in the browser's site settings",
+    "default": "notifications are not allowed in the browser yet (use the panel's button)",
+    "unsupported": "this browser cannot show notifications",
+}
+#: Answers of the pages kept (the most recent notices).
+_KEEP_ANSWERS = 100
 
 
 class Receiver(Protocol):
@@ -40,6 +53,8 @@ class BrowserConnection:
         self._displayed_at = float("-inf")
         self._hello_at = float("-inf")
         self._gave_up = False
+        self._last_sent: str | None = None
+        self._shown: collections.OrderedDict[str, str | None] = collections.OrderedDict()
 
     # -- what the widgets report (kernel thread) ---------------------------------------------
     def displayed(self) -> None:
@@ -77,6 +92,24 @@ class BrowserConnection:
                 if any(view in views for views in self._views.values()):
                     self._permissions[view] = value
 
+    def permission_of(self, widget: Receiver, value: object) -> None:
+        """Every page showing ``widget`` now has notification permission ``value`` (one
+        origin: the permission is the site's, whichever view reported it)."""
+        if isinstance(value, str):
+            with self._lock:
+                for view in self._views.get(id(widget), ()):
+                    self._permissions[view] = value
+
+    def shown(self, notice_id: object, ok: object, why: object = None) -> None:
+        """A page answered notice ``notice_id``: shown (``ok``), or not and ``why``."""
+        if not isinstance(notice_id, str):
+            return
+        reason = None if ok is True else str(PERMISSION_PROBLEMS.get(str(why), why or "refused"))
+        with self._lock:
+            self._shown[notice_id] = reason
+            while len(self._shown) > _KEEP_ANSWERS:
+                self._shown.popitem(last=False)
+
     def forget(self, widget: Receiver) -> None:
         """``widget`` was closed: none of its views can receive anything any more."""
         with self._lock:
@@ -101,6 +134,36 @@ class BrowserConnection:
         ``denied`` or ``unsupported``), without repeats."""
         with self._lock:
             return sorted(set(self._permissions.values()))
+
+    def sent(self, notice_id: str) -> None:
+        """Notice ``notice_id`` was just sent to the open views (loop thread)."""
+        with self._lock:
+            self._last_sent = notice_id
+
+    def last_answer(self) -> str | None:
+        """What the page said about the last notice sent: ``"shown in the page"``, ``"not
+        shown: why"``, or ``"sent, not confirmed yet"``; ``None`` before any."""
+        with self._lock:
+            last = self._last_sent
+            if last is None:
+                return None
+            if last not in self._shown:
+                return "sent, not confirmed yet"
+            why = self._shown[last]
+        return "shown in the page" if why is None else f"not shown: {why}"
+
+    def permission_problem(self) -> str | None:
+        """Why none of the open views can show a notification (no view reports ``granted``
+        and each reports its permission), else ``None``."""
+        with self._lock:
+            views = [view for views in self._views.values() for view in views]
+            known = [self._permissions.get(view) for view in views]
+        if not views or any(value is None or value == "granted" for value in known):
+            return None
+        for value in ("default", "denied", "unsupported"):  # the most hopeful reason first
+            if value in known:
+                return PERMISSION_PROBLEMS[value]
+        return f"the browser reports notification permission {sorted(set(map(str, known)))}"
 
     def expects_hello(self) -> bool:
         """Whether a widget was displayed since the last hello and we have not given up."""

@@ -3,7 +3,7 @@
 The ``%%remind`` line is removed before IPython compiles the cell, so the body runs exactly
 like a plain cell (display, ``await``, other cell magics, tracebacks, error replies); the
 ``pre_run_cell`` / ``post_run_cell`` hooks start and end the cell's task, and show its live
-status line (unless ``--quiet``).
+status line (unless ``--quiet``), which the cell's end leaves as its final text.
 """
 
 from __future__ import annotations
@@ -26,8 +26,9 @@ log = logging.getLogger("nbremind")
 def strip_remind_line(lines: list[str]) -> list[str]:
     """Input transformer: drop a leading ``%%remind ...`` line (pure; IPython may call it often).
 
-    The line becomes a blank line so traceback line numbers still match the cell, unless
-    another cell magic follows, which must stay first. Bad options become a ``raise``.
+    The line becomes a comment (``# %%remind train``), so a traceback's line numbers match
+    the cell and its line 1 reads as typed, unless another cell magic follows, which must
+    stay first. Bad options become a ``raise``.
     """
     if not lines or not lines[0].startswith("%%remind"):
         return lines
@@ -41,7 +42,7 @@ def strip_remind_line(lines: list[str]) -> list[str]:
     rest = lines[1:]
     if rest and rest[0].lstrip().startswith("%%"):
         return rest
-    return ["\n", *rest]
+    return [f"# {lines[0].rstrip()}\n", *rest]
 
 
 class CellFrontend:
@@ -51,7 +52,7 @@ class CellFrontend:
         self.shell = shell
         self.session = session
         self.auto: float | None = None
-        self._stack: list[tuple[Task, Any] | None] = []
+        self._stack: list[tuple[Task, Any, Any] | None] = []
 
     # -- registration -----------------------------------------------------------------------
     def register(self) -> None:
@@ -85,9 +86,10 @@ class CellFrontend:
             return
         token = self.session.start(task)
         self.session.fallback_parent = task
-        self._stack.append((task, token))
+        line = None
         if task.kind == "cell" and not task.options.quiet:
-            show_status_line(self.shell, self.session, task)
+            line = show_status_line(self.shell, self.session, task)
+        self._stack.append((task, token, line))
 
     def post_run_cell(self, result: Any) -> None:
         """End the cell's task, and any ``track()`` loop it left pending, with its outcome."""
@@ -98,8 +100,9 @@ class CellFrontend:
         entry = self._stack.pop()
         if entry is None:
             return
-        task, token = entry
+        task, token, line = entry
         self.session.finish(task, exc, token)
+        end_status_line(line)
         if task.interrupted_by_timeout and task.state.value == "timed_out":
             limit = task.options.timeout or 0
             print(f"nbremind: interrupted {task.name!r} at its {limit:g} s timeout")
@@ -120,14 +123,27 @@ class CellFrontend:
         return None
 
 
-def show_status_line(shell: Any, session: Session, task: Task) -> None:
-    """Show ``task``'s live status line under the running cell; never breaks the cell."""
+def show_status_line(shell: Any, session: Session, task: Task) -> Any:
+    """Show ``task``'s live status line under the running cell; never breaks the cell.
+
+    Returns the :class:`~nbremind.ipython.status_line.StatusLine`, or ``None``."""
     try:
         from .status_line import show_status_line as show
 
-        show(shell, session, task)
+        return show(shell, session, task)
     except Exception:
         log.debug("could not show the status line of %r", task.name, exc_info=True)
+        return None
+
+
+def end_status_line(line: Any) -> None:
+    """Leave a status line (from :func:`show_status_line`) as its final text in the output."""
+    if line is None:
+        return
+    try:
+        line.leave_final_state()
+    except Exception:
+        log.debug("could not leave the final status line", exc_info=True)
 
 
 def refresh_soon(session: Session) -> None:

@@ -13,12 +13,12 @@ from ..dispatcher import DEFAULT_CANDIDATES
 from ..options import MIN_TASK_DURATION
 from ..session import Session
 from .args import default_name, parse_header
-from .frontend import CellFrontend, refresh_soon, show_status_line
+from .frontend import CellFrontend, end_status_line, refresh_soon, show_status_line
 
 __all__ = ["RemindMagics"]
 
 _SUBCOMMANDS = "auto DUR|off, panel, status, test [CHANNEL...], mute, unmute, config"
-_SUBCOMMANDS += ", history [N]"
+_SUBCOMMANDS += ", history [N] [--all]"
 _SUBCOMMANDS += ", doctor"
 _PERMISSION = {
     "granted": "granted",
@@ -74,10 +74,10 @@ class RemindMagics(Magics):
         task = self.session.new_task(header.name or default_name(cell), options=header.options,
                                      kind="cell")
         token = self.session.start(task)
-        if not header.options.quiet:
-            show_status_line(self.shell, self.session, task)
+        status = None if header.options.quiet else show_status_line(self.shell, self.session, task)
         result = self.shell.run_cell(cell, store_history=False)  # type: ignore[union-attr]
         self.session.finish(task, result.error_in_exec or result.error_before_exec, token)
+        end_status_line(status)
         refresh_soon(self.session)
         return None
 
@@ -97,11 +97,9 @@ class RemindMagics(Magics):
         print(f"nbremind: notifying for every cell that runs longer than {printable(args[0])}")
 
     def _cmd_panel(self, args: list[str]) -> None:
-        from IPython.display import display
+        from .panel import show_panel
 
-        from .panel import panel
-
-        display(panel(self.session))  # type: ignore[no-untyped-call]
+        show_panel(self.session)
 
     def _cmd_status(self, args: list[str]) -> None:
         session = self.session
@@ -118,6 +116,9 @@ class RemindMagics(Magics):
             for permission in get_connection().permissions():
                 print("  browser notification permission: "
                       f"{_PERMISSION.get(permission, permission)}")
+            answer = get_connection().last_answer()
+            if answer is not None:
+                print(printable(f"  last browser notification: {answer}"))
         auto = self.frontend.auto
         print(f"  auto mode: {'off' if auto is None else f'cells longer than {auto:g} s'}")
         print(f"  muted: {'yes' if session.config.muted else 'no'}")
@@ -149,6 +150,10 @@ class RemindMagics(Magics):
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         for name, outcome in results.items():
+            if name == "browser" and outcome == "delivered":  # not until the page confirms
+                from .browser import SENT_UNCONFIRMED
+
+                outcome = SENT_UNCONFIRMED
             print(printable(f"{name}: {outcome}"))
         if not results:
             print("no channel answered in time")
@@ -162,11 +167,14 @@ class RemindMagics(Magics):
         print("nbremind: notifications on")
 
     def _cmd_history(self, args: list[str]) -> None:
-        """The N most recent runs (default 20) of every process, newest first."""
+        """The N most recent top-level runs (default 20) of every process, newest first,
+        with the number of runs nested in each; ``--all``: every run."""
         from ..history_format import table_lines
         from ..history_frame import history_rows
 
-        hint = "give the number of runs to show, e.g. 20 (0: all)"
+        hint = "give the number of runs to show, e.g. 20 (0: all), and --all for nested runs"
+        nested = "--all" in args
+        args = [arg for arg in args if arg != "--all"]
         if len(args) > 1:
             raise UsageError(f"%remind history: {hint}")
         try:
@@ -174,7 +182,7 @@ class RemindMagics(Magics):
         except ValueError as exc:
             raise UsageError(f"{exc}; {hint}") from None
         self.session.history_recorder.sync()  # this kernel's last runs are written first
-        rows = history_rows(limit=limit or None, config=self.session.config)
+        rows = history_rows(limit=limit or None, nested=nested, config=self.session.config)
         lines = table_lines(rows)
         if not lines:
             print("nbremind: no runs recorded yet (history is kept when outbox and "
@@ -189,7 +197,9 @@ class RemindMagics(Magics):
         if args:
             raise UsageError("%remind doctor: takes no arguments")
         session = self.session
-        report = collect(in_kernel=True, config=session.config, sources=session.config_sources)
+        live = session.settings  # the files this kernel's settings came from, as %remind config
+        report = collect(in_kernel=True, config=session.config, sources=session.config_sources,
+                         loaded=None if live is None else live.loaded)
         print("\n".join(printable(line) for line in report.lines()))
 
     def _cmd_config(self, args: list[str]) -> None:

@@ -12,6 +12,7 @@ import asyncio
 import collections
 import logging
 import threading
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..dispatcher import DEFAULT_CANDIDATES
@@ -22,7 +23,7 @@ from .panel_rows import Resources, RowBuilder, listed_tasks
 if TYPE_CHECKING:
     from .widgets import PanelWidget
 
-__all__ = ["Panel", "channel_rows", "panel", "panel_of"]
+__all__ = ["Panel", "channel_rows", "panel", "panel_of", "show_panel"]
 
 log = logging.getLogger("nbremind")
 
@@ -189,3 +190,14 @@ def panel(session: Session | None = None) -> PanelWidget:
     else:
         refresher.kick()
     return current.widget
+
+
+def show_panel(session: Session | None = None) -> None:
+    """Display the live panel (``%remind panel``) in an output that closing the panel
+    replaces by a static snapshot of its rows."""
+    from IPython.display import display
+
+    widget = panel(session)
+    display_id = f"nbremind-panel-{uuid.uuid4().hex}"
+    widget.display_ids.append(display_id)
+    display(widget, display_id=display_id)  # type: ignore[no-untyped-call]

@@ -10,11 +10,11 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..notice import format_duration
+from ..notice import format_duration, format_size
 from ..task import Task, TaskState
 from .texts import STATE_TEXT, count_text, cpu_text, rate_text, size_text
 
-__all__ = ["ROW_FIELDS", "Resources", "RowBuilder", "listed_tasks"]
+__all__ = ["ROW_FIELDS", "Resources", "RowBuilder", "done_text", "listed_tasks", "speed_text"]
 
 #: What each row holds, in order (sent once as the widget's ``fields``).
 ROW_FIELDS = (
@@ -96,6 +96,19 @@ class RowBuilder:
         return out
 
 
+def done_text(task: Task) -> str:
+    """The "done" cell: ``40/100``, or ``1.2 MB / 1.2 MB`` when the task counts bytes."""
+    return count_text(task.n, task.total, task.unit)
+
+
+def speed_text(task: Task) -> str:
+    """The "rate" cell: ``20.0/s``, or ``3.4 MB/s`` when the task counts bytes."""
+    rate = task.rate
+    if task.unit == "B" and rate and rate > 0:
+        return f"{format_size(rate)}/s"
+    return rate_text(rate)
+
+
 def _row(task: Task, depth: int, notice: str, process: tuple[str, str]) -> Row:
     """``process``: the process's RSS and CPU texts, shown for running tasks."""
     state = task.state
@@ -111,8 +124,8 @@ def _row(task: Task, depth: int, notice: str, process: tuple[str, str]) -> Row:
         task.name,
         min(n, total) if total else None,
         total if total else None,
-        count_text(n, total),
-        rate_text(task.rate) if n else "",
+        done_text(task),
+        speed_text(task) if n else "",
         format_duration(task.elapsed),
         "" if eta is None else format_duration(eta),
         rss,

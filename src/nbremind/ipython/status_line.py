@@ -2,16 +2,19 @@
 
 Shown from ``pre_run_cell``, so it is the first output of the cell and the cell's own
 displays and result follow it unchanged; the loop thread updates it (at most four times a
-second) until the task ends, then sends the final line once. In a shell without a kernel
-(plain terminal IPython) nothing is shown; a front end that does not render widgets
-(nbclient, nbconvert) keeps the line's ``text/plain``.
+second) until the task ends. When the cell ends, its output is replaced (same display id) by
+the final line as plain text and HTML, so a saved, reopened or converted notebook shows how
+the cell ended and no widget. In a shell without a kernel (plain terminal IPython) nothing is
+shown.
 """
 
 from __future__ import annotations
 
 import functools
+import html
 import importlib.util
 import logging
+import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..session import Session
@@ -22,18 +25,30 @@ from .texts import status_text
 if TYPE_CHECKING:
     from .widgets import StatusWidget
 
-__all__ = ["StatusLine", "can_show_widgets", "publish", "show_status_line"]
+__all__ = ["StatusLine", "can_show_widgets", "final_bundle", "publish", "show_status_line"]
 
 log = logging.getLogger("nbremind")
+
+#: The colour of each final state in static renderers (JupyterLab's theme, else a fallback).
+_COLOURS = {
+    "succeeded": "var(--jp-success-color1, #388e3c)",
+    "failed": "var(--jp-error-color1, #d32f2f)",
+    "cancelled": "var(--jp-ui-font-color2, #757575)",
+    "timed_out": "var(--jp-warn-color1, #f57c00)",
+}
 
 
 class StatusLine:
     """One task's status widget and its refreshes."""
 
-    def __init__(self, task: Task, widget: StatusWidget, session: Session | None = None) -> None:
+    def __init__(self, task: Task, widget: StatusWidget, session: Session | None = None,
+                 shell: Any = None, display_id: str | None = None) -> None:  # fmt: skip
         self.task = task
         self.widget = widget
         self.session = session
+        self.shell = shell
+        #: The display id of the line's output, replaced by :meth:`leave_final_state`.
+        self.display_id = display_id
         self._shown = (widget.text, widget.state)
         self._final = False
         #: Updates sent to the front end by refreshes.
@@ -64,6 +79,15 @@ class StatusLine:
         self.updates += 1
         return True
 
+    def leave_final_state(self) -> None:
+        """Replace the live line in the cell's output by its final text (kernel thread, as the
+        cell ends): no widget view is left in the output, so nothing shows "running" or a
+        missing widget once the notebook is saved, reopened or converted."""
+        if self.shell is None or self.display_id is None:
+            return
+        publish(self.shell, final_bundle(status_text(self.task), self.task.state.value),
+                self.display_id, update=True)  # fmt: skip
+
     def _inner_progress(self) -> Task | None:
         """The latest running task inside this one that knows its total (a ``track()`` loop
         in the cell), whose progress the line shows while the cell's own is unknown."""
@@ -91,8 +115,19 @@ def can_show_widgets(shell: Any) -> bool:
     return getattr(shell, "kernel", None) is not None and _anywidget_installed()
 
 
-def publish(shell: Any, data: dict[str, Any]) -> None:
-    """Send ``data`` as a ``display_data`` of the running cell.
+def final_bundle(text: str, state: str) -> dict[str, Any]:
+    """A status line as plain output: ``text/plain`` and escaped ``text/html``."""
+    colour = _COLOURS.get(state)
+    style = f' style="color: {colour}"' if colour else ""
+    markup = (f'<div class="nbremind-status" data-state="{html.escape(state)}"{style}>'
+              f"{html.escape(text)}</div>")  # fmt: skip
+    return {"text/plain": text, "text/html": markup}
+
+
+def publish(shell: Any, data: dict[str, Any], display_id: str | None = None,
+            update: bool = False) -> None:  # fmt: skip
+    """Send ``data`` as a ``display_data`` of the running cell (``update``: an
+    ``update_display_data`` of the output shown with ``display_id``).
 
     ``pre_run_cell`` runs before the cell has printed anything, so this skips what
     ``display()`` adds for ordinary outputs (formatters, and flushing stdout/stderr, which
@@ -102,13 +137,17 @@ def publish(shell: Any, data: dict[str, Any]) -> None:
     pub: Any = getattr(shell, "display_pub", None)
     session = getattr(pub, "session", None)
     socket = getattr(pub, "pub_socket", None)
+    transient = {} if display_id is None else {"display_id": display_id}
     if pub is None or session is None or socket is None:
         from IPython.display import publish_display_data
 
-        publish_display_data(data)  # type: ignore[no-untyped-call]
+        publish_display_data(  # type: ignore[no-untyped-call]
+            data, transient=transient, update=update
+        )
         return
-    content = {"data": data, "metadata": {}, "transient": {}}
-    message = session.msg("display_data", content, parent=pub.parent_header)
+    content = {"data": data, "metadata": {}, "transient": transient}
+    kind = "update_display_data" if update else "display_data"
+    message = session.msg(kind, content, parent=pub.parent_header)
     session.send(socket, message, ident=getattr(pub, "topic", None))
 
 
@@ -119,7 +158,8 @@ def show_status_line(shell: Any, session: Session, task: Task) -> StatusLine | N
     from .widgets import StatusWidget
 
     widget = StatusWidget(text=status_text(task), state=task.state.value)
-    publish(shell, widget.mimebundle())
-    line = StatusLine(task, widget, session)
+    display_id = f"nbremind-{uuid.uuid4().hex}"
+    publish(shell, widget.mimebundle(), display_id)
+    line = StatusLine(task, widget, session, shell, display_id)
     live_refresh(session).add(line)
     return line

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from ..notice import format_duration, format_size
 from ..task import Task, TaskState
+from ..thresholds import never_applied
 
 __all__ = [
     "STATE_TEXT",
@@ -29,8 +30,11 @@ STATE_TEXT = {
 _ERROR_CHARS = 120
 
 
-def count_text(n: int, total: int | None) -> str:
-    """``"40/100"`` when the total is known, else ``"40"``."""
+def count_text(n: int, total: int | None, unit: str | None = None) -> str:
+    """``"40/100"`` when the total is known, else ``"40"``; ``"647 kB / 1.3 MB"`` when the
+    ``unit`` is bytes (``"B"``)."""
+    if unit == "B":
+        return f"{format_size(n)} / {format_size(total)}" if total else format_size(n)
     return f"{n}/{total}" if total is not None else str(n)
 
 
@@ -68,8 +72,16 @@ def status_text(task: Task, inner: Task | None = None) -> str:
     ``▶ train 40% (40/100) · 2.1 s · ETA 3.2 s`` while it runs (with ``inner``, a running
     task inside it whose progress stands in for its own: ``▶ train · load 40% (40/100) ·
     …``), then ``✓ train finished in 4.0 s``, ``✗ train failed after 4.0 s: ValueError: bad
-    row``, ``■ train cancelled after …`` or ``⏱ train timed out after …``.
+    row``, ``■ train cancelled after …`` or ``⏱ train timed out after …``; a ``--progress``
+    mark that could never apply is said at the end (``✓ train finished in 4.0 s · --progress
+    50% never applied: no total``).
     """
+    line = _line(task, inner)
+    unapplied = never_applied(task)  # None until the task ended
+    return line if unapplied is None else f"{line} · {unapplied}"
+
+
+def _line(task: Task, inner: Task | None) -> str:
     name, state, elapsed = task.name, task.state, format_duration(task.elapsed)
     if state is TaskState.SUCCEEDED:
         return f"✓ {name} finished in {elapsed}"
@@ -91,7 +103,7 @@ def status_text(task: Task, inner: Task | None = None) -> str:
     n, total = source.n, source.total
     progress = ""
     if total:
-        progress = f"{percent_text(n, total)} ({count_text(n, total)})"
+        progress = f"{percent_text(n, total)} ({count_text(n, total, source.unit)})"
     elif n:
         progress = str(n)
     if source is not task:

@@ -1,13 +1,14 @@
 """nbremind's two widgets (anywidget): the live panel and a ``%%remind`` cell's status line.
 
 Both run the same front-end module, ``static/nbremind.js``, which draws with DOM APIs and
-``textContent`` only, says hello/bye to the kernel for each view (see
+``textContent`` only, says hello/bye to the kernel for each widget a page loads (see
 :mod:`nbremind.ipython.connection`) and raises the ``browser`` channel's notifications.
 Imported only when a panel or status line is made: ``import nbremind`` never loads it.
 """
 
 from __future__ import annotations
 
+import html
 from pathlib import Path
 from typing import Any
 
@@ -18,11 +19,13 @@ import traitlets
 from .connection import BrowserConnection, get_connection
 from .panel_rows import ROW_FIELDS
 
-__all__ = ["NbremindWidget", "PanelWidget", "StatusWidget"]
+__all__ = ["SNAPSHOT_NOTE", "NbremindWidget", "PanelWidget", "StatusWidget"]
 
 _STATIC = Path(__file__).with_name("static")
 _ESM = (_STATIC / "nbremind.js").read_text(encoding="utf-8")
 _CSS = (_STATIC / "nbremind.css").read_text(encoding="utf-8")
+#: What a panel's static snapshot (shown where widgets are not) says under it.
+SNAPSHOT_NOTE = "A snapshot: the live panel needs a running kernel."
 
 
 class NbremindWidget(anywidget.AnyWidget):
@@ -65,11 +68,18 @@ class NbremindWidget(anywidget.AnyWidget):
         elif kind == "bye":
             self._connection.bye(self, view)
         elif kind == "permission":
-            self._connection.permission(view, content.get("permission"))
+            self._connection.permission_of(self, content.get("permission"))
+        elif kind == "shown":
+            why = content.get("permission") or content.get("error")
+            self._connection.shown(content.get("id"), content.get("ok"), why)
 
     def plain_text(self) -> str:
         """What a front end without widgets shows instead (``text/plain``)."""
         return "nbremind"
+
+    def snapshot_html(self) -> str:
+        """The same as escaped HTML, for viewers without widgets (``""``: none)."""
+        return ""
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         bundle = super()._repr_mimebundle_(**kwargs)
@@ -77,6 +87,9 @@ class NbremindWidget(anywidget.AnyWidget):
         data = bundle[0] if isinstance(bundle, tuple) else bundle
         if isinstance(data, dict):
             data["text/plain"] = self.plain_text()
+            markup = self.snapshot_html()
+            if markup:
+                data["text/html"] = markup
         return bundle
 
     def close(self) -> None:
@@ -103,6 +116,28 @@ class PanelWidget(NbremindWidget):
     #: The mute switch; the user may flip it in the browser.
     muted = traitlets.Bool(False).tag(sync=True)
 
+    def __init__(self, connection: BrowserConnection | None = None, **kwargs: Any) -> None:
+        super().__init__(connection, **kwargs)
+        #: The display ids of the outputs showing it (``%remind panel``), which closing it
+        #: replaces by a static snapshot.
+        self.display_ids: list[str] = []
+
+    def close(self) -> None:
+        """Close the panel, leaving a static snapshot in the outputs that showed it."""
+        ids, self.display_ids = getattr(self, "display_ids", []), []
+        if ids and self.comm is not None:
+            try:
+                from IPython.display import publish_display_data
+
+                bundle = {"text/plain": self.plain_text(), "text/html": self.snapshot_html()}
+                for display_id in ids:
+                    publish_display_data(  # type: ignore[no-untyped-call]
+                        bundle, transient={"display_id": display_id}, update=True
+                    )
+            except Exception:  # no kernel to tell any more (the process is ending)
+                pass
+        super().close()
+
     def send_state(self, key: Any = None) -> None:
         """ipywidgets' ``send_state`` without its walk of the whole state looking for binary
         buffers: the panel's state is plain JSON data, and with 1,000 rows that walk is a
@@ -118,12 +153,31 @@ class PanelWidget(NbremindWidget):
 
     def plain_text(self) -> str:
         lines = [f"nbremind panel: {self.summary}".rstrip(": ")]
-        index = {name: i for i, name in enumerate(self.fields)}
-        for row in self.rows[:20]:
-            indent = "  " * int(row[index["depth"]])
-            lines.append(f"  {indent}{row[index['name']]}: {row[index['state_text']]} "
-                         f"{row[index['count']]} {row[index['elapsed']]}".rstrip())
+        for depth, name, state, count, elapsed, _notice in self._snapshot_rows():
+            lines.append(f"  {'  ' * depth}{name}: {state} {count} {elapsed}".rstrip())
+        lines.append(SNAPSHOT_NOTE)
         return "\n".join(lines)
+
+    def snapshot_html(self) -> str:
+        """The panel's rows as a plain table, with a note that it is not live."""
+        cells = "".join(f"<th>{label}</th>" for label in
+                        ("task", "state", "done", "elapsed", "last notice"))  # fmt: skip
+        body = []
+        for depth, name, state, count, elapsed, notice in self._snapshot_rows():
+            texts = (name, state, count, elapsed, notice)
+            tds = "".join(f"<td>{html.escape(text)}</td>" for text in texts)
+            pad = f' style="padding-left: {depth * 1.2:g}em"' if depth else ""
+            body.append(f"<tr{pad}>{tds}</tr>")
+        summary = html.escape(f"nbremind panel: {self.summary}".rstrip(": "))
+        return (f'<div class="nbremind-snapshot"><div><b>{summary}</b></div>'
+                f"<table><thead><tr>{cells}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+                f"<div><i>{html.escape(SNAPSHOT_NOTE)}</i></div></div>")  # fmt: skip
+
+    def _snapshot_rows(self) -> list[tuple[int, str, str, str, str, str]]:
+        index = {name: i for i, name in enumerate(self.fields)}
+        return [(int(row[index["depth"]]), str(row[index["name"]]), str(row[index["state_text"]]),
+                 str(row[index["count"]]), str(row[index["elapsed"]]),
+                 str(row[index["notice"]] or "")) for row in self.rows[:20]]  # fmt: skip
 
 
 class StatusWidget(NbremindWidget):

@@ -24,17 +24,45 @@ function permission() {
   return typeof window.Notification === "function" ? window.Notification.permission : "unsupported";
 }
 
-/** A "notify" message from the browser channel: one notification per id in this page. */
-function raiseNotification(msg) {
+/** Call `onChange` whenever the page's notification permission changes (the panel's button,
+ * the site settings); returns a function that stops it. */
+function watchPermission(onChange) {
+  let status = null;
+  let stopped = false;
+  const handler = () => onChange(permission());
+  try {
+    navigator.permissions.query({ name: "notifications" }).then((found) => {
+      if (stopped) return;
+      status = found;
+      status.addEventListener("change", handler);
+    }, () => {});
+  } catch (err) {
+    // no Permissions API: the button still reports what requestPermission answers
+  }
+  return () => {
+    stopped = true;
+    if (status) status.removeEventListener("change", handler);
+  };
+}
+
+/** A "notify" message from the browser channel: one notification per id in this page, and
+ * an answer to the kernel (through `say`) saying whether it was shown, or why not. */
+function raiseNotification(msg, say) {
   if (!msg || msg.type !== "notify" || typeof msg.id !== "string") return;
   const seen = page().__nbremindSeen;
   if (seen.has(msg.id)) return;
   seen.add(msg.id);
-  if (permission() !== "granted") return;
+  const allowed = permission();
+  if (allowed !== "granted") {
+    say({ type: "shown", id: msg.id, ok: false, permission: allowed });
+    return;
+  }
   try {
     new window.Notification(String(msg.title ?? ""), { body: String(msg.body ?? ""), tag: msg.id });
+    say({ type: "shown", id: msg.id, ok: true });
   } catch (err) {
     console.warn("nbremind: the browser refused a notification", err);
+    say({ type: "shown", id: msg.id, ok: false, error: String(err) });
   }
 }
 
@@ -132,6 +160,7 @@ function updateRow(row, data, at) {
     tr.style.setProperty("--nbremind-depth", v);
   });
   setAttribute(row, "title", data[at.name], (v) => { cells.name.title = v; });
+  setAttribute(row, "notice-title", data[at.notice], (v) => { cells.notice.title = v; });
   setText(row, "name", data[at.name]);
   setText(row, "state", data[at.state_text]);
   for (const key of TEXT_CELLS) setText(row, key, data[at[key]]);
@@ -249,14 +278,20 @@ function renderPanel(model, el, say) {
   });
   ask.addEventListener("click", async () => {
     if (typeof window.Notification === "function") {
+      ask.dataset.permission = "asking";
+      ask.textContent = "Waiting for the browser's answer…";
       try {
-        say({ type: "permission", permission: await window.Notification.requestPermission() });
+        const answer = await window.Notification.requestPermission();
+        updateAsk();
+        say({ type: "permission", permission: answer });
+        return;
       } catch (err) {
         console.warn("nbremind: asking for notification permission failed", err);
       }
     }
     updateAsk();
   });
+  const unwatch = watchPermission(updateAsk);
 
   updateRows();
   updateChannels();
@@ -269,29 +304,42 @@ function renderPanel(model, el, say) {
   ];
   return () => {
     for (const off of unlisten) off();
+    unwatch();
     root.remove();
   };
 }
 
 // -- anywidget entry points ---------------------------------------------------------------
 
-/** Once per model in a page: raise the browser channel's notifications. */
-function initialize({ model }) {
-  const onMessage = (msg) => raiseNotification(msg);
-  model.on("msg:custom", onMessage);
-  return () => model.off("msg:custom", onMessage);
+/** How this page talks to the kernel about one model: its key and a safe send. (anywidget
+ * hands initialize() and render() different proxies of a model, so a view may get a key of
+ * its own; the kernel applies a view's permission news to the whole widget.) */
+function link(model) {
+  const links = page().__nbremindLinks ||= new WeakMap();
+  let found = links.get(model);
+  if (found === undefined) {
+    const key = randomId();
+    const say = (content) => {
+      try {
+        model.send({ ...content, view: key, page: page().__nbremindPage });
+      } catch (err) {
+        // the kernel went away: nothing to tell
+      }
+    };
+    found = { key, say };
+    links.set(model, found);
+  }
+  return found;
 }
 
-/** Once per view: draw it, and tell the kernel a front end can show notifications. */
-function render({ model, el }) {
-  const view = randomId();
-  const say = (content) => {
-    try {
-      model.send({ ...content, view, page: page().__nbremindPage });
-    } catch (err) {
-      // the kernel went away: nothing to tell
-    }
-  };
+/** Once per model in a page: tell the kernel this page can show notifications (hello, and
+ * bye when the model or the page goes), and raise the browser channel's notifications. A
+ * model keeps listening while none of its views is shown (a status line a cell's end left
+ * as plain text). */
+function initialize({ model }) {
+  const { say } = link(model);
+  const onMessage = (msg) => raiseNotification(msg, say);
+  model.on("msg:custom", onMessage);
   say({ type: "hello", permission: permission() });
   const onHide = () => say({ type: "bye" });
   const onShow = (event) => {
@@ -299,13 +347,20 @@ function render({ model, el }) {
   };
   window.addEventListener("pagehide", onHide);
   window.addEventListener("pageshow", onShow);
-  const dispose = model.get("view") === "panel" ? renderPanel(model, el, say) : renderStatus(model, el);
+  const unwatch = watchPermission((value) => say({ type: "permission", permission: value }));
   return () => {
     window.removeEventListener("pagehide", onHide);
     window.removeEventListener("pageshow", onShow);
-    dispose();
+    unwatch();
+    model.off("msg:custom", onMessage);
     say({ type: "bye" });
   };
+}
+
+/** Once per view: draw it. */
+function render({ model, el }) {
+  const { say } = link(model);
+  return model.get("view") === "panel" ? renderPanel(model, el, say) : renderStatus(model, el);
 }
 
 export default { initialize, render };
