@@ -24,9 +24,16 @@ from .context import remind
 from .dispatcher import Delivery
 from .notice import format_duration
 from .session import Session
-from .task import Task, TaskState, TaskTimeout
+from .task import Ended, Task, TaskState, TaskTimeout
 
-__all__ = ["EXIT_TIMED_OUT", "CommandFailed", "RunResult", "command_name", "run_command"]
+__all__ = [
+    "EXIT_TIMED_OUT",
+    "CommandFailed",
+    "CommandTimedOut",
+    "RunResult",
+    "command_name",
+    "run_command",
+]
 
 #: Exit status of ``nbremind run`` when the command passed its timeout (as GNU ``timeout``).
 EXIT_TIMED_OUT = 124
@@ -43,16 +50,12 @@ _FORWARDED = tuple(
 )
 
 
-class CommandFailed(Exception):
-    """A command that did not succeed. Raised as a subclass named by how it ended
-    (:func:`_ended`), so the task's error reads "exit status 3", not a class name."""
+class CommandFailed(Ended):
+    """A command that did not succeed; its words say how ("exit status 3")."""
 
 
-def _ended(how: str, base: type[Exception] = CommandFailed) -> Exception:
-    """An exception whose type name is ``how`` and whose message is empty: a task's error
-    is shown as ``TYPE: MESSAGE``, or ``TYPE`` alone when there is no message."""
-    kind: type[Exception] = type(how, (base,), {"__module__": __name__})
-    return kind()
+class CommandTimedOut(Ended, TaskTimeout):
+    """A command stopped at its timeout; its words say so."""
 
 
 @dataclass(frozen=True)
@@ -126,9 +129,9 @@ def run_command(
             task.peak_rss = max(tree.peak() or 0, task.peak_rss or 0) or None
             if stopping.is_set():
                 limit = format_duration(task.options.timeout or 0.0)
-                raise _ended(f"stopped at its timeout of {limit}", TaskTimeout)
+                raise CommandTimedOut(f"stopped at its timeout of {limit}")
             if code != 0:
-                raise _ended(_describe(code))
+                raise CommandFailed(_describe(code))
     except TaskTimeout:
         pass  # recorded as timed_out by the task; the exit status says so below
     except CommandFailed:

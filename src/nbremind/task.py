@@ -23,7 +23,7 @@ if TYPE_CHECKING:
     from ._clock import Clock
 
 __all__ = [
-    "MAX_COUNT", "TERMINAL_STATES", "Task", "TaskError", "TaskSnapshot", "TaskState",
+    "MAX_COUNT", "TERMINAL_STATES", "Ended", "Task", "TaskError", "TaskSnapshot", "TaskState",
     "TaskTimeout", "type_name", "value_repr",
 ]
 
@@ -97,6 +97,8 @@ class TaskError:
 
         Never raises: an exception whose ``str()`` fails gets ``<unprintable TYPE>``.
         """
+        if isinstance(exc, Ended) and exc.args:
+            return cls(str(exc.args[0])[:_ERROR_CHARS], "")  # the words are the whole error
         name = type_name(exc)
         try:
             message = str.__str__(str(exc))  # a plain str, whatever __str__ returned
@@ -483,6 +485,11 @@ def _big_int_text(number: int) -> str:
     except OverflowError:
         digits = int(number.bit_length() * 0.30103) + 1
         return f"<int of about {digits} digits>"
+
+
+class Ended(Exception):
+    """An end told in words, not by an exception type: ``Ended("exit status 3")`` ends a
+    task failed with the error ``exit status 3`` (no type name, no message)."""
 
 
 class TaskTimeout(TimeoutError):
