@@ -133,3 +133,18 @@ def env_for_src(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(SRC), env.get("PYTHONPATH", "")) if p)
     env.update(extra)
     return env
+
+
+def run_in(
+    cwd: Path, *argv: str, timeout: float = 60, **env: str
+) -> subprocess.CompletedProcess[str]:
+    """``argv`` run in ``cwd`` as a user runs it, with ``src/`` first on ``PYTHONPATH`` and
+    ``env`` added; output captured as text."""
+    return subprocess.run(
+        list(argv),
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env_for_src(**env),
+        timeout=timeout,
+    )

@@ -14,13 +14,13 @@ import re
 import socket
 import subprocess
 import sys
-import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from _deadline import within
 from _kernel import Kernel
 from nbremind import configure, remind, track
 from nbremind._clock import FakeClock
@@ -38,26 +38,6 @@ PY = sys.executable
 RAW_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f]")
 DURATION_OPTIONS = [spec for spec in OPTIONS if spec.metavar == "DUR"]
 HOSTILE = "evil\x1b[31m\nforged row\x00\x07"
-
-
-def within(seconds: float, call: Callable[[], Any]) -> Any:
-    """``call()``, failing the test when it has not returned after ``seconds``."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # handed back to the test's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(seconds)
-    if thread.is_alive():
-        pytest.fail(f"still running after {seconds} s")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
 
 
 def nbremind_cmd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:

@@ -21,7 +21,7 @@ from typing import Any
 import pytest
 
 from _desktop_bus import DesktopBus
-from _pythons import SUPPORTED, env_for_src, python_for
+from _pythons import SUPPORTED, env_for_src, python_for, run_in
 from _servers import HANG, Reply, ScriptedHTTPServer, SmtpServer
 from nbremind.outbox import FILE_NAME, Outbox
 
@@ -54,14 +54,7 @@ def _script(body: str, channel: str, prelude: str = "") -> str:
 def _run(
     code: str, cwd: Path, python: str = sys.executable, timeout: float = 60, **env: str
 ) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [python, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        env=env_for_src(**env),
-        timeout=timeout,
-    )
+    return run_in(cwd, python, "-c", code, timeout=timeout, **env)
 
 
 def _outbox(data_dir: Path) -> Outbox:
@@ -134,14 +127,7 @@ def test_a_desktop_toast_made_just_before_exit_is_shown(
     body, status, event = EXITS[how]
     name = f"job-{how.split()[0]}"
     code = _script(body.replace('"job"', repr(name)), "desktop")
-    done = subprocess.run(
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env={**env_for_src(), **desktop_bus.extra_env},
-        timeout=60,
-    )
+    done = _run(code, tmp_path, **desktop_bus.extra_env)
     assert done.returncode == status, done.stderr
     title = f"✓ {name} finished" if event == "success" else f"✗ {name} failed"
     assert desktop_bus.wait_in_history(title)  # dunst itself received and displayed it
@@ -158,26 +144,20 @@ def test_nbremind_run_delivers_its_notice_before_it_exits(
 ) -> None:
     smtp = smtp_factory() if kind == "smtp" else None
     url = _channel_url(kind, http_server, smtp)
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "nbremind",
-            "run",
-            "--name",
-            "job",
-            "--channels",
-            url,
-            "--",
-            sys.executable,
-            "-c",
-            "raise SystemExit(4)",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env_for_src(),
-        timeout=60,
+    done = run_in(
+        tmp_path,
+        sys.executable,
+        "-m",
+        "nbremind",
+        "run",
+        "--name",
+        "job",
+        "--channels",
+        url,
+        "--",
+        sys.executable,
+        "-c",
+        "raise SystemExit(4)",
     )
     assert done.returncode == 4, done.stderr
     _expect(kind, _received(kind, http_server, smtp), "failure")
@@ -206,26 +186,20 @@ def test_every_python_delivers_at_exit(
     events = sorted(r.json().get("event") or r.json()["title"] for r in http_server.wait_for(2))
     assert events[0] == "failure" and events[1].startswith("✗ job"), events
     assert str(smtp.wait_for(1)[0]["Subject"]).startswith("✗ job")
-    run = subprocess.run(
-        [
-            python,
-            "-m",
-            "nbremind",
-            "run",
-            "--name",
-            "cmd",
-            "--channels",
-            channels[0],
-            "--",
-            python,
-            "-c",
-            "pass",
-        ],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env_for_src(),
-        timeout=60,
+    run = run_in(
+        tmp_path,
+        python,
+        "-m",
+        "nbremind",
+        "run",
+        "--name",
+        "cmd",
+        "--channels",
+        channels[0],
+        "--",
+        python,
+        "-c",
+        "pass",
     )
     assert run.returncode == 0, run.stderr
     assert http_server.wait_for(3)[-1].json()["task"]["name"] == "cmd"

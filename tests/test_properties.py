@@ -9,7 +9,6 @@ may hang (each example runs under a deadline).
 from __future__ import annotations
 
 import math
-import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -18,6 +17,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 import nbremind.channels
+from _deadline import within
 from nbremind import remind, track
 from nbremind._clock import FakeClock
 from nbremind._parse import (
@@ -199,22 +199,7 @@ option_values = st.one_of(hostile, st.lists(hostile, max_size=3),
 
 def bounded(call: Callable[[], Any]) -> Any:
     """``call()`` on a thread; a test failure when it has not returned by :data:`DEADLINE`."""
-    outcome: dict[str, Any] = {}
-
-    def run() -> None:
-        try:
-            outcome["value"] = call()
-        except BaseException as exc:  # re-raised on the test's thread
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run, daemon=True)
-    thread.start()
-    thread.join(DEADLINE)
-    if thread.is_alive():
-        pytest.fail(f"no answer after {DEADLINE} s: a hang")
-    if "error" in outcome:
-        raise outcome["error"]
-    return outcome.get("value")
+    return within(DEADLINE, call)
 
 
 def _forms(value: object) -> set[str]:

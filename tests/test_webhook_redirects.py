@@ -7,14 +7,13 @@ anything that reaches it. The user's script runs in a fresh process, as a user r
 
 from __future__ import annotations
 
-import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from _pythons import env_for_src
+from _pythons import run_in
 from _servers import Reply, ScriptedHTTPServer
 from nbremind.outbox import FILE_NAME, Outbox
 
@@ -50,14 +49,7 @@ def test_a_redirect_is_not_followed_and_is_a_final_failure_naming_the_location(
         f"'headers': {{'X-Token': {TOKEN!r}}}}}}})\n"
         "with nbremind.remind('job', channels=['team']):\n    pass\n"
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        env=env_for_src(),
-        timeout=60,
-    )
+    done = run_in(tmp_path, sys.executable, "-c", script)
     assert done.returncode == 0, done.stderr
 
     [request] = http_server.wait_for(1)  # one try: a redirect is not retried

@@ -228,21 +228,11 @@ def _names(value: object, option: str) -> tuple[str, ...]:
         out = []
         for item in value:
             if not isinstance(item, str) or not item.strip():
-                raise ValueError(f"{option}: {_masked(value)} is not a list of names "
+                raise ValueError(f"{option}: {quoted(value)} is not a list of names "
                                  f"({safe_repr(item)} is not a non-empty text)")
             out.append(item.strip())
         return tuple(out)
     raise _fail(option, value, "a comma-separated string or a list of names")
-
-
-def _masked(value: object) -> str:
-    """:func:`safe_repr` of a list of names, with the secrets of each URL in it masked."""
-    if not isinstance(value, (list, tuple, set, frozenset)):
-        return safe_repr(value)
-    from .channels.urls import redact_url, scheme_of
-
-    items = [redact_url(i) if isinstance(i, str) and scheme_of(i) else i for i in value]
-    return safe_repr(items if isinstance(value, list) else tuple(items))
 
 
 def parse_events(value: object, option: str = "on") -> tuple[str, ...]:

@@ -210,7 +210,6 @@ def check_channel_names(
         check_channel_name(name, where, defs)
 
 
-_check_channel_names = check_channel_names  # the name options.py imports
 
 
 def _outbox_setting(key: str, value: Any, where: str) -> Any:

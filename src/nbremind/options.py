@@ -155,10 +155,10 @@ def parse_call_options(
     prefix = (f"{source} " if source else "") if flags else f"{source}: "
     options = TaskOptions.parse(**raw, source=prefix, flags=flags)
     if options.channels:
-        from .config import _check_channel_names
+        from .config import check_channel_names
 
         defs = getattr(getattr(session, "config", None), "channel_defs", None)
-        _check_channel_names(options.channels, _BY_NAME["channels"].label(prefix, flags), defs)
+        check_channel_names(options.channels, _BY_NAME["channels"].label(prefix, flags), defs)
     return options
 
 
