@@ -12,10 +12,18 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
 
-install: $(BIN)/python
+# This venv's JupyterLab saves widget state with a notebook, so a live panel saved while its
+# kernel runs reopens as its last rows (a default: Settings -> Widgets turns it off).
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings/overrides.d/nbremind.json
+
+$(LAB_SETTINGS): etc/jupyterlab/overrides.d/nbremind.json $(BIN)/python
+	mkdir -p $(dir $@)
+	cp $< $@
+
+install: $(BIN)/python $(LAB_SETTINGS)
 	$(BIN)/python -m pip install -q -e ".[lab]"
 
-install-test: $(BIN)/python
+install-test: $(BIN)/python $(LAB_SETTINGS)
 	$(BIN)/python -m pip install -q -e ".[test,lab]"
 
 # (--allow-root only when run as root, e.g. in a container)

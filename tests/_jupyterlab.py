@@ -70,6 +70,9 @@ CHROMIUM_ARGS = (
 )
 #: Screenshots and server logs worth keeping after a run.
 OUTPUT = Path(__file__).resolve().parent.parent / "test-output" / "e2e"
+#: The JupyterLab setting defaults ``make lab`` gives its venv (overrides.d), used by the
+#: test server too.
+LAB_SETTINGS = Path(__file__).resolve().parent.parent / "etc" / "jupyterlab"
 #: The status-bar text once a notebook's kernel is started and idle. (The toolbar's kernel
 #: indicator already says "idle" before any kernel exists, so it cannot be trusted.)
 KERNEL_IDLE = "Python 3 (ipykernel) | Idle"
@@ -166,6 +169,16 @@ class LabServer:
             raw = resp.read()
         return json.loads(raw) if raw else None
 
+    def lab_setting(self, plugin: str, values: dict[str, Any]) -> None:
+        """Set the user's settings of JupyterLab ``plugin`` (as Settings does); pages opened
+        afterwards use them."""
+        req = urllib.request.Request(f"{self.base}/lab/api/settings/{plugin}", method="PUT",
+                                     data=json.dumps({"raw": json.dumps(values)}).encode())
+        req.add_header("Authorization", f"token {self.token}")
+        req.add_header("Content-Type", "application/json")
+        with urllib.request.urlopen(req, timeout=10.0):
+            pass
+
     def log_tail(self, chars: int = 3000) -> str:
         return self.log.read_text(errors="replace")[-chars:] if self.log.exists() else ""
 
@@ -227,7 +240,10 @@ def start_lab_server(home: Path) -> Iterator[LabServer]:
     env = _lab_env(home)
     port, token = _free_port(), os.urandom(16).hex()
     log = home / "jupyter-lab.log"
+    app_settings = home / "lab" / "app-settings"
+    shutil.copytree(LAB_SETTINGS, app_settings, dirs_exist_ok=True)
     cmd = [*_jupyter_command(), "--no-browser", "--allow-root",
+           f"--LabApp.app_settings_dir={app_settings}",
            "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
            f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]  # fmt: skip
     with log.open("wb") as out:

@@ -25,8 +25,9 @@ from nbremind.channels import ChannelError, make_channel
 from nbremind.channels.base import Availability
 from nbremind.channels.null import NullChannel
 from nbremind.ipython.browser import (
+    CONFIRMED,
     NO_FRONT_END,
-    SENT_UNCONFIRMED,
+    SENT_WAITING,
     BrowserChannel,
     notify_message,
 )
@@ -315,8 +316,17 @@ def test_after_bye_the_browser_is_unavailable_again(kernel_factory: KernelFactor
     assert deliveries == [["browser", False, f"unavailable: {NO_FRONT_END}"]]
 
 
+def updated_lines(messages: list[dict[str, Any]]) -> list[str]:
+    """The ``text/plain`` of every ``update_display_data`` among ``messages``."""
+    return [m["content"]["data"].get("text/plain", "") for m in messages
+            if m["msg_type"] == "update_display_data"]  # fmt: skip
+
+
 @pytest.mark.kernel
-def test_remind_test_browser_reaches_the_page(kernel_factory: KernelFactory) -> None:
+@pytest.mark.parametrize("answer", ["shown", "blocked"])
+def test_remind_test_browser_says_delivered_only_once_the_page_confirms(
+    kernel_factory: KernelFactory, answer: str
+) -> None:
     k = kernel_factory()
     k.ok(LOAD + "panel()")
     comm = panel_id(k)
@@ -326,15 +336,25 @@ def test_remind_test_browser_reaches_the_page(kernel_factory: KernelFactory) -> 
         tap.pump(0.5)
         unconfirmed = k.ok("%remind status").stdout
         [sent] = tap.custom(comm)
-        send_to_widget(k, comm, {"method": "custom", "content": {
-            "type": "shown", "id": sent["id"], "ok": True, "view": "view-1"}})  # fmt: skip
+        before = updated_lines(tap.messages)
+        reply = {"type": "shown", "id": sent["id"], "ok": True, "view": "view-1"}
+        if answer == "blocked":  # the site's permission was revoked meanwhile
+            reply.update(ok=False, permission="denied")
+        send_to_widget(k, comm, {"method": "custom", "content": reply})
         confirmed = k.ok("%remind status").stdout
+        after = updated_lines(tap.messages)
 
-    # "delivered" is not claimed before the page says it showed the notification
-    assert tried.stdout.splitlines() == [f"browser: {SENT_UNCONFIRMED}"]
+    # "delivered" is not claimed before the page says it showed the notification; its
+    # answer then replaces the line the cell showed
+    assert tried.displays == [f"browser: {SENT_WAITING}"] and tried.stdout == ""
     assert sent["title"] == "nbremind test notice"
+    assert before == []
     assert "  last browser notification: sent, not confirmed yet" in unconfirmed.splitlines()
-    assert "  last browser notification: shown in the page" in confirmed.splitlines()
+    if answer == "shown":
+        assert after == [f"browser: {CONFIRMED}"]
+        assert "  last browser notification: shown in the page" in confirmed.splitlines()
+    else:
+        assert after == [f"browser: not shown: {PERMISSION_PROBLEMS['denied']}"]
 
 
 @pytest.mark.kernel
@@ -361,8 +381,8 @@ def test_remind_test_browser_gives_the_reason_when_notifications_are_blocked(
     # allowed with the panel's button (its view reports with a key of its own)
     send_to_widget(k, comm, {"method": "custom", "content": {
         "type": "permission", "view": "button-view", "permission": "granted"}})  # fmt: skip
-    allowed = k.ok("%remind test browser").stdout
-    assert allowed.splitlines() == [f"browser: {SENT_UNCONFIRMED}"]
+    allowed = k.ok("%remind test browser")
+    assert allowed.displays == [f"browser: {SENT_WAITING}"]
 
 
 # -- the page: one notification per notice id ------------------------------------------------------

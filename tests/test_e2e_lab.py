@@ -286,7 +286,7 @@ def test_finished_task_raises_one_browser_notification(lab: Lab) -> None:
 def test_blocked_notifications_are_reported_and_browser_is_chosen_once_allowed(
     lab: Lab,
 ) -> None:
-    from nbremind.ipython.browser import SENT_UNCONFIRMED
+    from nbremind.ipython.browser import CONFIRMED, SENT_WAITING
     from nbremind.ipython.connection import PERMISSION_PROBLEMS
 
     context = lab.new_context()  # not granted: the page is refused or never asked
@@ -318,6 +318,10 @@ def test_blocked_notifications_are_reported_and_browser_is_chosen_once_allowed(
     status = nb.run_ok(2)["output"]
     assert "channel browser: available" in status, status
     assert "default channels: browser" in status, status
-    assert f"browser: {SENT_UNCONFIRMED}" in nb.run_ok(3)["output"]
+    assert f"browser: {SENT_WAITING}" in nb.run_ok(3)["output"]
+    # the page's answer replaces the line once the cell ended
+    wait_until(page, "([sel, text]) => [...document.querySelectorAll(sel)][3]"
+               ".textContent.includes(text)", [CELLS, f"browser: {CONFIRMED}"],
+               what="the test line to say the page showed it")  # fmt: skip
     # the page answered once the cell ended: it showed the notification
     assert "last browser notification: shown in the page" in nb.run_ok(2)["output"]

@@ -19,6 +19,13 @@ from _require import missing
 ROOT = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 KERNEL = "nbremind-lab-venv"
+WIDGETS_PLUGIN = "@jupyter-widgets/jupyterlab-manager:plugin"
+#: The setting defaults JupyterLab of a venv reads (its app settings' overrides).
+_READ_LAB_DEFAULTS = (
+    "import json, os; from jupyterlab.commands import get_app_dir; "
+    "from jupyterlab_server.settings_utils import _get_overrides; "
+    "print(json.dumps(_get_overrides(os.path.join(get_app_dir(), 'settings'))[0]))"
+)
 #: What a notebook prints when it leaves a demo out for a package it lacks.
 SKIPPED = ("is not installed", "skipping")
 
@@ -118,6 +125,11 @@ def test_every_shipped_notebook_runs_in_the_venv_make_lab_installs(
     }))
     prefix = _outputs(_execute(probe, tmp_path, env, monkeypatch)).strip()
     assert Path(prefix).resolve() == venv.resolve(), "the kernel is not the lab venv's"
+    # the venv's JupyterLab saves widget state with notebooks (a live panel reopens as rows)
+    read = subprocess.run([str(venv / "bin" / "python"), "-c", _READ_LAB_DEFAULTS],
+                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    assert read.returncode == 0, read.stderr
+    assert json.loads(read.stdout)[WIDGETS_PLUGIN] == {"saveState": True}, read.stdout
     histories = {}
     for path in NOTEBOOKS:
         data = tmp_path / f"data-{path.stem}"

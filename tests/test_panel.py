@@ -346,8 +346,20 @@ def test_panel_sends_nothing_while_nothing_changes(live_session: Session) -> Non
     quiet_from = len(sent.messages)
     time.sleep(2.5)
 
-    assert len(sent.messages) == quiet_from
+    # nothing but the kernel's heartbeat (which tells a page the panel is live), at most one
+    quiet = [m.get("state", {}) for m in sent.messages[quiet_from:]]
+    assert len(quiet) <= 1 and all(set(state) == {"beat"} for state in quiet), quiet
     assert [row[AT["name"]] for row in widget.rows] == [f"done {i}" for i in range(5)]
+
+
+def test_the_panel_beats_while_the_kernel_lives(live_session: Session) -> None:
+    from nbremind.ipython.panel import BEAT_EVERY, panel
+
+    widget = panel(live_session)
+    first = widget.beat
+    assert abs(first - time.time()) <= BEAT_EVERY + 1  # a page reads its age
+    wait_for(lambda: widget.beat > first, timeout=2 * BEAT_EVERY + 2, what="the next beat")
+    assert widget.beat - first == BEAT_EVERY
 
 
 def test_panel_is_one_widget_per_session(live_session: Session) -> None:

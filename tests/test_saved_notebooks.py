@@ -168,3 +168,69 @@ def test_a_notebook_run_by_nbclient_opens_in_jupyterlab_without_widget_errors(
     wait_output(nb, 1, TRAIN, "train's saved line")
     wait_output(nb, 2, BROKEN, "broken's saved line")
     assert_no_widget_error(nb)
+
+
+# -- the live panel ----------------------------------------------------------------------------
+
+WIDGETS_PLUGIN = "@jupyter-widgets/jupyterlab-manager:plugin"
+PANEL_CELLS = [SETUP, "%%remind train\nimport time\ntime.sleep(0.3)", "%remind panel"]
+_PANEL = "([live, name]) => { const p = document.querySelector('.nbremind-panel');" \
+    " return !!p && p.dataset.live === live && p.textContent.includes(name); }"
+
+
+def run_panel_notebook(lab: Lab, name: str) -> Notebook:
+    """Open a notebook that runs a task and shows the panel; wait for the panel to list it."""
+    nb = lab.notebook(name, PANEL_CELLS)
+    for index in range(len(PANEL_CELLS)):
+        nb.run_ok(index)
+    wait_until(nb.page, _PANEL, ["true", "train"], what="the live panel listing train",
+               shot="saved")  # fmt: skip
+    return nb
+
+
+@pytest.mark.browser
+@pytest.mark.kernel
+def test_a_live_panel_saved_in_jupyterlab_reopens_as_its_last_rows(lab: Lab) -> None:
+    nb = run_panel_notebook(lab, "live-panel.ipynb")
+    text = lab.save(nb)  # while the kernel runs: the widget state is saved with it
+    saved = nbformat.reads(text, as_version=4)
+    [shown] = outputs_of(saved.cells[2])
+    model_id = shown["data"][WIDGET_VIEW]["model_id"]
+    state = saved.metadata["widgets"]["application/vnd.jupyter.widget-state+json"]["state"]
+    assert state[model_id]["state"]["view"] == "panel"
+
+    # opened where that kernel does not exist (another kernel starts, as after a server
+    # restart): the panel is drawn from its saved rows and says it is not live
+    (lab.server.root / "live-panel-reopened.ipynb").write_text(text)
+    reopened = lab.open("live-panel-reopened.ipynb")
+    wait_until(reopened.page, _PANEL, ["false", "train"], timeout=60,
+               what="the saved panel marked not live", shot="saved")  # fmt: skip
+    panel_text = reopened.page.text_content(".nbremind-panel") or ""
+    assert SNAPSHOT_NOTE in panel_text and "1 finished" in panel_text, panel_text
+    assert_no_widget_error(reopened)
+
+
+@pytest.mark.browser
+@pytest.mark.kernel
+def test_a_panel_whose_kernel_shuts_down_is_left_as_its_snapshot(lab: Lab) -> None:
+    lab.server.lab_setting(WIDGETS_PLUGIN, {"saveState": False})  # JupyterLab's own default
+    try:
+        nb = run_panel_notebook(lab, "panel-shutdown.ipynb")
+        lab.shutdown_kernels()
+        note = re.compile(re.escape(SNAPSHOT_NOTE))
+        wait_output(nb, 2, note, "the panel's snapshot once the kernel is gone")
+        assert nb.cell(2).locator(".nbremind-panel").count() == 0
+
+        saved = nbformat.reads(lab.save(nb), as_version=4)
+        [left] = outputs_of(saved.cells[2])
+        assert WIDGET_VIEW not in left["data"], left
+        assert "<td>train</td>" in left["data"]["text/html"]
+        assert "widgets" not in saved.metadata
+
+        nb.page.reload()
+        reopened = Notebook(nb.page, nb.path)
+        reopened.wait_idle()
+        assert "train" in wait_output(reopened, 2, note, "the snapshot after reopening")
+        assert_no_widget_error(reopened)
+    finally:
+        lab.server.lab_setting(WIDGETS_PLUGIN, {})

@@ -658,8 +658,10 @@ class Session:
 
             return {display_name(name): "unavailable: no answer in time" for name in names}
 
-    def test(self, channels: Iterable[str] | None = None, timeout: float = 15.0) -> dict[str, str]:
-        """Send a test notice to each channel; ``{name: "delivered" | why not}``."""
+    def test(self, channels: Iterable[str] | None = None, timeout: float = 15.0, *,
+             notice_id: str | None = None) -> dict[str, str]:  # fmt: skip
+        """Send a test notice (with id ``notice_id``, default a fresh one) to each channel;
+        ``{name: "delivered" | why not}``."""
         names = tuple(channels) if channels is not None else self.config.channels
         task = Task("nbremind test", clock=self.clock, kind="test", source=self.source,
                     host=self.host)
@@ -667,7 +669,7 @@ class Session:
         task._finish(TaskState.SUCCEEDED)
         snap = task.snapshot()
         notice = Notice(
-            id=f"{task.id}:test:{self.clock.time()}",
+            id=notice_id or f"{task.id}:test:{self.clock.time()}",
             event="test",
             title="nbremind test notice",
             body=f"If you can read this, the channel works.\n{snap.source} on {snap.host}".strip(),

@@ -20,18 +20,19 @@ from ..channels.base import Availability, Channel, ChannelError
 from ..notice import Notice
 from .connection import BrowserConnection, get_connection
 
-__all__ = ["HELLO_WAIT", "NO_FRONT_END", "SENT_UNCONFIRMED", "BrowserChannel", "notify_message"]
+__all__ = ["CONFIRMED", "HELLO_WAIT", "NO_FRONT_END", "SENT_WAITING", "BrowserChannel",
+           "notify_message"]
 
 NO_FRONT_END = (
     "no browser front end connected (display nbremind.panel() or run a %%remind cell in "
     "JupyterLab)"
 )
-#: What ``%remind test browser`` says once the page has the notice: the page's answer (shown,
-#: or why not) reaches the kernel only after the running cell ends.
-SENT_UNCONFIRMED = (
-    "sent to the page, which allows notifications (whether it showed it: %remind status, "
-    "after this cell)"
-)
+#: What ``%remind test browser`` says once the page has the notice, until the page answers
+#: (Jupyter hands the page's answer to the kernel only after the running cell ends; the line
+#: is then replaced by ``CONFIRMED`` or ``not shown: why``).
+SENT_WAITING = "sent to the page, waiting for it to confirm (it answers once this cell ends)"
+#: What it says once the page confirmed it raised the notification.
+CONFIRMED = "delivered (the page showed the notification)"
 #: Seconds a notice waits for the hello of a widget just displayed (see ``wait_available``).
 HELLO_WAIT = 2.0
 _POLL = 0.02

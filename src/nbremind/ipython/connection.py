@@ -55,6 +55,8 @@ class BrowserConnection:
         self._gave_up = False
         self._last_sent: str | None = None
         self._shown: collections.OrderedDict[str, str | None] = collections.OrderedDict()
+        self._waiting: collections.OrderedDict[str, Callable[[str | None], None]] = (
+            collections.OrderedDict())  # fmt: skip
 
     # -- what the widgets report (kernel thread) ---------------------------------------------
     def displayed(self) -> None:
@@ -109,6 +111,23 @@ class BrowserConnection:
             self._shown[notice_id] = reason
             while len(self._shown) > _KEEP_ANSWERS:
                 self._shown.popitem(last=False)
+            waiting = self._waiting.pop(notice_id, None)
+        if waiting is not None:
+            waiting(reason)
+
+    def when_answered(self, notice_id: str, callback: Callable[[str | None], None]) -> None:
+        """Call ``callback(None)`` once a page says it showed notice ``notice_id``, or
+        ``callback(why)`` when it says why not (at once if it answered already). Only the
+        most recent notices are waited for."""
+        with self._lock:
+            if notice_id in self._shown:
+                reason = self._shown[notice_id]
+            else:
+                self._waiting[notice_id] = callback
+                while len(self._waiting) > _KEEP_ANSWERS:
+                    self._waiting.popitem(last=False)
+                return
+        callback(reason)
 
     def forget(self, widget: Receiver) -> None:
         """``widget`` was closed: none of its views can receive anything any more."""

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import shlex
+import uuid
 from typing import Any
 
 from IPython.core.error import UsageError
@@ -13,6 +15,8 @@ from ..dispatcher import DEFAULT_CANDIDATES
 from ..options import MIN_TASK_DURATION
 from ..session import Session
 from .args import default_name, parse_header
+from .browser import CONFIRMED, SENT_WAITING
+from .connection import get_connection
 from .frontend import CellFrontend, end_status_line, refresh_soon, show_status_line
 
 __all__ = ["RemindMagics"]
@@ -145,16 +149,16 @@ class RemindMagics(Magics):
             return "not known yet (the channels did not answer in time)"
 
     def _cmd_test(self, args: list[str]) -> None:
+        notice_id = f"nbremind-test:{uuid.uuid4().hex}"
         try:
-            results = self.session.test(args or None)
+            results = self.session.test(args or None, notice_id=notice_id)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         for name, outcome in results.items():
             if name == "browser" and outcome == "delivered":  # not until the page confirms
-                from .browser import SENT_UNCONFIRMED
-
-                outcome = SENT_UNCONFIRMED
-            print(printable(f"{name}: {outcome}"))
+                show_page_answer(notice_id)
+            else:
+                print(printable(f"{name}: {outcome}"))
         if not results:
             print("no channel answered in time")
 
@@ -207,3 +211,22 @@ class RemindMagics(Magics):
 
         for line in describe(self.session):
             print(printable(line))
+
+
+def show_page_answer(notice_id: str) -> None:
+    """Show ``browser: SENT_WAITING`` as a line that becomes ``browser: CONFIRMED`` or
+    ``browser: not shown: why`` when the page answers notice ``notice_id``."""
+    from IPython.display import display, update_display
+
+    display_id = f"nbremind-test-{uuid.uuid4().hex}"
+    display({"text/plain": f"browser: {SENT_WAITING}"}, raw=True,  # type: ignore[no-untyped-call]
+            display_id=display_id)  # fmt: skip
+
+    def answered(why: str | None) -> None:
+        text = f"browser: {CONFIRMED}" if why is None else f"browser: not shown: {why}"
+        with contextlib.suppress(Exception):  # the kernel is going away
+            update_display({"text/plain": printable(text)}, raw=True,  # type: ignore[no-untyped-call]
+                           display_id=display_id)  # fmt: skip
+
+    get_connection().when_answered(notice_id, answered)
+

@@ -9,9 +9,12 @@ changed, so at most four messages a second whatever the number of tasks.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import collections
 import logging
+import math
 import threading
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -23,12 +26,14 @@ from .panel_rows import Resources, RowBuilder, listed_tasks
 if TYPE_CHECKING:
     from .widgets import PanelWidget
 
-__all__ = ["Panel", "channel_rows", "panel", "panel_of", "show_panel"]
+__all__ = ["BEAT_EVERY", "Panel", "channel_rows", "close_panels", "panel", "panel_of", "show_panel"]
 
 log = logging.getLogger("nbremind")
 
 #: Seconds between two looks at the channels' availability.
 CHANNELS_EVERY = 1.0
+#: Seconds between two heartbeats (``PanelWidget.beat``) while the kernel lives.
+BEAT_EVERY = 5.0
 #: Seconds ``panel()`` waits for the channels' availability before showing the panel.
 PRIME_WAIT = 1.0
 
@@ -83,8 +88,6 @@ class Panel:
         """Fill the widget before its first display (caller's thread, before the loop
         refreshes it), so the first view already lists the tasks and, unless the loop takes
         longer than ``wait`` seconds to say, the channels."""
-        import time
-
         future = self.session.ticker.submit(channel_rows(self.session))
         try:
             self._channels, self._default_note = future.result(timeout=wait)
@@ -116,6 +119,7 @@ class Panel:
             "default_note": self._default_note,
             "summary": summary,
             "muted": session.config.muted,
+            "beat": math.floor(time.time() / BEAT_EVERY) * BEAT_EVERY,
         }
 
     # -- channels (availability is asked on the loop, never blocking it) -------------------------
@@ -160,6 +164,22 @@ _panels: dict[int, Panel] = {}
 _panels_lock = threading.Lock()
 
 
+def close_panels() -> None:
+    """Close every open panel (at the kernel's exit): each output that showed one gets its
+    static snapshot, so a page still open, and the notebook it saves, keep readable rows."""
+    with _panels_lock:
+        panels = list(_panels.values())
+        _panels.clear()
+    for current in panels:
+        try:
+            current.widget.close()
+        except Exception:  # the kernel's channels may be gone already
+            log.debug("closing a panel failed", exc_info=True)
+
+
+_closing_at_exit = False
+
+
 def panel_of(session: Session) -> Panel | None:
     """The panel made for ``session`` so far, if any (and still open)."""
     with _panels_lock:
@@ -181,6 +201,10 @@ def panel(session: Session | None = None) -> PanelWidget:
         if current is None or current.done or current.session is not session:
             current = _panels[id(session)] = Panel(session)
             fresh = True
+            global _closing_at_exit
+            if not _closing_at_exit:
+                _closing_at_exit = True
+                atexit.register(close_panels)
         else:
             fresh = False
     refresher = live_refresh(session)

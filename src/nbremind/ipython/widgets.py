@@ -115,6 +115,10 @@ class PanelWidget(NbremindWidget):
     summary = traitlets.Unicode("").tag(sync=True)
     #: The mute switch; the user may flip it in the browser.
     muted = traitlets.Bool(False).tag(sync=True)
+    #: The kernel's heartbeat (its clock, bumped every ``panel.BEAT_EVERY`` seconds): a page
+    #: drawing the panel from a saved state, with no kernel behind it, shows ``stale_note``.
+    beat = traitlets.Float(0.0).tag(sync=True)
+    stale_note = traitlets.Unicode(SNAPSHOT_NOTE).tag(sync=True)
 
     def __init__(self, connection: BrowserConnection | None = None, **kwargs: Any) -> None:
         super().__init__(connection, **kwargs)

@@ -112,6 +112,9 @@ const COLUMNS = [
   ["notice", "last notice"],
 ];
 const TEXT_CELLS = ["count", "rate", "elapsed", "eta", "rss", "cpu", "notice"];
+/** Seconds without a heartbeat from the kernel after which a panel says it is not live. */
+const STALE_AFTER = 15;
+const STALE_NOTE = "A snapshot: the live panel needs a running kernel.";
 const PERMISSION_TEXT = {
   granted: "Browser notifications: allowed",
   denied: "Browser notifications: blocked (allow them in the site settings)",
@@ -195,6 +198,8 @@ function renderPanel(model, el, say) {
 
   const channels = make("ul", "nbremind-channels");
   const defaults = make("div", "nbremind-default");
+  const stale = make("div", "nbremind-stale");
+  stale.hidden = true;
 
   const table = make("table", "nbremind-tasks");
   const head = make("tr");
@@ -208,7 +213,7 @@ function renderPanel(model, el, say) {
   const scroll = make("div", "nbremind-scroll");
   scroll.append(table, empty);
 
-  root.append(header, controls, channels, defaults, scroll);
+  root.append(header, stale, controls, channels, defaults, scroll);
   el.appendChild(root);
 
   const rows = new Map();
@@ -293,6 +298,23 @@ function renderPanel(model, el, say) {
   });
   const unwatch = watchPermission(updateAsk);
 
+  // Live while the kernel's heartbeat (`beat`, its clock's seconds, bumped every few seconds)
+  // is recent or was just seen changing; else this is a saved state with no kernel behind it.
+  let beatSeen = -Infinity;
+  function updateLive() {
+    const age = Date.now() / 1000 - Number(model.get("beat") || 0);
+    const live = Math.abs(age) < STALE_AFTER || performance.now() - beatSeen < STALE_AFTER * 1000;
+    root.dataset.live = live ? "true" : "false";
+    stale.textContent = String(model.get("stale_note") || STALE_NOTE);
+    stale.hidden = live;
+  }
+  const onBeat = () => {
+    beatSeen = performance.now();
+    updateLive();
+  };
+  const liveTimer = setInterval(updateLive, 1000);
+
+  updateLive();
   updateRows();
   updateChannels();
   updateHeader();
@@ -301,8 +323,10 @@ function renderPanel(model, el, say) {
     listen(model, ["rows"], updateRows),
     listen(model, ["channels"], updateChannels),
     listen(model, ["summary", "default_note", "muted"], updateHeader),
+    listen(model, ["beat"], onBeat),
   ];
   return () => {
+    clearInterval(liveTimer);
     for (const off of unlisten) off();
     unwatch();
     root.remove();
