@@ -34,4 +34,5 @@ test: install-test
 	$(BIN)/ruff check src tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --site-dir $${TMPDIR:-/tmp}/nbremind-site
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
