@@ -53,8 +53,8 @@ def child(arm: str, blocks: int) -> dict[str, Any]:
     import psutil
 
     import nbremind
-    import nbremind.history_recorder
-    from nbremind.task import Task
+    import nbremind.runtime.run_recorder
+    from nbremind.core.task import Task
 
     session = nbremind.get_session()
     recorder = session.history_recorder
@@ -78,7 +78,7 @@ def child(arm: str, blocks: int) -> dict[str, Any]:
 
     marks = sorted({min(10_000, blocks), blocks})
     # a tree without a bound (to compare with) reports none, and fails the budget
-    bound = getattr(nbremind.history_recorder, "MAX_QUEUED", None)
+    bound = getattr(nbremind.runtime.run_recorder, "MAX_QUEUED", None)
     out: dict[str, Any] = {"max_queued": bound, "marks": {}}
     largest = 0
     start = time.perf_counter()

@@ -29,8 +29,8 @@ from collections.abc import Callable
 from _bench import machine, median, percentile, print_table, ratio, verdict
 from nbremind import remind
 from nbremind.channels.memory import MemoryChannel
-from nbremind.config import Config
-from nbremind.session import Session
+from nbremind.core.config import Config
+from nbremind.runtime.session import Session
 
 BUDGET_MS = 50.0
 

@@ -118,13 +118,13 @@ def main() -> int:
 
     import nbremind
     from nbremind import Session, track
-    from nbremind.config import Config
+    from nbremind.core.config import Config
 
     print(f"track_overhead: {machine()}")
     print(f"{n:,} items per loop, {rounds} interleaved rounds, median per arm")
     null = open(os.devnull, "w")  # noqa: SIM115 - lives as long as the run
     session = Session(Config(channels=("null",)))
-    previous = nbremind.session.set_session(session)
+    previous = nbremind.runtime.session.set_session(session)
     data = list(range(n))
 
     def gen() -> Iterator[int]:
@@ -294,7 +294,7 @@ def main() -> int:
          for name, value in setup.items()],
     )
 
-    nbremind.session.set_session(previous)
+    nbremind.runtime.session.set_session(previous)
     session.close()
     for source, (ours, peer, ok) in verdicts.items():
         print(

@@ -24,8 +24,8 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover
     import tomli as tomllib
 
-from nbremind.config import Config
-from nbremind.config_files import CONFIG_DIR_VAR, env_var
+from nbremind.core.config import Config
+from nbremind.settings.files import CONFIG_DIR_VAR, env_var
 
 _REPO = Path(__file__).resolve().parent.parent
 

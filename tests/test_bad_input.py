@@ -23,15 +23,15 @@ import pytest
 from _deadline import within
 from _kernel import Kernel
 from nbremind import configure, remind, track
-from nbremind._clock import FakeClock
-from nbremind._parse import MIN_DURATION, parse_duration, printable
-from nbremind.config_files import load_settings
-from nbremind.config_live import follow
-from nbremind.options import MIN_TASK_DURATION, OPTIONS, TaskOptions
-from nbremind.session import Session
-from nbremind.task import Task
+from nbremind.core.clock import FakeClock
+from nbremind.core.options import MIN_TASK_DURATION, OPTIONS, TaskOptions
+from nbremind.core.parse import MIN_DURATION, parse_duration, printable
+from nbremind.core.task import Task
+from nbremind.core.thresholds import Watch, next_mark
+from nbremind.runtime.session import Session
+from nbremind.settings.files import load_settings
+from nbremind.settings.live import follow
 from nbremind.testing import capture_notices
-from nbremind.thresholds import Watch, next_mark
 
 PY = sys.executable
 #: A raw control character (but the newline ending each printed line).
@@ -272,10 +272,10 @@ def test_history_escapes_a_hostile_name(nbremind_data_dir: Path) -> None:
 
 
 def test_outbox_escapes_a_hostile_channel_name(nbremind_data_dir: Path) -> None:
-    from nbremind.notice import make_notice
-    from nbremind.outbox import FILE_NAME, Outbox
-    from nbremind.outbox_owner import Owner
-    from nbremind.task import TaskState
+    from nbremind.core.notice import make_notice
+    from nbremind.core.task import TaskState
+    from nbremind.store.outbox import FILE_NAME, Outbox
+    from nbremind.store.process import Owner
 
     clock = FakeClock(wall=1.7e9)
     task = Task(HOSTILE, clock=clock, kind="block")

@@ -20,19 +20,18 @@ import pytest
 from _kernel import Kernel, KernelFactory
 from _widgets import comm_tap, say_bye, say_hello, send_to_widget, widget_views
 from nbremind import Config, Session
-from nbremind._clock import FakeClock
 from nbremind.channels import ChannelError, make_channel
-from nbremind.channels.base import Availability
-from nbremind.channels.null import NullChannel
-from nbremind.ipython.browser import (
-    CONFIRMED,
+from nbremind.channels.browser import (
     NO_FRONT_END,
-    SENT_WAITING,
     BrowserChannel,
     notify_message,
 )
-from nbremind.ipython.connection import PERMISSION_PROBLEMS, BrowserConnection
-from nbremind.notice import Notice, make_notice
+from nbremind.channels.null import NullChannel
+from nbremind.core.browser_views import PERMISSION_PROBLEMS, BrowserConnection
+from nbremind.core.clock import FakeClock
+from nbremind.core.notice import Notice, make_notice
+from nbremind.delivery.channel import Availability
+from nbremind.ipython.magics import CONFIRMED, SENT_WAITING
 
 EVIL = "<img src=x onerror=alert(1)>"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from nbremind.cli import main
-from nbremind.task import TaskState
+from nbremind.core.task import TaskState
 from nbremind.testing import capture_notices
 
 PY = sys.executable

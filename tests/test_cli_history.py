@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from nbremind.notice import make_notice
-from nbremind.outbox import FILE_NAME, Outbox
-from nbremind.outbox_owner import Owner
-from nbremind.run_history import History
-from nbremind.task import Task, TaskError, TaskState
+from nbremind.core.notice import make_notice
+from nbremind.core.task import Task, TaskError, TaskState
+from nbremind.store.outbox import FILE_NAME, Outbox
+from nbremind.store.process import Owner
+from nbremind.store.runs import History
 from nbremind.testing import FakeClock
 
 PY = sys.executable

@@ -12,8 +12,10 @@ import pytest
 
 import nbremind
 from _config_isolation import without_isolation
-from nbremind.config import Config
-from nbremind.config_files import (
+from nbremind.core.config import Config
+from nbremind.core.secrets import Secret
+from nbremind.runtime.session import Session, get_session, set_session
+from nbremind.settings.files import (
     env_var,
     expand,
     find_project_files,
@@ -21,9 +23,7 @@ from nbremind.config_files import (
     project_root,
     user_config_file,
 )
-from nbremind.config_live import describe, follow
-from nbremind.secrets import Secret
-from nbremind.session import Session, get_session, set_session
+from nbremind.settings.live import describe, follow
 
 
 @pytest.fixture

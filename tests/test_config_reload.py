@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from _config_isolation import without_isolation
-from nbremind.config_live import LiveSettings, describe, follow
-from nbremind.session import Session
+from nbremind.runtime.session import Session
+from nbremind.settings.live import LiveSettings, describe, follow
 
 DEADLINE = 15.0
 

@@ -23,12 +23,12 @@ from _kernel import Kernel, KernelFactory
 from _widgets import comm_tap, say_hello
 from nbremind import Config, Session
 from nbremind.channels import Availability, Channel
+from nbremind.channels.browser import NO_FRONT_END, BrowserChannel
 from nbremind.channels.memory import MemoryChannel
-from nbremind.config import AUTO
-from nbremind.dispatcher import DEFAULT_CANDIDATES, Dispatcher
-from nbremind.ipython.browser import NO_FRONT_END, BrowserChannel
-from nbremind.ipython.connection import BrowserConnection
-from nbremind.notice import Notice
+from nbremind.core.browser_views import BrowserConnection
+from nbremind.core.config import AUTO
+from nbremind.core.notice import Notice
+from nbremind.delivery.dispatcher import DEFAULT_CANDIDATES, Dispatcher
 from nbremind.testing import capture_notices
 
 NO_BUS = "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)"

@@ -20,11 +20,11 @@ from pathlib import Path
 import pytest
 
 from _desktop_bus import DesktopBus, LoopThread, private_bus
-from nbremind._clock import SystemClock
 from nbremind.channels import ChannelError, make_channel
 from nbremind.channels.desktop import DesktopChannel
-from nbremind.notice import Notice
-from nbremind.task import Task
+from nbremind.core.clock import SystemClock
+from nbremind.core.notice import Notice
+from nbremind.core.task import Task
 
 pytestmark = pytest.mark.desktop
 
@@ -191,9 +191,9 @@ def test_failed_send_prints_nothing_in_a_plain_process(tmp_path: Path) -> None:
         import asyncio, time
         from nbremind.channels import ChannelError
         from nbremind.channels.desktop import DesktopChannel
-        from nbremind.notice import Notice
-        from nbremind.task import Task
-        from nbremind._clock import SystemClock
+        from nbremind.core.notice import Notice
+        from nbremind.core.task import Task
+        from nbremind.core.clock import SystemClock
 
         async def main():
             task = Task("t", clock=SystemClock()).snapshot()

@@ -18,11 +18,11 @@ from desktop_notifier.backends.base import DesktopNotifierBackend
 from desktop_notifier.backends.dummy import DummyNotificationCenter
 from packaging.version import Version
 
-from nbremind._clock import SystemClock
 from nbremind.channels import Availability, ChannelError
 from nbremind.channels.desktop import DesktopChannel
-from nbremind.notice import Notice, make_notice
-from nbremind.task import Task, TaskError, TaskState
+from nbremind.core.clock import SystemClock
+from nbremind.core.notice import Notice, make_notice
+from nbremind.core.task import Task, TaskError, TaskState
 
 BUNDLE_REASON = "macOS: notifications need an app bundle (python is not running from one)"
 

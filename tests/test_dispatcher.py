@@ -11,13 +11,20 @@ from collections.abc import Iterator
 import pytest
 
 from nbremind import Config, Session, TaskState, configure, remind
-from nbremind._clock import FakeClock
 from nbremind.channels import Availability, Channel
 from nbremind.channels.memory import MemoryChannel
-from nbremind.dispatcher import Dispatcher, RuleContext, dedup, event_filter, min_duration, mute
-from nbremind.notice import Notice, make_notice
-from nbremind.options import TaskOptions
-from nbremind.task import Task
+from nbremind.core.clock import FakeClock
+from nbremind.core.notice import Notice, make_notice
+from nbremind.core.options import TaskOptions
+from nbremind.core.task import Task
+from nbremind.delivery.dispatcher import (
+    Dispatcher,
+    RuleContext,
+    dedup,
+    event_filter,
+    min_duration,
+    mute,
+)
 from nbremind.testing import capture_notices
 
 

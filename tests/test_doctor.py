@@ -20,12 +20,12 @@ import pytest
 
 from _desktop_bus import DesktopBus
 from _kernel import Kernel
-from nbremind._clock import SystemClock
+from nbremind.core.clock import SystemClock
+from nbremind.core.notice import make_notice
+from nbremind.core.task import Task, TaskState
 from nbremind.doctor import Check, Report
-from nbremind.doctor_desktop import desktop_facts
-from nbremind.notice import make_notice
-from nbremind.outbox import FILE_NAME, Outbox, Owner
-from nbremind.task import Task, TaskState
+from nbremind.doctor.desktop import desktop_facts
+from nbremind.store.outbox import FILE_NAME, Outbox, Owner
 from test_desktop_platforms import RecordingBackend, fake_macos
 
 PY = sys.executable
@@ -206,7 +206,7 @@ def _windows(monkeypatch: pytest.MonkeyPatch, version: str, registered: bool) ->
     winrt = types.ModuleType("desktop_notifier.backends.winrt")
     winrt.WinRTDesktopNotifier = RecordingBackend  # type: ignore[attr-defined]
     monkeypatch.setitem(sys.modules, "desktop_notifier.backends.winrt", winrt)
-    monkeypatch.setattr("nbremind.doctor_desktop.aumid_registered", lambda: registered)
+    monkeypatch.setattr("nbremind.doctor.desktop.aumid_registered", lambda: registered)
 
 
 def test_windows_names_the_backend_and_the_app_id_registration(
@@ -222,7 +222,7 @@ def test_windows_names_the_backend_and_the_app_id_registration(
         f"app id 'nbremind': not registered yet ({key} is missing); it is registered with the "
         "first toast, e.g. by `nbremind test desktop`",
     )
-    monkeypatch.setattr("nbremind.doctor_desktop.aumid_registered", lambda: True)
+    monkeypatch.setattr("nbremind.doctor.desktop.aumid_registered", lambda: True)
     assert asyncio.run(desktop_facts()).lines[1] == f"app id 'nbremind': registered ({key})"
 
 

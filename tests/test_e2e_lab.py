@@ -286,8 +286,8 @@ def test_finished_task_raises_one_browser_notification(lab: Lab) -> None:
 def test_blocked_notifications_are_reported_and_browser_is_chosen_once_allowed(
     lab: Lab,
 ) -> None:
-    from nbremind.ipython.browser import CONFIRMED, SENT_WAITING
-    from nbremind.ipython.connection import PERMISSION_PROBLEMS
+    from nbremind.core.browser_views import PERMISSION_PROBLEMS
+    from nbremind.ipython.magics import CONFIRMED, SENT_WAITING
 
     context = lab.new_context()  # not granted: the page is refused or never asked
     page = lab.new_page(context)

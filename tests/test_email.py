@@ -10,14 +10,15 @@ import pytest
 
 from _servers import SmtpServer, TlsCert, smtp_factory, tls_cert  # noqa: F401
 from nbremind import Config, TaskState
-from nbremind._clock import FakeClock
 from nbremind.channels import ChannelError, make_channel
 from nbremind.channels.email import EmailChannel
-from nbremind.dispatcher import Dispatcher
-from nbremind.notice import Notice, make_notice
-from nbremind.options import TaskOptions
-from nbremind.retry import Backoff
-from nbremind.task import Task, TaskError
+from nbremind.core.clock import FakeClock
+from nbremind.core.notice import Notice, make_notice
+from nbremind.core.options import TaskOptions
+from nbremind.core.task import Task, TaskError
+from nbremind.delivery.dispatcher import Dispatcher
+from nbremind.delivery.retry import Backoff
+from nbremind.runtime.channel_check import build_channel
 
 Factory = Callable[..., SmtpServer]
 
@@ -37,7 +38,7 @@ def _deliver(config: Config) -> tuple[Dispatcher, list[float]]:
     async def sleep(seconds: float) -> None:
         slept.append(seconds)
 
-    dispatcher = Dispatcher()
+    dispatcher = Dispatcher(make_channel=build_channel)
     dispatcher.backoff = Backoff(sleep=sleep, random=lambda: 1.0)
     asyncio.run(dispatcher.dispatch(_notice(), TaskOptions(), config))
     return dispatcher, slept

@@ -23,7 +23,7 @@ import pytest
 from _desktop_bus import DesktopBus
 from _pythons import SUPPORTED, env_for_src, python_for, run_in
 from _servers import HANG, Reply, ScriptedHTTPServer, SmtpServer
-from nbremind.outbox import FILE_NAME, Outbox
+from nbremind.store.outbox import FILE_NAME, Outbox
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -378,7 +378,7 @@ def _ask_for_the_loop(ticker: Any, count: int) -> tuple[list[Any], list[BaseExce
 
 
 def test_the_loop_thread_starts_once_whatever_the_number_of_threads() -> None:
-    from nbremind.ticker import Ticker
+    from nbremind.core.ticker import Ticker
 
     class SlowToStart(Ticker):
         """A loop thread slow to get going: the window where others ask for its loop."""

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from nbremind.private_files import private_file, private_folder
+from nbremind.store.private_files import private_file, private_folder
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="Windows has no POSIX modes")
 
@@ -28,7 +28,7 @@ _SCRIPT = """
 import json, os, sqlite3, sys, time
 os.umask(0o022)
 import nbremind
-from nbremind.store import moved_aside
+from nbremind.store.sqlite import moved_aside
 
 folder = os.environ["NBREMIND_DATA_DIR"]
 path = os.path.join(folder, "outbox.sqlite3")

@@ -19,13 +19,13 @@ import pytest
 import nbremind
 from nbremind import Session
 from nbremind.channels.memory import MemoryChannel
-from nbremind.config import Config
-from nbremind.outbox import FILE_NAME, Outbox
-from nbremind.outbox_owner import Owner
-from nbremind.run_history import DEFAULT_KEEP, PRUNE_EVERY, SCHEMA_VERSION, History, parse_since
-from nbremind.session import set_session
-from nbremind.store import moved_aside
-from nbremind.task import Task, TaskError, TaskState
+from nbremind.core.config import Config
+from nbremind.core.task import Task, TaskError, TaskState
+from nbremind.runtime.session import set_session
+from nbremind.store.outbox import FILE_NAME, Outbox
+from nbremind.store.process import Owner
+from nbremind.store.runs import DEFAULT_KEEP, PRUNE_EVERY, SCHEMA_VERSION, History, parse_since
+from nbremind.store.sqlite import moved_aside
 from nbremind.testing import FakeClock
 
 PY = sys.executable
@@ -134,7 +134,7 @@ def test_history_keep_setting_is_validated() -> None:
 # -- schema ------------------------------------------------------------------------------------
 def test_a_version_1_file_migrates_forward_and_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / FILE_NAME
-    from nbremind.run_history import _MIGRATIONS
+    from nbremind.store.runs import _MIGRATIONS
 
     db = sqlite3.connect(path)
     db.execute("CREATE TABLE history_meta (key TEXT PRIMARY KEY, value REAL NOT NULL)")
@@ -287,9 +287,9 @@ _WRITER = textwrap.dedent("""
     import logging, sys, time
     from pathlib import Path
     logging.basicConfig(level=logging.WARNING)
-    from nbremind._clock import SystemClock
-    from nbremind.run_history import History
-    from nbremind.task import Task, TaskState
+    from nbremind.core.clock import SystemClock
+    from nbremind.store.runs import History
+    from nbremind.core.task import Task, TaskState
     path, ready, go = sys.argv[1], Path(sys.argv[2]), Path(sys.argv[3])
     history = History(path)
     ready.touch()

@@ -33,15 +33,15 @@ from hypothesis import strategies as st
 from _require import missing
 from _servers import ScriptedHTTPServer, http_server  # noqa: F401
 from nbremind import remind
-from nbremind._clock import FakeClock
 from nbremind.channels.webhook import payload
-from nbremind.notice import json_value, make_notice, metric_text
-from nbremind.outbox import FILE_NAME
-from nbremind.outbox_json import notice_to_dict
-from nbremind.run_history import History
-from nbremind.secrets import Secret
-from nbremind.task import MAX_COUNT, Task, TaskError, TaskState, value_repr
-from nbremind.templates import render_for
+from nbremind.core.clock import FakeClock
+from nbremind.core.notice import json_value, make_notice, metric_text
+from nbremind.core.secrets import Secret
+from nbremind.core.task import MAX_COUNT, Task, TaskError, TaskState, value_repr
+from nbremind.core.templates import render_for
+from nbremind.store.notice_json import notice_to_dict
+from nbremind.store.outbox import FILE_NAME
+from nbremind.store.runs import History
 from nbremind.testing import capture_notices
 
 pytestmark = pytest.mark.timeout(120)

@@ -15,9 +15,9 @@ import pytest
 
 import nbremind
 from nbremind import TaskState, current_task, remind, track
+from nbremind.core.notice import Notice
+from nbremind.core.task import Task
 from nbremind.ipython.texts import status_text
-from nbremind.notice import Notice
-from nbremind.task import Task
 from nbremind.testing import CapturedNotices, FakeClock, capture_notices
 
 
@@ -237,7 +237,7 @@ def test_a_mark_with_no_total_anywhere_is_said_once_on_the_end_notice(
 
 
 def test_a_cell_says_it_in_its_status_line(cap: CapturedNotices) -> None:
-    from nbremind.options import TaskOptions
+    from nbremind.core.options import TaskOptions
 
     task = cap.session.new_task("train", options=TaskOptions(progress=(0.5,)), kind="cell")
     token = cap.session.start(task)

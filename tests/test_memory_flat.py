@@ -23,11 +23,11 @@ from pathlib import Path
 import pytest
 
 from nbremind import Config, Session, remind
-from nbremind._clock import FakeClock
-from nbremind.history_recorder import MAX_QUEUED
-from nbremind.outbox import FILE_NAME
-from nbremind.run_history import History
-from nbremind.task import Task, TaskState
+from nbremind.core.clock import FakeClock
+from nbremind.core.task import Task, TaskState
+from nbremind.runtime.run_recorder import MAX_QUEUED
+from nbremind.store.outbox import FILE_NAME
+from nbremind.store.runs import History
 from nbremind.testing import capture_notices
 
 CHILD = """
@@ -35,7 +35,7 @@ import contextvars, gc, json, sys
 import psutil
 import nbremind
 from nbremind import remind
-from nbremind.task import Task
+from nbremind.core.task import Task
 
 session = nbremind.get_session()  # the default session, ticking as a user's does
 recorder = session.history_recorder
@@ -87,7 +87,7 @@ import gc, json
 import psutil
 import nbremind
 from nbremind import remind
-from nbremind.session import MAX_QUEUED
+from nbremind.runtime.session import MAX_QUEUED
 
 session = nbremind.get_session()
 process = psutil.Process()

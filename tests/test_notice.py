@@ -8,9 +8,9 @@ from collections.abc import Iterator
 import pytest
 
 from nbremind import remind
-from nbremind._clock import FakeClock
-from nbremind.notice import Notice, format_duration, format_size, make_notice
-from nbremind.task import Task, TaskError, TaskState
+from nbremind.core.clock import FakeClock
+from nbremind.core.notice import Notice, format_duration, format_size, make_notice
+from nbremind.core.task import Task, TaskError, TaskState
 from nbremind.testing import CapturedNotices, capture_notices
 
 

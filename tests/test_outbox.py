@@ -25,10 +25,13 @@ import pytest
 from nbremind import Session
 from nbremind.channels import Channel
 from nbremind.channels.memory import MemoryChannel
-from nbremind.config import Config
-from nbremind.notice import Notice, make_notice
-from nbremind.options import TaskOptions
-from nbremind.outbox import (
+from nbremind.core.config import Config
+from nbremind.core.notice import Notice, make_notice
+from nbremind.core.options import TaskOptions
+from nbremind.core.secrets import Secret
+from nbremind.core.task import Task, TaskError, TaskState
+from nbremind.delivery.replay import DROPPED_BY_RULES
+from nbremind.store.outbox import (
     FILE_NAME,
     SCHEMA_VERSION,
     Outbox,
@@ -38,9 +41,6 @@ from nbremind.outbox import (
     open_outbox,
     owner_alive,
 )
-from nbremind.replay import DROPPED_BY_RULES
-from nbremind.secrets import Secret
-from nbremind.task import Task, TaskError, TaskState
 from nbremind.testing import FakeClock
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -307,7 +307,7 @@ def test_owner_alive_knows_running_ended_and_zombie_processes() -> None:
 _CLAIMER = textwrap.dedent(
     """
     import json, sys
-    from nbremind.outbox import Outbox
+    from nbremind.store.outbox import Outbox
     box = Outbox(sys.argv[1])
     print("ready", flush=True)
     sys.stdin.readline()
@@ -555,7 +555,7 @@ def test_the_session_follows_a_new_data_dir(
 
 
 def test_task_ids_differ_between_processes_that_share_a_pid() -> None:
-    from nbremind import task as task_module
+    from nbremind.core import task as task_module
 
     clock = FakeClock()
     first = Task("a", clock=clock).id

@@ -25,11 +25,11 @@ from _frontend_js import ESM
 from _kernel import Kernel, KernelFactory, strip_ansi
 from _widgets import comm_tap, send_to_widget, widget_views
 from nbremind import Config, Session
-from nbremind._clock import FakeClock
 from nbremind.channels.memory import MemoryChannel
+from nbremind.core.clock import FakeClock
+from nbremind.core.task import Task, TaskError
 from nbremind.ipython.panel_rows import ROW_FIELDS, RowBuilder, listed_tasks
 from nbremind.ipython.texts import status_text
-from nbremind.task import Task, TaskError
 
 EVIL = "<img src=x onerror=alert(1)>"
 AT = {name: i for i, name in enumerate(ROW_FIELDS)}

@@ -7,7 +7,8 @@ import re
 import pytest
 
 from nbremind import Config, configure, remind
-from nbremind._parse import (
+from nbremind.core.options import DEFAULT_ON, TaskOptions
+from nbremind.core.parse import (
     EVENTS,
     parse_channels,
     parse_duration,
@@ -15,7 +16,6 @@ from nbremind._parse import (
     parse_percents,
     parse_size,
 )
-from nbremind.options import DEFAULT_ON, TaskOptions
 from nbremind.testing import capture_notices
 
 

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 import nbremind.channels
 from _deadline import within
 from nbremind import remind, track
-from nbremind._clock import FakeClock
-from nbremind._parse import (
+from nbremind.core.clock import FakeClock
+from nbremind.core.notice import make_notice
+from nbremind.core.options import MIN_TASK_DURATION, OPTIONS
+from nbremind.core.parse import (
     format_quiet_hours,
     parse_channels,
     parse_count,
@@ -34,11 +36,9 @@ from nbremind._parse import (
     quoted,
     safe_repr,
 )
-from nbremind.channels.urls import check_url, redact_url, scheme_of
-from nbremind.notice import make_notice
-from nbremind.options import MIN_TASK_DURATION, OPTIONS
-from nbremind.task import Task, TaskError, TaskState
-from nbremind.templates import check_template, render_for
+from nbremind.core.task import Task, TaskError, TaskState
+from nbremind.core.templates import check_template, render_for
+from nbremind.core.urls import check_url, redact_url, scheme_of
 
 settings.register_profile("nbremind", max_examples=300, deadline=None,
                           suppress_health_check=[HealthCheck.too_slow])

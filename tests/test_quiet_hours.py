@@ -11,8 +11,8 @@ from collections.abc import Iterator
 import pytest
 
 from nbremind import get_session, remind
-from nbremind._clock import FakeClock
-from nbremind.quiet import QuietWindow
+from nbremind.core.clock import FakeClock
+from nbremind.delivery.quiet import QuietWindow
 from nbremind.testing import CapturedNotices, capture_notices
 
 BERLIN = "Europe/Berlin"
@@ -180,7 +180,7 @@ def test_without_a_timezone_the_local_zone_is_used() -> None:
 def test_the_digest_goes_out_without_a_tick(monkeypatch: pytest.MonkeyPatch) -> None:
     """No task runs at the end of quiet hours: the dispatcher's own timer sends it."""
     # the timer sleeps in real time; look at the fake clock often
-    monkeypatch.setattr("nbremind.dispatcher._QUIET_CHECK_EVERY", 0.02)
+    monkeypatch.setattr("nbremind.delivery.dispatcher._QUIET_CHECK_EVERY", 0.02)
     clock = FakeClock(wall=wall(BERLIN, 2026, 11, 28, 6, 59))
     for cap in quiet_session(clock, BERLIN):
         run("late", clock, minutes=0.5)  # ends 06:59:30, quiet

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 
 from nbremind import Session, Task, TaskState, configure, get_session, remind
-from nbremind._clock import FakeClock
 from nbremind.channels.memory import MemoryChannel
-from nbremind.config import Config
+from nbremind.core.clock import FakeClock
+from nbremind.core.config import Config
 from nbremind.testing import CapturedNotices, capture_notices
 
 
@@ -353,7 +353,7 @@ def test_concurrent_async_siblings_are_not_each_others_parent(cap: CapturedNotic
 
 
 def test_capture_notices_installs_and_restores_the_session() -> None:
-    from nbremind.session import set_session
+    from nbremind.runtime.session import set_session
 
     outer = Session(Config(channels=("null",)), tick_interval=None)
     previous = set_session(outer)
@@ -377,7 +377,7 @@ def test_capture_notices_installs_and_restores_the_session() -> None:
 
 
 def test_capture_notices_restores_the_session_when_the_block_raises() -> None:
-    from nbremind.session import set_session
+    from nbremind.runtime.session import set_session
 
     outer = Session(Config(channels=("null",)), tick_interval=None)
     previous = set_session(outer)

@@ -6,10 +6,10 @@ import asyncio
 
 import pytest
 
-from nbremind._clock import FakeClock
 from nbremind.channels import ChannelError
-from nbremind.config import Config
-from nbremind.retry import Backoff, RetryOutcome, is_retryable, with_retries
+from nbremind.core.clock import FakeClock
+from nbremind.core.config import Config
+from nbremind.delivery.retry import Backoff, RetryOutcome, is_retryable, with_retries
 
 
 class FakeTime:

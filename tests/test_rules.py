@@ -7,12 +7,13 @@ import asyncio
 import pytest
 
 from nbremind import Config, remind
-from nbremind._clock import FakeClock
 from nbremind.channels.memory import MemoryChannel
-from nbremind.dispatcher import Dispatcher
-from nbremind.notice import Notice, make_notice
-from nbremind.options import TaskOptions
-from nbremind.rules import (
+from nbremind.core.clock import FakeClock
+from nbremind.core.notice import Notice, make_notice
+from nbremind.core.options import TaskOptions
+from nbremind.core.task import Task, TaskState
+from nbremind.delivery.dispatcher import Dispatcher
+from nbremind.delivery.rules import (
     DEFAULT_RULES,
     RuleContext,
     RuleState,
@@ -24,7 +25,6 @@ from nbremind.rules import (
     quiet_hours,
     rate_limit,
 )
-from nbremind.task import Task, TaskState
 from nbremind.testing import capture_notices
 
 # 2026-11-27 12:00 UTC
@@ -60,7 +60,7 @@ def test_the_chain_order() -> None:
 
 
 def test_rules_stay_importable_from_the_dispatcher() -> None:
-    from nbremind import dispatcher
+    from nbremind.delivery import dispatcher
 
     assert dispatcher.dedup is dedup and dispatcher.RuleContext is RuleContext
 

@@ -16,10 +16,10 @@ import pytest
 
 from _config_lines import setting
 from _kernel import KernelFactory
-from nbremind.config_files import load_settings
-from nbremind.config_live import describe, follow
-from nbremind.secrets import MASK, Secret, redact, reveal
-from nbremind.session import Session
+from nbremind.core.secrets import MASK, Secret, redact, reveal
+from nbremind.runtime.session import Session
+from nbremind.settings.files import load_settings
+from nbremind.settings.live import describe, follow
 
 TOKEN = "tok-5f1c9e2ab7"
 
@@ -317,7 +317,7 @@ _BAD_FILES: dict[str, tuple[str, tuple[str, ...]]] = {
 
 _LOAD_SCRIPT = """
 import nbremind
-from nbremind.config_live import describe
+from nbremind.settings.live import describe
 
 with nbremind.remind("x", channels=["null"]):
     pass

@@ -18,11 +18,11 @@ import pytest
 
 from _kernel import KernelFactory
 from _servers import ScriptedHTTPServer
-from nbremind.config import Config, format_duration_setting
-from nbremind.config_files import file_lines, load_settings
-from nbremind.config_live import LiveSettings, describe, follow
+from nbremind.core.config import Config, format_duration_setting
 from nbremind.doctor import check_settings
-from nbremind.session import Session
+from nbremind.runtime.session import Session
+from nbremind.settings.files import file_lines, load_settings
+from nbremind.settings.live import LiveSettings, describe, follow
 
 DEADLINE = 15.0
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 
 from nbremind import Task, TaskState, TaskTimeout, remind
-from nbremind._clock import FakeClock
-from nbremind.task import TERMINAL_STATES, TaskSnapshot
+from nbremind.core.clock import FakeClock
+from nbremind.core.task import TERMINAL_STATES, TaskSnapshot
 from nbremind.testing import CapturedNotices, capture_notices
 
 WAIT = 10.0  # seconds a test waits for another thread before failing

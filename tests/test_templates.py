@@ -8,10 +8,10 @@ from typing import Any
 import pytest
 
 from nbremind import Config, remind
-from nbremind._clock import FakeClock
-from nbremind.notice import Notice, make_notice
-from nbremind.task import Task, TaskError, TaskState
-from nbremind.templates import FIELDS, check_template, fields_of, parse_templates, render_for
+from nbremind.core.clock import FakeClock
+from nbremind.core.notice import Notice, make_notice
+from nbremind.core.task import Task, TaskError, TaskState
+from nbremind.core.templates import FIELDS, check_template, fields_of, parse_templates, render_for
 from nbremind.testing import capture_notices
 
 

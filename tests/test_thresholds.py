@@ -8,11 +8,11 @@ from types import SimpleNamespace
 import pytest
 
 from nbremind import TaskState, configure, remind
-from nbremind._clock import FakeClock
-from nbremind.notice import make_notice
-from nbremind.task import Task
+from nbremind.core.clock import FakeClock
+from nbremind.core.notice import make_notice
+from nbremind.core.task import Task
+from nbremind.core.thresholds import Due, Watch
 from nbremind.testing import CapturedNotices, capture_notices
-from nbremind.thresholds import Due, Watch
 
 
 @pytest.fixture
@@ -262,7 +262,7 @@ def test_tick_without_running_tasks(cap: CapturedNotices) -> None:
 
 
 def test_watch_check_directly(clock: FakeClock) -> None:
-    from nbremind.options import TaskOptions
+    from nbremind.core.options import TaskOptions
 
     task = Task(
         "etl", clock=clock, total=4,

@@ -14,8 +14,9 @@ from typing import Any
 
 import pytest
 
-from nbremind import TaskState, remind, tqdm_bridge, track
-from nbremind._clock import FakeClock
+from nbremind import TaskState, remind, track
+from nbremind.core.clock import FakeClock
+from nbremind.runtime import tqdm_feed as tqdm_bridge
 from nbremind.testing import CapturedNotices, capture_notices
 
 std_tqdm = pytest.importorskip("tqdm.std").tqdm

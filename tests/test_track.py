@@ -18,10 +18,10 @@ from typing import Any
 import pytest
 
 from nbremind import Task, TaskState, TaskTimeout, remind, track
-from nbremind._clock import FakeClock
-from nbremind.session import SETTLE_AFTER
+from nbremind.api.tracking import Tracked
+from nbremind.core.clock import FakeClock
+from nbremind.runtime.session import SETTLE_AFTER
 from nbremind.testing import CapturedNotices, capture_notices
-from nbremind.tracking import Tracked
 
 
 @pytest.fixture
@@ -498,8 +498,8 @@ def test_uncaught_exceptions_in_a_script_and_a_thread(tmp_path: Path) -> None:
         import atexit, json, threading
         from nbremind import Session, track
         from nbremind.channels.memory import MemoryChannel
-        from nbremind.config import Config
-        from nbremind.session import set_session
+        from nbremind.core.config import Config
+        from nbremind.runtime.session import set_session
 
         channel = MemoryChannel()
 

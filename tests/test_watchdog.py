@@ -27,7 +27,7 @@ NOTICE_WITHIN = 5.0
 
 
 def _history() -> Any:
-    from nbremind.run_history import History
+    from nbremind.store.runs import History
 
     history = History.open()
     assert history is not None, "the run history could not be opened"

@@ -13,14 +13,15 @@ import pytest
 
 from _servers import HANG, Reply, ScriptedHTTPServer, http_server  # noqa: F401
 from nbremind import Config, Session, TaskState, remind
-from nbremind._clock import FakeClock
 from nbremind.channels import make_channel
 from nbremind.channels.webhook import PAYLOAD_VERSION, SIGNATURE_HEADER
-from nbremind.dispatcher import Dispatcher
-from nbremind.notice import Notice, make_notice
-from nbremind.options import TaskOptions
-from nbremind.retry import Backoff
-from nbremind.task import Task, TaskError
+from nbremind.core.clock import FakeClock
+from nbremind.core.notice import Notice, make_notice
+from nbremind.core.options import TaskOptions
+from nbremind.core.task import Task, TaskError
+from nbremind.delivery.dispatcher import Dispatcher
+from nbremind.delivery.retry import Backoff
+from nbremind.runtime.channel_check import build_channel
 
 
 class FakeTime:
@@ -51,7 +52,7 @@ def _notice(event: str = "success", name: str = "etl") -> Notice:
 
 
 def _deliver(config: Config, notice: Notice, fake: FakeTime) -> Dispatcher:
-    dispatcher = Dispatcher()
+    dispatcher = Dispatcher(make_channel=build_channel)
     dispatcher.backoff = fake.backoff()
     asyncio.run(dispatcher.dispatch(notice, TaskOptions(), config))
     return dispatcher
@@ -240,7 +241,7 @@ def test_an_unknown_scheme_without_apprise_names_the_url(
 
 
 def test_literal_secrets_of_channels_are_masked_by_the_config_redaction() -> None:
-    from nbremind.secrets import redact
+    from nbremind.core.secrets import redact
 
     config = Config().updated(
         channels=["https://bob:pw-literal-1@h.example/x?token=tok-literal-2"],

@@ -15,7 +15,7 @@ import pytest
 
 from _pythons import run_in
 from _servers import Reply, ScriptedHTTPServer
-from nbremind.outbox import FILE_NAME, Outbox
+from nbremind.store.outbox import FILE_NAME, Outbox
 
 SIGNING = "s1gning-secret-0042"
 TOKEN = "b3arer-token-0042"

@@ -3,17 +3,33 @@
 ``%load_ext nbremind`` then ``%%remind`` on a cell, ``with remind("etl"):`` in a script,
 ``for row in track(rows):`` around a loop.
 Importing this package pulls in no Jupyter, pandas or desktop-notifier module.
+
+General layout. A layer is a folder, and a folder imports only the folders below it
+(import-linter checks this, and that no import circle exists, not even inside a function):
+
+* front ends: ``ipython/`` (magics, status line, panel), ``cli/`` (the ``nbremind``
+  command), ``pandas``, ``testing``, ``watchdog`` (the watcher program), ``secrets``;
+* ``api/`` (``remind()``, ``track()``, ``history()``) and ``doctor/`` (what works here);
+* ``runtime/``: the session, the one loop thread's work, the run recorder, the watchdog link;
+* ``channels/``: desktop, browser, webhook, e-mail, apprise, memory, null, by name;
+* ``delivery/``: the channel port, the dispatcher and its rules, retry, outbox replay;
+* ``settings/`` (files, environment, live reload) and ``store/`` (SQLite outbox and runs);
+* ``core/``: standard library only; tasks, options, thresholds, notices, parsing, masking.
+
+A lower layer that needs an answer from a higher one gets it handed in (the dispatcher's
+``make_channel``, :mod:`nbremind.core.channel_names`), never by importing upward. Front
+ends reach channels and the dispatcher only through the runtime.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-from .config import Config
-from .context import current_task, remind
-from .session import Session, configure, get_session
-from .task import Task, TaskState, TaskTimeout
-from .tracking import track
+from .api.reminder import current_task, remind
+from .api.tracking import track
+from .core.config import Config
+from .core.task import Task, TaskState, TaskTimeout
+from .runtime.session import Session, configure, get_session
 
 __all__ = [
     "Config",
@@ -60,7 +76,7 @@ def history(
     ``"7d"``), a ``datetime`` or an ISO date; ``limit`` caps the rows (``None``: all).
     Imports pandas only when called.
     """
-    from .history_frame import history_frame
+    from .api.history import history_frame
 
     return history_frame(name, state, since, limit, nested)
 

@@ -35,8 +35,8 @@ import warnings
 from collections.abc import Callable
 from typing import Any
 
-from .context import Reminder, remind
-from .task import Task
+from .api.reminder import Reminder, remind
+from .core.task import Task
 
 __all__ = [
     "FrameReminder",

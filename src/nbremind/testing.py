@@ -17,11 +17,11 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from ._clock import Clock, FakeClock
 from .channels.memory import MemoryChannel
-from .config import Config
-from .notice import Notice
-from .session import Session, set_session
+from .core.clock import Clock, FakeClock
+from .core.config import Config
+from .core.notice import Notice
+from .runtime.session import Session, set_session
 
 __all__ = ["CapturedNotices", "FakeClock", "capture_notices"]
 

@@ -40,125 +40,26 @@ import logging
 import os
 import select
 import signal
-import subprocess
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from .config import Config
-    from .notice import Notice
+from .runtime.watchdog_link import BYE
 
-__all__ = ["WatchdogHandle", "in_kernel", "main", "start_watchdog"]
+if TYPE_CHECKING:
+    from .core.config import Config
+    from .core.notice import Notice
+
+__all__ = ["main", "report_death", "watch"]
 
 log = logging.getLogger("nbremind")
 
-#: What the watched process writes at a clean exit.
-BYE = b"bye"
 #: Seconds between checks of the watched process where no pidfd can be waited on.
 CHECK_EVERY = 0.5
 #: Seconds between two samples of the watched process's memory.
 RSS_EVERY = 1.0
-#: Name of the log file (errors only) in the data folder.
-LOG_FILE = "watchdog.log"
-
-
-# -- the watched process's side ------------------------------------------------------------
-class WatchdogHandle:
-    """The watched process's link to its watchdog: the pid, and the pipe to say ``bye``."""
-
-    def __init__(self, process: subprocess.Popen[bytes], write_fd: int) -> None:
-        self.process = process
-        self.pid = process.pid
-        self._fd: int | None = write_fd
-        self._owner = os.getpid()
-
-    def stop(self) -> None:
-        """A clean exit: tell the watchdog ``bye`` so it leaves silently. Never raises.
-
-        A forked child that inherited the handle only closes its copy of the pipe.
-        """
-        fd, self._fd = self._fd, None
-        if fd is None:
-            return
-        if os.getpid() == self._owner:
-            with contextlib.suppress(OSError):
-                os.write(fd, BYE + b"\n")
-        with contextlib.suppress(OSError):
-            os.close(fd)
-
-
-def in_kernel() -> bool:
-    """Whether this process is a running IPython kernel."""
-    if "ipykernel" not in sys.modules:
-        return False
-    app = sys.modules.get("ipykernel.kernelapp")
-    cls = getattr(app, "IPKernelApp", None)
-    try:
-        return bool(cls is not None and cls.initialized())
-    except Exception:
-        return False
-
-
-def start_watchdog(
-    data_dir: Path | None, config_dir: Path | None, settings: Mapping[str, Any]
-) -> WatchdogHandle:
-    """Start the watchdog of this process (raises ``OSError`` when it cannot be started).
-
-    ``settings`` are the values given to ``configure()`` in this process; they are handed
-    over the pipe (not the command line, where other users could read secrets).
-    """
-    from .outbox_owner import Owner
-    from .private_files import open_private, private_folder
-
-    me = Owner.current()
-    read_fd, write_fd = os.pipe()
-    args = [sys.executable, "-m", "nbremind.watchdog", "--pid", str(me.pid),
-            "--pid-start", repr(me.start), "--fd", str(read_fd), "--cwd", os.getcwd()]  # fmt: skip
-    if data_dir is not None:
-        args += ["--data-dir", str(data_dir)]
-    if config_dir is not None:
-        args += ["--config-dir", str(config_dir)]
-    stderr: Any = subprocess.DEVNULL
-    with contextlib.suppress(OSError):
-        if data_dir is not None:
-            stderr = open_private(private_folder(data_dir) / LOG_FILE)  # 0600 in a 0700 folder
-    try:
-        process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-            pass_fds=(read_fd,), start_new_session=True, close_fds=True,
-        )  # fmt: skip
-    except BaseException:
-        os.close(write_fd)
-        raise
-    finally:
-        os.close(read_fd)
-        if stderr is not subprocess.DEVNULL:
-            stderr.close()
-    handle = WatchdogHandle(process, write_fd)
-    line = json.dumps({"settings": _portable(settings)}, default=str).encode() + b"\n"
-    if len(line) < 60_000:  # fits a pipe's buffer: never blocks
-        with contextlib.suppress(OSError):
-            os.write(write_fd, line)
-    return handle
-
-
-def _portable(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """The settings that survive a trip through JSON (others are left out)."""
-    out = {}
-    for key, value in settings.items():
-        try:
-            json.dumps(value)
-        except (TypeError, ValueError):
-            try:
-                json.dumps(dict(value))
-                value = dict(value)
-            except (TypeError, ValueError):
-                continue
-        out[key] = value
-    return out
 
 
 # -- the watchdog process -------------------------------------------------------------------
@@ -187,7 +88,7 @@ class _Watched:
     def alive(self) -> bool:
         import socket
 
-        from .outbox_owner import Owner, owner_alive
+        from .store.process import Owner, owner_alive
 
         return self._process is not None and owner_alive(
             Owner(self.pid, self.start, socket.gethostname())
@@ -225,7 +126,7 @@ class _Watched:
 
 
 def _reason(signal_name: str | None, rss: int | None) -> str:
-    from .notice import format_size
+    from .core.notice import format_size
 
     reason = "process died"
     if signal_name:
@@ -269,7 +170,7 @@ def watch(watched: _Watched, fd: int) -> tuple[bool, dict[str, Any]]:
 def _history(config: Config) -> Any:
     """The run history (``None`` when it is turned off, unusable or not there)."""
     try:
-        module = importlib.import_module("nbremind.run_history")
+        module = importlib.import_module("nbremind.store.runs")
         history = module.History.open(config)
     except Exception as exc:
         log.warning("nbremind watchdog: the run history cannot be opened: %s", exc)
@@ -303,7 +204,7 @@ def report_death(watched: _Watched, config: Config) -> list[str]:
 def _send(notices: list[Notice], config: Config, history: Any) -> None:
     """Deliver ``notices`` through the normal dispatcher and outbox (waiting up to
     ``exit_timeout``), then count the delivered ones in their history rows."""
-    from .session import Session
+    from .runtime.session import Session
 
     session = Session(config)
     try:
@@ -326,8 +227,8 @@ def _same_process(row: Mapping[str, Any], watched: _Watched) -> bool:
 
 
 def _notice(row: Mapping[str, Any], reason: str, watched: _Watched, now: float) -> Notice:
-    from .notice import make_notice
-    from .task import TaskError, TaskSnapshot, TaskState
+    from .core.notice import make_notice
+    from .core.task import TaskError, TaskSnapshot, TaskState
 
     start = row.get("start")
     total = row.get("total")
@@ -360,14 +261,14 @@ def _notice(row: Mapping[str, Any], reason: str, watched: _Watched, now: float) 
 def _config(cwd: str | None, settings: Mapping[str, Any]) -> Config:
     """The settings files and environment as the watched process read them, then what it
     was given by ``configure()``; a setting that cannot be used is left out."""
-    from .config import Config
-    from .config_files import load_settings
+    from .core.config import Config
+    from .settings.files import load_settings
 
     try:
         config = load_settings(cwd).config
     except Exception:
         config = Config()
-    from .config_live import overlay  # every value at once: channels may name channel_defs
+    from .settings.live import overlay  # every value at once: channels may name channel_defs
 
     try:
         config, _applied = overlay(config, settings, {})
@@ -397,8 +298,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of ``python -m nbremind.watchdog``; returns the exit code."""
     args = _parse(argv)
     logging.basicConfig(format="%(asctime)s nbremind watchdog: %(message)s")
-    from .config_files import CONFIG_DIR_VAR
-    from .outbox import ENV_DATA_DIR
+    from .settings.files import CONFIG_DIR_VAR
+    from .store.outbox import ENV_DATA_DIR
 
     if args.data_dir:
         os.environ[ENV_DATA_DIR] = args.data_dir

@@ -1,7 +1,8 @@
 """Channels by name. Platform libraries are imported only when their channel is made.
 
-``browser`` lives with the notebook front end (``nbremind.ipython.browser``): it reaches the
-user through the panel and status-line widgets, so it belongs to the layer that makes them.
+``browser`` reaches the user through the panel and status-line widgets of the notebook
+front end, which register the pages that show them with :mod:`nbremind.core.browser_views`;
+the channel only reads that registry, so it lives here like the others.
 """
 
 from __future__ import annotations
@@ -10,9 +11,10 @@ import importlib
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from .base import Availability, Channel, ChannelError
-from .urls import (
+from ..core.channel_defs import channel_def, channel_wants
+from ..core.urls import (
     check_url,
+    display_name,
     hide_urls,
     redact_url,
     remember,
@@ -21,9 +23,10 @@ from .urls import (
     shown,
     url_secrets,
 )
+from ..delivery.channel import Availability, Channel, ChannelError
 
 if TYPE_CHECKING:
-    from ..config import Config
+    from ..core.config import Config
 
 __all__ = [
     "CHANNELS",
@@ -41,7 +44,7 @@ __all__ = [
 
 #: Channel name -> "module:class", imported on first use so the core stays light.
 CHANNELS = {
-    "browser": "nbremind.ipython.browser:BrowserChannel",
+    "browser": "nbremind.channels.browser:BrowserChannel",
     "desktop": "nbremind.channels.desktop:DesktopChannel",
     "memory": "nbremind.channels.memory:MemoryChannel",
     "null": "nbremind.channels.null:NullChannel",
@@ -65,35 +68,8 @@ def make_channel(name: str, source: str = "channels", config: Config | None = No
 
 
 # -- remote channels: URLs and named channels -------------------------------------------------
-#: Keys a named channel (``channel_defs``) may have.
-CHANNEL_DEF_KEYS = frozenset({"url", "on", "templates", "headers", "secret", "to", "from"})
 _WEBHOOK = ("http", "https")
 _EMAIL = ("smtp", "smtps")
-
-
-def channel_def(name: str, config: Config | None) -> Mapping[str, Any] | None:
-    """The named channel ``name`` of ``config``, or ``None`` when it is not one."""
-    defs: Mapping[str, Mapping[str, Any]] = getattr(config, "channel_defs", None) or {}
-    return defs.get(name)
-
-
-def channel_wants(name: str, event: str, config: Config | None) -> bool:
-    """Whether channel ``name`` takes ``event``: a named channel's ``on`` limits its events
-    (test notices always pass)."""
-    spec = channel_def(name, config)
-    if spec is None or spec.get("on") is None or event == "test":
-        return True
-    return event in spec["on"]
-
-
-def display_name(name: str) -> str:
-    """``name`` as it may be shown or recorded: a URL has its secrets masked."""
-    text = redact_url(name) if scheme_of(reveal(name)) else name
-    from ..secrets import redact  # and every ${ENV} secret of the settings
-
-    return redact(text)
-
-
 
 
 def check_channel_name(
@@ -118,7 +94,7 @@ def _make_remote(name: str, source: str, config: Config | None) -> Channel:
     if spec is not None:
         return make_from_def(name, spec, source, config)
     if scheme_of(name) is None:
-        known = sorted(CHANNELS) + sorted(getattr(config, "channel_defs", None) or ())
+        known = sorted(CHANNELS) + sorted(config.channel_defs if config is not None else ())
         raise ValueError(
             f"{source}: {shown(name)} is not a channel; choose from {', '.join(known)}, "
             "or a URL (https://, smtp://, smtps://, or any apprise service)"
@@ -135,7 +111,7 @@ def make_from_def(
     # the URL's password, tokens, the signing secret and header values: masked everywhere
     remember(url_secrets(url)[1:] + [reveal(v) for v in (spec.get("headers") or {}).values()]
              + ([reveal(spec["secret"])] if spec.get("secret") else []))
-    timeout = float(getattr(config, "send_timeout", 10.0))
+    timeout = config.send_timeout if config is not None else 10.0
     where = f"{source}: {name}" if name else source
     check_url(url, where)  # a URL no channel can use is reported now, not at the first notice
     if scheme in _WEBHOOK:

@@ -12,10 +12,10 @@ import importlib.util
 import logging
 from typing import Any
 
-from ..notice import Notice
-from ..workers import run_blocking
-from .base import Channel, ChannelError
-from .urls import redact_url, reveal, url_secrets
+from ..core.notice import Notice
+from ..core.urls import redact_url, reveal, url_secrets
+from ..core.workers import run_blocking
+from ..delivery.channel import Channel, ChannelError
 
 __all__ = ["AppriseChannel", "apprise_installed"]
 

@@ -17,8 +17,8 @@ import platform
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
-from ..notice import Notice
-from .base import Availability, Channel, ChannelError
+from ..core.notice import Notice
+from ..delivery.channel import Availability, Channel, ChannelError
 
 if TYPE_CHECKING:
     from desktop_notifier import DesktopNotifier

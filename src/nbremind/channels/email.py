@@ -26,10 +26,10 @@ import ssl
 from collections.abc import Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from ..notice import Notice
-from ..workers import run_blocking
-from .base import Channel, ChannelError
-from .urls import redact_url, reveal, url_secrets
+from ..core.notice import Notice
+from ..core.urls import redact_url, reveal, url_secrets
+from ..core.workers import run_blocking
+from ..delivery.channel import Channel, ChannelError
 
 __all__ = ["EmailChannel"]
 

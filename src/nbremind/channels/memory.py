@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import threading
 
-from ..notice import Notice
-from .base import Channel
+from ..core.notice import Notice
+from ..delivery.channel import Channel
 
 __all__ = ["MemoryChannel"]
 

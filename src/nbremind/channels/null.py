@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from ..notice import Notice
-from .base import Channel
+from ..core.notice import Notice
+from ..delivery.channel import Channel
 
 __all__ = ["NullChannel"]
 

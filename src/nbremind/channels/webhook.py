@@ -28,10 +28,10 @@ import urllib.request
 from collections.abc import Mapping
 from typing import Any
 
-from ..notice import Notice
-from ..workers import run_blocking
-from .base import Channel, ChannelError
-from .urls import redact_url, reveal, url_secrets
+from ..core.notice import Notice
+from ..core.urls import redact_url, reveal, url_secrets
+from ..core.workers import run_blocking
+from ..delivery.channel import Channel, ChannelError
 
 __all__ = ["PAYLOAD_VERSION", "SIGNATURE_HEADER", "WebhookChannel", "payload", "sign"]
 
@@ -81,7 +81,7 @@ def payload(notice: Notice) -> dict[str, Any]:
 
 def _jsonable(value: object) -> object:
     # strict JSON: not-finite floats are null, what JSON cannot carry is text; never raises
-    from ..notice import json_value
+    from ..core.notice import json_value
 
     return json_value(value)
 

@@ -7,8 +7,8 @@ import functools
 import shlex
 from dataclasses import dataclass
 
-from .._parse import read_dash_values
-from ..options import OPTIONS, TaskOptions, parse_call_options
+from ..core.options import OPTIONS, TaskOptions, parse_call_options
+from ..core.parse import read_dash_values
 
 __all__ = ["MAGIC", "CellHeader", "default_name", "parse_header", "split_header"]
 

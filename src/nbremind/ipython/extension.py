@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..session import get_session
+from ..runtime.session import get_session
 from .frontend import CellFrontend
 from .magics import RemindMagics
 

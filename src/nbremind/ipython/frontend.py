@@ -13,9 +13,9 @@ import logging
 import os
 from typing import Any
 
-from ..options import TaskOptions
-from ..session import Session
-from ..task import Task
+from ..core.options import TaskOptions
+from ..core.task import Task
+from ..runtime.session import Session
 from .args import default_name, parse_header, split_header
 
 __all__ = ["CellFrontend", "strip_remind_line"]

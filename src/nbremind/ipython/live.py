@@ -19,7 +19,7 @@ import time
 import weakref
 from typing import Any, Protocol
 
-from ..session import Session
+from ..runtime.session import Session
 from .panel_rows import Resources
 
 __all__ = ["INTERVAL", "LiveRefresh", "LiveView", "ProcessSampler", "live_refresh"]

@@ -10,16 +10,22 @@ from typing import Any
 from IPython.core.error import UsageError
 from IPython.core.magic import Magics, cell_magic, line_magic, magics_class
 
-from .._parse import parse_count, parse_duration, printable
-from ..dispatcher import DEFAULT_CANDIDATES
-from ..options import MIN_TASK_DURATION
-from ..session import Session
+from ..core.browser_views import get_connection
+from ..core.channel_names import DEFAULT_CANDIDATES
+from ..core.options import MIN_TASK_DURATION
+from ..core.parse import parse_count, parse_duration, printable
+from ..runtime.session import Session
 from .args import default_name, parse_header
-from .browser import CONFIRMED, SENT_WAITING
-from .connection import get_connection
 from .frontend import CellFrontend, end_status_line, refresh_soon, show_status_line
 
-__all__ = ["RemindMagics"]
+__all__ = ["CONFIRMED", "SENT_WAITING", "RemindMagics"]
+
+#: What ``%remind test browser`` says once the page has the notice, until the page answers
+#: (Jupyter hands the page's answer to the kernel only after the running cell ends; the line
+#: is then replaced by ``CONFIRMED`` or ``not shown: why``).
+SENT_WAITING = "sent to the page, waiting for it to confirm (it answers once this cell ends)"
+#: What it says once the page confirmed it raised the notification.
+CONFIRMED = "delivered (the page showed the notification)"
 
 _SUBCOMMANDS = "auto DUR|off, panel, status, test [CHANNEL...], mute, unmute, config"
 _SUBCOMMANDS += ", history [N] [--all]"
@@ -115,7 +121,7 @@ class RemindMagics(Magics):
         if not chosen:
             print(printable(f"  default channels: {self._default_channels()}"))
         if "browser" in names:
-            from .connection import get_connection
+            from ..core.browser_views import get_connection
 
             for permission in get_connection().permissions():
                 print("  browser notification permission: "
@@ -173,8 +179,8 @@ class RemindMagics(Magics):
     def _cmd_history(self, args: list[str]) -> None:
         """The N most recent top-level runs (default 20) of every process, newest first,
         with the number of runs nested in each; ``--all``: every run."""
-        from ..history_format import table_lines
-        from ..history_frame import history_rows
+        from ..api.history import history_rows
+        from ..api.history_format import table_lines
 
         hint = "give the number of runs to show, e.g. 20 (0: all), and --all for nested runs"
         nested = "--all" in args
@@ -207,7 +213,7 @@ class RemindMagics(Magics):
         print("\n".join(printable(line) for line in report.lines()))
 
     def _cmd_config(self, args: list[str]) -> None:
-        from ..config_live import describe  # every value with its source, secrets as ***
+        from ..settings.live import describe  # every value with its source, secrets as ***
 
         for line in describe(self.session):
             print(printable(line))

@@ -18,8 +18,8 @@ import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ..dispatcher import DEFAULT_CANDIDATES
-from ..session import Session, get_session
+from ..core.channel_names import DEFAULT_CANDIDATES
+from ..runtime.session import Session, get_session
 from .live import ProcessSampler, live_refresh
 from .panel_rows import Resources, RowBuilder, listed_tasks
 
@@ -150,7 +150,7 @@ async def channel_rows(session: Session) -> tuple[list[list[Any]], str]:
     dispatcher = session.dispatcher
     chosen = session.config.channels
     states = await dispatcher.availability(chosen or DEFAULT_CANDIDATES)
-    from ..secrets import redact  # a channel URL may hold a ${ENV} secret
+    from ..core.secrets import redact  # a channel URL may hold a ${ENV} secret
 
     rows = [[redact(name), redact(state), state == "available"] for name, state in states.items()]
     if chosen:

@@ -10,8 +10,8 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..notice import format_duration, format_size
-from ..task import Task, TaskState
+from ..core.notice import format_duration, format_size
+from ..core.task import Task, TaskState
 from .texts import STATE_TEXT, count_text, cpu_text, rate_text, size_text
 
 __all__ = ["ROW_FIELDS", "Resources", "RowBuilder", "done_text", "listed_tasks", "speed_text"]

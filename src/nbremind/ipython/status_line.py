@@ -17,8 +17,8 @@ import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from ..session import Session
-from ..task import Task
+from ..core.task import Task
+from ..runtime.session import Session
 from .live import live_refresh
 from .texts import status_text
 

@@ -5,9 +5,9 @@ Everything here is plain data: the front end puts it on the page with ``textCont
 
 from __future__ import annotations
 
-from ..notice import format_duration, format_size
-from ..task import Task, TaskState
-from ..thresholds import never_applied
+from ..core.notice import format_duration, format_size
+from ..core.task import Task, TaskState
+from ..core.thresholds import never_applied
 
 __all__ = [
     "STATE_TEXT",

@@ -2,7 +2,7 @@
 
 Both run the same front-end module, ``static/nbremind.js``, which draws with DOM APIs and
 ``textContent`` only, says hello/bye to the kernel for each widget a page loads (see
-:mod:`nbremind.ipython.connection`) and raises the ``browser`` channel's notifications.
+:mod:`nbremind.core.browser_views`) and raises the ``browser`` channel's notifications.
 Imported only when a panel or status line is made: ``import nbremind`` never loads it.
 """
 
@@ -16,7 +16,7 @@ import anywidget
 import ipywidgets
 import traitlets
 
-from .connection import BrowserConnection, get_connection
+from ..core.browser_views import BrowserConnection, get_connection
 from .panel_rows import ROW_FIELDS
 
 __all__ = ["SNAPSHOT_NOTE", "NbremindWidget", "PanelWidget", "StatusWidget"]

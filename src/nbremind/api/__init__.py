@@ -1,0 +1,1 @@
+"""The public calls: ``remind()``, ``track()``, ``history()``. Uses ``runtime`` and below."""

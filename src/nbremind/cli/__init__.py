@@ -1,0 +1,159 @@
+"""The ``nbremind`` command: ``nbremind run -- CMD`` and ``nbremind test``.
+
+Errors end the command with a one-line message on stderr and a non-zero status (2 for a
+bad option value, naming the option and the value). Text output has control characters
+escaped (:func:`~nbremind.core.parse.printable`), so names cannot reach the terminal raw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from ..core.parse import printable, read_dash_values
+
+__all__ = ["main"]
+
+#: Exit status when the command to run could not be started (as a shell does).
+EXIT_NOT_STARTED = 127
+EXIT_USAGE = 2
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse's parser (and so every subcommand's), taking ``--after -5s`` for a value."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        read_dash_values(self)
+
+
+def _parser() -> argparse.ArgumentParser:
+    from ..core.options import OPTIONS
+
+    parser = _Parser(
+        prog="nbremind",
+        description="Tells you when long work needs you: run a command as a task, "
+        "or check that notices reach you.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    run = sub.add_parser(
+        "run",
+        help="run a command and notify when it ends or crosses a threshold",
+        description="Run CMD as a task: its output passes through unchanged, signals are "
+        "forwarded to it, and nbremind exits with its exit status (128+N when a signal N "
+        "killed it, 124 when it passed --timeout). When no channel could deliver its "
+        "notices, one line on stderr says why.",
+        usage="nbremind run [options] -- CMD [ARGS...]",
+    )
+    run.add_argument("--name", help="the task's name (default: the command line, shortened; "
+                     "for python SCRIPT, the script's file name)")
+    for spec in OPTIONS:
+        if spec.command:
+            run.add_argument(spec.flag, dest=spec.name, metavar=spec.metavar, help=spec.help)
+    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD [ARGS...]")
+
+    test = sub.add_parser(
+        "test",
+        help="send a test notice through each channel and say whether it was delivered",
+        description="Send a test notice through each named (or configured) channel and "
+        "print, per channel, 'delivered' or the reason it failed. Exits 1 when any failed.",
+    )
+    test.add_argument("channels", nargs="*", metavar="CHANNEL")
+
+    from .history import add_parsers  # history, outbox
+
+    add_parsers(sub)
+
+    doctor = sub.add_parser(
+        "doctor",
+        help="explain what works on this machine, and why",
+        description="Explain what works on this machine and why: the desktop backend "
+        "(Linux: the D-Bus session bus and the notification service; Windows: the app id "
+        "registration; macOS: the app bundle), the browser, the settings files and their "
+        "errors, the default channels, the outbox backlog and the run history file. Sends "
+        "nothing. Exits 0 when everything the default channels and the settings need works, "
+        "1 otherwise.",
+    )
+    doctor.add_argument("--json", action="store_true",
+                        help='print {"ok": ..., "checks": [{"name", "ok", "required", '
+                        '"summary", "detail"}, ...]} instead of text')
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the ``nbremind`` command line; returns the exit status."""
+    args = list(sys.argv[1:] if argv is None else argv)
+    parser = _parser()
+    ns = parser.parse_args(args)
+    try:
+        if ns.command == "run":
+            return _run(ns)
+        if ns.command in ("history", "outbox"):
+            from .history import run_history, run_outbox
+
+            return run_history(ns) if ns.command == "history" else run_outbox(ns)
+        if ns.command == "doctor":
+            return _doctor(ns)
+        return _test(ns)
+    except ValueError as exc:
+        print(printable(f"nbremind {ns.command}: error: {exc}"), file=sys.stderr)
+        return EXIT_USAGE
+
+
+def _run(ns: argparse.Namespace) -> int:
+    from .run import run_command
+
+    command = list(ns.argv)
+    if command and command[0] == "--":
+        command = command[1:]
+    if not command:
+        raise ValueError("no command given; put it after --, e.g. nbremind run -- make all")
+    from ..core.options import OPTIONS, parse_call_options
+
+    options = {spec.name: getattr(ns, spec.name) for spec in OPTIONS
+               if spec.command and getattr(ns, spec.name) is not None}
+    parse_call_options("", flags=True, **options)  # checked here: errors name the flag
+    try:
+        result = run_command(command, ns.name, **options)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        print(f"nbremind run: cannot run {command[0]!r}: {reason}", file=sys.stderr)
+        return EXIT_NOT_STARTED
+    if result.undelivered:
+        print(printable(f"nbremind run: {result.undelivered}"), file=sys.stderr)
+    return result.exit_code
+
+
+def _test(ns: argparse.Namespace) -> int:
+    from ..runtime.session import get_session
+
+    results = get_session().test(ns.channels or None)
+    width = max((len(name) for name in results), default=0)
+    for name, outcome in results.items():
+        print(printable(f"{name:<{width}}  {outcome}"))
+    return 0 if results and all(o == "delivered" for o in results.values()) else 1
+
+
+def _doctor(ns: argparse.Namespace) -> int:
+    import json
+
+    from ..doctor import collect
+
+    report = collect()
+    if ns.json:
+        text = json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
+    else:
+        text = "\n".join(printable(line) for line in report.lines())
+    try:
+        print(text)
+    except UnicodeEncodeError:  # a console that cannot show ✓ / ✗: replace what it cannot
+        encoding = sys.stdout.encoding or "ascii"
+        print(text.encode(encoding, "replace").decode(encoding))
+    return 0 if report.ok else 1
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -1,0 +1,249 @@
+"""``nbremind run -- CMD``: a command as a task, its output, signals and exit code untouched.
+
+The command runs in a process group of its own, with nbremind's standard streams, so its
+output passes through byte for byte. Signals nbremind receives (Ctrl-C, ``kill``) are
+forwarded to that group. The task's memory is the peak RSS of the whole process tree,
+sampled on the session's ticker. At the timeout the group gets SIGTERM, then SIGKILL after
+a grace period, and the task ends ``timed_out``.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from types import FrameType
+from typing import TYPE_CHECKING, Any
+
+from ..api.reminder import remind
+from ..core.notice import format_duration
+from ..core.task import Ended, Task, TaskState, TaskTimeout
+from ..runtime.session import Session
+
+if TYPE_CHECKING:
+    from ..delivery.dispatcher import Delivery
+
+__all__ = [
+    "EXIT_TIMED_OUT",
+    "CommandFailed",
+    "CommandTimedOut",
+    "RunResult",
+    "command_name",
+    "run_command",
+]
+
+#: Exit status of ``nbremind run`` when the command passed its timeout (as GNU ``timeout``).
+EXIT_TIMED_OUT = 124
+#: Seconds between SIGTERM and SIGKILL when a command is stopped at its timeout.
+KILL_GRACE = 5.0
+#: Seconds between checks for a stop request while the command runs.
+_POLL = 0.2
+#: Characters of the command line kept in a task's default name.
+NAME_CHARS = 40
+_FORWARDED = tuple(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
+    if hasattr(signal, name)
+)
+
+
+class CommandFailed(Ended):
+    """A command that did not succeed; its words say how ("exit status 3")."""
+
+
+class CommandTimedOut(Ended, TaskTimeout):
+    """A command stopped at its timeout; its words say so."""
+
+
+@dataclass(frozen=True)
+class RunResult:
+    """What ``run_command`` reports: the exit status to use, the task's end state, and why
+    none of its notices could be delivered (``""``: delivered, or none was sent)."""
+
+    exit_code: int
+    state: TaskState
+    peak_rss: int | None
+    undelivered: str = ""
+
+
+def command_name(argv: Sequence[str]) -> str:
+    """A task name for ``argv``: the command line, shortened (``sh -c 'sleep 1; exit 3'``);
+    for ``python script.py`` the script's file name, for ``python -m mod`` the module."""
+    program = os.path.basename(argv[0]) or argv[0]
+    rest = list(argv[1:])
+    if program.lower().startswith(("python", "pypy")) and rest:
+        if rest[0] == "-m" and len(rest) > 1:
+            return rest[1]
+        if not rest[0].startswith("-"):
+            return os.path.basename(rest[0]) or rest[0]
+    text = shlex.join([program, *rest])
+    return text if len(text) <= NAME_CHARS else text[:NAME_CHARS - 1] + "…"
+
+
+def run_command(
+    argv: Sequence[str],
+    name: str | None = None,
+    *,
+    session: Session | None = None,
+    kill_grace: float = KILL_GRACE,
+    **options: Any,
+) -> RunResult:
+    """Run ``argv`` as a task (``remind()``'s options apply); return its exit status.
+
+    A command that cannot start raises ``FileNotFoundError`` / ``PermissionError`` before
+    any task exists. Exit status 0 -> succeeded; other -> failed ("exit status N"); killed
+    by a signal -> failed ("killed by SIGNAME", exit status 128 + N); past ``timeout`` ->
+    timed_out (exit status 124).
+    """
+    if not argv:
+        raise ValueError("nbremind run: no command given (put it after --)")
+    timeout = options.pop("timeout", None)
+    reminder = remind(name or command_name(argv), session=session, timeout=timeout,
+                      interrupt=timeout is not None, **options)
+    clock = reminder.session.clock
+    started = (clock.monotonic(), clock.time())  # the duration counts the command's start-up
+    child = subprocess.Popen(list(argv), start_new_session=os.name == "posix")
+    tree = _TreeMemory(child.pid)
+    stopping = threading.Event()
+    task: Task | None = None
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if task is not None and task.interrupted_by_timeout:
+            stopping.set()  # nbremind's own interrupt at the timeout: stop the command
+            _signal_group(child, signal.SIGTERM)
+        else:
+            _signal_group(child, signum)
+
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, forward) for s in _FORWARDED} if in_main else {}
+    try:
+        with reminder as task:
+            task.start_mono, task.start_wall = started
+            task.kind = "command"
+            task.rss_source = tree.sample
+            code = _wait(child, stopping, kill_grace)
+            # the tree's peak before the task ends, so its end (and the history) carries it
+            task.peak_rss = max(tree.peak() or 0, task.peak_rss or 0) or None
+            if stopping.is_set():
+                limit = format_duration(task.options.timeout or 0.0)
+                raise CommandTimedOut(f"stopped at its timeout of {limit}")
+            if code != 0:
+                raise CommandFailed(_describe(code))
+    except TaskTimeout:
+        pass  # recorded as timed_out by the task; the exit status says so below
+    except CommandFailed:
+        pass  # recorded as failed; the command's own exit status is passed on below
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if child.poll() is None:  # nbremind itself failed: never leave the command behind
+            _signal_group(child, signal.SIGKILL)
+            child.wait()
+    assert task is not None
+    peak = tree.peak()
+    task.peak_rss = max(peak or 0, task.peak_rss or 0) or None
+    undelivered = _undelivered(reminder.session, task)
+    if task.state is TaskState.TIMED_OUT:
+        return RunResult(EXIT_TIMED_OUT, task.state, task.peak_rss, undelivered)
+    code = child.returncode
+    return RunResult(code if code >= 0 else 128 - code, task.state, task.peak_rss, undelivered)
+
+
+def _undelivered(session: Session, task: Task) -> str:
+    """Which of ``task``'s notices no channel took, and why, once they were all tried
+    (within the ``exit_timeout`` setting); ``""`` when each reached a channel, none was sent,
+    or some are still being tried (the session's exit speaks for those)."""
+    if not session.flush(session.config.exit_timeout):
+        return ""
+    prefix = f"{task.id}:"
+    tried: dict[str, list[Delivery]] = {}
+    for delivery in list(session.dispatcher.deliveries):
+        if delivery.notice_id.startswith(prefix):
+            tried.setdefault(delivery.notice_id, []).append(delivery)
+    lost = [ds for ds in tried.values() if not any(d.ok for d in ds)]
+    if not lost:
+        return ""
+    titles = dict.fromkeys(repr(ds[0].title) for ds in lost)
+    reasons = dict.fromkeys(f"{d.channel}: {d.error or 'not delivered'}" for ds in lost
+                            for d in ds)
+    return f"{', '.join(titles)} was not delivered: {'; '.join(reasons)}"
+
+
+def _wait(child: subprocess.Popen[bytes], stopping: threading.Event, grace: float) -> int:
+    """Wait for the command; once it is being stopped, SIGKILL it after ``grace`` seconds."""
+    stop_at: float | None = None
+    while True:
+        try:
+            return child.wait(_POLL)
+        except subprocess.TimeoutExpired:
+            pass
+        if stopping.is_set():
+            now = time.monotonic()
+            if stop_at is None:
+                stop_at = now
+            elif now - stop_at >= grace:
+                _signal_group(child, signal.SIGKILL)
+                return child.wait()
+
+
+def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
+    try:
+        if os.name == "posix":
+            os.killpg(child.pid, signum)
+        else:
+            child.send_signal(signum)
+    except (ProcessLookupError, PermissionError, OSError):
+        pass
+
+
+def _describe(code: int) -> str:
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    return f"exit status {code}"
+
+
+class _TreeMemory:
+    """The RSS of a process and all its descendants, and the peak seen."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self._peak = 0
+        self._process: Any = None
+
+    def sample(self) -> int | None:
+        import psutil
+
+        try:
+            if self._process is None:
+                self._process = psutil.Process(self._pid)
+            procs = [self._process, *self._process.children(recursive=True)]
+        except psutil.Error:
+            return None
+        total = 0
+        for proc in procs:
+            try:
+                total += proc.memory_info().rss
+            except psutil.Error:
+                continue
+        self._peak = max(self._peak, total)
+        return total
+
+    def peak(self) -> int | None:
+        """The largest total sampled, or the largest single descendant the OS reports."""
+        peak = self._peak
+        try:
+            import resource
+
+            largest = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * 1024
+            peak = max(peak, largest)
+        except (ImportError, OSError):
+            pass
+        return peak or None

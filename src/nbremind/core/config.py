@@ -1,0 +1,310 @@
+"""The settings of a session: frozen, validated when made, replaced whole by ``configure()``."""
+
+from __future__ import annotations
+
+import os
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass, field, fields, replace
+from typing import Any
+
+from .channel_names import check_channel_names
+from .parse import parse_channels, parse_duration, parse_events
+
+__all__ = [
+    "AUTO",
+    "DEFAULT",
+    "Config",
+    "check_channel_names",
+    "format_duration_setting",
+    "format_setting",
+]
+
+#: ``configure(channels="auto")`` (or ``None``): let nbremind choose the channels.
+AUTO = "auto"
+#: ``configure(on="default")`` (or ``None``): the events each task notifies by default.
+DEFAULT = "default"
+#: How a setting that is not set is written (``min_duration``, ``rate_limit``, ``data_dir``).
+NONE = "none"
+
+
+@dataclass(frozen=True)
+class Config:
+    """Process-wide defaults; each task may override ``channels``, ``on`` and ``min_duration``."""
+
+    #: Channels a notice goes to when its task names none; empty: chosen when each notice is
+    #: sent (desktop where it can show toasts, else the browser when one is connected).
+    channels: tuple[str, ...] = ()
+    #: Events notified when a task sets no ``on`` (``None``: the documented defaults).
+    on: tuple[str, ...] | None = None
+    #: End events of tasks shorter than this are not notified.
+    min_duration: float | None = None
+    #: Seconds one channel may take to deliver one notice.
+    send_timeout: float = 10.0
+    #: Seconds between evaluations of time-based thresholds.
+    tick_interval: float = 0.25
+    #: Whether notices are held back (tasks are still followed).
+    muted: bool = False
+    #: Seconds the interpreter waits at exit for notices still being delivered.
+    exit_timeout: float = 5.0
+    #: Finished tasks the live panel keeps listed (the most recent ones).
+    panel_keep: int = 50
+    #: Daily quiet hours (``"22:00-07:00"``): notices are held, then sent as one digest.
+    quiet_hours: str | None = None
+    #: Events that still notify during quiet hours (``("failure",)``).
+    quiet_allow: tuple[str, ...] = ()
+    #: IANA time zone quiet hours are read in (``None``: the local zone).
+    timezone: str | None = None
+    #: Minimum seconds between two repeating notices (after, memory, progress) of one task.
+    rate_limit: float | None = None
+    #: Title and body templates per event: ``{"success": {"title": "...", "body": "..."}}``.
+    templates: Mapping[str, Mapping[str, str]] = field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+    #: Named channels: ``{name: {"url", "on", "templates", "headers", "secret", "to",
+    #: "from"}}`` (see ``nbremind.core.channel_defs``); their names may be used in ``channels``.
+    channel_defs: Mapping[str, Mapping[str, Any]] = field(
+        default_factory=lambda: types.MappingProxyType({})
+    )
+    #: Tries per channel and notice (1: no retry) for failures that may pass.
+    retry_attempts: int = 4
+    #: Seconds after the first try past which a channel's delivery is not retried.
+    retry_max_time: float = 60.0
+    #: Whether a Jupyter kernel starts the kernel-death watchdog with its first task.
+    watchdog: bool = True
+    #: Whether notices are written to the durable outbox (a SQLite file) before delivery.
+    outbox: bool = True
+    #: Seconds after which a notice an ended process left undelivered is dropped (recorded).
+    outbox_max_age: float = 86400.0
+    #: Folder of the outbox file (``None``: ``$NBREMIND_DATA_DIR``, else the platform
+    #: user-data folder).
+    data_dir: str | None = None
+    #: Seconds finished runs stay in the run history (``0``: history off). Default 90 days.
+    history_keep: float = 90 * 86400.0
+
+    def updated(self, source: str = "configure()", **values: Any) -> Config:
+        """A copy with ``values`` validated and applied; a bad key or value raises
+        ``ValueError``, whose message has every known secret and the secrets of every URL in
+        it masked (:func:`nbremind.core.secrets.redact`, ``redact_url``)."""
+        try:
+            return self._updated(source, values)
+        except ValueError as exc:
+            from .secrets import redact
+            from .urls import hide_urls
+
+            message = redact(hide_urls(str(exc)))
+            if message == str(exc):
+                raise
+            raise ValueError(message) from None
+
+    def _updated(self, source: str, values: dict[str, Any]) -> Config:
+        known = {f.name for f in fields(self)}
+        parsed: dict[str, Any] = {}
+        # channels last: they are checked against the named channels given with them
+        for key in sorted(values, key=lambda name: name == "channels"):
+            value = values[key]
+            where = f"{source}: {key}"
+            if key not in known:
+                raise ValueError(
+                    f"{source}: unknown setting {key!r}; known settings: {', '.join(sorted(known))}"
+                )
+            if key == "channels":
+                if value is None or value == AUTO:
+                    parsed[key] = ()
+                else:
+                    parsed[key] = parse_channels(value, where)
+                    check_channel_names(
+                        parsed[key], where, parsed.get("channel_defs", self.channel_defs)
+                    )
+            elif key == "on":
+                unset = value is None or value == DEFAULT
+                parsed[key] = None if unset else parse_events(value, where)
+            elif key in ("min_duration",):
+                parsed[key] = None if _unset(value) else parse_duration(value, where)
+            elif key in ("send_timeout", "tick_interval", "exit_timeout"):
+                parsed[key] = parse_duration(value, where)
+            elif key in ("muted", "watchdog"):
+                if not isinstance(value, bool):
+                    raise ValueError(f"{where}: {_shown(value)} is not True or False")
+                parsed[key] = value
+            elif key == "panel_keep":
+                parsed[key] = _count(value, where)
+            elif key in ("channel_defs", "retry_attempts", "retry_max_time"):
+                parsed[key] = _channel_setting(key, value, where)
+            elif key in ("quiet_hours", "quiet_allow", "timezone", "rate_limit", "templates"):
+                parsed[key] = _rule_setting(key, value, where)
+            elif key in ("outbox", "outbox_max_age", "data_dir"):
+                parsed[key] = _outbox_setting(key, value, where)
+            elif key == "history_keep":
+                parsed[key] = _history_keep(value, where)
+        return replace(self, **parsed)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Every setting and its value."""
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+
+def _shown(value: object) -> str:
+    """``value`` as an error message may quote it (secrets and URL passwords masked)."""
+    from .urls import shown
+
+    return shown(value)
+
+
+def _unset(value: object) -> bool:
+    """Whether ``value`` means "not set": ``None``, ``"none"`` or ``"off"``."""
+    return value is None or (isinstance(value, str) and value.strip() in (NONE, "off"))
+
+
+def _count(value: object, where: str) -> int:
+    """A whole number >= 0 (``50``, ``"50"``); anything else raises ``ValueError``."""
+    if isinstance(value, str) and value.strip().isdigit():
+        return int(value.strip())
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ValueError(f"{where}: {_shown(value)} is not a whole number >= 0")
+    return value
+
+
+def _rule_setting(key: str, value: Any, where: str) -> Any:
+    """Validate a setting of the rule chain (quiet hours, rate limit, templates)."""
+    from .parse import format_quiet_hours, parse_quiet_hours, parse_timezone
+
+    if key == "quiet_allow":
+        return () if value is None else parse_events(value, where)
+    if key == "templates":
+        from .templates import parse_templates
+
+        return parse_templates(value, where)
+    if value is None or value in ("", "off", NONE):
+        return None
+    if key == "quiet_hours":
+        return format_quiet_hours(*parse_quiet_hours(value, where))
+    if key == "timezone":
+        return None if value == "local" else parse_timezone(value, where)
+    return parse_duration(value, where)  # rate_limit
+
+
+def _channel_setting(key: str, value: Any, where: str) -> Any:
+    """Validate a setting of remote delivery (named channels, retries)."""
+    from .channel_defs import parse_attempts, parse_channel_defs
+
+    if key == "channel_defs":
+        return parse_channel_defs(value, where)
+    if key == "retry_attempts":
+        return parse_attempts(value, where)
+    return parse_duration(value, where)  # retry_max_time
+
+
+def _outbox_setting(key: str, value: Any, where: str) -> Any:
+    """Validate a setting of the durable outbox."""
+    if key == "outbox":
+        if not isinstance(value, bool):
+            raise ValueError(f"{where}: {_shown(value)} is not True or False")
+        return value
+    if key == "outbox_max_age":
+        age = parse_duration(value, where)
+        if age <= 0:
+            raise ValueError(f"{where}: {_shown(value)} must be longer than 0 s")
+        return age
+    if value is None or value in ("", NONE):
+        return None  # data_dir: the default folder
+    if not isinstance(value, (str, os.PathLike)):
+        raise ValueError(f"{where}: {_shown(value)} is not a folder path")
+    return os.fspath(value)
+
+
+def _history_keep(value: Any, where: str) -> float:
+    """How long finished runs are kept: a duration (``"90d"``), or ``"off"`` / ``0`` for no
+    history."""
+    if value is None or value is False or value in ("off", "none", "", 0, "0"):
+        return 0.0
+    keep = parse_duration(value, where)
+    if keep <= 0:
+        raise ValueError(f"{where}: {_shown(value)} must be longer than 0 s, or 'off'")
+    return keep
+
+
+# -- settings as a user writes them --------------------------------------------------------------
+_DURATIONS = frozenset({
+    "min_duration", "send_timeout", "tick_interval", "exit_timeout", "rate_limit",
+    "retry_max_time", "outbox_max_age", "history_keep",
+})
+_UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
+
+
+def format_duration_setting(seconds: float) -> str:
+    """``seconds`` as a duration setting is written (``90d``, ``1h30m``, ``10s``, ``250ms``);
+    read back (:func:`nbremind.core.parse.parse_duration`), the text gives ``seconds`` exactly."""
+    text = f"{seconds!r}s"
+    if seconds >= 1 and seconds == int(seconds):
+        rest, parts = int(seconds), []
+        for unit, size in _UNITS:
+            count, rest = divmod(rest, size)
+            if count:
+                parts.append(f"{count}{unit}")
+        text = "".join(parts)
+    elif 0 < seconds < 1 and seconds * 1000 == round(seconds * 1000):
+        text = f"{round(seconds * 1000)}ms"
+    try:
+        if parse_duration(text, minimum=0) == seconds:
+            return text
+    except ValueError:
+        pass
+    return f"{seconds!r}s"
+
+
+def format_setting(key: str, value: Any) -> str:
+    """The value of setting ``key`` as a user writes it (``90d``, ``10s``, ``none``, ``auto``,
+    ``failure,timeout``; tables as JSON): given back to :meth:`Config.updated` (or
+    ``configure()``, a file, an ``NBREMIND_*`` variable), the text gives the same value.
+    Secrets are shown as ``***``."""
+    if key == "channels":
+        return _names_text(value) if value else AUTO
+    if key == "on":
+        return DEFAULT if value is None else (_names_text(value) or NONE)
+    if key == "quiet_allow":
+        return _names_text(value) or NONE
+    if key == "history_keep" and not value:
+        return "off"
+    if key == "quiet_hours":
+        return _masked_text(value) if value else "off"
+    if key == "timezone":
+        return _masked_text(value) if value else "local"
+    if value is None:
+        return NONE
+    if isinstance(value, bool):
+        return str(value)
+    if key in _DURATIONS:
+        return format_duration_setting(float(value))
+    if isinstance(value, Mapping):
+        import json  # not at import: only %remind config shows tables
+
+        return json.dumps(_plain(value), ensure_ascii=False, default=str)
+    return _masked_text(value)
+
+
+def _masked_text(value: object) -> str:
+    from .secrets import redact
+
+    return redact(value)
+
+
+def _names_text(names: tuple[str, ...]) -> str:
+    """``desktop,team``; a JSON list when a name holds a comma (a URL)."""
+    shown = [_masked_text(name) for name in names]
+    if any("," in name for name in shown):
+        import json
+
+        return json.dumps(shown, ensure_ascii=False)
+    return ",".join(shown)
+
+
+def _plain(value: Any) -> Any:
+    """``value`` as JSON-ready data, with every secret masked."""
+    if isinstance(value, Mapping):
+        return {str(key): _plain(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(item) for item in value]
+    if isinstance(value, str):
+        return _masked_text(value)
+    return value

@@ -1,0 +1,168 @@
+"""The options a task takes, parsed and validated once, frozen.
+
+:data:`OPTIONS` is the one table of the options that take a value: ``remind()`` and
+``track()`` keywords, ``%%remind`` and ``nbremind run`` flags are all read through it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .parse import (
+    parse_channels,
+    parse_duration,
+    parse_events,
+    parse_percents,
+    parse_size,
+    safe_repr,
+)
+
+__all__ = [
+    "DEFAULT_ON",
+    "MIN_TASK_DURATION",
+    "OPTIONS",
+    "OptionSpec",
+    "TaskOptions",
+    "check_total",
+    "parse_call_options",
+]
+
+#: Events notified when a task does not say otherwise (thresholds it sets are added).
+DEFAULT_ON = ("success", "failure", "cancel", "timeout")
+
+#: The shortest duration a task's option may be. Thresholds are checked on each tick of the
+#: loop (every 0.25 s by default), so a shorter one cannot be followed any closer; 0.1 s
+#: still takes ``"250ms"`` and a faster tick, and turns ``every="1e-21s"`` into an error.
+MIN_TASK_DURATION = 0.1
+
+
+def _task_duration(value: object, option: str) -> float:
+    return parse_duration(value, option, minimum=MIN_TASK_DURATION)
+
+
+@dataclass(frozen=True)
+class OptionSpec:
+    """One option that takes a value: its keyword (and ``TaskOptions`` field), its flag on a
+    command line, and how its value is parsed (``parse(value, option)``)."""
+
+    name: str
+    flag: str
+    metavar: str
+    parse: Callable[[object, str], Any]
+    help: str
+    #: Whether ``nbremind run`` takes it (a command reports no progress).
+    command: bool = True
+
+    def label(self, prefix: str = "", flags: bool = False) -> str:
+        """How errors name it: ``prefix`` then the keyword, or the flag when ``flags``."""
+        return f"{prefix}{self.flag if flags else self.name}"
+
+
+#: Every option that takes a value, in the order they are documented.
+OPTIONS = (
+    OptionSpec("after", "--after", "DUR", _task_duration,
+               "notify once when still running after DUR"),
+    OptionSpec("every", "--every", "DUR", _task_duration, "then again every DUR"),
+    OptionSpec("progress", "--progress", "P[,P...]", parse_percents,
+               "notify when progress reaches each mark (0.5 or 50%)", command=False),
+    OptionSpec("mem", "--mem", "SIZE", parse_size,
+               "notify when memory (a command's: its process tree's) goes above SIZE"),
+    OptionSpec("timeout", "--timeout", "DUR", _task_duration,
+               "time out after DUR (a command is stopped, with its whole process group)"),
+    OptionSpec("on", "--on", "EVENTS", parse_events, "events that notify, comma-separated"),
+    OptionSpec("channels", "--channels", "CH[,CH...]", parse_channels, "where notices go"),
+    OptionSpec("min_duration", "--min", "DUR", _task_duration,
+               "no end notice when it took less than DUR"),
+)
+_BY_NAME: Mapping[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
+
+
+@dataclass(frozen=True)
+class TaskOptions:
+    """Thresholds and delivery choices of one task (see ``remind()`` for their meaning)."""
+
+    after: float | None = None
+    every: float | None = None
+    progress: tuple[float, ...] = ()
+    mem: int | None = None
+    timeout: float | None = None
+    interrupt: bool = False
+    on: tuple[str, ...] | None = None
+    channels: tuple[str, ...] | None = None
+    min_duration: float | None = None
+    when: Callable[[Any], object] | None = None
+    quiet: bool = False
+
+    @classmethod
+    def parse(
+        cls,
+        *,
+        interrupt: bool = False,
+        when: Callable[[Any], object] | None = None,
+        quiet: bool = False,
+        source: str = "",
+        flags: bool = False,
+        **values: object,
+    ) -> TaskOptions:
+        """Validate raw values of :data:`OPTIONS` (``None``: not set); a bad one raises
+        ``ValueError`` naming the option (after ``source``; its flag when ``flags``) and the
+        value."""
+        unknown = [key for key in values if key not in _BY_NAME]
+        if unknown:
+            raise TypeError(f"TaskOptions.parse() got an unexpected keyword {unknown[0]!r}")
+
+        def opt(name: str) -> str:
+            return f"{source}--{name}" if flags else f"{source}{name}"
+
+        if when is not None and not callable(when):
+            raise ValueError(f"{opt('when')}: {when!r} is not callable")
+        if interrupt and values.get("timeout") is None:
+            raise ValueError(f"{opt('interrupt')}: needs a timeout to interrupt at")
+        parsed = {
+            spec.name: spec.parse(values[spec.name], spec.label(source, flags))
+            for spec in OPTIONS
+            if values.get(spec.name) is not None
+        }
+        return cls(**parsed, interrupt=bool(interrupt), when=when, quiet=bool(quiet))
+
+    def events(self) -> frozenset[str]:
+        """The events this task notifies: ``on`` if given, else the defaults plus thresholds."""
+        if self.on is not None:
+            return frozenset(self.on)
+        events = set(DEFAULT_ON)
+        if self.after is not None or self.every is not None:
+            events.add("after")
+        if self.progress:
+            events.add("progress")
+        if self.mem is not None:
+            events.add("memory")
+        if self.when is not None:
+            events.add("condition")
+        return frozenset(events)
+
+
+def parse_call_options(
+    source: str, session: object = None, *, flags: bool = False, **raw: Any
+) -> TaskOptions:
+    """Task options (``remind()``'s, ``track()``'s, a command line's when ``flags``), parsed,
+    with their channels checked against the named channels of ``session``'s settings.
+
+    Errors start with ``source`` and name the option: ``remind(): after: ...``, or with
+    ``flags`` its flag: ``%%remind --after: ...`` (``source`` may then be empty).
+    """
+    prefix = (f"{source} " if source else "") if flags else f"{source}: "
+    options = TaskOptions.parse(**raw, source=prefix, flags=flags)
+    if options.channels:
+        from .channel_names import check_channel_names
+
+        defs = getattr(getattr(session, "config", None), "channel_defs", None)
+        check_channel_names(options.channels, _BY_NAME["channels"].label(prefix, flags), defs)
+    return options
+
+
+def check_total(total: object, source: str) -> None:
+    """Raise ``ValueError`` unless ``total`` is ``None`` or a non-negative integer."""
+    if total is not None and (isinstance(total, bool) or not isinstance(total, int) or total < 0):
+        raise ValueError(f"{source}: total {safe_repr(total)} is not a non-negative integer")

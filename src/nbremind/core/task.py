@@ -1,0 +1,496 @@
+"""A task: one piece of work followed from start to end, and its frozen snapshot."""
+
+from __future__ import annotations
+
+import enum
+import itertools
+import math
+import operator
+import os
+import sys
+import threading
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import TYPE_CHECKING, Any
+
+from .options import TaskOptions
+from .parse import MAX_COUNT  # the largest count and total a task takes
+
+if TYPE_CHECKING:
+    import asyncio
+
+    from .clock import Clock
+
+__all__ = [
+    "MAX_COUNT", "TERMINAL_STATES", "Ended", "Task", "TaskError", "TaskSnapshot", "TaskState",
+    "TaskTimeout", "type_name", "value_repr",
+]
+
+_ids = itertools.count(1)
+_tag = (0, "")
+
+
+def _process_tag() -> str:
+    """``<pid>.<start>`` (start: milliseconds since the epoch, base 36, at this process's
+    first task): task and notice ids stay unique across processes that reuse a pid, as the
+    outbox remembers them across restarts."""
+    global _tag
+    pid = os.getpid()
+    if _tag[0] != pid:  # the first task, or the first after a fork
+        import time
+
+        stamp, digits = time.time_ns() // 1_000_000, ""
+        while stamp:
+            stamp, digit = divmod(stamp, 36)
+            digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
+        _tag = (pid, f"{pid}.{digits}")
+    return _tag[1]
+
+
+_ERROR_CHARS = 200
+_MIN_COUNT = -MAX_COUNT
+#: ``advance()``'s default: CPython keeps one object for each small int, so ``n is _ONE``
+#: tells ``advance(1)`` apart at the cost of a comparison of addresses.
+_ONE = 1
+#: Characters of a value's ``repr`` shown in texts and error messages.
+_REPR_CHARS = 200
+#: An int with more bits than this is shown in scientific notation (about 199 digits).
+_INT_BITS_SHOWN = 660
+_type_name_of = type.__dict__["__name__"].__get__  # bypasses a metaclass's ``__name__``
+_new_snapshot = object.__new__
+_RATE_SMOOTHING = 0.3
+#: ``advance()`` by one takes an item from a ``repeat`` this long; what it lost is the count.
+_UNITS = sys.maxsize
+_length_hint = operator.length_hint
+
+
+class TaskState(str, enum.Enum):
+    """Where a task is in its life."""
+
+    PENDING = "pending"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed_out"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+TERMINAL_STATES = frozenset(
+    {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT}
+)
+
+
+@dataclass(frozen=True)
+class TaskError:
+    """The exception a task ended with: its type name and the start of its message."""
+
+    type: str
+    message: str
+
+    @classmethod
+    def from_exception(cls, exc: BaseException) -> TaskError:
+        """``exc``'s type name and message, known secrets masked, then cut to 200 characters.
+
+        Never raises: an exception whose ``str()`` fails gets ``<unprintable TYPE>``.
+        """
+        if isinstance(exc, Ended) and exc.args:
+            return cls(str(exc.args[0])[:_ERROR_CHARS], "")  # the words are the whole error
+        name = type_name(exc)
+        try:
+            message = str.__str__(str(exc))  # a plain str, whatever __str__ returned
+        except Exception:
+            return cls(name, f"<unprintable {name}>")
+        try:
+            from .secrets import redact  # not at import: it brings logging
+
+            message = redact(message)  # before the cut: no secret's start may be kept
+        except Exception:
+            return cls(name, f"<unprintable {name}>")
+        if len(message) > _ERROR_CHARS:
+            message = message[:_ERROR_CHARS] + "…"
+        return cls(name, message)
+
+
+@dataclass(frozen=True)
+class TaskSnapshot:
+    """A read-only copy of a task's state, safe to hand to another thread."""
+
+    id: str
+    name: str
+    kind: str
+    state: TaskState
+    parent_id: str | None
+    source: str
+    host: str
+    pid: int
+    start: float | None
+    end: float | None
+    elapsed: float
+    n: int
+    total: int | None
+    progress: float | None
+    rate: float | None
+    eta: float | None
+    rss: int | None
+    peak_rss: int | None
+    metrics: Mapping[str, Any] = field(default_factory=dict)
+    notes: tuple[str, ...] = ()
+    error: TaskError | None = None
+    #: What ``n`` and ``total`` count when it is not items: ``"B"`` for bytes, ``"rows"``.
+    unit: str | None = None
+
+
+class Task:
+    """One tracked piece of work.
+
+    Made by ``remind()``, ``track()`` or ``%%remind``; user code reports through
+    :meth:`advance`, :meth:`set`, :attr:`total`, :meth:`metric` and :meth:`note`.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        clock: Clock,
+        options: TaskOptions | None = None,
+        total: int | None = None,
+        kind: str = "block",
+        parent: Task | None = None,
+        source: str = "",
+        host: str = "",
+    ) -> None:
+        self.id = f"{_process_tag()}-{next(_ids)}"
+        self.name = name
+        self.kind = kind
+        self.parent = parent
+        self.source = source
+        self.host = host
+        self.options = options or TaskOptions()
+        self._clock = clock
+        self._lock = threading.Lock()
+        # n = _n + the items taken from _units: advance(1) is one C call, atomic under the
+        # GIL and lock-free; other amounts and set() change _n under the lock
+        self._n = 0
+        self._units = itertools.repeat(None, _UNITS)
+        self._unit = self._units.__next__
+        #: When set (by ``track()``), ``n`` is read from it: the loop counts in C, not here.
+        self._source: Callable[[], int] | None = None
+        #: The tqdm bar feeding this task's progress (a weak reference), if any.
+        self._tqdm: Any = None
+        #: ``(id, code)`` of the frame iterating a ``track()`` loop (how the loop ended).
+        self._consumer: tuple[int, Any] | None = None
+        self._total = _check_total(total)
+        #: What ``n`` and ``total`` count when it is not items (``"B"``: bytes).
+        self.unit: str | None = None
+        self._metrics: dict[str, Any] = {}
+        self._notes: list[str] = []
+        self.state = TaskState.PENDING
+        self.error: TaskError | None = None
+        self.start_mono: float | None = None
+        self.end_mono: float | None = None
+        self.start_wall: float | None = None
+        self.end_wall: float | None = None
+        self.thread_id: int | None = None
+        #: The asyncio loop running in the task's thread when it started, if any.
+        self.loop: asyncio.AbstractEventLoop | None = None
+        self.rss: int | None = None
+        self.peak_rss: int | None = None
+        #: Where the ticker reads this task's memory from, instead of the process's RSS.
+        self.rss_source: Callable[[], int | None] | None = None
+        self._rate: float | None = None
+        self._rate_sample: tuple[float, int] | None = None
+        self.timeout_hit = False
+        self.interrupted_by_timeout = False
+
+    # -- reporting, called from user code (any thread) -------------------------------------
+    def advance(self, n: int = 1) -> None:
+        """Add ``n`` units of work done (thread-safe).
+
+        ``n`` is a whole number (an int, a numpy integer or an integral float such as
+        ``5.0``); anything else (``nan``, ``inf``, ``0.5``, text) raises ``ValueError``
+        naming it, here, as does a count that would pass :data:`MAX_COUNT`.
+        """
+        if n is _ONE:  # the hot path: no lock, no Python-level arithmetic (any int 1 is it)
+            self._unit()
+            return
+        steps = n if type(n) is int else _whole(n, "advance", "steps")
+        lock = self._lock
+        lock.acquire()
+        try:
+            count = self._n + steps
+            if _MIN_COUNT <= count <= MAX_COUNT:
+                self._n = count
+            else:
+                raise ValueError(
+                    f"advance: {value_repr(n)} steps would take the count past {MAX_COUNT}"
+                )
+        finally:
+            lock.release()
+
+    def set(self, n: int) -> None:
+        """Set the units of work done to ``n`` (a whole number, as for :meth:`advance`)."""
+        count = n if type(n) is int else _whole(n, "set", "units")
+        if not _MIN_COUNT <= count <= MAX_COUNT:
+            raise ValueError(f"set: {value_repr(n)} is not a count within ±{MAX_COUNT}")
+        with self._lock:
+            self._n = count - (_UNITS - _length_hint(self._units))
+
+    @property
+    def n(self) -> int:
+        """Units of work done so far."""
+        source = self._source
+        if source is not None:
+            try:
+                return source()
+            except Exception:  # a broken source must not break a snapshot: fall back
+                self._source = None
+        return self._n + (_UNITS - _length_hint(self._units))
+
+    def _settle_n(self) -> int:
+        """Read the source a last time and keep its value (the loop is over); return ``n``."""
+        n = self.n
+        with self._lock:
+            self._source = None
+            self._n = n - (_UNITS - _length_hint(self._units))
+        return n
+
+    @property
+    def total(self) -> int | None:
+        """Units of work in all, or ``None`` when unknown."""
+        return self._total
+
+    @total.setter
+    def total(self, value: int | None) -> None:
+        self._total = _check_total(value)
+
+    def metric(self, **values: Any) -> None:
+        """Record named values (loss, rows, ...) shown with the task and usable by ``when=``."""
+        with self._lock:
+            self._metrics.update(values)
+
+    @property
+    def metrics(self) -> Mapping[str, Any]:
+        """The latest value of each metric (read-only view)."""
+        return MappingProxyType(self._metrics)
+
+    def note(self, text: str) -> None:
+        """Attach a line of text to the task (shown in notices)."""
+        with self._lock:
+            self._notes.append(str(text))
+
+    # -- derived values ------------------------------------------------------------------
+    @property
+    def elapsed(self) -> float:
+        """Seconds since the task started (frozen once it ended)."""
+        if self.start_mono is None:
+            return 0.0
+        end = self.end_mono if self.end_mono is not None else self._clock.monotonic()
+        return max(0.0, end - self.start_mono)
+
+    @property
+    def progress(self) -> float | None:
+        """Fraction done (``n / total``), or ``None`` when the total is unknown."""
+        total = self._total
+        if not total:
+            return None
+        return self.n / total
+
+    @property
+    def rate(self) -> float | None:
+        """Units per second, smoothed over the ticker's samples."""
+        if self._rate is not None:
+            return self._rate
+        elapsed = self.elapsed
+        n = self.n
+        if elapsed <= 0 or n == 0:
+            return None
+        return n / elapsed
+
+    @property
+    def eta(self) -> float | None:
+        """Seconds left at the current rate, or ``None`` when it cannot be told."""
+        return _eta(self._total, self.n, self.rate, self.state)
+
+    @property
+    def done(self) -> bool:
+        """Whether the task has ended."""
+        return self.state in TERMINAL_STATES
+
+    # -- lifecycle, called by the session --------------------------------------------------
+    def _start(self) -> None:
+        self.start_mono = self._clock.monotonic()
+        self.start_wall = self._clock.time()
+        self.thread_id = threading.get_ident()
+        self.state = TaskState.RUNNING
+
+    def _finish(
+        self,
+        state: TaskState,
+        error: TaskError | None = None,
+        end: tuple[float, float] | None = None,
+    ) -> None:
+        """End with ``state``; ``end`` is ``(monotonic, wall)`` when it ended before now."""
+        if self._source is not None:
+            self._settle_n()
+        if end is None:
+            end = (self._clock.monotonic(), self._clock.time())
+        self.end_mono, self.end_wall = end
+        self.error = error
+        self.state = state
+
+    def _sample_rate(self, now: float) -> None:
+        """Update the smoothed rate; called by the ticker on each tick."""
+        n = self.n
+        previous = self._rate_sample
+        self._rate_sample = (now, n)
+        if previous is None:
+            return
+        dt = now - previous[0]
+        if dt <= 0:
+            return
+        instant = (n - previous[1]) / dt
+        if self._rate is None:
+            self._rate = instant if instant > 0 else None
+        else:
+            self._rate = _RATE_SMOOTHING * instant + (1 - _RATE_SMOOTHING) * self._rate
+
+    def snapshot(self) -> TaskSnapshot:
+        """A frozen copy of the current state."""
+        with self._lock:
+            metrics = dict(self._metrics)
+            notes = tuple(self._notes)
+        # each value read once (``rate`` and ``eta`` derive from the same ``n``, ``elapsed``)
+        state = self.state
+        n = self.n
+        total = self._total
+        elapsed = self.elapsed
+        rate = self._rate
+        if rate is None and elapsed > 0 and n != 0:
+            rate = n / elapsed
+        # every field, set at once: a frozen dataclass's __init__ sets them one by one
+        # through object.__setattr__, 15 times slower (a snapshot is taken per notice)
+        snap = _new_snapshot(TaskSnapshot)
+        snap.__dict__.update(
+            id=self.id,
+            name=self.name,
+            kind=self.kind,
+            state=state,
+            parent_id=self.parent.id if self.parent else None,
+            source=self.source,
+            host=self.host,
+            pid=os.getpid(),
+            start=self.start_wall,
+            end=self.end_wall,
+            elapsed=elapsed,
+            n=n,
+            total=total,
+            progress=n / total if total else None,
+            rate=rate,
+            eta=_eta(total, n, rate, state),
+            rss=self.rss,
+            peak_rss=self.peak_rss,
+            metrics=metrics,
+            notes=notes,
+            error=self.error,
+            unit=self.unit,
+        )
+        return snap
+
+    def __repr__(self) -> str:
+        total = "?" if self._total is None else self._total
+        return f"<Task {self.name!r} {self.state.value} {self.n}/{total} {self.elapsed:.1f}s>"
+
+
+def _eta(total: int | None, n: int, rate: float | None, state: TaskState) -> float | None:
+    """Seconds left at ``rate``, or ``None`` when it cannot be told."""
+    if total is None or not rate or state in TERMINAL_STATES:
+        return None
+    eta = max(0.0, (total - n) / rate)
+    return eta if eta < math.inf else None  # a rate decayed to almost nothing
+
+
+def _check_total(value: object) -> int | None:
+    if value is None:
+        return None
+    total = value if type(value) is int else _whole(value, "total", "units", "non-negative ")
+    if not 0 <= total <= MAX_COUNT:
+        raise ValueError(
+            f"total: {value_repr(value)} is not a non-negative whole number of units "
+            f"up to {MAX_COUNT}"
+        )
+    return total
+
+
+def _whole(value: object, what: str, units: str, kind: str = "") -> int:
+    """``value`` as an exact int: an int (or int subclass, numpy integer: ``__index__``) or an
+    integral finite float; else ``ValueError`` naming ``value``."""
+    try:
+        if isinstance(value, float):
+            number = float.__float__(value)  # the plain float, whatever a subclass overrides
+            if math.isfinite(number) and number.is_integer():
+                return int(number)
+        elif not isinstance(value, bool):
+            try:
+                return int.__index__(operator.index(value))  # type: ignore[arg-type]
+            except Exception:
+                pass
+            import numbers
+
+            if isinstance(value, numbers.Real):  # numpy.float32, Fraction
+                number = float(value)
+                if math.isfinite(number) and number.is_integer():
+                    return int(number)
+    except Exception:  # even isinstance() runs user code (a __class__ property)
+        pass
+    raise ValueError(f"{what}: {value_repr(value)} is not a finite {kind}whole number of {units}")
+
+
+def type_name(value: object) -> str:
+    """The name of ``value``'s type, even when a metaclass makes ``__name__`` raise."""
+    try:
+        name = _type_name_of(type(value))
+    except Exception:
+        return "object"
+    return str.__str__(name) if isinstance(name, str) else "object"
+
+
+def value_repr(value: object, limit: int = _REPR_CHARS) -> str:
+    """``repr(value)`` cut to ``limit`` characters; never raises.
+
+    An int too long for ``repr`` (or for a line of text) is shown in scientific notation;
+    a value whose ``repr`` raises is shown as ``<unprintable TYPE>``.
+    """
+    try:
+        if isinstance(value, int) and not isinstance(value, bool):
+            number = int.__index__(value)
+            if number.bit_length() > _INT_BITS_SHOWN:
+                return _big_int_text(number)
+    except Exception:
+        pass
+    try:
+        text = str.__str__(repr(value))
+    except Exception:
+        return f"<unprintable {type_name(value)}>"
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def _big_int_text(number: int) -> str:
+    """A huge int in scientific notation (``1.000000e+300``) or by its number of digits."""
+    try:
+        return f"{float(number):.6e}"
+    except OverflowError:
+        digits = int(number.bit_length() * 0.30103) + 1
+        return f"<int of about {digits} digits>"
+
+
+class Ended(Exception):
+    """An end told in words, not by an exception type: ``Ended("exit status 3")`` ends a
+    task failed with the error ``exit status 3`` (no type name, no message)."""
+
+
+class TaskTimeout(TimeoutError):
+    """Raised into a task's thread when it passes its ``timeout`` with ``interrupt=True``."""

@@ -1,0 +1,1 @@
+"""Settings files, environment variables and their live reload. Uses only ``core``."""

@@ -1,0 +1,519 @@
+"""The durable outbox: every notice is written to a SQLite file before it is delivered.
+
+Each notice is stored with the process that owns its delivery (pid, process start time,
+host) and one row per channel: ``pending`` until the channel's final outcome, then
+``delivered``, ``failed`` or ``dropped``. A process that dies with deliveries still pending
+leaves them here; the next nbremind process of the same user claims them (one atomic update
+per notice, so exactly one process wins) and delivers them (see :mod:`nbremind.delivery.replay`).
+Notices older than ``outbox_max_age`` are not delivered late: they are marked ``dropped``
+with a record saying so, and a log line.
+
+The file lives in ``data_dir`` (setting), else ``$NBREMIND_DATA_DIR``, else the platform
+user-data folder (``platformdirs.user_data_dir("nbremind")``). It is opened in WAL mode with
+a busy timeout, so several processes share it. Every method is short and never raises a
+database error: the first failure of each kind is logged and delivery goes on in memory.
+Error texts, channel names and payloads are passed through :func:`nbremind.core.secrets.redact`
+(channel names also have a URL's credentials masked) before they are stored. Notices are
+stored as JSON by :mod:`nbremind.store.notice_json`; owners are told apart by
+:mod:`nbremind.store.process`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import os
+import sqlite3
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, TypeVar
+
+from ..core.clock import Clock, SystemClock
+from ..core.notice import Notice, format_duration
+from ..core.secrets import redact
+from .notice_json import notice_from_dict, notice_to_dict, stored_channel_name
+from .process import Owner, owner_alive
+from .sqlite import open_database, write_transaction
+
+if TYPE_CHECKING:
+    from ..core.config import Config
+
+__all__ = [
+    "ENV_DATA_DIR",
+    "FILE_NAME",
+    "SCHEMA_VERSION",
+    "Claimed",
+    "Dropped",
+    "Outbox",
+    "OutboxRecord",
+    "Owner",
+    "Replay",
+    "data_dir",
+    "notice_from_dict",
+    "notice_to_dict",
+    "open_outbox",
+    "owner_alive",
+    "stored_channel_name",
+]
+
+log = logging.getLogger("nbremind")
+
+#: The version of the tables below; a file written by a newer nbremind is left alone.
+SCHEMA_VERSION = 1
+FILE_NAME = "outbox.sqlite3"
+#: Environment variable naming the folder of the outbox file (when ``data_dir`` is unset).
+ENV_DATA_DIR = "NBREMIND_DATA_DIR"
+#: How long a write waits for another process's write to finish, in milliseconds.
+BUSY_TIMEOUT_MS = 2000
+#: Finished notices (nothing pending) are deleted this many seconds after they were made.
+KEEP_FINISHED = 30 * 86400.0
+#: Claimed per start-up at most (the oldest first); the rest wait for the next process.
+CLAIM_LIMIT = 500
+STATES = ("pending", "delivered", "failed", "dropped")
+
+_SCHEMA = (
+    """CREATE TABLE IF NOT EXISTS notices (
+        id TEXT PRIMARY KEY,
+        created REAL NOT NULL,
+        payload TEXT NOT NULL,
+        owner_pid INTEGER NOT NULL,
+        owner_start REAL NOT NULL,
+        host TEXT NOT NULL
+    )""",
+    """CREATE TABLE IF NOT EXISTS deliveries (
+        notice_id TEXT NOT NULL REFERENCES notices(id) ON DELETE CASCADE,
+        channel TEXT NOT NULL,
+        state TEXT NOT NULL
+            CHECK (state IN ('pending', 'delivered', 'failed', 'dropped')),
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT NOT NULL DEFAULT '',
+        updated REAL NOT NULL,
+        PRIMARY KEY (notice_id, channel)
+    )""",
+    "CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, notice_id)",
+    "CREATE INDEX IF NOT EXISTS notices_by_created ON notices (created)",
+)
+
+T = TypeVar("T")
+
+
+# -- where the file lives -----------------------------------------------------------------------
+def data_dir(setting: str | None = None) -> Path:
+    """The folder of the outbox: ``setting``, else ``$NBREMIND_DATA_DIR``, else the platform
+    user-data folder (``~/.local/share/nbremind``, ``%LOCALAPPDATA%\\nbremind``, ...)."""
+    if setting:
+        return Path(setting).expanduser()
+    env = os.environ.get(ENV_DATA_DIR)
+    if env:
+        return Path(env).expanduser()
+    import platformdirs  # only when the outbox is first opened
+
+    return Path(platformdirs.user_data_dir("nbremind", appauthor=False))
+
+
+def open_outbox(config: Config, clock: Clock | None = None) -> Outbox | None:
+    """The outbox ``config`` asks for; ``None`` when it is turned off or cannot be opened
+    (then why is logged once, and notices are delivered from memory only)."""
+    if not getattr(config, "outbox", True):
+        return None
+    try:
+        return Outbox(data_dir(getattr(config, "data_dir", None)) / FILE_NAME, clock=clock)
+    except Exception as exc:
+        log.warning(
+            "nbremind outbox unavailable, notices are kept in memory only: %s",
+            redact(f"{type(exc).__name__}: {exc}"),
+        )
+        return None
+
+
+# -- what the outbox answers ---------------------------------------------------------------------
+@dataclass(frozen=True)
+class OutboxRecord:
+    """One notice on one channel, as stored."""
+
+    notice_id: str
+    channel: str
+    state: str
+    attempts: int
+    last_error: str
+    updated: float
+    created: float
+    title: str
+    event: str
+    task_name: str
+    owner_pid: int
+    host: str
+
+
+@dataclass(frozen=True)
+class Claimed:
+    """A notice taken over from a dead process, and its channels still to deliver."""
+
+    notice: Notice
+    #: Channel names as stored (secrets in them redacted).
+    channels: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Dropped:
+    """A delivery given up at start-up, and why."""
+
+    notice_id: str
+    title: str
+    channel: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class Replay:
+    """What :meth:`Outbox.claim` found: notices to deliver now, and deliveries given up."""
+
+    claimed: tuple[Claimed, ...] = ()
+    dropped: tuple[Dropped, ...] = ()
+
+
+class Outbox:
+    """One process's connection to the outbox file.
+
+    ``clock`` (wall time of records and ages), ``owner`` (this process) and ``alive`` (is an
+    owner still running) can be replaced in tests. Thread-safe; meant to be called on the
+    session's loop thread, where each call is one short transaction.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        clock: Clock | None = None,
+        owner: Owner | None = None,
+        alive: Callable[[Owner], bool] = owner_alive,
+    ) -> None:
+        self.path = Path(path)
+        self.clock: Clock = clock or SystemClock()
+        self.owner = owner or Owner.current()
+        self._alive = alive
+        self._lock = threading.Lock()
+        self._reported: set[str] = set()
+        self._closed = False
+        # autocommit, shared across threads (guarded by self._lock); the folder is made
+        # owner-only, a corrupt file is moved aside and a fresh one started (nbremind.store.sqlite)
+        self._db = open_database(self.path, BUSY_TIMEOUT_MS / 1000)
+        try:
+            self._setup()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _setup(self) -> None:
+        db = self._db
+        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        self.journal_mode = str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        db.execute("PRAGMA synchronous = NORMAL")  # WAL: safe against a killed process
+        db.execute("PRAGMA foreign_keys = ON")
+        with self._write():
+            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+            found = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            if found is not None and found > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path} was written by a newer nbremind (schema {found}; this one "
+                    f"knows {SCHEMA_VERSION})"
+                )
+            for statement in _SCHEMA:
+                db.execute(statement)
+            if found is None:
+                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+
+    @property
+    def schema_version(self) -> int | None:
+        """The schema version the file records."""
+        def action(db: sqlite3.Connection) -> int | None:
+            found = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+            return None if found is None else int(found)
+
+        return self._run("schema_version", None, action)
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db)
+
+    def _run(self, what: str, default: T, action: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``action`` under the lock; a database error is logged once and gives
+        ``default``."""
+        with self._lock:
+            if self._closed:
+                return default
+            try:
+                return action(self._db)
+            except sqlite3.Error as exc:
+                self._report(what, exc)
+                return default
+
+    def _report(self, what: str, exc: BaseException) -> None:
+        key = f"{what}:{type(exc).__name__}:{exc}"
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning(
+                "nbremind outbox (%s): %s failed, delivery goes on in memory: %s",
+                self.path, what, redact(f"{type(exc).__name__}: {exc}"),
+            )
+
+    # -- delivery ------------------------------------------------------------------------------
+    def record(self, notice: Notice, channels: Iterable[str]) -> bool:
+        """Store ``notice`` with one ``pending`` delivery per channel, before delivery.
+
+        A notice already stored (a replay) keeps its rows. Returns whether it is stored.
+        """
+        payload = json.dumps(notice_to_dict(notice), ensure_ascii=False)
+        names = [stored_channel_name(name) for name in channels]
+        now = self.clock.time()
+        me = self.owner
+
+        def action(db: sqlite3.Connection) -> bool:
+            with self._write():
+                db.execute(
+                    "INSERT OR IGNORE INTO notices (id, created, payload, owner_pid, owner_start,"
+                    " host) VALUES (?, ?, ?, ?, ?, ?)",
+                    (notice.id, notice.created, payload, me.pid, me.start, me.host),
+                )
+                db.executemany(
+                    "INSERT OR IGNORE INTO deliveries (notice_id, channel, state, updated)"
+                    " VALUES (?, ?, 'pending', ?)",
+                    [(notice.id, name, now) for name in names],
+                )
+            return True
+
+        return self._run("record", False, action)
+
+    def mark(
+        self, notice_id: str, channel: str, ok: bool, error: str = "", *,
+        attempts: int | None = None,
+    ) -> bool:
+        """Record the final outcome of ``notice_id`` on ``channel``: ``delivered`` when
+        ``ok``, else ``failed`` with ``error`` (redacted). ``attempts`` defaults to one more
+        than recorded. Returns whether a stored delivery was updated."""
+        state = "delivered" if ok else "failed"
+        return self._set(notice_id, channel, state, "" if ok else error, attempts)
+
+    def defer(self, notice_id: str, channel: str, error: str, attempts: int) -> bool:
+        """Say why a delivery that stays ``pending`` (for the next process) has not succeeded
+        yet: ``error`` (redacted) after ``attempts`` tries."""
+        return self._set(notice_id, channel, "pending", error, attempts, only_pending=True)
+
+    def drop(self, notice_id: str, channel: str, reason: str) -> bool:
+        """Give up the delivery of ``notice_id`` on ``channel`` (``dropped``), saying why."""
+        return self._set(notice_id, channel, "dropped", reason, None, only_pending=True)
+
+    def settle(self, notice_id: str, state: str, reason: str = "") -> int:
+        """Give every still-pending delivery of ``notice_id`` the final ``state``
+        (``delivered``: e.g. sent inside a digest; ``dropped``: e.g. a rule gave it up),
+        with ``reason``. Returns how many deliveries changed."""
+        if state not in STATES[1:]:
+            raise ValueError(f"outbox state: {state!r} is not one of {', '.join(STATES[1:])}")
+        now = self.clock.time()
+
+        def action(db: sqlite3.Connection) -> int:
+            with self._write():
+                cursor = db.execute(
+                    "UPDATE deliveries SET state = ?, last_error = ?, updated = ?"
+                    " WHERE notice_id = ? AND state = 'pending'",
+                    (state, redact(reason), now, notice_id),
+                )
+            return int(cursor.rowcount)
+
+        return self._run("settle", 0, action)
+
+    def _set(
+        self, notice_id: str, channel: str, state: str, error: str, attempts: int | None,
+        only_pending: bool = False,
+    ) -> bool:
+        now = self.clock.time()
+        only = " AND state = 'pending'" if only_pending else ""
+
+        def action(db: sqlite3.Connection) -> bool:
+            with self._write():
+                cursor = db.execute(
+                    "UPDATE deliveries SET state = ?, last_error = ?, updated = ?,"
+                    " attempts = COALESCE(?, attempts + 1)"
+                    " WHERE notice_id = ? AND channel = ?" + only,
+                    (state, redact(error), now, attempts, notice_id,
+                     stored_channel_name(channel)),
+                )
+            return bool(cursor.rowcount)
+
+        return self._run("mark", False, action)
+
+    def delivered(self, notice_id: str, channel: str | None = None) -> bool:
+        """Whether ``notice_id`` was delivered: on ``channel``, or (no channel) on at least
+        one channel with none still pending. The de-duplication rule asks this so a notice
+        is not sent again after a restart."""
+        def action(db: sqlite3.Connection) -> bool:
+            if channel is not None:
+                row = db.execute(
+                    "SELECT state FROM deliveries WHERE notice_id = ? AND channel = ?",
+                    (notice_id, stored_channel_name(channel)),
+                ).fetchone()
+                return row is not None and row[0] == "delivered"
+            states = {s for (s,) in db.execute(
+                "SELECT DISTINCT state FROM deliveries WHERE notice_id = ?", (notice_id,))}
+            return "delivered" in states and "pending" not in states
+
+        return self._run("delivered", False, action)
+
+    # -- start-up: what dead processes left ----------------------------------------------------
+    def claim(self, max_age: float) -> Replay:
+        """Take over notices whose owner died with deliveries pending.
+
+        In one write transaction: notices of dead owners younger than ``max_age`` seconds
+        become this process's (a compare-and-set on the old owner, so two processes starting
+        together never both get one); older ones, and old ones of owners on other hosts, are
+        marked ``dropped`` with the reason, and logged. Finished notices older than
+        :data:`KEEP_FINISHED` are deleted.
+        """
+        now = self.clock.time()
+        me = self.owner
+        reason = (f"dropped: not delivered within outbox_max_age ({format_duration(max_age)})"
+                  " by the process that made it")
+
+        def action(db: sqlite3.Connection) -> Replay:
+            claimed: list[Claimed] = []
+            dropped: list[Dropped] = []
+            alive: dict[Owner, bool] = {}
+            with self._write():
+                rows = db.execute(
+                    "SELECT id, created, payload, owner_pid, owner_start, host FROM notices n"
+                    " WHERE EXISTS (SELECT 1 FROM deliveries d WHERE d.notice_id = n.id"
+                    " AND d.state = 'pending')"
+                    " AND NOT (owner_pid = ? AND owner_start = ? AND host = ?)"
+                    " ORDER BY created LIMIT ?",
+                    (me.pid, me.start, me.host, CLAIM_LIMIT),
+                ).fetchall()
+                for notice_id, created, payload, pid, start, host in rows:
+                    owner = Owner(int(pid), float(start), str(host))
+                    if owner not in alive:
+                        alive[owner] = self._alive(owner)
+                    old = now - float(created) > max_age
+                    if alive[owner] and not (old and owner.host != me.host):
+                        continue
+                    channels = tuple(c for (c,) in db.execute(
+                        "SELECT channel FROM deliveries WHERE notice_id = ?"
+                        " AND state = 'pending' ORDER BY channel", (notice_id,)))
+                    title = _title_of(payload)
+                    if old:
+                        self._give_up(db, notice_id, reason, now)
+                        dropped.extend(Dropped(notice_id, title, c, reason) for c in channels)
+                        continue
+                    taken = db.execute(
+                        "UPDATE notices SET owner_pid = ?, owner_start = ?, host = ?"
+                        " WHERE id = ? AND owner_pid = ? AND owner_start = ? AND host = ?",
+                        (me.pid, me.start, me.host, notice_id, pid, start, host),
+                    ).rowcount
+                    if not taken:
+                        continue
+                    try:
+                        notice = notice_from_dict(json.loads(payload))
+                    except ValueError as exc:  # json.JSONDecodeError is a ValueError
+                        why = redact(f"failed: unreadable record ({exc})")
+                        self._give_up(db, notice_id, why, now, state="failed")
+                        dropped.extend(Dropped(notice_id, title, c, why) for c in channels)
+                        continue
+                    claimed.append(Claimed(notice, channels))
+                db.execute(
+                    "DELETE FROM notices WHERE created < ? AND NOT EXISTS (SELECT 1 FROM"
+                    " deliveries d WHERE d.notice_id = notices.id AND d.state = 'pending')",
+                    (now - KEEP_FINISHED,),
+                )
+            return Replay(tuple(claimed), tuple(dropped))
+
+        replay = self._run("claim", Replay(), action)
+        if replay.dropped:
+            first = replay.dropped[0]
+            log.warning(
+                "nbremind outbox: %d undelivered notice(s) left by ended processes were given"
+                " up (first: %r on %s): %s",
+                len({d.notice_id for d in replay.dropped}), first.title, first.channel,
+                first.reason,
+            )
+        return replay
+
+    @staticmethod
+    def _give_up(
+        db: sqlite3.Connection, notice_id: str, reason: str, now: float, state: str = "dropped"
+    ) -> None:
+        db.execute(
+            "UPDATE deliveries SET state = ?, last_error = ?, updated = ?"
+            " WHERE notice_id = ? AND state = 'pending'",
+            (state, reason, now, notice_id),
+        )
+
+    # -- reading (a CLI, ``%remind``) ----------------------------------------------------------
+    def records(self, notice_id: str | None = None, state: str | None = None,
+                limit: int = 1000) -> list[OutboxRecord]:
+        """Stored deliveries, newest notice first; optionally of one notice or one state."""
+        where, args = [], []
+        if notice_id is not None:
+            where.append("d.notice_id = ?")
+            args.append(notice_id)
+        if state is not None:
+            where.append("d.state = ?")
+            args.append(state)
+        sql = (
+            "SELECT d.notice_id, d.channel, d.state, d.attempts, d.last_error, d.updated,"
+            " n.created, n.payload, n.owner_pid, n.host FROM deliveries d"
+            " JOIN notices n ON n.id = d.notice_id"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY n.created DESC, d.channel LIMIT ?"
+        )
+
+        def action(db: sqlite3.Connection) -> list[OutboxRecord]:
+            out = []
+            for nid, ch, st, att, err, upd, created, payload, pid, host in db.execute(
+                sql, (*args, limit)
+            ):
+                info = _summary_of(payload)
+                out.append(OutboxRecord(nid, ch, st, int(att), err, float(upd), float(created),
+                                        info[0], info[1], info[2], int(pid), host))
+            return out
+
+        return self._run("records", [], action)
+
+    def pending(self) -> list[OutboxRecord]:
+        """Deliveries not finished yet (in flight here, or left by a process)."""
+        return self.records(state="pending")
+
+    def stats(self) -> dict[str, int]:
+        """How many deliveries are in each state, and how many notices are stored."""
+        def action(db: sqlite3.Connection) -> dict[str, int]:
+            counts = dict.fromkeys(STATES, 0)
+            for state, count in db.execute(
+                "SELECT state, COUNT(*) FROM deliveries GROUP BY state"
+            ):
+                counts[state] = int(count)
+            counts["notices"] = int(db.execute("SELECT COUNT(*) FROM notices").fetchone()[0])
+            return counts
+
+        return self._run("stats", {}, action)
+
+    def close(self) -> None:
+        """Close the file (later calls do nothing and return their defaults)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()
+
+
+def _summary_of(payload: str) -> tuple[str, str, str]:
+    """``(title, event, task name)`` of a stored payload, ``""`` where unreadable."""
+    try:
+        data = json.loads(payload)
+        return (str(data.get("title", "")), str(data.get("event", "")),
+                str(data.get("task", {}).get("name", "")))
+    except (ValueError, AttributeError):
+        return ("", "", "")
+
+
+def _title_of(payload: str) -> str:
+    return _summary_of(payload)[0]

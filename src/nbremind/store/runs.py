@@ -1,0 +1,493 @@
+"""The run history: one row per task, from every front end and every process.
+
+Rows live in the table ``runs`` of the outbox's SQLite file (``outbox.sqlite3`` in the data
+folder), opened in WAL mode with a busy timeout so several kernels and scripts write at
+once. The table has its own schema version (table ``history_meta``) and migrates forward;
+a file written by a newer nbremind is left alone (history is then off, and that is logged).
+Finished runs older than ``history_keep`` (default 90 days) are deleted when the file is
+opened, at most once a day. A corrupt file is moved aside by :mod:`nbremind.store.sqlite`.
+
+Every method is short and never raises a database error: the first failure of each kind is
+logged and the caller goes on. The session calls :meth:`History.record_start` and
+:meth:`History.record_end` on its loop thread; :func:`nbremind.history` reads the rows into
+a pandas DataFrame.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import math
+import sqlite3
+import threading
+from collections.abc import Callable
+from contextlib import suppress
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from ..core.clock import Clock, SystemClock
+from ..core.secrets import redact
+from .sqlite import open_database, write_transaction
+
+if TYPE_CHECKING:
+    from ..core.config import Config
+    from ..core.task import TaskSnapshot
+
+__all__ = [
+    "COLUMNS", "DEFAULT_KEEP", "FIELDS", "SCHEMA_VERSION", "History", "history_path",
+    "parse_since",
+]
+
+log = logging.getLogger("nbremind")
+
+#: The version of the ``runs`` table this nbremind writes.
+SCHEMA_VERSION = 3
+#: Finished runs are kept this many seconds by default (90 days).
+DEFAULT_KEEP = 90 * 86400.0
+#: Retention is applied at most this often (seconds), when a process opens the file.
+PRUNE_EVERY = 86400.0
+#: How long a write waits for another process's write, in seconds.
+BUSY_TIMEOUT = 10.0
+
+COLUMNS = (
+    "id", "parent_id", "name", "kind", "source", "host", "pid", "pid_start", "start", "end",
+    "state", "duration", "n", "total", "unit", "peak_rss", "error_type", "error_message",
+    "reason", "notices",
+)
+#: The fields of a run :meth:`History.query` returns: the columns, then ``nested``, the
+#: number of runs inside it (its child tasks and theirs, at any depth).
+FIELDS = (*COLUMNS, "nested")
+
+#: Statements that bring the table from version ``key - 1`` to ``key``.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {
+    1: (
+        """CREATE TABLE IF NOT EXISTS runs (
+            id TEXT PRIMARY KEY,
+            parent_id TEXT,
+            name TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            source TEXT NOT NULL DEFAULT '',
+            host TEXT NOT NULL DEFAULT '',
+            pid INTEGER,
+            pid_start REAL,
+            start REAL,
+            "end" REAL,
+            state TEXT NOT NULL,
+            duration REAL,
+            n INTEGER,
+            total INTEGER,
+            unit TEXT,
+            peak_rss INTEGER,
+            error_type TEXT,
+            error_message TEXT,
+            reason TEXT,
+            notices INTEGER NOT NULL DEFAULT 0
+        )""",
+    ),
+    # 2: look-ups by process (the watchdog), by state and by start time
+    2: (
+        "CREATE INDEX IF NOT EXISTS runs_by_process ON runs (pid, pid_start, state)",
+        "CREATE INDEX IF NOT EXISTS runs_by_start ON runs (start)",
+        "CREATE INDEX IF NOT EXISTS runs_by_name ON runs (name, start)",
+    ),
+    # 3: top-level runs and the count of runs nested in each
+    3: ("CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id)",),
+}
+
+T = TypeVar("T")
+
+
+def history_path(config: Config | None = None) -> Path:
+    """The file the history is kept in: the outbox's (``outbox.sqlite3`` in the data folder)."""
+    from .outbox import FILE_NAME, data_dir
+
+    return data_dir(getattr(config, "data_dir", None)) / FILE_NAME
+
+
+#: Rows written by one INSERT statement (SQLite allows 32,766 parameters per statement).
+_ROWS_PER_STATEMENT = 400
+#: The sizes of INSERT statement used; a shorter chunk repeats its last row up to the next.
+#: Few distinct statements: the connection keeps each one compiled (up to 128), and one per
+#: chunk length would keep hundreds of large ones, megabytes growing with each new length.
+#: Repeating rows, not splitting the chunk: each statement gives the GIL away, and a busy
+#: main thread makes every return to it cost a switch interval.
+_STATEMENT_SIZES = (1, 8, 64, _ROWS_PER_STATEMENT)
+
+
+def _chunks(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
+    """``rows`` cut into chunks of :data:`_STATEMENT_SIZES` rows, in order; the last one
+    padded with copies of its last row (written again with the same values: no change)."""
+    out = []
+    for at in range(0, len(rows), _ROWS_PER_STATEMENT):
+        chunk = rows[at:at + _ROWS_PER_STATEMENT]
+        size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
+        out.append(chunk + [chunk[-1]] * (size - len(chunk)))
+    return out
+
+
+class History:
+    """One process's connection to the run history. Thread-safe; each call is one short
+    transaction. ``clock`` gives the wall time of retention and of :meth:`mark_process_died`.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        *,
+        keep: float | None = DEFAULT_KEEP,
+        clock: Clock | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.keep = keep
+        self.clock: Clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._reported: set[str] = set()
+        self._closed = False
+        self._pid_start: float | None = None
+        self._db = open_database(self.path, BUSY_TIMEOUT)
+        try:
+            self._setup()
+        except BaseException:
+            self._db.close()
+            raise
+
+    @classmethod
+    def open(cls, config: Config | None = None, clock: Clock | None = None) -> History | None:
+        """The history ``config`` asks for; ``None`` when it is off (``outbox=False`` or
+        ``history_keep="off"``) or the file cannot be used (why is logged)."""
+        if config is not None and (
+            not getattr(config, "outbox", True) or getattr(config, "history_keep", 1) == 0
+        ):
+            return None
+        keep = getattr(config, "history_keep", DEFAULT_KEEP) if config is not None else (
+            DEFAULT_KEEP
+        )
+        path = history_path(config)
+        try:
+            return cls(path, keep=keep, clock=clock)
+        except Exception as exc:
+            log.warning("nbremind history unavailable (%s): %s", path,
+                        redact(f"{type(exc).__name__}: {exc}"))
+            return None
+
+    # -- set-up ------------------------------------------------------------------------------
+    def _setup(self) -> None:
+        db = self._db
+        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        db.execute("PRAGMA journal_mode = WAL")
+        db.execute("PRAGMA synchronous = NORMAL")
+        with self._write():
+            db.execute("CREATE TABLE IF NOT EXISTS history_meta "
+                       "(key TEXT PRIMARY KEY, value REAL NOT NULL)")
+            found = self._meta("version")
+            version = 0 if found is None else int(found)
+            if version > SCHEMA_VERSION:
+                raise RuntimeError(
+                    f"{self.path}: the run history was written by a newer nbremind (schema "
+                    f"{version}; this one knows {SCHEMA_VERSION})"
+                )
+            for step in range(version + 1, SCHEMA_VERSION + 1):
+                for statement in _MIGRATIONS[step]:
+                    db.execute(statement)
+            if version != SCHEMA_VERSION:
+                self._set_meta("version", SCHEMA_VERSION)
+        self._prune()
+
+    def _meta(self, key: str) -> float | None:
+        row = self._db.execute("SELECT value FROM history_meta WHERE key = ?", (key,)).fetchone()
+        return None if row is None else float(row[0])
+
+    def _set_meta(self, key: str, value: float) -> None:
+        self._db.execute("INSERT OR REPLACE INTO history_meta (key, value) VALUES (?, ?)",
+                         (key, value))
+
+    def _prune(self) -> None:
+        """Delete finished runs older than ``keep``, at most once per :data:`PRUNE_EVERY`."""
+        if not self.keep:
+            return
+        now = self.clock.time()
+        with self._write():
+            last = self._meta("pruned_at")
+            if last is not None and now - last < PRUNE_EVERY:
+                return
+            self._db.execute(
+                "DELETE FROM runs WHERE state != 'running' AND COALESCE(\"end\", start, 0) < ?",
+                (now - self.keep,),
+            )
+            self._set_meta("pruned_at", now)
+
+    @property
+    def schema_version(self) -> int | None:
+        """The schema version of the ``runs`` table the file records."""
+        def action(db: sqlite3.Connection) -> int | None:
+            found = self._meta("version")
+            return None if found is None else int(found)
+
+        return self._run("schema_version", None, action)
+
+    # -- plumbing ------------------------------------------------------------------------------
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db)
+
+    def _run(self, what: str, default: T, action: Callable[[sqlite3.Connection], T]) -> T:
+        with self._lock:
+            if self._closed:
+                return default
+            try:
+                return action(self._db)
+            except sqlite3.Error as exc:
+                key = f"{what}:{type(exc).__name__}:{exc}"
+                if key not in self._reported:
+                    self._reported.add(key)
+                    log.warning("nbremind history (%s): %s failed: %s", self.path, what,
+                                redact(f"{type(exc).__name__}: {exc}"))
+                return default
+
+    def _process_start(self) -> float:
+        if self._pid_start is None:
+            from .process import Owner
+
+            self._pid_start = Owner.current().start
+        return self._pid_start
+
+    def _row(self, snap: TaskSnapshot, notices: int, reason: str | None) -> tuple[Any, ...]:
+        error = snap.error
+        return (
+            snap.id, snap.parent_id, redact(snap.name), snap.kind, snap.source, snap.host,
+            snap.pid, self._process_start(), _real(snap.start), _real(snap.end),
+            str(snap.state), _real(snap.elapsed), _integer(snap.n), _integer(snap.total),
+            snap.unit, _integer(snap.peak_rss),
+            error.type if error else None, redact(error.message) if error else None,
+            reason, notices,
+        )
+
+    def _upsert(self, what: str, row: tuple[Any, ...]) -> bool:
+        names = ", ".join(f'"{c}"' for c in COLUMNS)
+        marks = ", ".join("?" for _ in COLUMNS)
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in COLUMNS[1:])
+        sql = (f"INSERT INTO runs ({names}) VALUES ({marks}) "
+               f"ON CONFLICT(id) DO UPDATE SET {updates}")
+
+        def action(db: sqlite3.Connection) -> bool:
+            with self._write():
+                db.execute(sql, row)
+            return True
+
+        return self._run(what, False, action)
+
+    # -- writing -------------------------------------------------------------------------------
+    def record_start(self, snapshot: TaskSnapshot) -> bool:
+        """Record a task that started (state ``running``). Returns whether it was stored."""
+        return self._upsert("record_start", self._row(snapshot, 0, None))
+
+    def record_end(
+        self, snapshot: TaskSnapshot, notices_sent: int = 0, reason: str | None = None
+    ) -> bool:
+        """Record how a task ended (its final snapshot) and the notices sent for it so far."""
+        return self._upsert("record_end", self._row(snapshot, notices_sent, reason))
+
+    def record_many(self, runs: list[tuple[TaskSnapshot, int]]) -> bool:
+        """Record several starts and ends (snapshot, notices sent) in one transaction, in
+        order: a task's later snapshot replaces its earlier one."""
+        if not runs:
+            return True
+        names = ", ".join(f'"{c}"' for c in COLUMNS)
+        marks = "(" + ", ".join("?" for _ in COLUMNS) + ")"
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in COLUMNS[1:])
+        rows = [self._row(snapshot, sent, None) for snapshot, sent in runs]
+
+        def action(db: sqlite3.Connection) -> bool:
+            # one multi-row statement per chunk, not one per row: each statement gives the
+            # GIL away, and a busy main thread makes every return to it cost a switch interval
+            with self._write():
+                for chunk in _chunks(rows):
+                    db.execute(
+                        f"INSERT INTO runs ({names}) VALUES {', '.join([marks] * len(chunk))} "
+                        f"ON CONFLICT(id) DO UPDATE SET {updates}",
+                        [value for row in chunk for value in row],
+                    )
+            return True
+
+        return self._run("record_many", False, action)
+
+    def add_notices(self, task_id: str, count: int = 1) -> bool:
+        """Count ``count`` more notices sent for ``task_id`` (delivered after its end)."""
+        def action(db: sqlite3.Connection) -> bool:
+            with self._write():
+                cursor = db.execute("UPDATE runs SET notices = notices + ? WHERE id = ?",
+                                    (count, task_id))
+            return cursor.rowcount > 0
+
+        return self._run("add_notices", False, action)
+
+    def mark_process_died(
+        self, pid: int, pid_start: float, reason: str, last_rss: int | None = None
+    ) -> list[str]:
+        """Record every ``running`` run of process ``pid`` (started at ``pid_start``) as
+        ``failed`` with ``reason``; returns the names of the runs changed."""
+        now = self.clock.time()
+
+        def action(db: sqlite3.Connection) -> list[str]:
+            with self._write():
+                rows = db.execute(
+                    "SELECT id, name, start FROM runs WHERE pid = ? AND state = 'running'"
+                    " AND ABS(COALESCE(pid_start, 0) - ?) < 0.5",
+                    (pid, pid_start),
+                ).fetchall()
+                for run_id, _name, start in rows:
+                    db.execute(
+                        "UPDATE runs SET state = 'failed', \"end\" = ?, duration = ?,"
+                        " reason = ?, peak_rss = MAX(COALESCE(peak_rss, 0), COALESCE(?, 0))"
+                        " WHERE id = ?",
+                        (now, None if start is None else max(now - start, 0.0), reason,
+                         last_rss, run_id),
+                    )
+            return [str(name) for _id, name, _start in rows]
+
+        return self._run("mark_process_died", [], action)
+
+    # -- reading -------------------------------------------------------------------------------
+    def query(
+        self,
+        name: str | None = None,
+        state: str | None = None,
+        since: float | None = None,
+        limit: int | None = 100,
+        *,
+        nested: bool = True,
+    ) -> list[dict[str, Any]]:
+        """Runs, the most recent start first: of task ``name``, in ``state``, started at or
+        after ``since`` (epoch seconds), at most ``limit`` (``None``: all). With
+        ``nested=False`` only top-level runs (a run whose parent is not recorded counts as
+        one). Each run carries ``nested``, the number of runs inside it."""
+        where: list[str] = []
+        args: list[Any] = []
+        if not nested:
+            where.append("(parent_id IS NULL OR NOT EXISTS "
+                         "(SELECT 1 FROM runs AS up WHERE up.id = runs.parent_id))")
+        if name is not None:
+            where.append("name = ?")
+            args.append(name)
+        if state is not None:
+            where.append("state = ?")
+            args.append(str(state))
+        if since is not None:
+            where.append("start >= ?")
+            args.append(since)
+        rows = self._select("query", where, args, limit)
+        counts = self._nested_counts([str(row["id"]) for row in rows])
+        for row in rows:
+            row["nested"] = counts.get(str(row["id"]), 0)
+        return rows
+
+    def _nested_counts(self, ids: list[str]) -> dict[str, int]:
+        """``{id: runs nested in it, at any depth}`` for the runs ``ids`` (those with any)."""
+        def action(db: sqlite3.Connection) -> dict[str, int]:
+            counts: dict[str, int] = {}
+            for at in range(0, len(ids), _ROWS_PER_STATEMENT):
+                chunk = ids[at:at + _ROWS_PER_STATEMENT]
+                marks = ", ".join("?" for _ in chunk)
+                sql = (
+                    "WITH RECURSIVE inside(top, id) AS ("
+                    f"SELECT parent_id, id FROM runs WHERE parent_id IN ({marks}) UNION "
+                    "SELECT inside.top, runs.id FROM runs JOIN inside ON runs.parent_id = inside.id"
+                    ") SELECT top, COUNT(*) FROM inside GROUP BY top"
+                )
+                counts.update((str(top), int(n)) for top, n in db.execute(sql, chunk))
+            return counts
+
+        return self._run("query", {}, action) if ids else {}
+
+    def running(self, pid: int | None = None) -> list[dict[str, Any]]:
+        """Runs still recorded ``running`` (of process ``pid`` when given)."""
+        where, args = ["state = 'running'"], []
+        if pid is not None:
+            where.append("pid = ?")
+            args.append(pid)
+        return self._select("running", where, args, None)
+
+    def _select(
+        self, what: str, where: list[str], args: list[Any], limit: int | None
+    ) -> list[dict[str, Any]]:
+        names = ", ".join(f'"{c}"' for c in COLUMNS)
+        sql = (f"SELECT {names} FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
+               + " ORDER BY start DESC, rowid DESC")
+        if limit is not None:
+            sql += " LIMIT ?"
+            args = [*args, int(limit)]
+
+        def action(db: sqlite3.Connection) -> list[dict[str, Any]]:
+            return [dict(zip(COLUMNS, row, strict=True)) for row in db.execute(sql, args)]
+
+        return self._run(what, [], action)
+
+    def count(self) -> int:
+        """How many runs are stored."""
+        def action(db: sqlite3.Connection) -> int:
+            return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
+
+        return self._run("count", 0, action)
+
+    def close(self) -> None:
+        """Close the file (later calls do nothing and return their defaults)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                with suppress(sqlite3.Error):
+                    self._db.close()
+
+
+_INTEGER_MAX = 2**63 - 1
+
+
+def _integer(value: object) -> int | None:
+    """``value`` as SQLite can store it in an INTEGER column: an int of 64 bits, else
+    ``None`` (a count too large, or not a whole number)."""
+    if isinstance(value, bool):
+        return int(value)
+    if isinstance(value, int):
+        return value if -_INTEGER_MAX <= value <= _INTEGER_MAX else None
+    if isinstance(value, float) and math.isfinite(value):
+        number = int(value)
+        return number if -_INTEGER_MAX <= number <= _INTEGER_MAX else None
+    return None
+
+
+def _real(value: object) -> float | None:
+    """``value`` as a finite float for a REAL column, else ``None``."""
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        try:
+            number = float(value)
+        except OverflowError:
+            return None
+        return number if math.isfinite(number) else None
+    return None
+
+
+def parse_since(value: object, now: float, where: str = "since") -> float | None:
+    """Epoch seconds for ``since``: a duration back from ``now`` (``"2h"``, ``"7d"``), a
+    ``datetime`` (naive: local time), an ISO-8601 text (``"2026-11-01"``,
+    ``"2026-11-01T08:00"``) or ``None``. Anything else raises ``ValueError`` naming it."""
+    import datetime as dt
+
+    if value is None:
+        return None
+    if isinstance(value, dt.datetime):
+        return value.timestamp()
+    if isinstance(value, dt.date):
+        return dt.datetime(value.year, value.month, value.day).timestamp()
+    if isinstance(value, str):
+        text = value.strip()
+        try:
+            return dt.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+        except ValueError:
+            pass
+    from ..core.parse import parse_duration
+
+    try:
+        return now - parse_duration(value, where)
+    except ValueError:
+        raise ValueError(
+            f"{where}: {value!r} is neither a duration (2h, 7d) nor a date/time "
+            "(2026-11-01 or 2026-11-01T08:00)"
+        ) from None
