@@ -98,7 +98,7 @@ def child(arm: str, blocks: int) -> dict[str, Any]:
             "tasks_alive": sum(1 for o in gc.get_objects() if type(o) is Task),
             "backlog_max": largest,
             "backlog_now": len(recorder._queue),
-            "notices_waiting": len(session._pending),
+            "notices_waiting": session.notifier.in_flight,
             "us_per_block": elapsed / mark * 1e6,
         }
     return out

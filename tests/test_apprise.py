@@ -31,9 +31,9 @@ def _apprise() -> None:
 def _notice() -> Notice:
     clock = FakeClock()
     task = Task("etl", clock=clock)
-    task._start()
+    task.mark_started()
     clock.advance(3)
-    task._finish(TaskState.SUCCEEDED)
+    task.mark_ended(TaskState.SUCCEEDED)
     return make_notice("success", task.snapshot(), created=clock.time(), key="end")
 
 

@@ -80,7 +80,7 @@ def test_settings_durations_have_an_absolute_minimum() -> None:
 def test_a_repeating_threshold_never_loops_whatever_the_step_or_the_clock() -> None:
     clock = FakeClock()
     task = Task("spin", clock=clock, options=TaskOptions(every=1e-21))  # past every check
-    task._start()
+    task.mark_started()
     watch = Watch(task)
     clock.advance(10**6)
     fired = within(5, watch.check)
@@ -279,8 +279,8 @@ def test_outbox_escapes_a_hostile_channel_name(nbremind_data_dir: Path) -> None:
 
     clock = FakeClock(wall=1.7e9)
     task = Task(HOSTILE, clock=clock, kind="block")
-    task._start()
-    task._finish(TaskState.SUCCEEDED)
+    task.mark_started()
+    task.mark_ended(TaskState.SUCCEEDED)
     channel = "https://example.org/hook\x1b[2J"
     notice = make_notice("success", task.snapshot(), created=clock.time(), key="end",
                          channels=(channel,))

@@ -229,10 +229,10 @@ def test_the_real_ticker_evaluates_thresholds_by_itself() -> None:
 def _notice(event: str = "success", elapsed: float = 5.0, key: object = 0) -> Notice:
     clock = FakeClock()
     task = Task("etl", clock=clock)
-    task._start()
+    task.mark_started()
     clock.advance(elapsed)
     if event in ("success", "failure", "cancel", "timeout"):
-        task._finish(TaskState.SUCCEEDED)
+        task.mark_ended(TaskState.SUCCEEDED)
     return make_notice(event, task.snapshot(), created=clock.time(), key=key)
 
 

@@ -175,8 +175,8 @@ def test_the_backlog_left_by_an_ended_process_is_counted_and_left_alone(
     nbremind_data_dir: Path, tmp_path: Path
 ) -> None:
     task = Task("nightly-etl", clock=SystemClock())
-    task._start()
-    task._finish(TaskState.SUCCEEDED)
+    task.mark_started()
+    task.mark_ended(TaskState.SUCCEEDED)
     notice = make_notice("success", task.snapshot(), created=time.time(), key="end")
     # this process's pid with another start time: a process that ended (its pid reused)
     dead = Outbox(nbremind_data_dir / FILE_NAME, owner=Owner(os.getpid(), 1.0,

@@ -26,9 +26,9 @@ Factory = Callable[..., SmtpServer]
 def _notice() -> Notice:
     clock = FakeClock()
     task = Task("train", clock=clock, host="box")
-    task._start()
+    task.mark_started()
     clock.advance(90)
-    task._finish(TaskState.FAILED, TaskError("RuntimeError", "CUDA out of memory"))
+    task.mark_ended(TaskState.FAILED, TaskError("RuntimeError", "CUDA out of memory"))
     return make_notice("failure", task.snapshot(), created=clock.time(), key="end")
 
 

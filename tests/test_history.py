@@ -35,10 +35,10 @@ DAY = 86400.0
 def _ended(clock: Any, name: str, state: TaskState = TaskState.SUCCEEDED,
            error: TaskError | None = None, seconds: float = 5.0) -> Task:
     task = Task(name, clock=clock, total=10, kind="block", source="etl.py", host="box")
-    task._start()
+    task.mark_started()
     task.advance(4)
     clock.advance(seconds)
-    task._finish(state, error)
+    task.mark_ended(state, error)
     return task
 
 
@@ -55,7 +55,7 @@ def test_start_then_end_gives_one_row_with_every_field(tmp_path: Path) -> None:
     clock = FakeClock()
     history = History(tmp_path / FILE_NAME, clock=clock)
     task = Task("etl", clock=clock, total=10, kind="block", source="etl.py", host="box")
-    task._start()
+    task.mark_started()
     assert history.record_start(task.snapshot())
     [running] = history.running(pid=os.getpid())
     assert running["state"] == "running" and running["end"] is None
@@ -63,7 +63,7 @@ def test_start_then_end_gives_one_row_with_every_field(tmp_path: Path) -> None:
     task.advance(4)
     task.peak_rss = 123_456
     clock.advance(90)
-    task._finish(TaskState.FAILED, TaskError("ValueError", "bad row 2"))
+    task.mark_ended(TaskState.FAILED, TaskError("ValueError", "bad row 2"))
     assert history.record_end(task.snapshot(), notices_sent=2)
     assert history.add_notices(task.id)
     [row] = history.query()
@@ -99,7 +99,7 @@ def test_mark_process_died_fails_only_that_process_running_rows(tmp_path: Path) 
     clock = FakeClock()
     history = History(tmp_path / FILE_NAME, clock=clock)
     running = Task("train", clock=clock, kind="cell")
-    running._start()
+    running.mark_started()
     history.record_start(running.snapshot())
     done = _ended(clock, "etl")
     history.record_end(done.snapshot())
@@ -158,21 +158,21 @@ def test_top_level_runs_carry_the_count_of_runs_nested_at_any_depth(tmp_path: Pa
     clock = FakeClock()
     history = History(tmp_path / FILE_NAME, clock=clock)
     job = Task("job", clock=clock, kind="block")
-    job._start()
+    job.mark_started()
     chunks = [Task("chunk", clock=clock, kind="loop", parent=job) for _ in range(3)]
     calls = []
     for chunk in chunks:
-        chunk._start()
+        chunk.mark_started()
         call = Task("apply", clock=clock, kind="pandas", parent=chunk)
-        call._start()
+        call.mark_started()
         calls.append(call)
     lone = Task("lone", clock=clock, kind="block")
-    lone._start()
+    lone.mark_started()
     orphan = Task("orphan", clock=clock, kind="loop", parent=Task("gone", clock=clock))
-    orphan._start()  # its parent was never recorded: it is listed as top-level
+    orphan.mark_started()  # its parent was never recorded: it is listed as top-level
     for task in (job, *chunks, *calls, lone, orphan):
         clock.advance(1)
-        task._finish(TaskState.SUCCEEDED)
+        task.mark_ended(TaskState.SUCCEEDED)
         assert history.record_end(task.snapshot())
     top = {r["name"]: r["nested"] for r in history.query(nested=False)}
     assert top == {"job": 6, "lone": 0, "orphan": 0}
@@ -207,7 +207,7 @@ def test_retention_deletes_old_finished_runs_at_most_daily(tmp_path: Path) -> No
     old = _ended(clock, "old")
     history.record_end(old.snapshot())
     still = Task("still", clock=clock)
-    still._start()
+    still.mark_started()
     history.record_start(still.snapshot())
     history.close()
 
@@ -298,9 +298,9 @@ _WRITER = textwrap.dedent("""
     ok = 0
     for i in range(500):
         task = Task(f"w{i}", clock=SystemClock(), kind="block")
-        task._start()
+        task.mark_started()
         ok += history.record_start(task.snapshot())
-        task._finish(TaskState.SUCCEEDED)
+        task.mark_ended(TaskState.SUCCEEDED)
         ok += history.record_end(task.snapshot(), 1)
     print(ok)
 """)

@@ -356,7 +356,7 @@ def test_a_refused_count_in_a_script_leaves_its_end_alone(
 
 def test_a_rate_decayed_to_nothing_gives_no_eta_instead_of_an_error(clock: FakeClock) -> None:
     task = Task("job", clock=clock, total=10)
-    task._start()
+    task.mark_started()
     task.advance(2)
     clock.advance(5)
     task._rate = 5e-324  # what smoothing leaves of a rate after long without progress
@@ -369,8 +369,8 @@ def test_a_history_row_takes_only_what_sqlite_can_store(
     clock: FakeClock, tmp_path: Path,
 ) -> None:
     task = Task("job", clock=clock)
-    task._start()
-    task._finish(TaskState.SUCCEEDED)
+    task.mark_started()
+    task.mark_ended(TaskState.SUCCEEDED)
     snapshot = dataclasses.replace(task.snapshot(), n=10**30, total=2**63, elapsed=math.nan)
     history = History(tmp_path / FILE_NAME)
     try:

@@ -87,7 +87,7 @@ import gc, json
 import psutil
 import nbremind
 from nbremind import remind
-from nbremind.runtime.session import MAX_QUEUED
+from nbremind.runtime.notifier import MAX_QUEUED
 
 session = nbremind.get_session()
 process = psutil.Process()
@@ -95,7 +95,7 @@ marks, waiting = {}, 0
 for i in range(1, 20_001):
     with remind("b", channels=["null"]):  # a success notice each
         pass
-    waiting = max(waiting, session._queued)
+    waiting = max(waiting, session.notifier.queued)
     if i in (5_000, 20_000):
         session.flush(120)  # what is left once delivered: nothing per block
         gc.collect()
@@ -304,7 +304,7 @@ def test_past_its_bound_the_backlog_is_written_by_the_thread_that_hands_more(
 
 def test_a_snapshot_has_every_field_of_its_class() -> None:
     task = Task("etl", clock=FakeClock(), total=4)
-    task._start()
+    task.mark_started()
     task.advance(3)
     snap = task.snapshot()
     names = [f.name for f in dataclasses.fields(snap)]

@@ -24,7 +24,7 @@ def cap(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedN
     with capture_notices(clock) as captured:
         captured.session.source = "etl.py"
         captured.session.host = "box"
-        monkeypatch.setattr(captured.session, "_sample_rss", lambda now: 8_200_000_000)
+        monkeypatch.setattr(captured.session.sampler, "rss", lambda now: 8_200_000_000)
         yield captured
 
 
@@ -163,7 +163,7 @@ def test_count_without_a_total(cap: CapturedNotices) -> None:
 
 def test_make_notice(clock: FakeClock) -> None:
     task = Task("etl", clock=clock, source="job.py", host="h1")
-    task._start()
+    task.mark_started()
     snap = task.snapshot()
     notice = make_notice("after", snap, created=12.5, key=3, channels=("memory",))
     assert notice.id == f"{task.id}:after:3"

@@ -50,12 +50,12 @@ DAY = 86400.0
 def _notice(clock: FakeClock, name: str = "etl", event: str = "success",
             channels: tuple[str, ...] | None = None) -> Notice:
     task = Task(name, clock=clock, total=10)
-    task._start()
+    task.mark_started()
     task.advance(4)
     task.metric(loss=0.25)
     task.note("halfway")
     clock.advance(90)
-    task._finish(TaskState.SUCCEEDED)
+    task.mark_ended(TaskState.SUCCEEDED)
     return make_notice(event, task.snapshot(), created=clock.time(), key="end",
                        channels=channels)
 
@@ -135,12 +135,12 @@ def test_outbox_settings_parse() -> None:
 def test_a_notice_round_trips_through_json() -> None:
     clock = FakeClock()
     task = Task("train", clock=clock, total=8)
-    task._start()
+    task.mark_started()
     task.advance(3)
     task.metric(loss=0.5)
     task.metric(epoch=3)
     task.note("warming up")
-    task._finish(TaskState.FAILED, TaskError("RuntimeError", "CUDA out of memory"))
+    task.mark_ended(TaskState.FAILED, TaskError("RuntimeError", "CUDA out of memory"))
     snap = task.snapshot()
     notice = make_notice("failure", snap, created=clock.time(), key="end",
                          channels=("memory", "null"))
@@ -374,7 +374,7 @@ def test_a_session_writes_each_notice_and_marks_each_channel(
     states = {r.channel: (r.state, r.attempts) for r in box.records(notice.id)}
     assert states["memory"] == ("delivered", 1)
     assert states["no-such-channel-xyz"][0] == "failed"
-    assert session._already_sent(notice.id)
+    assert session.outbox_link.already_sent(notice.id)
 
 
 def test_delivery_goes_on_when_the_outbox_cannot_open(

@@ -124,9 +124,9 @@ def test_time_zones(value: object) -> None:
 def _notice(event: str = "failure") -> object:
     clock = FakeClock()
     task = Task("etl", clock=clock, total=10)
-    task._start()
+    task.mark_started()
     task.metric(loss=0.25, tag="x")
-    task._finish(TaskState.FAILED, TaskError("ValueError", "bad"))
+    task.mark_ended(TaskState.FAILED, TaskError("ValueError", "bad"))
     return make_notice(event, task.snapshot(), created=clock.time())
 
 

@@ -34,10 +34,10 @@ NOON_UTC = 1_795_780_800.0
 def _task(name: str = "etl", elapsed: float = 5.0, end: bool = True) -> Task:
     clock = FakeClock()
     task = Task(name, clock=clock)
-    task._start()
+    task.mark_started()
     clock.advance(elapsed)
     if end:
-        task._finish(TaskState.SUCCEEDED)
+        task.mark_ended(TaskState.SUCCEEDED)
     return task
 
 

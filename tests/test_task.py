@@ -27,7 +27,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def cap(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedNotices]:
     with capture_notices(clock) as captured:
-        monkeypatch.setattr(captured.session, "_sample_rss", lambda now: None)
+        monkeypatch.setattr(captured.session.sampler, "rss", lambda now: None)
         yield captured
 
 
@@ -302,7 +302,7 @@ def test_rate_is_unknown_while_nothing_moved(cap: CapturedNotices, clock: FakeCl
 
 def test_eta_needs_a_total(clock: FakeClock) -> None:
     task = Task("etl", clock=clock)
-    task._start()
+    task.mark_started()
     task.advance(5)
     clock.advance(1)
     assert task.rate == pytest.approx(5)

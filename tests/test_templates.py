@@ -18,14 +18,14 @@ from nbremind.testing import capture_notices
 def _notice(event: str = "success", **metrics: Any) -> Notice:
     clock = FakeClock()
     task = Task("etl", clock=clock, total=200, source="train.ipynb", host="gpu1")
-    task._start()
+    task.mark_started()
     task.advance(50)
     task.metric(**metrics)
     clock.advance(125)
     if event == "failure":
-        task._finish(TaskState.FAILED, TaskError("MemoryError", "CUDA out of memory"))
+        task.mark_ended(TaskState.FAILED, TaskError("MemoryError", "CUDA out of memory"))
     elif event == "success":
-        task._finish(TaskState.SUCCEEDED)
+        task.mark_ended(TaskState.SUCCEEDED)
     return make_notice(event, task.snapshot(), created=clock.time(), key=1)
 
 

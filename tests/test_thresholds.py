@@ -40,7 +40,7 @@ def cap(
     clock: FakeClock, memory: Memory, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[CapturedNotices]:
     with capture_notices(clock) as captured:
-        monkeypatch.setattr(captured.session, "_sample_rss", memory)
+        monkeypatch.setattr(captured.session.sampler, "rss", memory)
         yield captured
 
 
@@ -268,7 +268,7 @@ def test_watch_check_directly(clock: FakeClock) -> None:
         "etl", clock=clock, total=4,
         options=TaskOptions.parse(after=5, progress=[0.5, 1.0], mem=100, timeout=20),
     )
-    task._start()
+    task.mark_started()
     watch = Watch(task)
     assert watch.check(rss=50) == []
     clock.advance(5)
@@ -300,7 +300,7 @@ class FakeProcess:
 def test_memory_is_sampled_at_most_once_a_second(clock: FakeClock) -> None:
     process = FakeProcess(rss=2 * 10**9)
     with capture_notices(clock) as cap:
-        cap.session._process = process
+        cap.session.sampler.process = process
         with remind("etl", mem="1GB") as task:
             cap.session.tick()
             cap.session.tick()

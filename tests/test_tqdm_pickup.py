@@ -39,7 +39,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def cap(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedNotices]:
     with capture_notices(clock) as captured:
-        monkeypatch.setattr(captured.session, "_sample_rss", lambda now: None)
+        monkeypatch.setattr(captured.session.sampler, "rss", lambda now: None)
         yield captured
 
 

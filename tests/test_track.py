@@ -20,7 +20,7 @@ import pytest
 from nbremind import Task, TaskState, TaskTimeout, remind, track
 from nbremind.api.tracking import Tracked
 from nbremind.core.clock import FakeClock
-from nbremind.runtime.session import SETTLE_AFTER
+from nbremind.runtime.loop_ends import SETTLE_AFTER
 from nbremind.testing import CapturedNotices, capture_notices
 
 
@@ -32,7 +32,7 @@ def clock() -> FakeClock:
 @pytest.fixture
 def cap(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedNotices]:
     with capture_notices(clock) as captured:
-        monkeypatch.setattr(captured.session, "_sample_rss", lambda now: None)
+        monkeypatch.setattr(captured.session.sampler, "rss", lambda now: None)
         yield captured
 
 

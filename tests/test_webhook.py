@@ -41,13 +41,13 @@ class FakeTime:
 def _notice(event: str = "success", name: str = "etl") -> Notice:
     clock = FakeClock()
     task = Task(name, clock=clock, total=10, host="box", source="train.ipynb")
-    task._start()
+    task.mark_started()
     task.set(4)
     clock.advance(12.5)
     if event == "failure":
-        task._finish(TaskState.FAILED, TaskError("ValueError", "bad row 2"))
+        task.mark_ended(TaskState.FAILED, TaskError("ValueError", "bad row 2"))
     else:
-        task._finish(TaskState.SUCCEEDED)
+        task.mark_ended(TaskState.SUCCEEDED)
     return make_notice(event, task.snapshot(), created=clock.time(), key="end")
 
 

@@ -36,6 +36,7 @@ from collections.abc import Callable
 from typing import Any
 
 from .api.reminder import Reminder, remind
+from .core.options import CALL_OPTIONS
 from .core.task import Task
 
 __all__ = [
@@ -49,22 +50,7 @@ __all__ = [
 log = logging.getLogger("nbremind")
 
 #: Keywords taken by the task rather than passed to pandas (``remind()``'s options).
-OPTIONS = frozenset(
-    {
-        "name",
-        "after",
-        "every",
-        "progress",
-        "mem",
-        "timeout",
-        "interrupt",
-        "on",
-        "channels",
-        "min_duration",
-        "when",
-        "session",
-    }
-)
+OPTIONS = frozenset({"name", "session", *CALL_OPTIONS})
 
 _AXES = {0: 0, "index": 0, "rows": 0, 1: 1, "columns": 1}
 _MIN_PANDAS = "2.1"

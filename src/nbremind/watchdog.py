@@ -46,6 +46,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .core.log import logger
 from .runtime.watchdog_link import BYE
 
 if TYPE_CHECKING:
@@ -54,7 +55,7 @@ if TYPE_CHECKING:
 
 __all__ = ["main", "report_death", "watch"]
 
-log = logging.getLogger("nbremind")
+log = logger()
 
 #: Seconds between checks of the watched process where no pidfd can be waited on.
 CHECK_EVERY = 0.5
@@ -67,16 +68,13 @@ class _Watched:
     """The watched process: liveness, memory, and how it ended."""
 
     def __init__(self, pid: int, start: float) -> None:
-        import psutil
+        from .runtime.sampling import ProcessSampler
 
         self.pid = pid
         self.start = start
         self.rss: int | None = None
-        self._rss_at = float("-inf")
-        try:
-            self._process: Any = psutil.Process(pid)
-        except psutil.Error:
-            self._process = None
+        self._sampler = ProcessSampler(pid, every=RSS_EVERY)
+        self._found = self._sampler.attach()
         #: The signal that ended it, when it could be read (see :meth:`signal_name`).
         self.exit_signal: str | None = None
         self.sample()  # at once: the process may die before the first second is over
@@ -90,17 +88,15 @@ class _Watched:
 
         from .store.process import Owner, owner_alive
 
-        return self._process is not None and owner_alive(
-            Owner(self.pid, self.start, socket.gethostname())
-        )
+        return self._found and owner_alive(Owner(self.pid, self.start, socket.gethostname()))
 
     def sample(self) -> None:
-        now = time.monotonic()
-        if now - self._rss_at < RSS_EVERY or self._process is None:
-            return
-        self._rss_at = now
-        with contextlib.suppress(Exception):
-            self.rss = int(self._process.memory_info().rss)
+        """Read the process's memory (at most once per :data:`RSS_EVERY` s); the last good
+        value stays when a read fails."""
+        if self._found:
+            rss = self._sampler.rss()
+            if rss is not None:
+                self.rss = rss
 
     def signal_name(self) -> str | None:
         """The signal that ended the process, read from its exit status while it waits to be

@@ -10,9 +10,9 @@ from collections.abc import Callable
 from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
+from ..core.log import log_exception
 from ..core.options import TaskOptions, check_total, parse_call_options
 from ..core.task import Task, TaskTimeout
-from ..runtime.loop_ends import log_exception
 from ..runtime.session import Session, get_session
 
 __all__ = ["Reminder", "current_task", "remind"]

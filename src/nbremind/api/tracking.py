@@ -40,10 +40,11 @@ whoever learns the exception first -- the enclosing task ending with it,
 last error that reached the top, which IPython records too) -- and failed only if that
 exception's traceback passes through the loop's frame at that very instruction (at any
 instruction when the loop stopped at a bare ``raise``). While the thread is still handling
-that exception (a slow ``finally``, ``__exit__`` or ``except``) the loop keeps waiting. With
-no evidence within :data:`~nbremind.runtime.session.SETTLE_AFTER` (1 s: an explicit ``.close()``, an
-exception the code caught, a ``zip()`` whose other iterable ran out first), it succeeds with
-its partial count. The loop's ``end`` time is when it stopped, whenever it is settled.
+that exception (a slow ``finally``, ``__exit__`` or ``except``) the loop keeps waiting.
+With no evidence within :data:`~nbremind.runtime.loop_ends.SETTLE_AFTER` (1 s: an explicit
+``.close()``, an exception the code caught, a ``zip()`` whose other iterable ran out first),
+it succeeds with its partial count. The loop's ``end`` time is when it stopped, whenever it
+is settled.
 
 A loop whose generator outlives the exception (held by a variable, or on Python < 3.12 by a
 comprehension's frame, which the traceback keeps) is still running when that exception
@@ -92,6 +93,7 @@ import types
 from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
+from ..core.log import log_exception
 from ..core.options import DEFAULT_ON, TaskOptions, check_total, parse_call_options
 from ..core.task import Task, TaskTimeout
 from ..runtime.session import Session, get_session
@@ -258,7 +260,7 @@ def _begin(tracked: Tracked[Any], total: int | None, consumer: types.FrameType) 
     if options.on is None and session.current() is not None:
         options = tracked._nested_options()
     task = session.new_task(tracked.name, options=options, total=total, kind="loop")
-    task._consumer = (id(consumer), consumer.f_code)
+    task.consumer = (id(consumer), consumer.f_code)
     token = session.start(task)
     tracked.task = task
     return session, task, token
@@ -274,9 +276,9 @@ def _hinted(
         def source() -> int:
             return start - operator.length_hint(it)
 
-        task._source = source
+        task.count_from(source)
     except Exception:  # nbremind's trouble must not stop the user's loop
-        _log("track() could not start its task")
+        log_exception("track() could not start its task")
         yield from it
         return
     try:
@@ -304,9 +306,9 @@ def _counted(
         def source() -> int:
             return _UNITS - operator.length_hint(units)
 
-        task._source = source
+        task.count_from(source)
     except Exception:
-        _log("track() could not start its task")
+        log_exception("track() could not start its task")
         yield from it
         return
     try:
@@ -339,7 +341,7 @@ def _chunks(tracked: Tracked[Any], reader: Iterator[Any]) -> Generator[Any, None
             task.unit = "B"
             task.set(probe.position() or 0)
     except Exception:
-        _log("track() could not start its task")
+        log_exception("track() could not start its task")
         yield from reader
         return
     rows = 0
@@ -383,11 +385,11 @@ def _caller() -> types.FrameType | None:
 
 def _exhausted(session: Session, task: Task, token: Any) -> None:
     try:
-        task._settle_n()
-        session._leave(task, token)
+        task.settle_n()
+        session.leave(task, token)
         session.finish(task, None)
     except Exception:
-        _log("track() could not end its task")
+        log_exception("track() could not end its task")
 
 
 def _raised(
@@ -395,11 +397,11 @@ def _raised(
 ) -> BaseException | None:
     """The iterable itself raised: end the loop with ``exc``; return what to raise instead."""
     try:
-        task._settle_n()
-        session._leave(task, token)
+        task.settle_n()
+        session.leave(task, token)
         session.finish(task, exc)
     except Exception:
-        _log("track() could not end its task")
+        log_exception("track() could not end its task")
     if task.interrupted_by_timeout and isinstance(exc, KeyboardInterrupt):
         # our own interrupt: the user sees a timeout, not a Ctrl-C they never pressed
         return TaskTimeout(f"{task.name} passed its timeout of {task.options.timeout:g} s")
@@ -409,14 +411,14 @@ def _raised(
 def _closed(session: Session, task: Task, token: Any, frame: types.FrameType | None) -> None:
     """The generator was closed: a normal exit ends the task now, anything else waits."""
     try:
-        task._settle_n()
+        task.settle_n()
         if frame is not None and _normal_exit(frame):
-            session._leave(task, token)
+            session.leave(task, token)
             session.finish(task, None)
         else:
-            session._end_pending(task, frame, token)
+            session.end_pending(task, frame, token)
     except Exception:
-        _log("track() could not end its task")
+        log_exception("track() could not end its task")
 
 
 def _normal_exit(frame: types.FrameType) -> bool:
@@ -433,12 +435,6 @@ def _normal_exit(frame: types.FrameType) -> bool:
     if not 0 <= lasti < len(code):
         return False
     return code[lasti] in _normal_opcodes
-
-
-def _log(message: str) -> None:
-    import logging
-
-    logging.getLogger("nbremind").exception(message)
 
 
 # -- what is iterated ---------------------------------------------------------------------

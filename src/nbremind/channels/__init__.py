@@ -12,13 +12,13 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from ..core.channel_defs import channel_def, channel_wants
+from ..core.secrets import reveal
 from ..core.urls import (
     check_url,
     display_name,
     hide_urls,
     redact_url,
     remember,
-    reveal,
     scheme_of,
     shown,
     url_secrets,
@@ -106,11 +106,11 @@ def make_from_def(
     name: str | None, spec: Mapping[str, Any], source: str, config: Config | None = None
 ) -> Channel:
     """Build a remote channel from a named channel's settings (``{"url": ..., ...}``)."""
-    url = reveal(spec["url"])
+    url = str(reveal(spec["url"]))
     scheme = scheme_of(url)
     # the URL's password, tokens, the signing secret and header values: masked everywhere
-    remember(url_secrets(url)[1:] + [reveal(v) for v in (spec.get("headers") or {}).values()]
-             + ([reveal(spec["secret"])] if spec.get("secret") else []))
+    remember(url_secrets(url)[1:] + [str(reveal(v)) for v in (spec.get("headers") or {}).values()]
+             + ([str(reveal(spec["secret"]))] if spec.get("secret") else []))
     timeout = config.send_timeout if config is not None else 10.0
     where = f"{source}: {name}" if name else source
     check_url(url, where)  # a URL no channel can use is reported now, not at the first notice

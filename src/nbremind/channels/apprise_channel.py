@@ -13,7 +13,8 @@ import logging
 from typing import Any
 
 from ..core.notice import Notice
-from ..core.urls import redact_url, reveal, url_secrets
+from ..core.secrets import reveal
+from ..core.urls import redact_url, url_secrets
 from ..core.workers import run_blocking
 from ..delivery.channel import Channel, ChannelError
 

@@ -12,13 +12,13 @@ import asyncio
 import contextlib
 import contextvars
 import logging
-import os
 import platform
 from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from ..core.notice import Notice
 from ..delivery.channel import Availability, Channel, ChannelError
+from .dbus import describe_error, is_retryable, notification_service_problem
 
 if TYPE_CHECKING:
     from desktop_notifier import DesktopNotifier
@@ -27,7 +27,6 @@ __all__ = ["APP_NAME", "DesktopChannel", "backend_class"]
 
 #: The app name desktop-notifier shows, and registers as the AUMID on Windows.
 APP_NAME = "nbremind"
-NOTIFICATIONS = "org.freedesktop.Notifications"
 #: How long the up-front D-Bus probe may take, in seconds.
 PROBE_TIMEOUT = 2.0
 #: desktop-notifier logs a failed send here ("Notification failed", with exc_info).
@@ -35,7 +34,6 @@ _SEND_LOGGER = "desktop_notifier.backends.base"
 #: get_backend_class() logs here (e.g. macOS "only from an app bundle").
 _MAIN_LOGGER = "desktop_notifier.main"
 _MACOS_NO_BUNDLE = "macOS: notifications need an app bundle (python is not running from one)"
-_RETRYABLE_DBUS = ("NoReply", "Timeout", "TimedOut", "ServiceUnknown", "Disconnected")
 
 # Records logged by desktop-notifier while this context holds a list go into that list and
 # are not printed. A context variable (not a flag) keeps concurrent sends on the loop apart.
@@ -67,20 +65,6 @@ def _capturing(*loggers: str) -> Iterator[list[logging.LogRecord]]:
         yield records
     finally:
         _captured.reset(token)
-
-
-def _describe_error(exc: BaseException) -> str:
-    kind = getattr(exc, "type", None)  # dbus_fast.errors.DBusError names its D-Bus error
-    name = kind if isinstance(kind, str) and kind else type(exc).__name__
-    text = str(exc)
-    return f"{name}: {text}" if text and text != name else name
-
-
-def _is_retryable(exc: BaseException | None) -> bool:
-    if isinstance(exc, (TimeoutError, asyncio.TimeoutError, ConnectionError, EOFError)):
-        return True
-    kind = getattr(exc, "type", None)
-    return isinstance(kind, str) and kind.rsplit(".", 1)[-1] in _RETRYABLE_DBUS
 
 
 class DesktopChannel(Channel):
@@ -129,7 +113,7 @@ class DesktopChannel(Channel):
                 return Availability(False, _MACOS_NO_BUNDLE)
             return Availability(False, f"no desktop notification backend for {system or 'this OS'}")
         if system == "Linux":
-            problem = await _probe_session_bus()
+            problem = await notification_service_problem(PROBE_TIMEOUT)
             if problem:
                 return Availability(False, problem)
         notifier = self._get_notifier()
@@ -155,8 +139,8 @@ class DesktopChannel(Channel):
         errors = [r.exc_info[1] for r in records if r.exc_info and r.exc_info[1] is not None]
         error = errors[-1] if errors else None
         await self.close()  # a fresh connection next time: the old one may be dead
-        reason = _describe_error(error) if error else "not dispatched (no reason given)"
-        raise ChannelError(f"desktop notification failed: {reason}", retryable=_is_retryable(error))
+        reason = describe_error(error) if error else "not dispatched (no reason given)"
+        raise ChannelError(f"desktop notification failed: {reason}", retryable=is_retryable(error))
 
     async def close(self) -> None:
         notifier, self._notifier, self._loop = self._notifier, None, None
@@ -164,51 +148,6 @@ class DesktopChannel(Channel):
         if bus is not None:
             with contextlib.suppress(Exception):
                 bus.disconnect()
-
-
-async def _probe_session_bus() -> str:
-    """Why the session bus cannot show notifications, or ``""`` when it can."""
-    address = os.environ.get("DBUS_SESSION_BUS_ADDRESS", "")
-    if not address:
-        return "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)"
-    from dbus_fast import Message, MessageType
-    from dbus_fast.aio import MessageBus
-
-    bus = MessageBus(bus_address=address)
-
-    async def ask(member: str, *args: str) -> Any:
-        reply = await bus.call(
-            Message(
-                destination="org.freedesktop.DBus",
-                path="/org/freedesktop/DBus",
-                interface="org.freedesktop.DBus",
-                member=member,
-                signature="s" * len(args),
-                body=list(args),
-            )
-        )
-        if reply.message_type == MessageType.ERROR:
-            raise RuntimeError(f"{reply.error_name}: {reply.body[0] if reply.body else ''}")
-        return reply.body[0]
-
-    async def probe() -> str:
-        try:
-            await bus.connect()
-        except Exception as exc:
-            return f"D-Bus session bus unreachable at {address}: {_describe_error(exc)}"
-        if await ask("NameHasOwner", NOTIFICATIONS) or NOTIFICATIONS in await ask(
-            "ListActivatableNames"
-        ):
-            return ""
-        return "no notification service on the session bus (nobody owns " + NOTIFICATIONS + ")"
-
-    try:
-        return await asyncio.wait_for(probe(), PROBE_TIMEOUT)
-    except asyncio.TimeoutError:
-        return f"D-Bus session bus at {address} did not answer within {PROBE_TIMEOUT:g} s"
-    finally:
-        with contextlib.suppress(Exception):
-            bus.disconnect()
 
 
 def backend_class() -> tuple[type[Any], bool]:

@@ -27,7 +27,8 @@ from collections.abc import Sequence
 from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..core.notice import Notice
-from ..core.urls import redact_url, reveal, url_secrets
+from ..core.secrets import reveal
+from ..core.urls import redact_url, url_secrets
 from ..core.workers import run_blocking
 from ..delivery.channel import Channel, ChannelError
 
@@ -44,7 +45,7 @@ def _addresses(value: object, where: str) -> tuple[str, ...]:
         raise ValueError(f"{where}: {value!r} is not an address or a list of addresses")
     out = []
     for item in items:
-        text = reveal(item).strip()
+        text = str(reveal(item)).strip()
         if text:
             if "@" not in text or any(c in text for c in "\r\n<>"):
                 raise ValueError(f"{where}: {text!r} is not an e-mail address")

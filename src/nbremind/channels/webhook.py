@@ -29,7 +29,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..core.notice import Notice
-from ..core.urls import redact_url, reveal, url_secrets
+from ..core.secrets import reveal
+from ..core.urls import redact_url, url_secrets
 from ..core.workers import run_blocking
 from ..delivery.channel import Channel, ChannelError
 
@@ -150,10 +151,10 @@ class WebhookChannel(Channel):
         self._shown = redact_url(full)
         self._url_secrets = url_secrets(full)
         self.name = name or self._shown
-        self._headers = {str(k): reveal(v) for k, v in (headers or {}).items()}
+        self._headers = {str(k): str(reveal(v)) for k, v in (headers or {}).items()}
         if self._auth:
             self._headers.setdefault("Authorization", self._auth)
-        self._secret = None if secret is None else reveal(secret)
+        self._secret = None if secret is None else str(reveal(secret))
         self.timeout = timeout
 
     def describe(self) -> str:

@@ -30,7 +30,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from ..core.options import OPTIONS
+    from ..core.options import COMMAND_OPTIONS, add_flags
 
     parser = _Parser(
         prog="nbremind",
@@ -50,9 +50,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--name", help="the task's name (default: the command line, shortened; "
                      "for python SCRIPT, the script's file name)")
-    for spec in OPTIONS:
-        if spec.command:
-            run.add_argument(spec.flag, dest=spec.name, metavar=spec.metavar, help=spec.help)
+    add_flags(run, COMMAND_OPTIONS, with_help=True)
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD [ARGS...]")
 
     test = sub.add_parser(
@@ -111,10 +109,10 @@ def _run(ns: argparse.Namespace) -> int:
         command = command[1:]
     if not command:
         raise ValueError("no command given; put it after --, e.g. nbremind run -- make all")
-    from ..core.options import OPTIONS, parse_call_options
+    from ..core.options import COMMAND_OPTIONS, flag_values, parse_call_options
 
-    options = {spec.name: getattr(ns, spec.name) for spec in OPTIONS
-               if spec.command and getattr(ns, spec.name) is not None}
+    options = {key: value for key, value in flag_values(ns, COMMAND_OPTIONS).items()
+               if value is not None}
     parse_call_options("", flags=True, **options)  # checked here: errors name the flag
     try:
         result = run_command(command, ns.name, **options)

@@ -214,31 +214,17 @@ class _TreeMemory:
     """The RSS of a process and all its descendants, and the peak seen."""
 
     def __init__(self, pid: int) -> None:
-        self._pid = pid
-        self._peak = 0
-        self._process: Any = None
+        from ..runtime.sampling import ProcessSampler
+
+        self._sampler = ProcessSampler(pid, tree=True)
 
     def sample(self) -> int | None:
-        import psutil
-
-        try:
-            if self._process is None:
-                self._process = psutil.Process(self._pid)
-            procs = [self._process, *self._process.children(recursive=True)]
-        except psutil.Error:
-            return None
-        total = 0
-        for proc in procs:
-            try:
-                total += proc.memory_info().rss
-            except psutil.Error:
-                continue
-        self._peak = max(self._peak, total)
-        return total
+        """The tree's RSS now (read at most once a second), or ``None``."""
+        return self._sampler.rss()
 
     def peak(self) -> int | None:
         """The largest total sampled, or the largest single descendant the OS reports."""
-        peak = self._peak
+        peak = self._sampler.peak or 0
         try:
             import resource
 

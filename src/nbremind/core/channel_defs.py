@@ -18,7 +18,8 @@ from typing import TYPE_CHECKING, Any
 
 from .channel_names import BUILT_IN, check_channel_def
 from .parse import parse_events
-from .urls import display_name, reveal, scheme_of, shown
+from .secrets import reveal
+from .urls import display_name, scheme_of, shown
 
 if TYPE_CHECKING:
     from .config import Config

@@ -1,14 +1,15 @@
 """The options a task takes, parsed and validated once, frozen.
 
-:data:`OPTIONS` is the one table of the options that take a value: ``remind()`` and
-``track()`` keywords, ``%%remind`` and ``nbremind run`` flags are all read through it.
+:data:`TASK_OPTIONS` is the one table of a task's options: ``remind()`` and ``track()``
+keywords, ``%%remind`` and ``nbremind run`` flags and the keywords pandas calls take for
+their task are all read through it. :data:`OPTIONS` are those of them that take a value.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .parse import (
     parse_channels,
@@ -19,14 +20,24 @@ from .parse import (
     safe_repr,
 )
 
+if TYPE_CHECKING:
+    import argparse
+
 __all__ = [
+    "CALL_OPTIONS",
+    "COMMAND_OPTIONS",
     "DEFAULT_ON",
+    "MAGIC_OPTIONS",
     "MIN_TASK_DURATION",
     "OPTIONS",
+    "TASK_OPTIONS",
     "OptionSpec",
     "TaskOptions",
+    "add_flags",
     "check_total",
+    "flag_values",
     "parse_call_options",
+    "usage",
 ]
 
 #: Events notified when a task does not say otherwise (thresholds it sets are added).
@@ -44,24 +55,36 @@ def _task_duration(value: object, option: str) -> float:
 
 @dataclass(frozen=True)
 class OptionSpec:
-    """One option that takes a value: its keyword (and ``TaskOptions`` field), its flag on a
-    command line, and how its value is parsed (``parse(value, option)``)."""
+    """One option of a task: its keyword (and ``TaskOptions`` field), its flag on a command
+    line, how its value is parsed (``parse(value, option)``), and which front ends take it."""
 
     name: str
+    #: Its flag on a command line (``""``: none, a keyword only).
     flag: str
+    #: What its value is called in a usage line (``""``: it takes none, a switch).
     metavar: str
-    parse: Callable[[object, str], Any]
+    #: How its value is read; ``None`` for a switch or ``when``'s predicate (checked by
+    #: :meth:`TaskOptions.parse`).
+    parse: Callable[[object, str], Any] | None
     help: str
     #: Whether ``nbremind run`` takes it (a command reports no progress).
     command: bool = True
+    #: Whether ``%%remind`` takes it.
+    magic: bool = True
+    #: Whether ``remind()`` and ``track()`` take it as a keyword.
+    call: bool = True
 
     def label(self, prefix: str = "", flags: bool = False) -> str:
         """How errors name it: ``prefix`` then the keyword, or the flag when ``flags``."""
         return f"{prefix}{self.flag if flags else self.name}"
 
+    def read(self, value: object, option: str) -> Any:
+        """``value`` parsed (errors name ``option``); unchanged when it has no ``parse``."""
+        return value if self.parse is None else self.parse(value, option)
 
-#: Every option that takes a value, in the order they are documented.
-OPTIONS = (
+
+#: Every option of a task, in the order they are documented.
+TASK_OPTIONS = (
     OptionSpec("after", "--after", "DUR", _task_duration,
                "notify once when still running after DUR"),
     OptionSpec("every", "--every", "DUR", _task_duration, "then again every DUR"),
@@ -71,12 +94,50 @@ OPTIONS = (
                "notify when memory (a command's: its process tree's) goes above SIZE"),
     OptionSpec("timeout", "--timeout", "DUR", _task_duration,
                "time out after DUR (a command is stopped, with its whole process group)"),
+    OptionSpec("interrupt", "--interrupt", "", None, "stop the task when it times out",
+               command=False),
     OptionSpec("on", "--on", "EVENTS", parse_events, "events that notify, comma-separated"),
     OptionSpec("channels", "--channels", "CH[,CH...]", parse_channels, "where notices go"),
     OptionSpec("min_duration", "--min", "DUR", _task_duration,
                "no end notice when it took less than DUR"),
+    OptionSpec("when", "", "", None, "a predicate on the task: notify once when it is true",
+               command=False, magic=False),
+    OptionSpec("quiet", "--quiet", "", None, "no live status line under the cell",
+               command=False, call=False),
 )
+#: The options that take a value, each read by its ``parse``.
+OPTIONS = tuple(spec for spec in TASK_OPTIONS if spec.parse is not None)
+#: The keywords of the task options ``remind()`` and ``track()`` take.
+CALL_OPTIONS = tuple(spec.name for spec in TASK_OPTIONS if spec.call)
+#: The flags of ``%%remind``.
+MAGIC_OPTIONS = tuple(spec for spec in TASK_OPTIONS if spec.magic)
+#: The task flags of ``nbremind run``.
+COMMAND_OPTIONS = tuple(spec for spec in TASK_OPTIONS if spec.command)
 _BY_NAME: Mapping[str, OptionSpec] = {spec.name: spec for spec in OPTIONS}
+
+
+def add_flags(
+    parser: argparse.ArgumentParser, specs: Iterable[OptionSpec], *, with_help: bool = False
+) -> None:
+    """Add the flags of ``specs`` to ``parser`` (each stored under its keyword; a switch as
+    ``True``/``False``), with their help texts when ``with_help``."""
+    for spec in specs:
+        text = spec.help if with_help else None
+        if spec.metavar:
+            parser.add_argument(spec.flag, dest=spec.name, metavar=spec.metavar, help=text)
+        else:
+            parser.add_argument(spec.flag, dest=spec.name, action="store_true", help=text)
+
+
+def flag_values(ns: argparse.Namespace, specs: Iterable[OptionSpec]) -> dict[str, Any]:
+    """``{keyword: value}`` of the flags of ``specs`` in ``ns`` (``None``: not given)."""
+    return {spec.name: getattr(ns, spec.name) for spec in specs}
+
+
+def usage(specs: Iterable[OptionSpec]) -> str:
+    """The flags of ``specs`` as a usage line writes them: ``[--after DUR] [--interrupt]``."""
+    return " ".join(f"[{spec.flag} {spec.metavar}]" if spec.metavar else f"[{spec.flag}]"
+                    for spec in specs)
 
 
 @dataclass(frozen=True)
@@ -121,7 +182,7 @@ class TaskOptions:
         if interrupt and values.get("timeout") is None:
             raise ValueError(f"{opt('interrupt')}: needs a timeout to interrupt at")
         parsed = {
-            spec.name: spec.parse(values[spec.name], spec.label(source, flags))
+            spec.name: spec.read(values[spec.name], spec.label(source, flags))
             for spec in OPTIONS
             if values.get(spec.name) is not None
         }

@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, TypeVar, overload
 from urllib.parse import quote
 
 __all__ = ["MASK", "MIN_LENGTH", "RedactingFilter", "Secret", "redact", "register", "reveal"]
@@ -31,6 +31,8 @@ MASK = "***"
 #: Values shorter than this are still :class:`Secret` but not searched for in free text:
 #: replacing every "a" or "42" in a message would make it unreadable.
 MIN_LENGTH = 4
+
+_T = TypeVar("_T")
 
 _lock = threading.Lock()
 _known: set[str] = set()
@@ -73,8 +75,16 @@ class Secret(str):
         return (Secret, (self.reveal(),))
 
 
+@overload
+def reveal(value: str) -> str: ...
+
+
+@overload
+def reveal(value: _T) -> _T: ...
+
+
 def reveal(value: object) -> object:
-    """``value.reveal()`` for a :class:`Secret`, else ``value`` unchanged."""
+    """``value.reveal()`` for a :class:`Secret` (a plain ``str``), else ``value`` unchanged."""
     return value.reveal() if isinstance(value, Secret) else value
 
 

@@ -179,10 +179,11 @@ class Task:
         self._unit = self._units.__next__
         #: When set (by ``track()``), ``n`` is read from it: the loop counts in C, not here.
         self._source: Callable[[], int] | None = None
-        #: The tqdm bar feeding this task's progress (a weak reference), if any.
-        self._tqdm: Any = None
-        #: ``(id, code)`` of the frame iterating a ``track()`` loop (how the loop ended).
-        self._consumer: tuple[int, Any] | None = None
+        #: The tqdm bar feeding this task's progress, if any (set by the runtime).
+        self.tqdm_feed: Any = None
+        #: ``(id, code)`` of the frame iterating a ``track()`` loop (set by ``track()``, read
+        #: by the runtime to tell how the loop ended).
+        self.consumer: tuple[int, Any] | None = None
         self._total = _check_total(total)
         #: What ``n`` and ``total`` count when it is not items (``"B"``: bytes).
         self.unit: str | None = None
@@ -250,8 +251,12 @@ class Task:
                 self._source = None
         return self._n + (_UNITS - _length_hint(self._units))
 
-    def _settle_n(self) -> int:
-        """Read the source a last time and keep its value (the loop is over); return ``n``."""
+    def count_from(self, source: Callable[[], int] | None) -> None:
+        """For the runtime: read ``n`` from ``source`` from now on (``None``: count here)."""
+        self._source = source
+
+    def settle_n(self) -> int:
+        """For the runtime: read the source a last time and keep its value; return ``n``."""
         n = self.n
         with self._lock:
             self._source = None
@@ -320,30 +325,32 @@ class Task:
         """Whether the task has ended."""
         return self.state in TERMINAL_STATES
 
-    # -- lifecycle, called by the session --------------------------------------------------
-    def _start(self) -> None:
+    # -- lifecycle, called by the runtime --------------------------------------------------
+    def mark_started(self) -> None:
+        """For the runtime: the task runs from now on, in the calling thread."""
         self.start_mono = self._clock.monotonic()
         self.start_wall = self._clock.time()
         self.thread_id = threading.get_ident()
         self.state = TaskState.RUNNING
 
-    def _finish(
+    def mark_ended(
         self,
         state: TaskState,
         error: TaskError | None = None,
         end: tuple[float, float] | None = None,
     ) -> None:
-        """End with ``state``; ``end`` is ``(monotonic, wall)`` when it ended before now."""
+        """For the runtime: end with ``state``; ``end`` is ``(monotonic, wall)`` when it
+        ended before now."""
         if self._source is not None:
-            self._settle_n()
+            self.settle_n()
         if end is None:
             end = (self._clock.monotonic(), self._clock.time())
         self.end_mono, self.end_wall = end
         self.error = error
         self.state = state
 
-    def _sample_rate(self, now: float) -> None:
-        """Update the smoothed rate; called by the ticker on each tick."""
+    def sample_rate(self, now: float) -> None:
+        """For the runtime: update the smoothed rate (the tick calls it)."""
         n = self.n
         previous = self._rate_sample
         self._rate_sample = (now, n)

@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Coroutine
 from typing import Any, TypeVar
 
+from .log import log_exception
 from .workers import workers
 
 __all__ = ["Ticker"]
@@ -103,9 +104,7 @@ class Ticker:
         try:
             hook()
         except Exception:  # a failing start hook must not break whoever started the loop
-            import logging
-
-            logging.getLogger("nbremind").exception("ticker start hook failed")
+            log_exception("ticker start hook failed")
 
     async def _ticking(self) -> None:
         assert self._busy is not None and self.interval
@@ -115,9 +114,7 @@ class Ticker:
             try:
                 more = self._tick()
             except Exception:  # a bug in a tick must not stop the thread
-                import logging
-
-                logging.getLogger("nbremind").exception("tick failed")
+                log_exception("tick failed")
                 more = True
             if not more:
                 self._busy.clear()

@@ -6,6 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
+from .secrets import MASK, Secret, redact, register, reveal
 from .text import printable
 
 __all__ = [
@@ -13,10 +14,8 @@ __all__ = [
     "display_name",
     "hide",
     "hide_urls",
-    "is_url",
     "redact_url",
     "remember",
-    "reveal",
     "scheme_of",
     "shown",
     "url_secrets",
@@ -26,7 +25,6 @@ _SCHEME = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*)://")
 #: A path segment this long with a digit in it is taken for a token (chat webhooks put their
 #: keys in the path: ``/services/T000/B000/XXXXXXXXXXXXXXXXXXXXXXXX``).
 _TOKEN_SEGMENT = re.compile(r"^(?=.*\d)[A-Za-z0-9_\-.~=+]{16,}$")
-MASK = "***"
 #: Schemes whose host and path are an address, not a token.
 _KNOWN_LAYOUT = frozenset({"http", "https", "smtp", "smtps"})
 #: Schemes whose query holds settings, not tokens.
@@ -37,17 +35,6 @@ def scheme_of(name: str) -> str | None:
     """The lower-cased scheme of ``name`` when it is a URL (``scheme://...``), else ``None``."""
     match = _SCHEME.match(name)
     return match.group(1).lower() if match else None
-
-
-def is_url(name: str) -> bool:
-    """Whether ``name`` is written as a URL rather than a channel name."""
-    return scheme_of(name) is not None
-
-
-def reveal(value: object) -> str:
-    """The plain text of a configured value, which may be a wrapped secret."""
-    revealing = getattr(value, "reveal", None)
-    return str(revealing() if callable(revealing) else value)
 
 
 def redact_url(url: str) -> str:
@@ -175,23 +162,12 @@ def hide(text: str, secrets: Iterable[str]) -> str:
     """``text`` with every one of ``secrets`` (and every known config secret) masked."""
     for secret in sorted({s for s in secrets if s}, key=len, reverse=True):
         text = text.replace(secret, MASK)
-    try:
-        from .secrets import redact  # the config's own secrets (``${ENV}`` values)
-    except ImportError:
-        return text
-    try:
-        return str(redact(text))
-    except Exception:
-        return text
+    return redact(text)  # and the config's own secrets (``${ENV}`` values)
 
 
 def remember(secrets: Iterable[str]) -> None:
     """Have the config's redaction (``nbremind.core.secrets.redact``) mask ``secrets`` everywhere
     too (``%remind config``, history, logs), even when written literally, not as ``${ENV}``."""
-    try:
-        from .secrets import register
-    except ImportError:
-        return
     for secret in secrets:
         if secret:
             register(secret)
@@ -213,8 +189,6 @@ def shown(value: object) -> str:
     >>> shown(["https://me:pw@example.com/hook"])
     "['https://me:***@example.com/hook']"
     """
-    from .secrets import redact
-
     return redact(_shown(value, _SHOWN_DEPTH))
 
 
@@ -229,8 +203,6 @@ def hide_urls(text: str) -> str:
 
 
 def _shown(value: object, depth: int) -> str:
-    from .secrets import MASK, Secret, redact
-
     if isinstance(value, Secret):
         return MASK
     if isinstance(value, str):
@@ -253,6 +225,4 @@ def _shown(value: object, depth: int) -> str:
 
 def display_name(name: str) -> str:
     """``name`` as it may be shown or recorded: a URL has its secrets masked."""
-    from .secrets import redact  # and every ${ENV} secret of the settings
-
     return redact(redact_url(name) if scheme_of(reveal(name)) else name)

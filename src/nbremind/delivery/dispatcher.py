@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import logging
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -18,6 +17,7 @@ from ..core.channel_defs import channel_def, channel_wants
 from ..core.channel_names import DEFAULT_CANDIDATES
 from ..core.clock import Clock, SystemClock
 from ..core.config import Config
+from ..core.log import logger
 from ..core.notice import Notice
 from ..core.options import TaskOptions
 from ..core.urls import display_name, hide
@@ -54,7 +54,7 @@ __all__ = [
     "mute",
 ]
 
-log = logging.getLogger("nbremind")
+log = logger()
 
 _SENT_KEEP = 10_000
 #: Longest real-time wait between two checks for the end of quiet hours (a laptop that
@@ -156,6 +156,11 @@ class Dispatcher:
     def channels(self) -> dict[str, Channel]:
         """Channels made so far, by name."""
         return dict(self._channels)
+
+    def was_sent(self, notice_id: str) -> bool:
+        """For the replay: whether the notice ``notice_id`` passed the rules here (it was
+        sent, or is being sent, by this dispatcher)."""
+        return notice_id in self._sent
 
     def apply_rules(self, notice: Notice, options: TaskOptions, config: Config) -> Notice | None:
         """Run the rule chain; ``None`` means the notice was dropped."""

@@ -25,7 +25,6 @@ __all__ = ["DIGEST_EVENT", "QuietHours", "QuietWindow", "make_digest", "quiet_ho
 DIGEST_EVENT = "digest"
 #: Held notices listed one per line in a digest; the rest are counted.
 DIGEST_LINES = 20
-_DAY = 24 * 60
 
 
 @dataclass(frozen=True)

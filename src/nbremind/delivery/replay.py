@@ -9,11 +9,11 @@ notice was first made.
 from __future__ import annotations
 
 import asyncio
-import logging
 from collections.abc import Iterable
 from dataclasses import replace
 from typing import TYPE_CHECKING
 
+from ..core.log import logger
 from ..core.options import TaskOptions
 
 if TYPE_CHECKING:
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 __all__ = ["DROPPED_BY_RULES", "deliver_leftovers", "real_channel_name"]
 
-log = logging.getLogger("nbremind")
+log = logger()
 
 #: Why a replayed notice the rules dropped is no longer pending (it is not replayed again by
 #: yet another process). One held for quiet hours stays pending until its digest goes out.
@@ -43,7 +43,7 @@ def real_channel_name(stored: str, config: Config, extra: Iterable[str] = ()) ->
 
     if "***" not in stored:
         return stored
-    candidates: list[str] = [*config.channels, *getattr(config, "channel_defs", {}), *extra]
+    candidates: list[str] = [*config.channels, *config.channel_defs, *extra]
     for name in candidates:
         if stored_channel_name(name) == stored:
             return name
@@ -75,7 +75,7 @@ async def deliver_leftovers(outbox: Outbox, dispatcher: Dispatcher, config: Conf
         await asyncio.gather(*sends, return_exceptions=True)
     for claimed in replay.claimed:
         notice_id = claimed.notice.id
-        if notice_id in dispatcher._sent or dispatcher.rule_state.quiet.holds(notice_id):
+        if dispatcher.was_sent(notice_id) or dispatcher.rule_state.quiet.holds(notice_id):
             continue  # sent, or held for this process's digest (still pending, owned here)
         outbox.settle(notice_id, "dropped", DROPPED_BY_RULES)
     return replay

@@ -302,12 +302,8 @@ def _age(seconds: float) -> str:
 # -- the run history -----------------------------------------------------------------------------
 def check_history(config: Config) -> Check:
     """Where the run history is kept."""
-    try:
-        from ..store.runs import history_path
-    except ImportError:
-        return Check("history", None, "run history is not part of this nbremind")
+    from ..store.runs import history_path
+
     path = history_path(config)
-    if path is None:
-        return Check("history", None, "turned off")
-    there = "exists" if Path(path).exists() else "not made yet: made with the first task"
+    there = "exists" if path.exists() else "not made yet: made with the first task"
     return Check("history", None, f"kept in {path}", (f"file: {path} ({there})",))

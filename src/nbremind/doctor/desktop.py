@@ -7,19 +7,20 @@ and the platform facts behind it.
 * Windows: whether the app id ``nbremind`` is registered for toasts (its registry key).
 * macOS: whether Python runs from an app bundle (toasts need one).
 
-desktop-notifier itself is only reached through :mod:`nbremind.channels.desktop`.
+desktop-notifier itself is only reached through :mod:`nbremind.channels.desktop`, the bus
+through :mod:`nbremind.channels.dbus`.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import os
 import platform
 import sys
 from dataclasses import dataclass
 
-from ..channels.desktop import APP_NAME, NOTIFICATIONS, DesktopChannel, backend_class
+from ..channels.dbus import ADDRESS_VAR, NOTIFICATIONS, SessionBus, session_bus_address
+from ..channels.desktop import APP_NAME, DesktopChannel, backend_class
 from ..delivery.channel import Availability
 
 __all__ = ["AUMID_KEY", "SERVER_TIMEOUT", "DesktopFacts", "aumid_registered", "desktop_facts"]
@@ -28,7 +29,6 @@ __all__ = ["AUMID_KEY", "SERVER_TIMEOUT", "DesktopFacts", "aumid_registered", "d
 SERVER_TIMEOUT = 2.0
 #: Where desktop-notifier registers nbremind's app id (AUMID) on Windows, under HKCU.
 AUMID_KEY = rf"Software\Classes\AppUserModelId\{APP_NAME}"
-_BUS = "DBUS_SESSION_BUS_ADDRESS"
 
 
 @dataclass(frozen=True)
@@ -79,17 +79,15 @@ def _why_backend(system: str, dummy: bool) -> str:
 # -- Linux -------------------------------------------------------------------------------------
 async def _linux_bus() -> tuple[list[str], str]:
     """Facts about the session bus and the notification service, and the service's name."""
-    address = os.environ.get(_BUS, "")
+    address = session_bus_address()
     if not address:
-        return [f"{_BUS}: not set — no D-Bus session bus in this environment (a headless "
-                "server, a container, an SSH login without a desktop)"], ""
-    lines = [f"{_BUS}: {address}"]
+        return [f"{ADDRESS_VAR}: not set — no D-Bus session bus in this environment (a "
+                "headless server, a container, an SSH login without a desktop)"], ""
+    lines = [f"{ADDRESS_VAR}: {address}"]
     try:
-        from dbus_fast import Message, MessageType
-        from dbus_fast.aio import MessageBus
+        bus = SessionBus(address)
     except ImportError:
         return [*lines, "dbus-fast is not installed: the bus cannot be asked"], ""
-    bus = MessageBus(bus_address=address)
     server = ""
 
     async def ask() -> None:
@@ -100,23 +98,15 @@ async def _linux_bus() -> tuple[list[str], str]:
             lines.append(f"bus reachable: no ({type(exc).__name__}: {exc})")
             return
         lines.append("bus reachable: yes")
-        owner = await bus.call(Message(
-            destination="org.freedesktop.DBus", path="/org/freedesktop/DBus",
-            interface="org.freedesktop.DBus", member="GetNameOwner", signature="s",
-            body=[NOTIFICATIONS],
-        ))
-        if owner is None or owner.message_type == MessageType.ERROR:
+        owner = await bus.ask_bus("GetNameOwner", NOTIFICATIONS)
+        if not owner.ok:
             lines.append(f"{NOTIFICATIONS}: nobody provides it (no notification daemon such "
                          "as dunst, mako or a desktop environment's runs on this bus)")
             return
-        info = await bus.call(Message(
-            destination=NOTIFICATIONS, path="/org/freedesktop/Notifications",
-            interface=NOTIFICATIONS, member="GetServerInformation",
-        ))
-        if info is None or info.message_type == MessageType.ERROR:
-            why = info.error_name if info is not None else "no reply"
+        info = await bus.ask_notifications("GetServerInformation")
+        if not info.ok:
             lines.append(f"{NOTIFICATIONS}: provided by {owner.body[0]}, which did not say "
-                         f"who it is ({why})")
+                         f"who it is ({info.error})")
             return
         name, vendor, version, spec = (str(v) for v in info.body[:4])
         server = f"{name} {version} ({vendor})"
@@ -130,8 +120,7 @@ async def _linux_bus() -> tuple[list[str], str]:
     except Exception as exc:
         lines.append(f"asking the bus failed: {type(exc).__name__}: {exc}")
     finally:
-        with contextlib.suppress(Exception):
-            bus.disconnect()
+        bus.disconnect()
     return lines, server
 
 

@@ -4,16 +4,41 @@ from __future__ import annotations
 
 import argparse
 import functools
+import inspect
+import re
 import shlex
+import textwrap
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
-from ..core.options import OPTIONS, TaskOptions, parse_call_options
+from ..core.options import (
+    MAGIC_OPTIONS,
+    TaskOptions,
+    add_flags,
+    flag_values,
+    parse_call_options,
+    usage,
+)
 from ..core.parse import read_dash_values
 
-__all__ = ["MAGIC", "CellHeader", "default_name", "parse_header", "split_header"]
+__all__ = [
+    "MAGIC", "USAGE", "CellHeader", "default_name", "parse_header", "split_header", "with_usage",
+]
 
 MAGIC = "%%remind"
+#: The usage line of ``%%remind``.
+USAGE = f"{MAGIC} [NAME] {usage(MAGIC_OPTIONS)}"
 _NAME_CHARS = 40
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def with_usage(function: F) -> F:
+    """``function`` with :data:`USAGE` put above its docstring (what ``%%remind?`` shows)."""
+    kept = re.sub(r"\[[^]]*\]", lambda m: m.group(0).replace(" ", "\xa0"), USAGE)
+    lines = textwrap.fill(kept, 90, break_long_words=False).replace("\xa0", " ")
+    function.__doc__ = f"{lines}\n\n{inspect.cleandoc(function.__doc__ or '')}"
+    return function
 
 
 class _Parser(argparse.ArgumentParser):
@@ -26,10 +51,7 @@ def _parser() -> _Parser:
     p = _Parser(prog="%%remind", add_help=False)
     read_dash_values(p)
     p.add_argument("name", nargs="*")
-    for spec in OPTIONS:
-        p.add_argument(spec.flag, dest=spec.name, metavar=spec.metavar)
-    p.add_argument("--interrupt", action="store_true")
-    p.add_argument("--quiet", action="store_true")
+    add_flags(p, MAGIC_OPTIONS)
     return p
 
 
@@ -58,10 +80,7 @@ def parse_header(line: str) -> CellHeader:
     except ValueError as exc:
         raise ValueError(f"%%remind: cannot read {line!r}: {exc}") from None
     ns = _parser().parse_args(words)
-    options = parse_call_options(
-        MAGIC, flags=True, interrupt=ns.interrupt, quiet=ns.quiet,
-        **{spec.name: getattr(ns, spec.name) for spec in OPTIONS},
-    )
+    options = parse_call_options(MAGIC, flags=True, **flag_values(ns, MAGIC_OPTIONS))
     name = " ".join(ns.name) or None
     return CellHeader(name, options)
 

@@ -9,10 +9,10 @@ status line (unless ``--quiet``), which the cell's end leaves as its final text.
 from __future__ import annotations
 
 import contextlib
-import logging
 import os
 from typing import Any
 
+from ..core.log import logger
 from ..core.options import TaskOptions
 from ..core.task import Task
 from ..runtime.session import Session
@@ -20,7 +20,7 @@ from .args import default_name, parse_header, split_header
 
 __all__ = ["CellFrontend", "strip_remind_line"]
 
-log = logging.getLogger("nbremind")
+log = logger()
 
 
 def strip_remind_line(lines: list[str]) -> list[str]:

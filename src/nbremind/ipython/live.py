@@ -12,19 +12,17 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
-import logging
-import os
 import threading
 import time
 import weakref
-from typing import Any, Protocol
+from typing import Protocol
 
+from ..core.log import logger
 from ..runtime.session import Session
-from .panel_rows import Resources
 
-__all__ = ["INTERVAL", "LiveRefresh", "LiveView", "ProcessSampler", "live_refresh"]
+__all__ = ["INTERVAL", "LiveRefresh", "LiveView", "live_refresh"]
 
-log = logging.getLogger("nbremind")
+log = logger()
 
 #: Seconds between two refresh passes while something changes (4 a second at most).
 INTERVAL = 0.25
@@ -144,32 +142,3 @@ def live_refresh(session: Session) -> LiveRefresh:
         if refresher is None:
             refresher = _refreshers[session] = LiveRefresh(session)
         return refresher
-
-
-class ProcessSampler:
-    """This process's RSS and CPU, read with psutil at most once per ``every`` seconds (on the
-    loop thread; never on the kernel's)."""
-
-    def __init__(self, every: float = 1.0) -> None:
-        self.every = every
-        self._process: Any = None
-        self._at = float("-inf")
-        self._last = Resources()
-
-    def sample(self, now: float) -> Resources:
-        if now - self._at < self.every:
-            return self._last
-        self._at = now
-        try:
-            if self._process is None:
-                import psutil
-
-                self._process = psutil.Process(os.getpid())
-                self._process.cpu_percent(None)  # the first call only starts the count
-                cpu = None
-            else:
-                cpu = float(self._process.cpu_percent(None))
-            self._last = Resources(int(self._process.memory_info().rss), cpu)
-        except Exception:
-            self._last = Resources()
-        return self._last

@@ -15,7 +15,7 @@ from ..core.channel_names import DEFAULT_CANDIDATES
 from ..core.options import MIN_TASK_DURATION
 from ..core.parse import parse_count, parse_duration, printable
 from ..runtime.session import Session
-from .args import default_name, parse_header
+from .args import default_name, parse_header, with_usage
 from .frontend import CellFrontend, end_status_line, refresh_soon, show_status_line
 
 __all__ = ["CONFIRMED", "SENT_WAITING", "RemindMagics"]
@@ -68,13 +68,9 @@ class RemindMagics(Magics):
         handler(args)
 
     @cell_magic("remind")  # type: ignore[arg-type]
+    @with_usage
     def remind_cell(self, line: str, cell: str) -> Any:
-        """%%remind [NAME] [--after DUR] [--every DUR] [--progress P[,P...]] [--mem SIZE]
-        [--timeout DUR] [--interrupt] [--on EVENTS] [--channels CH[,CH...]] [--min DUR]
-        [--quiet]
-
-        Follow this cell as a task and notify when it ends or crosses a threshold.
-        """
+        """Follow this cell as a task and notify when it ends or crosses a threshold."""
         # Reached only when called directly (run_cell_magic); cells typed with %%remind
         # are handled by the input transformer and never get here.
         try:

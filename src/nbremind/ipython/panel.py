@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import atexit
 import collections
-import logging
 import math
 import threading
 import time
@@ -19,8 +18,10 @@ import uuid
 from typing import TYPE_CHECKING, Any
 
 from ..core.channel_names import DEFAULT_CANDIDATES
+from ..core.log import logger
+from ..runtime.sampling import ProcessSampler
 from ..runtime.session import Session, get_session
-from .live import ProcessSampler, live_refresh
+from .live import live_refresh
 from .panel_rows import Resources, RowBuilder, listed_tasks
 
 if TYPE_CHECKING:
@@ -28,7 +29,7 @@ if TYPE_CHECKING:
 
 __all__ = ["BEAT_EVERY", "Panel", "channel_rows", "close_panels", "panel", "panel_of", "show_panel"]
 
-log = logging.getLogger("nbremind")
+log = logger()
 
 #: Seconds between two looks at the channels' availability.
 CHANNELS_EVERY = 1.0
@@ -107,7 +108,10 @@ class Panel:
         listed = listed_tasks(tasks, session.config.panel_keep)
         running = sum(1 for t in tasks if not t.done)
         self._busy = running > 0 or self._channels_job is not None
-        resources = self._sampler.sample(now) if running and sample else Resources()
+        resources = Resources()
+        if running and sample:
+            usage = self._sampler.sample(now)
+            resources = Resources(usage.rss, usage.cpu)
         finished = len(tasks) - running
         shown = len(listed) - running
         summary = f"{running} running · {finished} finished"

@@ -13,10 +13,10 @@ from __future__ import annotations
 import functools
 import html
 import importlib.util
-import logging
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..core.log import logger
 from ..core.task import Task
 from ..runtime.session import Session
 from .live import live_refresh
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
 
 __all__ = ["StatusLine", "can_show_widgets", "final_bundle", "publish", "show_status_line"]
 
-log = logging.getLogger("nbremind")
+log = logger()
 
 #: The colour of each final state in static renderers (JupyterLab's theme, else a fallback).
 _COLOURS = {

@@ -19,22 +19,27 @@ one batched write per :data:`MAX_QUEUED` tasks on that thread.
 from __future__ import annotations
 
 import collections
-import logging
 import os
 import threading
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
+
+from ..core.log import logger
 
 if TYPE_CHECKING:
     import concurrent.futures
 
+    from ..core.clock import Clock
+    from ..core.config import Config
     from ..core.notice import Notice
     from ..core.task import Task, TaskSnapshot
+    from ..core.ticker import Ticker
+    from ..delivery.dispatcher import Delivery
     from ..store.runs import History
-    from .session import Session
 
 __all__ = ["MAX_QUEUED", "HistoryRecorder"]
 
-log = logging.getLogger("nbremind")
+log = logger()
 
 #: Ended tasks remembered, to add notices delivered after their end to their rows.
 _REMEMBER_ENDED = 1000
@@ -51,10 +56,26 @@ _REMEMBER_SENT = 10_000
 
 
 class HistoryRecorder:
-    """Writes one session's task starts and ends to :class:`~nbremind.store.runs.History`."""
+    """Writes one session's task starts and ends to :class:`~nbremind.store.runs.History`.
 
-    def __init__(self, session: Session) -> None:
-        self._session = session
+    ``config`` gives the settings in force, ``closed`` whether the session closed, and
+    ``deliveries`` the dispatcher's delivery records (newest last).
+    """
+
+    def __init__(
+        self,
+        ticker: Ticker,
+        clock: Clock,
+        *,
+        config: Callable[[], Config],
+        closed: Callable[[], bool],
+        deliveries: Callable[[], Sequence[Delivery]],
+    ) -> None:
+        self._ticker = ticker
+        self._clock = clock
+        self._config = config
+        self._closed = closed
+        self._deliveries = deliveries
         self._held: tuple[tuple[object, ...], History | None] | None = None
         self._lock = threading.Lock()
         #: Held while writing (and while opening the file): one writer at a time, in order.
@@ -87,8 +108,8 @@ class HistoryRecorder:
         future.add_done_callback(lambda _f: self._notice_done(notice))
 
     def _hand(self, ended: bool, task: Task) -> None:
-        session = self._session
-        if session._closed or not session.config.outbox or not session.config.history_keep:
+        config = self._config()
+        if self._closed() or not config.outbox or not config.history_keep:
             return
         with self._lock:
             queue = self._queue
@@ -109,7 +130,7 @@ class HistoryRecorder:
             self._drain()  # the loop thread is behind: write the backlog here, in one go
             return
         try:
-            session.ticker.call_soon(wake)
+            self._ticker.call_soon(wake)
         except Exception as exc:  # the loop thread could not be reached
             with self._lock:
                 self._scheduled = self._hurried = False
@@ -171,7 +192,7 @@ class HistoryRecorder:
 
     def _notice_done(self, notice: Notice) -> None:
         try:
-            deliveries = self._session.dispatcher.deliveries
+            deliveries = self._deliveries()
             recent = list(deliveries)[-_SCAN_DELIVERIES:]
             if not any(d.notice_id == notice.id and d.ok for d in recent):
                 return
@@ -192,7 +213,7 @@ class HistoryRecorder:
     @property
     def history(self) -> History | None:
         """The history file, opened on first use (again when its settings change)."""
-        config = self._session.config
+        config = self._config()
         key = (config.data_dir, os.environ.get("NBREMIND_DATA_DIR"), config.history_keep,
                os.getpid())
         held = self._held
@@ -204,7 +225,7 @@ class HistoryRecorder:
                 return held[1]
             from ..store.runs import History
 
-            self._held = (key, History.open(config, self._session.clock))
+            self._held = (key, History.open(config, self._clock))
             if held is not None and held[1] is not None and held[0][3] == key[3]:
                 held[1].close()
             return self._held[1]
@@ -212,8 +233,8 @@ class HistoryRecorder:
     def sync(self, timeout: float = 5.0) -> bool:
         """Wait until the writes handed to the loop thread so far are done (for readers in
         this process); ``False`` when they are not done within ``timeout``."""
-        ticker = self._session.ticker
-        if self._session._closed or not ticker.running or ticker.in_loop_thread():
+        ticker = self._ticker
+        if self._closed() or not ticker.running or ticker.in_loop_thread():
             return True
         import concurrent.futures
 

@@ -113,7 +113,7 @@ def feed(tasks: Iterable[Task]) -> None:
     wanting = [
         t for t in tasks
         if not t.done and t.start_wall is not None
-        and (t._tqdm is not None or (t.total is None and t.n == 0))
+        and (t.tqdm_feed is not None or (t.total is None and t.n == 0))
     ]
     if not wanting:
         return
@@ -139,23 +139,23 @@ def feed(tasks: Iterable[Task]) -> None:
         if outermost is None:
             final_read(task)  # its bar closed: keep its final count
             continue
-        fed = task._tqdm
+        fed = task.tqdm_feed
         if not isinstance(fed, _Feed) or fed.ref() is not outermost:
             if isinstance(fed, _Feed) and fed.attrs is not None:
                 _read(task, fed.attrs)  # the last word of the bar before, then this one
-            fed = task._tqdm = _Feed(outermost)
+            fed = task.tqdm_feed = _Feed(outermost)
         if fed.attrs is not None:
             _read(task, fed.attrs)
 
 
 def fed_by_bar(task: Task) -> bool:
     """Whether a tqdm bar feeds (or fed) ``task``'s progress."""
-    return task._tqdm is not None
+    return task.tqdm_feed is not None
 
 
 def final_read(task: Task) -> None:
     """Read the bar that last fed ``task`` once more; let go of it once it is gone."""
-    fed = task._tqdm
+    fed = task.tqdm_feed
     if not isinstance(fed, _Feed) or fed.attrs is None:
         return
     _read(task, fed.attrs)

@@ -1,6 +1,6 @@
 """The watched half of the kernel-death watchdog: start the watcher program
-(``python -m nbremind.watchdog``, see :mod:`nbremind.watchdog`) for this process, and say
-``bye`` to it at a clean exit."""
+(``python -m nbremind.watchdog``, see :mod:`nbremind.watchdog`) for this process when a
+session wants it, and say ``bye`` to it at a clean exit."""
 
 from __future__ import annotations
 
@@ -9,14 +9,19 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from ..core.log import log_exception
 from ..store.private_files import open_private, private_folder
 from ..store.process import Owner
 
-__all__ = ["BYE", "LOG_FILE", "WatchdogHandle", "in_kernel", "start_watchdog"]
+if TYPE_CHECKING:
+    from ..core.config import Config
+    from ..core.ticker import Ticker
+
+__all__ = ["BYE", "LOG_FILE", "WatchdogHandle", "WatchdogLink", "in_kernel", "start_watchdog"]
 
 #: What the watched process writes at a clean exit.
 BYE = b"bye"
@@ -46,6 +51,71 @@ class WatchdogHandle:
                 os.write(fd, BYE + b"\n")
         with contextlib.suppress(OSError):
             os.close(fd)
+
+
+class WatchdogLink:
+    """Whether a session wants its process's watchdog, and the watchdog once started.
+
+    ``config`` gives the settings in force, ``settings`` the values given to
+    ``configure()`` (handed to the watchdog), ``closed`` whether the session closed.
+    """
+
+    def __init__(
+        self,
+        ticker: Ticker,
+        *,
+        config: Callable[[], Config],
+        settings: Callable[[], Mapping[str, Any]],
+        closed: Callable[[], bool],
+    ) -> None:
+        self.ticker = ticker
+        self._config = config
+        self._settings = settings
+        self._closed = closed
+        self._wanted = False
+        #: The watchdog of this process, once started.
+        self.handle: WatchdogHandle | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The pid of the watchdog, once it was started."""
+        handle = self.handle
+        return None if handle is None else int(handle.pid)
+
+    def task_started(self) -> None:
+        """A task started: in a Jupyter kernel (with the ``watchdog`` setting on), want the
+        watchdog."""
+        wanted = self._wanted or "ipykernel" not in sys.modules or not self._config().watchdog
+        if not wanted and in_kernel():
+            self.want()
+
+    def want(self) -> None:
+        """Start the watchdog (once, on the loop thread). Never raises."""
+        if self._wanted or self._closed():
+            return
+        self._wanted = True
+        try:
+            self.ticker.call_soon(self._start)
+        except Exception:
+            log_exception("starting the watchdog failed")
+
+    def stop(self) -> None:
+        """A clean exit: the watchdog, if any, leaves silently."""
+        if self.handle is not None:
+            self.handle.stop()
+
+    def _start(self) -> None:
+        if self._closed() or self.handle is not None:
+            return
+        try:
+            from ..settings.files import user_config_dir
+            from ..store.outbox import data_dir
+
+            self.handle = start_watchdog(
+                data_dir(self._config().data_dir), user_config_dir(), self._settings()
+            )
+        except Exception:
+            log_exception("starting the watchdog failed")
 
 
 def in_kernel() -> bool:

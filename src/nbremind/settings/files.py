@@ -55,7 +55,6 @@ ENV_PREFIX = "NBREMIND_"
 CONFIG_DIR_VAR = "NBREMIND_CONFIG_DIR"
 USER_FILE = "config.toml"
 PROJECT_FILES = ("pyproject.toml", "nbremind.toml")
-DEFAULT_SOURCE = "default"
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{[^}]*\}?")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

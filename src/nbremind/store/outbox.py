@@ -20,23 +20,21 @@ stored as JSON by :mod:`nbremind.store.notice_json`; owners are told apart by
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import os
 import sqlite3
-import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING
 
-from ..core.clock import Clock, SystemClock
+from ..core.clock import Clock
 from ..core.notice import Notice, format_duration
 from ..core.secrets import redact
 from .notice_json import notice_from_dict, notice_to_dict, stored_channel_name
 from .process import Owner, owner_alive
-from .sqlite import open_database, write_transaction
+from .sqlite import Database
 
 if TYPE_CHECKING:
     from ..core.config import Config
@@ -96,8 +94,8 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, notice_id)",
     "CREATE INDEX IF NOT EXISTS notices_by_created ON notices (created)",
 )
-
-T = TypeVar("T")
+#: Statements that bring the tables from version ``key - 1`` to ``key``.
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA}
 
 
 # -- where the file lives -----------------------------------------------------------------------
@@ -117,10 +115,10 @@ def data_dir(setting: str | None = None) -> Path:
 def open_outbox(config: Config, clock: Clock | None = None) -> Outbox | None:
     """The outbox ``config`` asks for; ``None`` when it is turned off or cannot be opened
     (then why is logged once, and notices are delivered from memory only)."""
-    if not getattr(config, "outbox", True):
+    if not config.outbox:
         return None
     try:
-        return Outbox(data_dir(getattr(config, "data_dir", None)) / FILE_NAME, clock=clock)
+        return Outbox(data_dir(config.data_dir) / FILE_NAME, clock=clock)
     except Exception as exc:
         log.warning(
             "nbremind outbox unavailable, notices are kept in memory only: %s",
@@ -175,13 +173,21 @@ class Replay:
     dropped: tuple[Dropped, ...] = ()
 
 
-class Outbox:
+class Outbox(Database):
     """One process's connection to the outbox file.
 
     ``clock`` (wall time of records and ages), ``owner`` (this process) and ``alive`` (is an
     owner still running) can be replaced in tests. Thread-safe; meant to be called on the
     session's loop thread, where each call is one short transaction.
     """
+
+    kind = "outbox"
+    fallback = ", delivery goes on in memory"
+    busy_timeout = BUSY_TIMEOUT_MS / 1000
+    pragmas = ("foreign_keys = ON",)
+    schema = SCHEMA_VERSION
+    migrations = _MIGRATIONS
+    version_table = "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
 
     def __init__(
         self,
@@ -191,74 +197,16 @@ class Outbox:
         owner: Owner | None = None,
         alive: Callable[[Owner], bool] = owner_alive,
     ) -> None:
-        self.path = Path(path)
-        self.clock: Clock = clock or SystemClock()
         self.owner = owner or Owner.current()
         self._alive = alive
-        self._lock = threading.Lock()
-        self._reported: set[str] = set()
-        self._closed = False
-        # autocommit, shared across threads (guarded by self._lock); the folder is made
-        # owner-only, a corrupt file is moved aside and a fresh one started (nbremind.store.sqlite)
-        self._db = open_database(self.path, BUSY_TIMEOUT_MS / 1000)
-        try:
-            self._setup()
-        except BaseException:
-            self._db.close()
-            raise
+        super().__init__(path, clock=clock)
 
-    def _setup(self) -> None:
-        db = self._db
-        db.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
-        self.journal_mode = str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
-        db.execute("PRAGMA synchronous = NORMAL")  # WAL: safe against a killed process
-        db.execute("PRAGMA foreign_keys = ON")
-        with self._write():
-            db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-            found = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
-            if found is not None and found > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path} was written by a newer nbremind (schema {found}; this one "
-                    f"knows {SCHEMA_VERSION})"
-                )
-            for statement in _SCHEMA:
-                db.execute(statement)
-            if found is None:
-                db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+    def _stored_version(self) -> int | None:
+        found = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
+        return None if found is None else int(found)
 
-    @property
-    def schema_version(self) -> int | None:
-        """The schema version the file records."""
-        def action(db: sqlite3.Connection) -> int | None:
-            found = db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
-            return None if found is None else int(found)
-
-        return self._run("schema_version", None, action)
-
-    # -- plumbing ------------------------------------------------------------------------------
-    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self._db)
-
-    def _run(self, what: str, default: T, action: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``action`` under the lock; a database error is logged once and gives
-        ``default``."""
-        with self._lock:
-            if self._closed:
-                return default
-            try:
-                return action(self._db)
-            except sqlite3.Error as exc:
-                self._report(what, exc)
-                return default
-
-    def _report(self, what: str, exc: BaseException) -> None:
-        key = f"{what}:{type(exc).__name__}:{exc}"
-        if key not in self._reported:
-            self._reported.add(key)
-            log.warning(
-                "nbremind outbox (%s): %s failed, delivery goes on in memory: %s",
-                self.path, what, redact(f"{type(exc).__name__}: {exc}"),
-            )
+    def _store_version(self, version: int) -> None:
+        self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
 
     # -- delivery ------------------------------------------------------------------------------
     def record(self, notice: Notice, channels: Iterable[str]) -> bool:
@@ -495,14 +443,6 @@ class Outbox:
             return counts
 
         return self._run("stats", {}, action)
-
-    def close(self) -> None:
-        """Close the file (later calls do nothing and return their defaults)."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                with contextlib.suppress(sqlite3.Error):
-                    self._db.close()
 
 
 def _summary_of(payload: str) -> tuple[str, str, str]:

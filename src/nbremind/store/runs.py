@@ -15,19 +15,15 @@ a pandas DataFrame.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import sqlite3
-import threading
-from collections.abc import Callable
-from contextlib import suppress
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-from ..core.clock import Clock, SystemClock
+from ..core.clock import Clock
 from ..core.secrets import redact
-from .sqlite import open_database, write_transaction
+from .sqlite import Database
 
 if TYPE_CHECKING:
     from ..core.config import Config
@@ -94,14 +90,12 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     3: ("CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id)",),
 }
 
-T = TypeVar("T")
-
 
 def history_path(config: Config | None = None) -> Path:
     """The file the history is kept in: the outbox's (``outbox.sqlite3`` in the data folder)."""
     from .outbox import FILE_NAME, data_dir
 
-    return data_dir(getattr(config, "data_dir", None)) / FILE_NAME
+    return data_dir(config.data_dir if config is not None else None) / FILE_NAME
 
 
 #: Rows written by one INSERT statement (SQLite allows 32,766 parameters per statement).
@@ -125,10 +119,18 @@ def _chunks(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
     return out
 
 
-class History:
+class History(Database):
     """One process's connection to the run history. Thread-safe; each call is one short
     transaction. ``clock`` gives the wall time of retention and of :meth:`mark_process_died`.
     """
+
+    kind = "history"
+    contents = "the run history"
+    busy_timeout = BUSY_TIMEOUT
+    schema = SCHEMA_VERSION
+    migrations = _MIGRATIONS
+    version_table = ("CREATE TABLE IF NOT EXISTS history_meta "
+                     "(key TEXT PRIMARY KEY, value REAL NOT NULL)")
 
     def __init__(
         self,
@@ -137,31 +139,17 @@ class History:
         keep: float | None = DEFAULT_KEEP,
         clock: Clock | None = None,
     ) -> None:
-        self.path = Path(path)
         self.keep = keep
-        self.clock: Clock = clock or SystemClock()
-        self._lock = threading.Lock()
-        self._reported: set[str] = set()
-        self._closed = False
         self._pid_start: float | None = None
-        self._db = open_database(self.path, BUSY_TIMEOUT)
-        try:
-            self._setup()
-        except BaseException:
-            self._db.close()
-            raise
+        super().__init__(path, clock=clock)
 
     @classmethod
     def open(cls, config: Config | None = None, clock: Clock | None = None) -> History | None:
         """The history ``config`` asks for; ``None`` when it is off (``outbox=False`` or
         ``history_keep="off"``) or the file cannot be used (why is logged)."""
-        if config is not None and (
-            not getattr(config, "outbox", True) or getattr(config, "history_keep", 1) == 0
-        ):
+        if config is not None and (not config.outbox or config.history_keep == 0):
             return None
-        keep = getattr(config, "history_keep", DEFAULT_KEEP) if config is not None else (
-            DEFAULT_KEEP
-        )
+        keep = config.history_keep if config is not None else DEFAULT_KEEP
         path = history_path(config)
         try:
             return cls(path, keep=keep, clock=clock)
@@ -172,26 +160,15 @@ class History:
 
     # -- set-up ------------------------------------------------------------------------------
     def _setup(self) -> None:
-        db = self._db
-        db.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-        db.execute("PRAGMA journal_mode = WAL")
-        db.execute("PRAGMA synchronous = NORMAL")
-        with self._write():
-            db.execute("CREATE TABLE IF NOT EXISTS history_meta "
-                       "(key TEXT PRIMARY KEY, value REAL NOT NULL)")
-            found = self._meta("version")
-            version = 0 if found is None else int(found)
-            if version > SCHEMA_VERSION:
-                raise RuntimeError(
-                    f"{self.path}: the run history was written by a newer nbremind (schema "
-                    f"{version}; this one knows {SCHEMA_VERSION})"
-                )
-            for step in range(version + 1, SCHEMA_VERSION + 1):
-                for statement in _MIGRATIONS[step]:
-                    db.execute(statement)
-            if version != SCHEMA_VERSION:
-                self._set_meta("version", SCHEMA_VERSION)
+        super()._setup()
         self._prune()
+
+    def _stored_version(self) -> int | None:
+        found = self._meta("version")
+        return None if found is None else int(found)
+
+    def _store_version(self, version: int) -> None:
+        self._set_meta("version", version)
 
     def _meta(self, key: str) -> float | None:
         row = self._db.execute("SELECT value FROM history_meta WHERE key = ?", (key,)).fetchone()
@@ -216,33 +193,7 @@ class History:
             )
             self._set_meta("pruned_at", now)
 
-    @property
-    def schema_version(self) -> int | None:
-        """The schema version of the ``runs`` table the file records."""
-        def action(db: sqlite3.Connection) -> int | None:
-            found = self._meta("version")
-            return None if found is None else int(found)
-
-        return self._run("schema_version", None, action)
-
     # -- plumbing ------------------------------------------------------------------------------
-    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
-        return write_transaction(self._db)
-
-    def _run(self, what: str, default: T, action: Callable[[sqlite3.Connection], T]) -> T:
-        with self._lock:
-            if self._closed:
-                return default
-            try:
-                return action(self._db)
-            except sqlite3.Error as exc:
-                key = f"{what}:{type(exc).__name__}:{exc}"
-                if key not in self._reported:
-                    self._reported.add(key)
-                    log.warning("nbremind history (%s): %s failed: %s", self.path, what,
-                                redact(f"{type(exc).__name__}: {exc}"))
-                return default
-
     def _process_start(self) -> float:
         if self._pid_start is None:
             from .process import Owner
@@ -427,14 +378,6 @@ class History:
             return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 
         return self._run("count", 0, action)
-
-    def close(self) -> None:
-        """Close the file (later calls do nothing and return their defaults)."""
-        with self._lock:
-            if not self._closed:
-                self._closed = True
-                with suppress(sqlite3.Error):
-                    self._db.close()
 
 
 _INTEGER_MAX = 2**63 - 1

@@ -1,9 +1,13 @@
-"""Opening nbremind's SQLite file: a corrupt file is moved aside, never deleted.
+"""nbremind's SQLite file: opened the same way by every store, a corrupt file moved aside.
 
 The outbox and the run history share one file (``outbox.sqlite3`` in the data folder).
-:func:`open_database` opens it the way both want (autocommit, usable from the loop thread,
-a busy timeout) and first checks that it is a readable database. A file that is not one
-(garbage, truncated, "database disk image is malformed") is renamed to
+:class:`Database` is what both are: a connection guarded by a lock, in WAL mode with a busy
+timeout, whose tables are brought to the version this nbremind writes (a file written by a
+newer one is left alone), and whose methods log a database error once and carry on.
+
+:func:`open_database` opens the file the way they want (autocommit, usable from the loop
+thread, a busy timeout) and first checks that it is a readable database. A file that is
+not one (garbage, truncated, "database disk image is malformed") is renamed to
 ``<name>.corrupt-<UTC timestamp>`` together with its ``-wal`` and ``-shm`` companions, a
 warning naming both paths is logged once, and a fresh file is started in its place.
 
@@ -19,12 +23,18 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import ClassVar, TypeVar
 
+from ..core.clock import Clock, SystemClock
+from ..core.secrets import redact
 from .private_files import private_file, private_folder, tighten
 
-__all__ = ["CorruptDatabase", "moved_aside", "open_database"]
+__all__ = ["CorruptDatabase", "Database", "moved_aside", "open_database", "write_transaction"]
+
+T = TypeVar("T")
 
 log = logging.getLogger("nbremind")
 
@@ -149,3 +159,117 @@ def write_transaction(db: sqlite3.Connection) -> Iterator[sqlite3.Connection]:
             db.execute("ROLLBACK")
         raise
     db.execute("COMMIT")
+
+
+class Database(ABC):
+    """One process's connection to a store in nbremind's SQLite file.
+
+    Thread-safe: each call is one short transaction under a lock. A database error in
+    :meth:`_run` is logged once per kind and gives the call's default; :meth:`close` makes
+    later calls return their defaults. ``clock`` gives the wall time of what is stored.
+
+    A subclass names itself (:attr:`kind`), says how its schema version is kept
+    (:attr:`version_table`, :meth:`_stored_version`, :meth:`_store_version`) and how its
+    tables get to each version (:attr:`migrations`, up to :attr:`schema`).
+    """
+
+    #: How log lines name the store (``outbox``, ``history``).
+    kind: ClassVar[str]
+    #: What a newer file holds, in the error that refuses it (``""``: the file itself).
+    contents: ClassVar[str] = ""
+    #: Added to the log line of a failed call: what happens instead.
+    fallback: ClassVar[str] = ""
+    #: Seconds a write waits for another process's write to finish.
+    busy_timeout: ClassVar[float]
+    #: Pragmas set on the connection besides WAL, ``synchronous`` and the busy timeout.
+    pragmas: ClassVar[tuple[str, ...]] = ()
+    #: The version of the tables this nbremind writes.
+    schema: ClassVar[int]
+    #: Statements that bring the tables from version ``key - 1`` to ``key``.
+    migrations: ClassVar[Mapping[int, tuple[str, ...]]]
+    #: Makes the table the schema version is kept in, when missing.
+    version_table: ClassVar[str]
+
+    def __init__(self, path: str | os.PathLike[str], *, clock: Clock | None = None) -> None:
+        self.path = Path(path)
+        self.clock: Clock = clock or SystemClock()
+        self._lock = threading.Lock()
+        self._reported: set[str] = set()
+        self._closed = False
+        # autocommit, shared across threads (guarded by self._lock); the folder is made
+        # owner-only, a corrupt file is moved aside and a fresh one started
+        self._db = open_database(self.path, self.busy_timeout)
+        try:
+            self._setup()
+        except BaseException:
+            self._db.close()
+            raise
+
+    def _setup(self) -> None:
+        """Set the pragmas and bring the tables to :attr:`schema`; subclasses may add."""
+        db = self._db
+        db.execute(f"PRAGMA busy_timeout = {round(self.busy_timeout * 1000)}")
+        self.journal_mode = str(db.execute("PRAGMA journal_mode = WAL").fetchone()[0])
+        db.execute("PRAGMA synchronous = NORMAL")  # WAL: safe against a killed process
+        for pragma in self.pragmas:
+            db.execute(f"PRAGMA {pragma}")
+        with self._write():
+            db.execute(self.version_table)
+            found = self._stored_version()
+            version = 0 if found is None else found
+            if version > self.schema:
+                where = f"{self.path}: {self.contents}" if self.contents else str(self.path)
+                raise RuntimeError(
+                    f"{where} was written by a newer nbremind (schema {version}; this one "
+                    f"knows {self.schema})"
+                )
+            for step in range(version + 1, self.schema + 1):
+                for statement in self.migrations[step]:
+                    db.execute(statement)
+            if version != self.schema:
+                self._store_version(self.schema)
+
+    @abstractmethod
+    def _stored_version(self) -> int | None:
+        """The schema version the file records (``None``: none yet)."""
+
+    @abstractmethod
+    def _store_version(self, version: int) -> None:
+        """Record ``version`` as the file's schema version."""
+
+    @property
+    def schema_version(self) -> int | None:
+        """The schema version the file records."""
+        return self._run("schema_version", None, lambda db: self._stored_version())
+
+    def _write(self) -> contextlib.AbstractContextManager[sqlite3.Connection]:
+        return write_transaction(self._db)
+
+    def _run(self, what: str, default: T, action: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``action`` under the lock; a database error is logged once and gives
+        ``default``."""
+        with self._lock:
+            if self._closed:
+                return default
+            try:
+                return action(self._db)
+            except sqlite3.Error as exc:
+                self._report(what, exc)
+                return default
+
+    def _report(self, what: str, exc: BaseException) -> None:
+        key = f"{what}:{type(exc).__name__}:{exc}"
+        if key not in self._reported:
+            self._reported.add(key)
+            log.warning(
+                "nbremind %s (%s): %s failed%s: %s", self.kind, self.path, what,
+                self.fallback, redact(f"{type(exc).__name__}: {exc}"),
+            )
+
+    def close(self) -> None:
+        """Close the file (later calls do nothing and return their defaults)."""
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                with contextlib.suppress(sqlite3.Error):
+                    self._db.close()

@@ -1,0 +1,315 @@
+"""The task registry of a session: which tasks run and which ended, which is current in
+each context, and how a task's end is told (its state, its last counts)."""
+
+from __future__ import annotations
+
+import _thread
+import contextlib
+import contextvars
+import os
+import signal
+import sys
+import threading
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from ..core.log import log_exception
+from ..core.task import Task, TaskError, TaskState, TaskTimeout
+from ..core.thresholds import Watch, never_applied
+
+if TYPE_CHECKING:
+    from ..core.clock import Clock
+    from ..core.options import TaskOptions
+    from ..core.thresholds import Due
+
+__all__ = ["END_EVENT", "FED_KINDS", "KEEP_FINISHED", "Token", "Tracker", "interrupt",
+           "script_name", "state_for"]  # fmt: skip
+
+Token = contextvars.Token["Task | None"]
+#: The event each final state notifies.
+END_EVENT = {
+    TaskState.SUCCEEDED: "success",
+    TaskState.FAILED: "failure",
+    TaskState.CANCELLED: "cancel",
+    TaskState.TIMED_OUT: "timeout",
+}
+#: Finished tasks kept (the oldest are forgotten first).
+KEEP_FINISHED = 200
+#: Kinds of task a tqdm bar, or a ``track()`` loop running directly in it, may feed (they
+#: have no loop of their own to count).
+FED_KINDS = frozenset({"cell", "auto", "block", "function"})
+
+
+class Tracker:
+    """The tasks of one session, oldest first, and the current one of each context.
+
+    ``origin()`` gives the ``(source, host)`` of new tasks; ``is_pending(task_id)`` tells a
+    ``track()`` loop whose end is pending; ``settle_inside`` settles those under a task that
+    ends; ``on_end(task, state)`` is told each end, ``on_forget(task_id)`` each finished task
+    trimmed.
+    """
+
+    def __init__(
+        self,
+        clock: Clock,
+        *,
+        origin: Callable[[], tuple[str, str]],
+        is_pending: Callable[[str], bool],
+        settle_inside: Callable[[Task, BaseException | None], None],
+        on_end: Callable[[Task, TaskState], None],
+        on_forget: Callable[[str], None],
+    ) -> None:
+        self.clock = clock
+        self._origin = origin
+        self._is_pending = is_pending
+        self._settle_inside = settle_inside
+        self._on_end = on_end
+        self._on_forget = on_forget
+        self._lock = threading.RLock()
+        self._tasks: dict[str, Task] = {}
+        self._watches: dict[str, Watch] = {}
+        self._finished = 0  # finished tasks in _tasks
+        self._current: contextvars.ContextVar[Task | None] = contextvars.ContextVar(
+            "nbremind_current_task", default=None
+        )
+        #: The parent of tasks started where no task is current (the running cell's task).
+        self.fallback_parent: Task | None = None
+
+    def new_task(self, name: str, options: TaskOptions | None, total: int | None, kind: str,
+                 parent: Task | None) -> Task:  # fmt: skip
+        """Make (but do not start) a task whose parent is ``parent`` or the current task."""
+        source, host = self._origin()
+        return Task(name, clock=self.clock, options=options, total=total, kind=kind,
+                    parent=self.current() if parent is None else parent, source=source,
+                    host=host)  # fmt: skip
+
+    def current(self) -> Task | None:
+        """The innermost running task of this context (or the running cell's task)."""
+        task = self._current.get()
+        while task is not None and task.done:
+            # a task ended out of order (a loop ended by its parent, a generator closed
+            # late): its nearest running ancestor is what encloses the code now
+            task = task.parent
+        if task is not None:
+            return task
+        fallback = self.fallback_parent
+        if fallback is not None and not fallback.done:
+            return fallback
+        return None
+
+    def start(self, task: Task) -> Token:
+        """Mark ``task`` running, register it, watch its thresholds and make it current."""
+        task.mark_started()
+        aio = sys.modules.get("asyncio")  # no loop can run if asyncio was never imported
+        task.loop = aio.events._get_running_loop() if aio is not None else None
+        with self._lock:
+            self._tasks[task.id] = task
+            self._watches[task.id] = Watch(task)
+            self._trim()
+            if task.kind == "loop":
+                self._offer_loop(task)
+        return self._current.set(task)
+
+    def reset(self, task: Task, token: Token | None) -> None:
+        """``task`` ends: make what was current before it current again."""
+        if token is not None:
+            try:
+                self._current.reset(token)
+            except ValueError:  # reset from another context (async generators, hooks)
+                self._current.set(task.parent)
+
+    def leave(self, task: Task, token: Token | None) -> None:
+        """Make ``task``'s parent current again, if ``task`` is still the current one.
+
+        A loop can end out of order (its parent ended it first; two loops zipped together);
+        resetting its token then would bring back a task that is no longer current.
+        """
+        if token is not None and self._current.get() is task:
+            with contextlib.suppress(ValueError):  # closed from another context: leave it
+                self._current.reset(token)
+
+    def end(
+        self, task: Task, exc: BaseException | None, end: tuple[float, float] | None = None
+    ) -> TaskState:
+        """End ``task`` with the state ``exc`` implies (``end``: when it stopped, if before
+        now), after the pending loops under it; tell ``on_end``."""
+        if task.done:
+            return task.state
+        self._settle_inside(task, exc)
+        watch = self._watches.get(task.id)
+        if watch is not None and watch.feeder is not None:
+            self._read_loop(watch)  # the loop that fed it, for the last time
+        if task.tqdm_feed is not None:
+            from .tqdm_feed import final_read
+
+            final_read(task)
+        state = state_for(task, exc)
+        error = None
+        if exc is not None and state is not TaskState.SUCCEEDED:
+            error = TaskError.from_exception(exc)
+        task.mark_ended(state, error, end)
+        unapplied = never_applied(task)
+        if unapplied is not None:
+            task.note(unapplied)  # said on the end notice, not silently dropped
+        with self._lock:
+            self._watches.pop(task.id, None)
+            if task.id in self._tasks:
+                self._finished += 1
+        self._on_end(task, state)
+        return state
+
+    def tasks(self) -> list[Task]:
+        """Every task known, oldest first (finished ones are trimmed)."""
+        with self._lock:
+            return list(self._tasks.values())
+
+    def watches(self) -> list[Watch]:
+        """The watches of the running tasks."""
+        with self._lock:
+            return list(self._watches.values())
+
+    def feed_bars(self, watches: list[Watch]) -> None:
+        """Let live tqdm bars feed the running tasks that count nothing themselves."""
+        if sys.modules.get("tqdm.std") is None:  # no bar can exist without it
+            return
+        fed = [w.task for w in watches if w.task.kind in FED_KINDS and w.feeder is None]
+        if fed:
+            from .tqdm_feed import feed
+
+            try:
+                feed(fed)
+            except Exception:
+                log_exception("reading tqdm bars failed")
+
+    def check(self, watches: list[Watch], now: float, rss: int | None,
+              on_due: Callable[[Task, Due], None]) -> None:  # fmt: skip
+        """Tick: read each running task's progress, rate and memory (``rss``: the process's)
+        and hand every threshold it crossed to ``on_due``."""
+        for watch in watches:
+            task = watch.task
+            if task.done or self._is_pending(task.id):
+                continue
+            if watch.feeder is not None:
+                self._read_loop(watch)
+            task.sample_rate(now)
+            task_rss = rss if task.rss_source is None else _own_rss(task)
+            if task_rss is not None:
+                task.rss = task_rss
+                task.peak_rss = max(task_rss, task.peak_rss or 0)
+            for due in watch.check(task_rss):
+                on_due(task, due)
+
+    # -- ``track()`` loops feeding the task they run in -----------------------------------------
+    def _offer_loop(self, loop: Task) -> None:
+        """``loop`` just started: let it feed the progress of the task it runs directly in
+        (called holding the lock).
+
+        Only a cell, block or function that counts nothing itself (no total, ``n == 0``, no
+        tqdm bar feeding it) takes it, and only while no earlier loop in it still runs: the
+        outermost loop wins, and a later loop takes over once the one before ended. The tick
+        then reads the loop (:meth:`~nbremind.core.thresholds.Watch.read_feed`); the loop's
+        items cost nothing more.
+        """
+        parent = loop.parent
+        if parent is None or parent.kind not in FED_KINDS:
+            return
+        watch = self._watches.get(parent.id)
+        if watch is None:
+            return
+        feeder = watch.feeder
+        if feeder is None:
+            if parent.total is not None or parent.n != 0 or watch.fed is not None:
+                return
+            if "tqdm.std" in sys.modules:  # no bar can exist without it
+                from .tqdm_feed import fed_by_bar
+
+                if fed_by_bar(parent):
+                    return
+        elif not feeder.done and not self._is_pending(feeder.id):
+            return  # the outermost loop still runs
+        watch.feeder = loop
+
+    def _read_loop(self, watch: Watch) -> None:
+        """Read the loop feeding ``watch``'s task (the tick, or the task's end: never both
+        at once, or one could take the other's copy for the task counting itself)."""
+        try:
+            with self._lock:
+                watch.read_feed()
+        except Exception:  # a count a task cannot take: stop feeding, never raise
+            watch.feeder = None
+            log_exception("reading a loop's progress failed")
+
+    def _trim(self) -> None:
+        excess = self._finished - KEEP_FINISHED
+        if excess <= 0:
+            return
+        # the oldest finished tasks come first: stop as soon as enough were found
+        victims = []
+        for key, task in self._tasks.items():
+            if task.done:
+                victims.append(key)
+                if len(victims) == excess:
+                    break
+        for key in victims:
+            del self._tasks[key]
+            self._on_forget(key)
+        self._finished -= len(victims)
+
+
+def interrupt(task: Task) -> None:
+    """Stop ``task`` where it runs: KeyboardInterrupt on the main thread, else TaskTimeout."""
+    task.interrupted_by_timeout = True
+    ident = task.thread_id
+    if ident is None or task.done:
+        return
+    if ident == threading.main_thread().ident:
+        if hasattr(signal, "pthread_kill"):
+            # a real SIGINT wakes blocking calls (sleep, I/O); interrupt_main does not
+            signal.pthread_kill(ident, signal.SIGINT)
+        else:
+            _thread.interrupt_main()
+        loop = task.loop
+        if loop is not None and not loop.is_closed():
+            # an awaiting cell: ipykernel's SIGINT handler only queues a callback on the
+            # kernel's loop, which sleeps until its next timer unless woken
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(lambda: None)
+    else:
+        import ctypes
+
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(ident), ctypes.py_object(TaskTimeout)
+        )
+
+
+def state_for(task: Task, exc: BaseException | None) -> TaskState:
+    """The state ``task`` ends in when ``exc`` (or nothing) came out of it."""
+    if exc is None:
+        return TaskState.TIMED_OUT if task.timeout_hit else TaskState.SUCCEEDED
+    aio = sys.modules.get("asyncio")
+    cancelled: tuple[type[BaseException], ...] = (aio.CancelledError,) if aio else ()
+    interrupts: tuple[type[BaseException], ...] = (KeyboardInterrupt, TaskTimeout, *cancelled)
+    if task.interrupted_by_timeout and isinstance(exc, interrupts):
+        return TaskState.TIMED_OUT
+    if isinstance(exc, (KeyboardInterrupt, GeneratorExit, *cancelled)):
+        return TaskState.CANCELLED
+    if isinstance(exc, SystemExit) and exc.code in (None, 0):
+        return TaskState.TIMED_OUT if task.timeout_hit else TaskState.SUCCEEDED
+    return TaskState.FAILED
+
+
+def script_name() -> str:
+    """The file name of the script this process runs, or ``""`` (a kernel, ``python -c``)."""
+    main = sys.modules.get("__main__")
+    path: str | None = getattr(main, "__file__", None)
+    if not path or "ipykernel" in path or path.endswith("-c"):
+        return ""
+    return os.path.basename(path)
+
+
+def _own_rss(task: Task) -> int | None:
+    """The memory a task measures itself (a command's process tree), or ``None``."""
+    try:
+        return task.rss_source() if task.rss_source is not None else None
+    except Exception:
+        return None
