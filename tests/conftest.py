@@ -1,11 +1,14 @@
-"""Shared fixtures; component fixtures live in their own modules and are re-exported here."""
+"""The suite's fixtures live in their own modules, loaded as plugins (each before the plugins
+that import it); ``_guards`` fails any test that leaves a loop thread, a hook or a replaced
+session behind."""
 
-from __future__ import annotations
-
-from _config_isolation import _repository_has_no_settings, isolated_settings  # noqa: F401
-from _desktop_bus import bare_bus, desktop_bus  # noqa: F401
-from _frontend_js import widget_browser, widget_page  # noqa: F401
-from _isolation import nbremind_data_dir  # noqa: F401
-from _jupyterlab import chromium, lab, lab_server  # noqa: F401
-from _kernel import kernel, kernel_factory, remind_kernel  # noqa: F401
-from _servers import http_server, smtp_factory, tls_cert  # noqa: F401
+pytest_plugins = [
+    "_guards",
+    "_isolation",
+    "_config_isolation",
+    "_jupyterlab",
+    "_frontend_js",
+    "_kernel",
+    "_desktop_bus",
+    "_servers",
+]
