@@ -811,3 +811,15 @@ def test_panel_snapshot_shows_names_as_text(live_session: Session) -> None:
 
     assert "<img" not in markup and f"<td>{html.escape(EVIL)}</td>" in markup
     assert EVIL in widget.plain_text() and widget.plain_text().endswith(SNAPSHOT_NOTE)
+
+
+def test_a_status_line_sends_the_front_end_without_the_panel() -> None:
+    from nbremind.ipython import widgets
+
+    status = widgets.StatusWidget._esm.default_value
+    panel_esm = widgets.PanelWidget._esm.default_value
+    assert "function renderStatus" in status and "function renderPanel" not in status
+    assert "function renderPanel" in panel_esm and "function initialize" in status
+    assert len(status) < len(panel_esm) / 2  # what every %%remind cell sends when it opens
+    assert ".nbremind-status" in widgets.StatusWidget._css.default_value
+    assert ".nbremind-tasks" not in widgets.StatusWidget._css.default_value

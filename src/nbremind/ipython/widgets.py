@@ -19,11 +19,38 @@ import traitlets
 from ..core.browser_views import BrowserConnection, get_connection
 from .panel_rows import ROW_FIELDS
 
-__all__ = ["SNAPSHOT_NOTE", "NbremindWidget", "PanelWidget", "StatusWidget"]
+__all__ = ["PANEL_CSS", "PANEL_JS", "SNAPSHOT_NOTE", "NbremindWidget", "PanelWidget",
+           "StatusWidget", "compact"]
 
 _STATIC = Path(__file__).with_name("static")
-_ESM = (_STATIC / "nbremind.js").read_text(encoding="utf-8")
-_CSS = (_STATIC / "nbremind.css").read_text(encoding="utf-8")
+#: Where the panel's part of the front end begins and ends (the status line leaves it out).
+PANEL_JS = ("// -- the panel --", "// -- anywidget entry points --")
+PANEL_CSS = "/* -- the panel -- */"
+
+
+def compact(source: str) -> str:
+    """``source`` (JavaScript or CSS) without its comment lines and indentation: what every
+    widget sends to the page when it opens, so each ``%%remind`` cell sends less."""
+    kept = []
+    for line in source.splitlines():
+        text = line.strip()
+        if text and not text.startswith(("//", "/*", "*")):
+            kept.append(text)
+    return "\n".join(kept) + "\n"
+
+
+def _without(source: str, begin: str, end: str | None) -> str:
+    start = source.index(begin)
+    return source[:start] + (source[source.index(end) :] if end is not None else "")
+
+
+_JS = (_STATIC / "nbremind.js").read_text(encoding="utf-8")
+_CSS_ALL = (_STATIC / "nbremind.css").read_text(encoding="utf-8")
+_ESM = compact(_JS)
+_CSS = compact(_CSS_ALL)
+#: The status line's front end: the same module without the panel's part.
+_STATUS_ESM = compact(_without(_JS, *PANEL_JS))
+_STATUS_CSS = compact(_without(_CSS_ALL, PANEL_CSS, None))
 #: What a panel's static snapshot (shown where widgets are not) says under it.
 SNAPSHOT_NOTE = "A snapshot: the live panel needs a running kernel."
 
@@ -188,6 +215,8 @@ class StatusWidget(NbremindWidget):
     """The one line under a ``%%remind`` cell."""
 
     view = traitlets.Unicode("status").tag(sync=True)
+    _esm = traitlets.Unicode(_STATUS_ESM).tag(sync=True)
+    _css = traitlets.Unicode(_STATUS_CSS).tag(sync=True)
     text = traitlets.Unicode("").tag(sync=True)
     #: The task's state (``running``, ``succeeded``, ...), for the colour.
     state = traitlets.Unicode("running").tag(sync=True)

@@ -381,10 +381,14 @@ function initialize({ model }) {
   };
 }
 
-/** Once per view: draw it. */
+/** Once per view: draw it. (A status line's copy of this module leaves the panel's section
+ * out, so `renderPanel` is looked up, not assumed.) */
 function render({ model, el }) {
   const { say } = link(model);
-  return model.get("view") === "panel" ? renderPanel(model, el, say) : renderStatus(model, el);
+  if (model.get("view") === "panel" && typeof renderPanel === "function") {
+    return renderPanel(model, el, say);
+  }
+  return renderStatus(model, el);
 }
 
 export default { initialize, render };
