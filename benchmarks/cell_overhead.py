@@ -90,8 +90,10 @@ def profile(runs: int) -> None:
     for code in ARMS.values():  # warm up
         timed(code)
     plain, magic = timed("pass"), timed("%%remind\npass")
-    print(f"in-process run_cell, median: pass {plain * 1e3:.3f} ms, "
-          f"%%remind + pass {magic * 1e3:.3f} ms ({(magic - plain) * 1e3:+.3f} ms)")
+    print(
+        f"in-process run_cell, median: pass {plain * 1e3:.3f} ms, "
+        f"%%remind + pass {magic * 1e3:.3f} ms ({(magic - plain) * 1e3:+.3f} ms)"
+    )
     prof = cProfile.Profile()
     prof.enable()
     for _ in range(runs):
@@ -106,8 +108,9 @@ def main() -> int:
     parser.add_argument("--runs", type=int, default=500, help="timed cells per arm")
     parser.add_argument("--warmup", type=int, default=50, help="untimed cells per arm first")
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
-    parser.add_argument("--profile", action="store_true",
-                        help="profile the cells in an in-process shell instead")
+    parser.add_argument(
+        "--profile", action="store_true", help="profile the cells in an in-process shell instead"
+    )
     args = parser.parse_args()
     runs, warmup = (30, 5) if args.quick else (args.runs, args.warmup)
     if args.profile:
@@ -125,13 +128,14 @@ def main() -> int:
             f"print(sys.executable == {sys.executable!r}, ipykernel.__version__, "
             "IPython.__version__)",
         ).split()
-        print(f"kernel: same interpreter {version[0]}, ipykernel {version[1]}, "
-              f"IPython {version[2]}")
+        print(
+            f"kernel: same interpreter {version[0]}, ipykernel {version[1]}, IPython {version[2]}"
+        )
         run_ok(kc, SETUP)
         names = list(ARMS)
         samples: dict[str, list[float]] = {name: [] for name in names}
         for i in range(warmup + runs):
-            for name in names[i % 3:] + names[: i % 3]:
+            for name in names[i % 3 :] + names[: i % 3]:
                 elapsed, content, _ = execute(kc, ARMS[name])
                 if content["status"] != "ok":
                     raise RuntimeError(f"{name}: {content}")
@@ -167,9 +171,10 @@ def main() -> int:
         rows,
     )
     noise = (median(samples["pass (again: noise check)"]) - base) * 1e3
-    paired = median(
-        [b - a for a, b in zip(samples["pass"], samples["%%remind + pass"], strict=True)]
-    ) * 1e3
+    paired = (
+        median([b - a for a, b in zip(samples["pass"], samples["%%remind + pass"], strict=True)])
+        * 1e3
+    )
     print(f"median of the paired differences (%%remind - pass, same round): {paired:+.3f} ms")
     print(f"noise floor (pass - pass): {noise:+.3f} ms")
     print(f"budget: %%remind adds <= {BUDGET_MS:g} ms (median): {added:+.3f} ms -> {verdict(ok)}")

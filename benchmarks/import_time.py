@@ -104,7 +104,7 @@ def main() -> int:
             run_once(module)
     for i in range(runs):
         # rotate the order so no import always runs right after another
-        for module in order[i % 3:] + order[: i % 3]:
+        for module in order[i % 3 :] + order[: i % 3]:
             t_import, wall = run_once(module)
             arms[module].append(t_import)
             walls[module].append(wall)
@@ -132,8 +132,7 @@ def main() -> int:
         rows,
     )
     print(
-        f"budget: import nbremind <= import tqdm (ratio <= 1.00): "
-        f"{nb / tq:.2f}x -> {verdict(ok)}"
+        f"budget: import nbremind <= import tqdm (ratio <= 1.00): {nb / tq:.2f}x -> {verdict(ok)}"
     )
 
     cross = new_modules("nbremind")
@@ -155,8 +154,10 @@ def main() -> int:
     print_table(
         "Front-end and heavy modules after `import nbremind`",
         ["module", "loaded"],
-        [[f, "YES" if any(n == f or n.startswith(f + ".") for n in bad) else "no"]
-         for f in FORBIDDEN],
+        [
+            [f, "YES" if any(n == f or n.startswith(f + ".") for n in bad) else "no"]
+            for f in FORBIDDEN
+        ],
     )
     print(f"no forbidden module imported -> {verdict(not bad)}")
     if bad:

@@ -62,14 +62,17 @@ def child(arm: str, blocks: int) -> dict[str, Any]:
     remind = nbremind.remind
 
     if arm == "block":
+
         def one() -> None:
             with remind("b", channels=["null"]):
                 pass
     elif arm == "block, on=[]":
+
         def one() -> None:
             with remind("b", channels=["null"], on=[]):
                 pass
     elif arm == "decorated, on=[]":
+
         @remind("f", channels=["null"], on=[])
         def one() -> None:
             pass
@@ -109,7 +112,10 @@ def run_arm(arm: str, blocks: int) -> dict[str, Any]:
         env = {**os.environ, "NBREMIND_DATA_DIR": data}
         done = subprocess.run(
             [sys.executable, __file__, "--child", arm, "--blocks", str(blocks)],
-            capture_output=True, text=True, env=env, timeout=1800,
+            capture_output=True,
+            text=True,
+            env=env,
+            timeout=1800,
         )
     if done.returncode != 0:
         raise RuntimeError(f"{arm}: the child failed:\n{done.stderr}")
@@ -145,26 +151,46 @@ def main() -> int:
         ok = flat_vars and bounded and rss_ok
         failed |= not ok
         for mark, m in sorted(marks.items(), key=lambda kv: int(kv[0])):
-            rows.append([
-                arm, f"{int(mark):,}", f"{m['rss_mb']:.1f}", m["context_vars"],
-                f"{m['tasks_alive']:,}", f"{m['backlog_max']:,} / {m['backlog_now']:,}",
-                f"{m['notices_waiting']:,}", f"{m['us_per_block']:.1f}",
-                verdict(ok) if m is last else "",
-            ])
+            rows.append(
+                [
+                    arm,
+                    f"{int(mark):,}",
+                    f"{m['rss_mb']:.1f}",
+                    m["context_vars"],
+                    f"{m['tasks_alive']:,}",
+                    f"{m['backlog_max']:,} / {m['backlog_now']:,}",
+                    f"{m['notices_waiting']:,}",
+                    f"{m['us_per_block']:.1f}",
+                    verdict(ok) if m is last else "",
+                ]
+            )
     print_table(
         f"After N blocks, each arm in a fresh process (backlog bound: "
         f"{results['block']['max_queued'] or 'none'} tasks)",
-        ["arm", "blocks", "RSS MB", "context vars", "Task objects", "history backlog max / now",
-         "notices waiting", "µs/block", "flat"],
+        [
+            "arm",
+            "blocks",
+            "RSS MB",
+            "context vars",
+            "Task objects",
+            "history backlog max / now",
+            "notices waiting",
+            "µs/block",
+            "flat",
+        ],
         rows,
     )
     for arm, result in results.items():
         marks = result["marks"]
         first, last = marks[min(marks, key=int)], marks[max(marks, key=int)]
-        print(f"{arm}: RSS {last['rss_mb'] - first['rss_mb']:+.1f} MB from "
-              f"{int(min(marks, key=int)):,} to {int(max(marks, key=int)):,} blocks")
-    print(f"budget: context vars constant, backlog <= the bound, RSS growth <= "
-          f"{RSS_BUDGET_MB:g} MB -> {verdict(not failed)}")
+        print(
+            f"{arm}: RSS {last['rss_mb'] - first['rss_mb']:+.1f} MB from "
+            f"{int(min(marks, key=int)):,} to {int(max(marks, key=int)):,} blocks"
+        )
+    print(
+        f"budget: context vars constant, backlog <= the bound, RSS growth <= "
+        f"{RSS_BUDGET_MB:g} MB -> {verdict(not failed)}"
+    )
     return 1 if failed else 0
 
 

@@ -102,12 +102,13 @@ class Nbremind:
         self.session.close()
 
 
-def measure(arms: dict[str, Callable[[float], float]], runs: int, warmup: int, busy: float
-            ) -> dict[str, list[float]]:
+def measure(
+    arms: dict[str, Callable[[float], float]], runs: int, warmup: int, busy: float
+) -> dict[str, list[float]]:
     names = list(arms)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for i in range(warmup + runs):
-        for name in names[i % len(names):] + names[: i % len(names)]:
+        for name in names[i % len(names) :] + names[: i % len(names)]:
             value = arms[name](busy)
             if i >= warmup:
                 samples[name].append(value)
@@ -122,8 +123,7 @@ def report(title: str, samples: dict[str, list[float]]) -> float:
     """Print one scenario's table; return nbremind's median (seconds)."""
     base = median(samples[PEER])
     nb = median(samples[NB])
-    budget = {NB: f"<= {BUDGET_MS:g} ms median: {verdict(nb <= BUDGET_MS / 1e3)}",
-              PEER: "peer"}
+    budget = {NB: f"<= {BUDGET_MS:g} ms median: {verdict(nb <= BUDGET_MS / 1e3)}", PEER: "peer"}
     rows = []
     for name, values in samples.items():
         med = median(values)
@@ -148,8 +148,12 @@ def report(title: str, samples: dict[str, list[float]]) -> float:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=300, help="tasks per arm and scenario")
-    parser.add_argument("--busy-ms", type=float, default=50.0,
-                        help="main-thread computing after the block, second scenario")
+    parser.add_argument(
+        "--busy-ms",
+        type=float,
+        default=50.0,
+        help="main-thread computing after the block, second scenario",
+    )
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
     args = parser.parse_args()
     runs, warmup = (30, 5) if args.quick else (args.runs, 20)
@@ -169,16 +173,17 @@ def main() -> int:
         nb.close()
         floor.close()
 
-    print(f"{runs} tasks per arm, interleaved, after {warmup} warm-up ones; "
-          f"flushed between tasks")
+    print(f"{runs} tasks per arm, interleaved, after {warmup} warm-up ones; flushed between tasks")
     med = report("Main thread waits after the block (ms)", idle)
     print(f"{busy_runs} tasks per arm")
     busy_med = report(f"Main thread computes for {args.busy_ms:g} ms after the block (ms)", busy)
     ok = med <= BUDGET_MS / 1e3
     busy_ok = busy_med <= BUDGET_MS / 1e3
-    print(f"budget: task end -> send <= {BUDGET_MS:g} ms median: "
-          f"{med * 1e3:.3f} ms (main thread waiting) -> {verdict(ok)}; "
-          f"{busy_med * 1e3:.3f} ms (main thread computing) -> {verdict(busy_ok)}")
+    print(
+        f"budget: task end -> send <= {BUDGET_MS:g} ms median: "
+        f"{med * 1e3:.3f} ms (main thread waiting) -> {verdict(ok)}; "
+        f"{busy_med * 1e3:.3f} ms (main thread computing) -> {verdict(busy_ok)}"
+    )
     return 0 if ok and busy_ok else 1
 
 

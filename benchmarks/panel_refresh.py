@@ -100,8 +100,9 @@ class Client:
         self.kc.stop_channels()
         self.km.shutdown_kernel(now=True)
 
-    def run(self, code: str, on_stdout: Callable[[str], None] | None = None,
-            timeout: float = 300.0) -> str:  # fmt: skip
+    def run(
+        self, code: str, on_stdout: Callable[[str], None] | None = None, timeout: float = 300.0
+    ) -> str:
         """Execute ``code``, recording every IOPub message until the kernel is idle again."""
         msg_id = self.kc.execute(code)
         out: list[str] = []
@@ -132,12 +133,16 @@ class Client:
 
 def stats_of(text: str, mark: str = "@@stats ") -> dict[str, Any]:
     line = next(ln for ln in text.splitlines() if ln.startswith(mark))
-    result: dict[str, Any] = json.loads(line[len(mark):])
+    result: dict[str, Any] = json.loads(line[len(mark) :])
     return result
 
 
-def comm_traffic(received: list[tuple[float, dict[str, Any]]], comm_ids: set[str] | None,
-                 start: float, end: float) -> tuple[list[float], list[int]]:  # fmt: skip
+def comm_traffic(
+    received: list[tuple[float, dict[str, Any]]],
+    comm_ids: set[str] | None,
+    start: float,
+    end: float,
+) -> tuple[list[float], list[int]]:
     """Receive times and sizes of the ``comm_msg`` messages to ``comm_ids`` (all when None)
     received within [start, end)."""
     times, sizes = [], []
@@ -178,8 +183,11 @@ def measure_status(client: Client, seconds: float) -> dict[str, Any]:
     client.received.clear()
     started = time.monotonic()
     client.run(STATUS.format(seconds=seconds))
-    lines = {m["content"]["comm_id"] for _, m in client.received if m["msg_type"] == "comm_open"
-             and m["content"]["data"]["state"].get("view") == "status"}  # fmt: skip
+    lines = {
+        m["content"]["comm_id"]
+        for _, m in client.received
+        if m["msg_type"] == "comm_open" and m["content"]["data"]["state"].get("view") == "status"
+    }
     window = (started + 0.5, started + seconds)
     times, sizes = comm_traffic(client.received, lines, *window)
     return {"times": times, "sizes": sizes, "seconds": window[1] - window[0]}
@@ -188,9 +196,10 @@ def measure_status(client: Client, seconds: float) -> dict[str, Any]:
 def measure_tqdm(client: Client, tasks: int, seconds: float) -> dict[str, Any]:
     client.received.clear()
     ready: list[float] = []
-    out = client.run(TQDM.format(tasks=tasks, seconds=seconds),
-                     on_stdout=lambda text: ready.append(time.monotonic()) if "@@ready" in text
-                     else None)  # fmt: skip
+    out = client.run(
+        TQDM.format(tasks=tasks, seconds=seconds),
+        on_stdout=lambda text: ready.append(time.monotonic()) if "@@ready" in text else None,
+    )
     stats = stats_of(out)
     start = ready[0] + 0.5 if ready else client.received[0][0]
     times, sizes = comm_traffic(client.received, None, start, start + seconds - 0.5)
@@ -216,8 +225,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", type=int, default=1000, help="live tasks")
     parser.add_argument("--seconds", type=float, default=10.0, help="measured window per arm")
-    parser.add_argument("--peer-seconds", type=float, default=5.0,
-                        help="window for the tqdm.notebook peer (0: skip it)")
+    parser.add_argument(
+        "--peer-seconds",
+        type=float,
+        default=5.0,
+        help="window for the tqdm.notebook peer (0: skip it)",
+    )
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
     args = parser.parse_args()
     if args.quick:
@@ -228,8 +241,9 @@ def main() -> int:
     try:
         panel = measure_panel(client, args.tasks, args.seconds)
         status = measure_status(client, min(args.seconds, 5.0))
-        peer = (measure_tqdm(client, args.tasks, args.peer_seconds)
-                if args.peer_seconds > 0 else None)  # fmt: skip
+        peer = (
+            measure_tqdm(client, args.tasks, args.peer_seconds) if args.peer_seconds > 0 else None
+        )
     finally:
         client.close()
 
@@ -237,41 +251,76 @@ def main() -> int:
     status_rate = len(status["times"]) / status["seconds"]
     ok = panel_rate <= BUDGET and status_rate <= BUDGET
     rows = [
-        row(f"nbremind panel, {args.tasks} live tasks", panel,
-            f"<= {BUDGET:g}/s: {verdict(panel_rate <= BUDGET)}"),
-        row("nbremind %%remind status line", status,
-            f"<= {BUDGET:g}/s: {verdict(status_rate <= BUDGET)}"),
+        row(
+            f"nbremind panel, {args.tasks} live tasks",
+            panel,
+            f"<= {BUDGET:g}/s: {verdict(panel_rate <= BUDGET)}",
+        ),
+        row(
+            "nbremind %%remind status line",
+            status,
+            f"<= {BUDGET:g}/s: {verdict(status_rate <= BUDGET)}",
+        ),
     ]
     if peer is not None:
         rows.append(row(f"tqdm.notebook, {args.tasks} bars (peer)", peer, "peer"))
-    print(f"{args.tasks} tasks advanced in a tight loop; messages counted as the client "
-          f"received them, after a warm-up")
-    print_table("Front-end (comm_msg) messages while every task advances",
-                ["widget(s)", "messages", "window s", "msgs/s", "max received in 1 s",
-                 "median kB/msg", "kB/s", "budget"], rows)  # fmt: skip
+    print(
+        f"{args.tasks} tasks advanced in a tight loop; messages counted as the client "
+        f"received them, after a warm-up"
+    )
+    print_table(
+        "Front-end (comm_msg) messages while every task advances",
+        [
+            "widget(s)",
+            "messages",
+            "window s",
+            "msgs/s",
+            "max received in 1 s",
+            "median kB/msg",
+            "kB/s",
+            "budget",
+        ],
+        rows,
+    )
 
     cpu = panel["pass_cpu"]
     if cpu:
         print_table(
             "nbremind loop thread, one refresh pass (rows of all tasks, diff, one update)",
             ["passes", "median ms CPU", "p95 ms CPU", "max ms CPU", "loop-thread CPU % of 1 core"],
-            [[len(cpu), f"{median(cpu) * 1e3:.2f}", f"{percentile(cpu, 95) * 1e3:.2f}",
-              f"{max(cpu) * 1e3:.2f}", f"{sum(cpu) / panel['wall'] * 100:.1f}"]],
-        )  # fmt: skip
+            [
+                [
+                    len(cpu),
+                    f"{median(cpu) * 1e3:.2f}",
+                    f"{percentile(cpu, 95) * 1e3:.2f}",
+                    f"{max(cpu) * 1e3:.2f}",
+                    f"{sum(cpu) / panel['wall'] * 100:.1f}",
+                ]
+            ],
+        )
     sent = panel["sent_at"]
     gaps = [b - a for a, b in itertools.pairwise(sent)]
     if gaps:
-        print(f"panel updates sent by the kernel in the cell: {len(sent)}; smallest gap between "
-              f"two: {min(gaps) * 1e3:.1f} ms, median {median(gaps) * 1e3:.1f} ms; most in any "
-              f"1 s: {busiest_second(sent)}")
+        print(
+            f"panel updates sent by the kernel in the cell: {len(sent)}; smallest gap between "
+            f"two: {min(gaps) * 1e3:.1f} ms, median {median(gaps) * 1e3:.1f} ms; most in any "
+            f"1 s: {busiest_second(sent)}"
+        )
     rounds = panel["rounds"]
-    print(f"the cell advanced all {args.tasks} tasks {rounds} times "
-          f"({rounds * args.tasks / panel['wall'] / 1e6:.2f} M advances/s)"
-          + (f"; with tqdm.notebook bars: {peer['rounds']} times in {args.peer_seconds:g} s"
-             if peer else ""))  # fmt: skip
-    print(f"budget: panel <= {BUDGET:g} messages/s: {panel_rate:.2f}/s -> "
-          f"{verdict(panel_rate <= BUDGET)}; status line {status_rate:.2f}/s -> "
-          f"{verdict(status_rate <= BUDGET)}")
+    print(
+        f"the cell advanced all {args.tasks} tasks {rounds} times "
+        f"({rounds * args.tasks / panel['wall'] / 1e6:.2f} M advances/s)"
+        + (
+            f"; with tqdm.notebook bars: {peer['rounds']} times in {args.peer_seconds:g} s"
+            if peer
+            else ""
+        )
+    )
+    print(
+        f"budget: panel <= {BUDGET:g} messages/s: {panel_rate:.2f}/s -> "
+        f"{verdict(panel_rate <= BUDGET)}; status line {status_rate:.2f}/s -> "
+        f"{verdict(status_rate <= BUDGET)}"
+    )
     return 0 if ok else 1
 
 

@@ -175,16 +175,27 @@ def main() -> int:
         )
     print_table(
         f"CPU while nothing changes, {seconds:g} s window after a {SETTLE:g} s settle",
-        ["arm", "wall s", "process CPU ms", "process % core", "bg thread CPU ms",
-         "bg thread % core", "vs tqdm", "budget"],
+        [
+            "arm",
+            "wall s",
+            "process CPU ms",
+            "process % core",
+            "bg thread CPU ms",
+            "bg thread % core",
+            "vs tqdm",
+            "budget",
+        ],
         rows,
     )
     wakeups = int(results["nbremind"]["wakeups"])
     print(f"nbremind ticks in the {seconds + SETTLE:g} s the task ran: {wakeups}")
-    print(f"added by the running task over the floor: "
-          f"{nb - pct(results['none'], 'cpu'):+.3f} % of one core")
-    print(f"nbremind against the bare 4 Hz asyncio loop: "
-          f"{ratio(nb, pct(results['asyncio'], 'cpu'))}")
+    print(
+        f"added by the running task over the floor: "
+        f"{nb - pct(results['none'], 'cpu'):+.3f} % of one core"
+    )
+    print(
+        f"nbremind against the bare 4 Hz asyncio loop: {ratio(nb, pct(results['asyncio'], 'cpu'))}"
+    )
     print(f"budget: ticker <= {BUDGET_PCT:g} % of one core: {nb:.3f} % -> {verdict(ok)}")
     return 0 if ok else 1
 

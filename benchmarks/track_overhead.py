@@ -162,11 +162,27 @@ def main() -> int:
         failed |= not ok
         verdicts[source] = (ours, peer, ok)
         rows.append([f"bare {source}", f"{bare:.1f}", "-", "-", "-", "floor"])
-        rows.append([f"tqdm({source})", f"{bare + peer:.1f}", f"{peer:.1f}", "1.00x",
-                     ratio(bare + peer, bare), "peer"])
+        rows.append(
+            [
+                f"tqdm({source})",
+                f"{bare + peer:.1f}",
+                f"{peer:.1f}",
+                "1.00x",
+                ratio(bare + peer, bare),
+                "peer",
+            ]
+        )
         aim = "aim met" if ours <= TRACK_AIM * peer else "aim missed"
-        rows.append([f"track({source})", f"{bare + ours:.1f}", f"{ours:.1f}", ratio(ours, peer),
-                     ratio(bare + ours, bare), f"<= {TRACK_BUDGET:.2f}x: {verdict(ok)} ({aim})"])
+        rows.append(
+            [
+                f"track({source})",
+                f"{bare + ours:.1f}",
+                f"{ours:.1f}",
+                ratio(ours, peer),
+                ratio(bare + ours, bare),
+                f"<= {TRACK_BUDGET:.2f}x: {verdict(ok)} ({aim})",
+            ]
+        )
     print_table(
         "Per-iteration cost of a loop (ns per item)",
         ["loop", "ns/item", "overhead", "overhead vs tqdm", "vs bare", "budget"],
@@ -248,16 +264,31 @@ def main() -> int:
         "Reporting progress by hand (ns per call, loop included)",
         ["call", "ns/call", "vs tqdm.update", "budget"],
         [
-            ["task.advance()", f"{per_call['task.advance()']:.1f}",
-             ratio(per_call["task.advance()"], per_call["tqdm.update()"]),
-             f"<= {ADVANCE_BUDGET:.2f}x: {verdict(adv_ok)}"],
+            [
+                "task.advance()",
+                f"{per_call['task.advance()']:.1f}",
+                ratio(per_call["task.advance()"], per_call["tqdm.update()"]),
+                f"<= {ADVANCE_BUDGET:.2f}x: {verdict(adv_ok)}",
+            ],
             ["tqdm.update()", f"{per_call['tqdm.update()']:.1f}", "1.00x", "peer"],
-            ["task.advance(5)", f"{per_call['task.advance(5)']:.1f}",
-             ratio(per_call["task.advance(5)"], per_call["tqdm.update(5)"]), "-"],
-            ["tqdm.update(5)", f"{per_call['tqdm.update(5)']:.1f}",
-             ratio(per_call["tqdm.update(5)"], per_call["tqdm.update()"]), "-"],
-            ["a method doing nothing", f"{per_call['a method doing nothing']:.1f}",
-             ratio(per_call["a method doing nothing"], per_call["tqdm.update()"]), "floor"],
+            [
+                "task.advance(5)",
+                f"{per_call['task.advance(5)']:.1f}",
+                ratio(per_call["task.advance(5)"], per_call["tqdm.update(5)"]),
+                "-",
+            ],
+            [
+                "tqdm.update(5)",
+                f"{per_call['tqdm.update(5)']:.1f}",
+                ratio(per_call["tqdm.update(5)"], per_call["tqdm.update()"]),
+                "-",
+            ],
+            [
+                "a method doing nothing",
+                f"{per_call['a method doing nothing']:.1f}",
+                ratio(per_call["a method doing nothing"], per_call["tqdm.update()"]),
+                "floor",
+            ],
         ],
     )
 
@@ -290,8 +321,10 @@ def main() -> int:
     print_table(
         f"A whole loop of {small} items, start to end (µs per loop; not budgeted)",
         ["loop", "µs/loop", "vs tqdm"],
-        [[name, f"{value / 1e3:.2f}", ratio(value, setup["tqdm"])]
-         for name, value in setup.items()],
+        [
+            [name, f"{value / 1e3:.2f}", ratio(value, setup["tqdm"])]
+            for name, value in setup.items()
+        ],
     )
 
     nbremind.runtime.session.set_session(previous)

@@ -57,8 +57,10 @@ def _repository_has_no_settings() -> None:
     with (_REPO / "pyproject.toml").open("rb") as handle:
         tool = tomllib.load(handle).get("tool", {})
     if "nbremind" in tool:
-        pytest.fail("the repository's pyproject.toml must not have a [tool.nbremind] table: "
-                    "every test run from the repository would read it")
+        pytest.fail(
+            "the repository's pyproject.toml must not have a [tool.nbremind] table: "
+            "every test run from the repository would read it"
+        )
     assert not (_REPO / "nbremind.toml").exists(), "the repository must not have nbremind.toml"
 
 

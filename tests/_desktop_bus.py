@@ -259,8 +259,14 @@ class DesktopBus:
             ) from None
 
     def dunstctl(self, *args: str) -> str:
-        run = subprocess.run(["dunstctl", *args], env=self.env, capture_output=True, text=True,
-                             check=True, timeout=10)  # fmt: skip
+        run = subprocess.run(
+            ["dunstctl", *args],
+            env=self.env,
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=10,
+        )
         return run.stdout
 
     def history(self) -> list[dict[str, Any]]:
@@ -281,11 +287,19 @@ class DesktopBus:
 
 def _server_information(env: dict[str, str]) -> bool:
     result = subprocess.run(
-        ["dbus-send", "--session", "--print-reply", "--reply-timeout=1000",
-         f"--dest={NOTIFICATIONS}", "/org/freedesktop/Notifications",
-         f"{NOTIFICATIONS}.GetServerInformation"],
-        env=env, capture_output=True, timeout=10,
-    )  # fmt: skip
+        [
+            "dbus-send",
+            "--session",
+            "--print-reply",
+            "--reply-timeout=1000",
+            f"--dest={NOTIFICATIONS}",
+            "/org/freedesktop/Notifications",
+            f"{NOTIFICATIONS}.GetServerInformation",
+        ],
+        env=env,
+        capture_output=True,
+        timeout=10,
+    )
     return result.returncode == 0
 
 
@@ -310,10 +324,19 @@ def running_desktop(workdir: Path) -> Iterator[DesktopBus]:
         try:
             xvfb = _start(
                 stack,
-                ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x768x24",
-                 "-nolisten", "tcp"],
-                workdir / "xvfb.log", pass_fds=(write_fd,),
-            )  # fmt: skip
+                [
+                    "Xvfb",
+                    "-displayfd",
+                    str(write_fd),
+                    "-screen",
+                    "0",
+                    "1024x768x24",
+                    "-nolisten",
+                    "tcp",
+                ],
+                workdir / "xvfb.log",
+                pass_fds=(write_fd,),
+            )
         finally:
             os.close(write_fd)
         with selectors.DefaultSelector() as sel:
@@ -322,8 +345,11 @@ def running_desktop(workdir: Path) -> Iterator[DesktopBus]:
         if not number:
             raise RuntimeError(f"Xvfb did not start: {_tail(workdir / 'xvfb.log')}")
         display = f":{number}"
-        poll(lambda: Path(f"/tmp/.X11-unix/X{number}").exists() or xvfb.poll() is not None,
-             STARTUP_TIMEOUT, "the X socket")  # fmt: skip
+        poll(
+            lambda: Path(f"/tmp/.X11-unix/X{number}").exists() or xvfb.poll() is not None,
+            STARTUP_TIMEOUT,
+            "the X socket",
+        )
         if xvfb.poll() is not None:
             raise RuntimeError(f"Xvfb exited: {_tail(workdir / 'xvfb.log')}")
 
@@ -334,10 +360,14 @@ def running_desktop(workdir: Path) -> Iterator[DesktopBus]:
         dunstrc = workdir / "dunstrc"
         dunstrc.write_text(_DUNSTRC)
         dunst_env = {**env, "XDG_CONFIG_HOME": str(workdir / "config")}
-        dunst = _start(stack, ["dunst", "-config", str(dunstrc)], workdir / "dunst.log",
-                       env=dunst_env)  # fmt: skip
-        poll(lambda: dunst.poll() is not None or _server_information(env), STARTUP_TIMEOUT,
-             "dunst to answer GetServerInformation")  # fmt: skip
+        dunst = _start(
+            stack, ["dunst", "-config", str(dunstrc)], workdir / "dunst.log", env=dunst_env
+        )
+        poll(
+            lambda: dunst.poll() is not None or _server_information(env),
+            STARTUP_TIMEOUT,
+            "dunst to answer GetServerInformation",
+        )
         if dunst.poll() is not None:
             raise RuntimeError(f"dunst exited: {_tail(workdir / 'dunst.log')}")
 
@@ -346,8 +376,9 @@ def running_desktop(workdir: Path) -> Iterator[DesktopBus]:
             stack,
             ["dbus-monitor", "--session", "--pcap", f"interface='{NOTIFICATIONS}'"],
             workdir / "dbus-monitor.err",
-            stdout=stack.enter_context(monitor_file.open("wb")), env=env,
-        )  # fmt: skip
+            stdout=stack.enter_context(monitor_file.open("wb")),
+            env=env,
+        )
         bus = DesktopBus(address, display, env, workdir, monitor_file, extra)
 
         def monitor_sees_probe() -> bool:  # the monitor records calls once it is attached

@@ -99,8 +99,9 @@ def widget_browser(request: pytest.FixtureRequest) -> Iterator[Any]:
         missing(f"front-end tests need Chromium at {CHROMIUM} (apt-get install chromium)")
     pw = sync_playwright().start()
     try:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=list(CHROMIUM_ARGS))  # fmt: skip
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS)
+        )
         try:
             yield browser
         finally:

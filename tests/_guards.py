@@ -39,16 +39,21 @@ class State:
 
 def snapshot() -> State:
     """The state now."""
-    return State((sys.excepthook, threading.excepthook), list(sys.meta_path),
-                 session_module._session, frozenset(_loop_threads()))  # fmt: skip
+    return State(
+        (sys.excepthook, threading.excepthook),
+        list(sys.meta_path),
+        session_module._session,
+        frozenset(_loop_threads()),
+    )
 
 
 def leftovers(before: State, wait: float = STOP_WAIT) -> list[str]:
     """What changed since ``before`` (each put back as it was), in words."""
     problems = []
     if (sys.excepthook, threading.excepthook) != before.hooks:
-        problems.append(f"an excepthook is still installed: {sys.excepthook!r}, "
-                        f"{threading.excepthook!r}")  # fmt: skip
+        problems.append(
+            f"an excepthook is still installed: {sys.excepthook!r}, {threading.excepthook!r}"
+        )
         sys.excepthook, threading.excepthook = before.hooks
     if sys.meta_path != before.meta_path:
         added = [hook for hook in sys.meta_path if hook not in before.meta_path]

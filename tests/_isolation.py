@@ -20,7 +20,8 @@ os.environ[DATA_DIR] = tempfile.mkdtemp(prefix="nbremind-data-")
 
 @pytest.fixture(autouse=True)
 def nbremind_data_dir(
-    isolated_settings: Path, tmp_path_factory: pytest.TempPathFactory,
+    isolated_settings: Path,
+    tmp_path_factory: pytest.TempPathFactory,
     monkeypatch: pytest.MonkeyPatch,
 ) -> Path:
     """This test's own data folder (``$NBREMIND_DATA_DIR``); the outbox file lives in it.

@@ -145,8 +145,9 @@ def _jupyter_command() -> list[str]:
 class LabServer:
     """A running ``jupyter lab`` serving ``root`` at ``base`` (token auth)."""
 
-    def __init__(self, proc: subprocess.Popen[bytes], base: str, token: str, root: Path,
-                 log: Path) -> None:  # fmt: skip
+    def __init__(
+        self, proc: subprocess.Popen[bytes], base: str, token: str, root: Path, log: Path
+    ) -> None:
         self.proc = proc
         self.base = base
         self.token = token
@@ -160,8 +161,9 @@ class LabServer:
     def api(self, method: str, path: str, body: Any = None, timeout: float = 10.0) -> Any:
         """Call the server's REST API; returns the decoded JSON answer (or None)."""
         data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.base}/api/{path.lstrip('/')}", data=data,
-                                     method=method)  # fmt: skip
+        req = urllib.request.Request(
+            f"{self.base}/api/{path.lstrip('/')}", data=data, method=method
+        )
         req.add_header("Authorization", f"token {self.token}")
         if data is not None:
             req.add_header("Content-Type", "application/json")
@@ -172,8 +174,11 @@ class LabServer:
     def lab_setting(self, plugin: str, values: dict[str, Any]) -> None:
         """Set the user's settings of JupyterLab ``plugin`` (as Settings does); pages opened
         afterwards use them."""
-        req = urllib.request.Request(f"{self.base}/lab/api/settings/{plugin}", method="PUT",
-                                     data=json.dumps({"raw": json.dumps(values)}).encode())
+        req = urllib.request.Request(
+            f"{self.base}/lab/api/settings/{plugin}",
+            method="PUT",
+            data=json.dumps({"raw": json.dumps(values)}).encode(),
+        )
         req.add_header("Authorization", f"token {self.token}")
         req.add_header("Content-Type", "application/json")
         with urllib.request.urlopen(req, timeout=10.0):
@@ -189,16 +194,19 @@ class LabServer:
         deadline = time.monotonic() + timeout
         while True:
             if not self.alive():
-                raise RuntimeError(f"jupyter lab exited with {self.proc.returncode}:\n"
-                                   f"{self.log_tail()}")  # fmt: skip
+                raise RuntimeError(
+                    f"jupyter lab exited with {self.proc.returncode}:\n{self.log_tail()}"
+                )
             try:
                 self.api("GET", "status", timeout=1.0)
                 return
             except (OSError, urllib.error.URLError):
                 pass
             if time.monotonic() > deadline:
-                raise TimeoutError(f"jupyter lab did not answer /api/status within {timeout:g} s:"
-                                   f"\n{self.log_tail()}")  # fmt: skip
+                raise TimeoutError(
+                    f"jupyter lab did not answer /api/status within {timeout:g} s:"
+                    f"\n{self.log_tail()}"
+                )
             time.sleep(0.1)
 
     def stop(self) -> None:
@@ -242,13 +250,21 @@ def start_lab_server(home: Path) -> Iterator[LabServer]:
     log = home / "jupyter-lab.log"
     app_settings = home / "lab" / "app-settings"
     shutil.copytree(LAB_SETTINGS, app_settings, dirs_exist_ok=True)
-    cmd = [*_jupyter_command(), "--no-browser", "--allow-root",
-           f"--LabApp.app_settings_dir={app_settings}",
-           "--ServerApp.ip=127.0.0.1", f"--ServerApp.port={port}", "--ServerApp.port_retries=0",
-           f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}"]  # fmt: skip
+    cmd = [
+        *_jupyter_command(),
+        "--no-browser",
+        "--allow-root",
+        f"--LabApp.app_settings_dir={app_settings}",
+        "--ServerApp.ip=127.0.0.1",
+        f"--ServerApp.port={port}",
+        "--ServerApp.port_retries=0",
+        f"--IdentityProvider.token={token}",
+        f"--ServerApp.root_dir={root}",
+    ]
     with log.open("wb") as out:
-        proc = subprocess.Popen(cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                stdin=subprocess.DEVNULL)  # fmt: skip
+        proc = subprocess.Popen(
+            cmd, cwd=root, env=env, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL
+        )
     server = LabServer(proc, f"http://127.0.0.1:{port}", token, root, log)
     try:
         server._wait_ready(SERVER_TIMEOUT)
@@ -283,8 +299,9 @@ def chromium() -> Iterator[Any]:
         missing(f"browser tests need Chromium at {CHROMIUM} (apt-get install chromium)")
     pw = sync_playwright().start()
     try:
-        browser = pw.chromium.launch(executable_path=CHROMIUM, headless=True,
-                                     args=list(CHROMIUM_ARGS))  # fmt: skip
+        browser = pw.chromium.launch(
+            executable_path=CHROMIUM, headless=True, args=list(CHROMIUM_ARGS)
+        )
         try:
             yield browser
         finally:
@@ -305,21 +322,29 @@ def screenshot(target: Any, name: str) -> Path:
     return path
 
 
-def wait_until(page: Any, expression: str, arg: Any = None, *, timeout: float = RUN_TIMEOUT,
-               what: str = "", shot: str = "timeout") -> Any:  # fmt: skip
+def wait_until(
+    page: Any,
+    expression: str,
+    arg: Any = None,
+    *,
+    timeout: float = RUN_TIMEOUT,
+    what: str = "",
+    shot: str = "timeout",
+) -> Any:
     """Wait until the JS ``expression`` (a function of ``arg``) returns something truthy in
     ``page``; return that value. On timeout save a screenshot and fail saying ``what``."""
     from playwright.sync_api import TimeoutError as PlaywrightTimeout
 
     try:
-        handle = page.wait_for_function(expression, arg=arg, timeout=timeout * 1000,
-                                        polling=100)  # fmt: skip
+        handle = page.wait_for_function(expression, arg=arg, timeout=timeout * 1000, polling=100)
     except PlaywrightTimeout:
         path = None
         with contextlib.suppress(Exception):
             path = screenshot(page, f"{shot}-{time.strftime('%H%M%S')}")
-        pytest.fail(f"timed out after {timeout:g} s waiting for {what or expression}"
-                    f"{f' (screenshot: {path})' if path else ''}")  # fmt: skip
+        pytest.fail(
+            f"timed out after {timeout:g} s waiting for {what or expression}"
+            f"{f' (screenshot: {path})' if path else ''}"
+        )
     return handle.json_value()
 
 
@@ -367,15 +392,29 @@ class Notebook:
         self.cell(index).locator(".cm-content").click()
         self.page.keyboard.press("Shift+Enter")
         changed = "return c && c.querySelector('.jp-InputPrompt').textContent.trim() !== before; }"
-        wait_until(self.page, _PROMPT_IS + changed, [CELLS, index, before], timeout=timeout,
-                   what=f"cell {index} of {self.path} to start", shot="run")  # fmt: skip
+        wait_until(
+            self.page,
+            _PROMPT_IS + changed,
+            [CELLS, index, before],
+            timeout=timeout,
+            what=f"cell {index} of {self.path} to start",
+            shot="run",
+        )
 
     def wait_done(self, index: int, *, timeout: float = RUN_TIMEOUT) -> dict[str, str]:
         """Wait until cell ``index`` finished (its prompt shows its count); return its state."""
-        done = ("return c && /^\\[\\d+\\]:$/.test(c.querySelector('.jp-InputPrompt')"
-                ".textContent.trim()); }")
-        wait_until(self.page, _PROMPT_IS + done, [CELLS, index, None], timeout=timeout,
-                   what=f"cell {index} of {self.path} to finish", shot="cell")  # fmt: skip
+        done = (
+            "return c && /^\\[\\d+\\]:$/.test(c.querySelector('.jp-InputPrompt')"
+            ".textContent.trim()); }"
+        )
+        wait_until(
+            self.page,
+            _PROMPT_IS + done,
+            [CELLS, index, None],
+            timeout=timeout,
+            what=f"cell {index} of {self.path} to finish",
+            shot="cell",
+        )
         return self.state(index)
 
     def run_and_wait(self, index: int, *, timeout: float = RUN_TIMEOUT) -> dict[str, str]:
@@ -394,9 +433,15 @@ class Notebook:
 
     def wait_idle(self, *, timeout: float = OPEN_TIMEOUT) -> None:
         """Wait for the status bar's "Python 3 (ipykernel) | Idle"."""
-        wait_until(self.page, "([text]) => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
-                   ".some(e => e.textContent.trim() === text)", [KERNEL_IDLE], timeout=timeout,
-                   what=f"{self.path}'s kernel to be idle", shot="kernel")  # fmt: skip
+        wait_until(
+            self.page,
+            "([text]) => [...document.querySelectorAll('.jp-StatusBar-TextItem')]"
+            ".some(e => e.textContent.trim() === text)",
+            [KERNEL_IDLE],
+            timeout=timeout,
+            what=f"{self.path}'s kernel to be idle",
+            shot="kernel",
+        )
 
 
 class Lab:
@@ -429,8 +474,14 @@ class Lab:
     def new_page(self, context: Any = None) -> Any:
         page = (context or self.new_context()).new_page()
         page.on("pageerror", lambda exc: self.page_errors.append(str(exc)))
-        page.on("console", lambda msg: self.console.append((msg.type, msg.text))
-                if msg.type in ("warning", "error") else None)  # fmt: skip
+        page.on(
+            "console",
+            lambda msg: (
+                self.console.append((msg.type, msg.text))
+                if msg.type in ("warning", "error")
+                else None
+            ),
+        )
         return page
 
     def write_notebook(self, name: str, cells: Sequence[str]) -> str:
@@ -438,8 +489,11 @@ class Lab:
         import nbformat
 
         nb = nbformat.v4.new_notebook()
-        nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                     "language": "python"}  # fmt: skip
+        nb.metadata["kernelspec"] = {
+            "name": "python3",
+            "display_name": "Python 3 (ipykernel)",
+            "language": "python",
+        }
         nb.cells = [nbformat.v4.new_code_cell(src) for src in cells]
         nbformat.write(nb, self.server.root / name)
         self.paths.add(name)

@@ -99,16 +99,21 @@ class Result:
     @property
     def output(self) -> str:
         """Everything visible in the cell's output area, as text."""
-        return "".join([self.stdout, self.stderr, *self.results, *self.displays,
-                        self.traceback_text])  # fmt: skip
+        return "".join(
+            [self.stdout, self.stderr, *self.results, *self.displays, self.traceback_text]
+        )
 
     def describe(self) -> str:
         parts = [f"status={self.status!r}"]
         if self.ename:
             parts.append(f"{self.ename}: {self.evalue}")
         shown = "\n".join([*self.results, *self.displays])
-        for label, text in (("stdout", self.stdout), ("stderr", self.stderr),
-                            ("displayed", shown), ("traceback", self.traceback_text)):  # fmt: skip
+        for label, text in (
+            ("stdout", self.stdout),
+            ("stderr", self.stderr),
+            ("displayed", shown),
+            ("traceback", self.traceback_text),
+        ):
             if text:
                 parts.append(f"--- {label} ---\n{text.rstrip()}")
         return "\n".join(parts)
@@ -183,8 +188,10 @@ class Kernel:
         """Route whatever arrives within ``timeout`` seconds to the request it answers."""
         if not self._poller.poll(max(0, int(timeout * 1000))):
             return
-        for channel, on in ((self.kc.iopub_channel, "on_iopub"),
-                            (self.kc.shell_channel, "on_reply")):  # fmt: skip
+        for channel, on in (
+            (self.kc.iopub_channel, "on_iopub"),
+            (self.kc.shell_channel, "on_reply"),
+        ):
             while channel.msg_ready():
                 msg = channel.get_msg(timeout=0)
                 pending = self._pending.get(msg.get("parent_header", {}).get("msg_id", ""))
@@ -196,8 +203,9 @@ class Kernel:
         while not condition():
             left = deadline - time.monotonic()
             if left <= 0:
-                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}"
-                                   f"{self._dead_note()}")  # fmt: skip
+                raise TimeoutError(
+                    f"timed out after {timeout:g} s waiting for {what}{self._dead_note()}"
+                )
             self._pump(min(left, 0.5))
 
     def _dead_note(self) -> str:
@@ -207,11 +215,22 @@ class Kernel:
         return f"; the kernel died. Its log ends:\n{tail}"
 
     # -- executing --------------------------------------------------------------------------
-    def execute(self, code: str, *, silent: bool = False, store_history: bool = True,
-                stop_on_error: bool = True) -> str:  # fmt: skip
+    def execute(
+        self,
+        code: str,
+        *,
+        silent: bool = False,
+        store_history: bool = True,
+        stop_on_error: bool = True,
+    ) -> str:
         """Send an execute request without waiting; returns its id for :meth:`result`."""
-        msg_id: str = self.kc.execute(code, silent=silent, store_history=store_history,
-                                      stop_on_error=stop_on_error, allow_stdin=False)  # fmt: skip
+        msg_id: str = self.kc.execute(
+            code,
+            silent=silent,
+            store_history=store_history,
+            stop_on_error=stop_on_error,
+            allow_stdin=False,
+        )
         self._pending[msg_id] = _Pending(msg_id, code)
         return msg_id
 
@@ -238,8 +257,11 @@ class Kernel:
     def wait_for_output(self, msg_id: str, text: str, timeout: float = RUN_TIMEOUT) -> Result:
         """Wait until the running request ``msg_id`` printed ``text`` to stdout."""
         pending = self._pending[msg_id]
-        self._wait(lambda: pending.busy and text in pending.result.stdout, timeout,
-                   f"{text!r} from {pending.result.code!r}")  # fmt: skip
+        self._wait(
+            lambda: pending.busy and text in pending.result.stdout,
+            timeout,
+            f"{text!r} from {pending.result.code!r}",
+        )
         return pending.result
 
     def query(self, code: str, timeout: float = RUN_TIMEOUT) -> Any:
@@ -271,8 +293,11 @@ class Kernel:
     # -- nbremind in the kernel ---------------------------------------------------------------
     def use_memory_channel(self) -> None:
         """Send this kernel's notices to nbremind's in-memory channel only."""
-        self.ok('import nbremind\nnbremind.configure(channels=["memory"])\n',
-                silent=True, store_history=False)  # fmt: skip
+        self.ok(
+            'import nbremind\nnbremind.configure(channels=["memory"])\n',
+            silent=True,
+            store_history=False,
+        )
 
     def notices(self) -> list[dict[str, Any]]:
         """Every notice the memory channel received (after delivering pending ones)."""
@@ -366,11 +391,15 @@ def start_kernel(
     root.mkdir(parents=True, exist_ok=True)
     spec_dir = root / "kernels" / "nbremind-test"
     spec_dir.mkdir(parents=True, exist_ok=True)
-    (spec_dir / "kernel.json").write_text(json.dumps({
-        "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "nbremind test kernel",
-        "language": "python",
-    }))  # fmt: skip
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "nbremind test kernel",
+                "language": "python",
+            }
+        )
+    )
     kernel_env = _kernel_env(root, env, unset)
     workdir = root / "work"
     workdir.mkdir(exist_ok=True)

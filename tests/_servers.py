@@ -105,8 +105,9 @@ class ScriptedHTTPServer:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self._server.daemon_threads = True
         self.port = self._server.server_address[1]
-        self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
-                                        daemon=True)
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, args=(0.05,), daemon=True
+        )
 
     def url(self, path: str = "/hook") -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -189,8 +190,9 @@ class _Recorder:
         self.rcpt_replies: list[str] = []
         self.rcpt_count = 0
 
-    async def handle_RCPT(self, server: Any, session: Any, envelope: Any, address: str,
-                          rcpt_options: list[str]) -> str:
+    async def handle_RCPT(
+        self, server: Any, session: Any, envelope: Any, address: str, rcpt_options: list[str]
+    ) -> str:
         with self.cond:
             self.rcpt_count += 1
             if self.rcpt_replies:
@@ -255,19 +257,30 @@ def smtp_factory() -> Iterator[Callable[..., SmtpServer]]:
             kwargs.update(tls_context=starttls, require_starttls=True)
         if users is not None:
 
-            def authenticator(server: Any, session: Any, envelope: Any, mechanism: str,
-                              auth_data: Any) -> AuthResult:
-                ok = isinstance(auth_data, LoginPassword) and users.get(
-                    auth_data.login.decode()) == auth_data.password.decode()
+            def authenticator(
+                server: Any, session: Any, envelope: Any, mechanism: str, auth_data: Any
+            ) -> AuthResult:
+                ok = (
+                    isinstance(auth_data, LoginPassword)
+                    and users.get(auth_data.login.decode()) == auth_data.password.decode()
+                )
                 return AuthResult(success=ok, handled=False)
 
             # aiosmtpd cannot tell implicit TLS from plain text: it checks STARTTLS only
-            kwargs.update(authenticator=authenticator, auth_required=True,
-                          auth_require_tls=starttls is not None)
+            kwargs.update(
+                authenticator=authenticator,
+                auth_required=True,
+                auth_require_tls=starttls is not None,
+            )
         port = _free_port()
-        controller = Controller(recorder, hostname="127.0.0.1", port=port,
-                                ssl_context=implicit_tls, server_hostname="127.0.0.1",
-                                **kwargs)
+        controller = Controller(
+            recorder,
+            hostname="127.0.0.1",
+            port=port,
+            ssl_context=implicit_tls,
+            server_hostname="127.0.0.1",
+            **kwargs,
+        )
         controller.start()
         controllers.append(controller)
         return SmtpServer("127.0.0.1", port, recorder)

@@ -86,9 +86,12 @@ def comm_tap(kernel: Kernel) -> Iterator[CommTap]:
 def widget_views(messages: list[dict[str, Any]]) -> list[str]:
     """The model ids of the widget views displayed by ``messages`` (``display_data`` or a
     cell's ``execute_result``)."""
-    return [m["content"]["data"][WIDGET_VIEW]["model_id"] for m in messages
-            if m["msg_type"] in ("display_data", "execute_result")
-            and WIDGET_VIEW in m["content"]["data"]]
+    return [
+        m["content"]["data"][WIDGET_VIEW]["model_id"]
+        for m in messages
+        if m["msg_type"] in ("display_data", "execute_result")
+        and WIDGET_VIEW in m["content"]["data"]
+    ]
 
 
 def send_to_widget(kernel: Kernel, comm_id: str, data: dict[str, Any]) -> None:
@@ -98,14 +101,24 @@ def send_to_widget(kernel: Kernel, comm_id: str, data: dict[str, Any]) -> None:
     kc.shell_channel.send(msg)
 
 
-def say_hello(kernel: Kernel, comm_id: str, view: str = "view-1",
-              permission: str = "granted") -> None:  # fmt: skip
+def say_hello(
+    kernel: Kernel, comm_id: str, view: str = "view-1", permission: str = "granted"
+) -> None:
     """A view of widget ``comm_id`` rendered in a page (what nbremind.js sends)."""
-    send_to_widget(kernel, comm_id, {"method": "custom", "content": {
-        "type": "hello", "view": view, "page": "page-1", "permission": permission}})  # fmt: skip
+    send_to_widget(
+        kernel,
+        comm_id,
+        {
+            "method": "custom",
+            "content": {"type": "hello", "view": view, "page": "page-1", "permission": permission},
+        },
+    )
 
 
 def say_bye(kernel: Kernel, comm_id: str, view: str = "view-1") -> None:
     """That view went away."""
-    send_to_widget(kernel, comm_id, {"method": "custom", "content": {
-        "type": "bye", "view": view, "page": "page-1"}})  # fmt: skip
+    send_to_widget(
+        kernel,
+        comm_id,
+        {"method": "custom", "content": {"type": "bye", "view": view, "page": "page-1"}},
+    )

@@ -36,7 +36,8 @@ def test_a_loop_thread_still_running_is_named_until_its_session_closes() -> None
     session.ticker.call_soon(lambda: None)  # starts its loop thread
     try:
         assert leftovers(before, wait=0.2) == [
-            "1 loop thread(s) of sessions it made are still running"]  # fmt: skip
+            "1 loop thread(s) of sessions it made are still running"
+        ]
     finally:
         session.close()
     assert leftovers(before) == []

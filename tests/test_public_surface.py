@@ -11,17 +11,36 @@ import pytest
 import nbremind
 
 PUBLIC = [
-    "Config", "Session", "Task", "TaskState", "TaskTimeout", "__version__", "configure",
-    "current_task", "get_session", "history", "load_ipython_extension", "panel", "remind",
-    "track", "unload_ipython_extension",
-]  # fmt: skip
+    "Config",
+    "Session",
+    "Task",
+    "TaskState",
+    "TaskTimeout",
+    "__version__",
+    "configure",
+    "current_task",
+    "get_session",
+    "history",
+    "load_ipython_extension",
+    "panel",
+    "remind",
+    "track",
+    "unload_ipython_extension",
+]
 
 #: Public modules, and the names each must keep.
 MODULES = {
     "nbremind.pandas": [],
     "nbremind.testing": ["CapturedNotices", "FakeClock", "capture_notices"],
-    "nbremind.secrets": ["MASK", "MIN_LENGTH", "RedactingFilter", "Secret", "redact",
-                         "register", "reveal"],
+    "nbremind.secrets": [
+        "MASK",
+        "MIN_LENGTH",
+        "RedactingFilter",
+        "Secret",
+        "redact",
+        "register",
+        "reveal",
+    ],
     "nbremind.watchdog": ["main"],
     "nbremind.cli": ["main"],
     "nbremind.__main__": [],

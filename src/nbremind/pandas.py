@@ -101,8 +101,9 @@ def _run(
     """Run ``call(func)`` (``func`` counted when ``wrap``) inside a task of ``total`` steps."""
     name = options.pop("name", None)
     checked = remind(label if name is None or name == "" else name, total=int(total), **options)
-    reminder = Reminder(checked.name, checked.options, checked.total, checked.session,
-                        kind="pandas")  # fmt: skip
+    reminder = Reminder(
+        checked.name, checked.options, checked.total, checked.session, kind="pandas"
+    )
     with reminder as task:
         result = call(_counted(func, task, task.total or 0) if wrap else func)
         if task.total is not None and task.n < task.total:
@@ -157,9 +158,14 @@ class FrameReminder:
         # positional after axis: raw, result_type, args, by_row, engine, engine_kwargs
         engine = kwargs.get("engine", args[4] if len(args) > 4 else None)
         total = len(df.columns) if number == 0 else len(df.index)
-        return _run(lambda f: df.apply(f, axis, *args, **kwargs), func,
-                    _wraps_per_unit(func, engine), f"apply({_func_name(func)})", total,
-                    options)  # fmt: skip
+        return _run(
+            lambda f: df.apply(f, axis, *args, **kwargs),
+            func,
+            _wraps_per_unit(func, engine),
+            f"apply({_func_name(func)})",
+            total,
+            options,
+        )
 
     def map(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         """``df.map(func, ...)`` (element-wise) as a task: one step per element."""
@@ -170,8 +176,14 @@ class FrameReminder:
             total = sum(_series_calls(df.iloc[:, i], na_action) for i in range(df.shape[1]))
         else:
             total = df.size
-        return _run(lambda f: df.map(f, *args, **kwargs), func, _wraps_per_unit(func),
-                    f"map({_func_name(func)})", total, options)  # fmt: skip
+        return _run(
+            lambda f: df.map(f, *args, **kwargs),
+            func,
+            _wraps_per_unit(func),
+            f"map({_func_name(func)})",
+            total,
+            options,
+        )
 
 
 class SeriesReminder:
@@ -186,8 +198,14 @@ class SeriesReminder:
         s = self._obj
         options = _pop_options(kwargs)
         total = _series_calls(s, None) if len(s) else 0
-        return _run(lambda f: s.apply(f, *args, **kwargs), func, _wraps_per_unit(func),
-                    f"apply({_func_name(func)})", total, options)  # fmt: skip
+        return _run(
+            lambda f: s.apply(f, *args, **kwargs),
+            func,
+            _wraps_per_unit(func),
+            f"apply({_func_name(func)})",
+            total,
+            options,
+        )
 
     def map(self, func: Any, *args: Any, **kwargs: Any) -> Any:
         """``s.map(func, ...)`` as a task: one step per element (per non-missing element
@@ -198,8 +216,14 @@ class SeriesReminder:
         na_action = kwargs.get("na_action", args[0] if args else None)
         engine = kwargs.get("engine", args[1] if len(args) > 1 else None)
         total = _series_calls(s, na_action) if callable(func) else len(s)
-        return _run(lambda f: s.map(f, *args, **kwargs), func, _wraps_per_unit(func, engine),
-                    f"map({_func_name(func)})", total, options)  # fmt: skip
+        return _run(
+            lambda f: s.map(f, *args, **kwargs),
+            func,
+            _wraps_per_unit(func, engine),
+            f"map({_func_name(func)})",
+            total,
+            options,
+        )
 
 
 def remind_apply(self: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
@@ -208,8 +232,14 @@ def remind_apply(self: Any, func: Any, *args: Any, **kwargs: Any) -> Any:
     ``after=``, ``progress=``, ...); the rest go to pandas and your function."""
     options = _pop_options(kwargs)
     total = int(self.ngroups)
-    return _run(lambda f: self.apply(f, *args, **kwargs), func, _wraps_per_unit(func),
-                f"groupby.apply({_func_name(func)})", total, options)  # fmt: skip
+    return _run(
+        lambda f: self.apply(f, *args, **kwargs),
+        func,
+        _wraps_per_unit(func),
+        f"groupby.apply({_func_name(func)})",
+        total,
+        options,
+    )
 
 
 # -- registration -------------------------------------------------------------------------------
@@ -287,8 +317,11 @@ def _installed_by_hook(module: object) -> None:
     try:
         install()
     except Exception as exc:
-        log.warning("nbremind: the pandas accessors were not added: %s", exc,
-                    exc_info=not isinstance(exc, ImportError))  # fmt: skip
+        log.warning(
+            "nbremind: the pandas accessors were not added: %s",
+            exc,
+            exc_info=not isinstance(exc, ImportError),
+        )
 
 
 class _ImportHook:

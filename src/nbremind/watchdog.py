@@ -172,8 +172,10 @@ def _history(config: Config) -> Any:
         log.warning("nbremind watchdog: the run history cannot be opened: %s", exc)
         return None
     if history is None:
-        log.warning("nbremind watchdog: the run history is off or unusable: "
-                    "the tasks of the dead process are not known")  # fmt: skip
+        log.warning(
+            "nbremind watchdog: the run history is off or unusable: "
+            "the tasks of the dead process are not known"
+        )
     return history
 
 
@@ -188,8 +190,11 @@ def report_death(watched: _Watched, config: Config) -> list[str]:
         names = history.mark_process_died(watched.pid, watched.start, reason, watched.rss)
         if names:
             now = time.time()
-            notices = [_notice(row, reason, watched, now) for row in rows
-                       if row.get("name") in names and _same_process(row, watched)]  # fmt: skip
+            notices = [
+                _notice(row, reason, watched, now)
+                for row in rows
+                if row.get("name") in names and _same_process(row, watched)
+            ]
             _send(notices, config, history)
         return list(names)
     finally:
@@ -279,11 +284,19 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
         description="Watch a process; if it dies while tasks run, mark them failed and notify.",
     )
     parser.add_argument("--pid", type=int, required=True, help="the process to watch")
-    parser.add_argument("--pid-start", type=float, required=True,
-                        help="its start time (psutil create_time), to tell it from a later "
-                             "process with the same pid")  # fmt: skip
-    parser.add_argument("--fd", type=int, default=None,
-                        help="read end of the pipe the process writes 'bye' to at a clean exit")
+    parser.add_argument(
+        "--pid-start",
+        type=float,
+        required=True,
+        help="its start time (psutil create_time), to tell it from a later "
+        "process with the same pid",
+    )
+    parser.add_argument(
+        "--fd",
+        type=int,
+        default=None,
+        help="read end of the pipe the process writes 'bye' to at a clean exit",
+    )
     parser.add_argument("--data-dir", default=None, help="folder of the history/outbox file")
     parser.add_argument("--config-dir", default=None, help="folder of the user settings file")
     parser.add_argument("--cwd", default=None, help="the process's working directory")

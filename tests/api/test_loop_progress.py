@@ -45,8 +45,9 @@ def only(cap: CapturedNotices, event: str) -> Notice:
 # -- a loop feeds the task it runs in ---------------------------------------------------------
 
 
-def test_a_loop_feeds_a_block_its_count_total_eta_and_marks(cap: CapturedNotices,
-                                                            clock: FakeClock) -> None:
+def test_a_loop_feeds_a_block_its_count_total_eta_and_marks(
+    cap: CapturedNotices, clock: FakeClock
+) -> None:
     with remind("train", progress=[0.5]) as task:
         for epoch in track(range(16), name="epochs"):
             clock.advance(1)
@@ -265,11 +266,20 @@ def test_a_progress_notice_states_the_mark_not_the_later_count(cap: CapturedNoti
     assert not any(line.startswith("Progress:") for line in lines)
 
 
-@pytest.mark.parametrize(("mark", "total", "count"), [
-    (0.5, 16, 8), (0.3, 10, 3), (1 / 3, 10, 4), (0.125, 1000, 125), (1.0, 7, 7), (0.01, 3, 1),
-])
-def test_the_count_of_a_mark_is_the_first_that_reaches_it(cap: CapturedNotices, mark: float,
-                                                         total: int, count: int) -> None:
+@pytest.mark.parametrize(
+    ("mark", "total", "count"),
+    [
+        (0.5, 16, 8),
+        (0.3, 10, 3),
+        (1 / 3, 10, 4),
+        (0.125, 1000, 125),
+        (1.0, 7, 7),
+        (0.01, 3, 1),
+    ],
+)
+def test_the_count_of_a_mark_is_the_first_that_reaches_it(
+    cap: CapturedNotices, mark: float, total: int, count: int
+) -> None:
     with remind("m", total=total, progress=[mark]) as task:
         task.set(total)
         cap.session.tick()
@@ -298,8 +308,9 @@ def test_a_script_block_with_a_track_loop_notifies_its_mark() -> None:
         print(json.dumps([[n.title, n.body] for n in memory.notices]))
         """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     notices = json.loads(result.stdout.strip().splitlines()[-1])
     assert [title for title, _ in notices] == ["etl reached 50%", "✓ etl finished"]

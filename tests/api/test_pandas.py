@@ -94,8 +94,12 @@ def _warned(call: Callable[[], Any]) -> tuple[Any, list[tuple[type, str]]]:
     return result, [(type(w.message), str(w.message)) for w in caught]
 
 
-def compare(cap: CapturedNotices, plain: Callable[[Any], Any], tracked: Callable[[Any], Any],
-            fn: Callable[..., Any]) -> Any:  # fmt: skip
+def compare(
+    cap: CapturedNotices,
+    plain: Callable[[Any], Any],
+    tracked: Callable[[Any], Any],
+    fn: Callable[..., Any],
+) -> Any:
     """Run ``plain(f)`` and ``tracked(f)`` with the same function; results, warnings and the
     number of calls must match. Returns the tracked call's task."""
     f_plain, f_tracked = probe(fn), probe(fn)
@@ -149,8 +153,7 @@ FRAME_APPLY = {
 def test_frame_apply_matches_pandas(cap: CapturedNotices, case: str) -> None:
     kwargs, fn = FRAME_APPLY[case]
     df = frame()
-    task = compare(cap, lambda f: df.apply(f, **kwargs), lambda f: df.remind.apply(f, **kwargs),
-                   fn)  # fmt: skip
+    task = compare(cap, lambda f: df.apply(f, **kwargs), lambda f: df.remind.apply(f, **kwargs), fn)
     axis = kwargs.get("axis", 0)
     assert task.total == (len(df) if axis in (1, "columns") else len(df.columns))
 
@@ -197,16 +200,24 @@ def test_frame_apply_bad_axis_raises_what_pandas_raises(cap: CapturedNotices) ->
 def test_frame_apply_on_an_empty_frame(cap: CapturedNotices, axis: int) -> None:
     # pandas calls the function once on an empty Series to see whether it reduces
     for df in (frame().iloc[:0], frame().iloc[:, :0], pd.DataFrame()):
-        task = compare(cap, lambda f, df=df: df.apply(f, axis=axis),
-                       lambda f, df=df: df.remind.apply(f, axis=axis), len)  # fmt: skip
+        task = compare(
+            cap,
+            lambda f, df=df: df.apply(f, axis=axis),
+            lambda f, df=df: df.remind.apply(f, axis=axis),
+            len,
+        )
         assert task.n <= task.total
 
 
 def test_frame_map_matches_pandas(cap: CapturedNotices) -> None:
     df = frame()
     for kwargs in ({}, {"na_action": "ignore"}):
-        task = compare(cap, lambda f, kw=kwargs: df.map(f, **kw),
-                       lambda f, kw=kwargs: df.remind.map(f, **kw), repr)  # fmt: skip
+        task = compare(
+            cap,
+            lambda f, kw=kwargs: df.map(f, **kw),
+            lambda f, kw=kwargs: df.remind.map(f, **kw),
+            repr,
+        )
         assert task.name == "map(repr)"
 
 
@@ -237,8 +248,12 @@ def test_series_apply_matches_pandas(cap: CapturedNotices, column: str, func: st
 def test_series_map_matches_pandas(cap: CapturedNotices, column: str, na_action: Any) -> None:
     s = frame()[column]
     to_text = SERIES_FUNCS["to text"]
-    task = compare(cap, lambda f: s.map(f, na_action=na_action),
-                   lambda f: s.remind.map(f, na_action=na_action), to_text)  # fmt: skip
+    task = compare(
+        cap,
+        lambda f: s.map(f, na_action=na_action),
+        lambda f: s.remind.map(f, na_action=na_action),
+        to_text,
+    )
     if isinstance(s.dtype, pd.CategoricalDtype):
         assert task.total == len(s.cat.categories) + (na_action is None)
     elif na_action == "ignore":
@@ -250,14 +265,16 @@ def test_series_map_matches_pandas(cap: CapturedNotices, column: str, na_action:
 def test_series_apply_options_match_pandas(cap: CapturedNotices) -> None:
     s = frame()["f"]
     for plain, tracked in [
-        (s.apply(lambda x, k, m=1: x * k + m, args=(2,), m=5),
-         s.remind.apply(lambda x, k, m=1: x * k + m, args=(2,), m=5)),
+        (
+            s.apply(lambda x, k, m=1: x * k + m, args=(2,), m=5),
+            s.remind.apply(lambda x, k, m=1: x * k + m, args=(2,), m=5),
+        ),
         (s.apply(lambda x: x.sum(), by_row=False), s.remind.apply(lambda x: x.sum(), by_row=False)),
         (s.apply(np.sqrt), s.remind.apply(np.sqrt)),
         (s.apply("cumsum"), s.remind.apply("cumsum")),
         (s.apply(["min", "max"]), s.remind.apply(["min", "max"])),
         (s.iloc[:0].apply(len), s.iloc[:0].remind.apply(len)),
-    ]:  # fmt: skip
+    ]:
         assert_same(tracked, plain)
     tasks = cap.session.tasks()
     assert [t.state for t in tasks] == [TaskState.SUCCEEDED] * 6
@@ -284,7 +301,7 @@ def sales() -> pd.DataFrame:
     return pd.DataFrame(
         {
             "region": ["n", "s", "n", "e", "s", "n", None, "e"],
-            "kind": pd.Categorical(list("abab" "aaba"), categories=["a", "b", "c"]),
+            "kind": pd.Categorical(list("ababaaba"), categories=["a", "b", "c"]),
             "qty": [1, 2, 3, 4, 5, 6, 7, 8],
             "price": [1.5, 2.0, np.nan, 4.0, 0.5, 1.0, 3.0, 2.5],
         }
@@ -345,14 +362,19 @@ def test_groupby_remind_apply_args_strings_and_no_groups(cap: CapturedNotices) -
     assert_same(s_gb.remind_apply(np.sum), s_gb.apply(np.sum))
     tasks = cap.session.tasks()
     assert [(t.state, t.n, t.total) for t in tasks] == [
-        (TaskState.SUCCEEDED, 3, 3), (TaskState.SUCCEEDED, 3, 3),
-        (TaskState.SUCCEEDED, 0, 0), (TaskState.SUCCEEDED, 0, 0),
         (TaskState.SUCCEEDED, 3, 3),
-    ]  # fmt: skip
+        (TaskState.SUCCEEDED, 3, 3),
+        (TaskState.SUCCEEDED, 0, 0),
+        (TaskState.SUCCEEDED, 0, 0),
+        (TaskState.SUCCEEDED, 3, 3),
+    ]
     assert [t.name for t in tasks] == [
-        "groupby.apply(<lambda>)", "groupby.apply('sum')", "groupby.apply(<lambda>)",
-        "groupby.apply(sum)", "groupby.apply(sum)",
-    ]  # fmt: skip
+        "groupby.apply(<lambda>)",
+        "groupby.apply('sum')",
+        "groupby.apply(<lambda>)",
+        "groupby.apply(sum)",
+        "groupby.apply(sum)",
+    ]
 
 
 def test_groupby_include_groups_is_passed_to_pandas(cap: CapturedNotices) -> None:
@@ -380,12 +402,19 @@ def test_default_names_say_what_ran(cap: CapturedNotices) -> None:
     df.groupby("b").remind_apply(len)
     df.remind.apply(score, axis=1, name="")
     assert [t.name for t in cap.session.tasks()] == [
-        "apply(score)", "map(max)", "apply(str)", "groupby.apply(len)", "apply(score)",
-    ]  # fmt: skip
+        "apply(score)",
+        "map(max)",
+        "apply(str)",
+        "groupby.apply(len)",
+        "apply(score)",
+    ]
     assert cap.titles() == [
-        "✓ apply(score) finished", "✓ map(max) finished", "✓ apply(str) finished",
-        "✓ groupby.apply(len) finished", "✓ apply(score) finished",
-    ]  # fmt: skip
+        "✓ apply(score) finished",
+        "✓ map(max) finished",
+        "✓ apply(str) finished",
+        "✓ groupby.apply(len) finished",
+        "✓ apply(score) finished",
+    ]
 
 
 def test_remind_options_are_taken_as_keywords(cap: CapturedNotices) -> None:
@@ -394,9 +423,20 @@ def test_remind_options_are_taken_as_keywords(cap: CapturedNotices) -> None:
     def check(task: Any) -> bool:
         return False
 
-    df.remind.apply(lambda r: r["i"], axis=1, name="score", after="10m", every="1m",
-                    progress=[0.5], mem="8GB", timeout="1h", on=["failure"],
-                    channels=["memory"], min_duration="2s", when=check)  # fmt: skip
+    df.remind.apply(
+        lambda r: r["i"],
+        axis=1,
+        name="score",
+        after="10m",
+        every="1m",
+        progress=[0.5],
+        mem="8GB",
+        timeout="1h",
+        on=["failure"],
+        channels=["memory"],
+        min_duration="2s",
+        when=check,
+    )
     [task] = cap.session.tasks()
     o = task.options
     assert task.name == "score"
@@ -567,8 +607,13 @@ def test_old_pandas_gets_a_clear_import_error(monkeypatch: pytest.MonkeyPatch) -
 
 def _run(code: str) -> dict[str, Any]:
     """Run ``code`` in a fresh interpreter; it prints one JSON object last."""
-    result = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True,
-                            text=True, timeout=120, cwd=ROOT)  # fmt: skip
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+    )
     assert result.returncode == 0, result.stderr
     out: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
     out["stderr"] = result.stderr
@@ -703,8 +748,9 @@ def test_import_hook_runs_once_after_the_module_and_leaves_no_trace(
     assert seen == [42]
     assert hook not in sys.meta_path
     assert module.__spec__.loader is module.__loader__
-    assert type(module.__loader__) is (_SlottedLoader if slotted else
-                                       importlib.machinery.SourceFileLoader)  # fmt: skip
+    assert type(module.__loader__) is (
+        _SlottedLoader if slotted else importlib.machinery.SourceFileLoader
+    )
     assert "exec_module" not in getattr(module.__loader__, "__dict__", {})
 
 

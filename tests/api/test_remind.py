@@ -102,8 +102,9 @@ def test_a_reminder_can_be_entered_again(cap: CapturedNotices) -> None:
 
 def test_explicit_session() -> None:
     channel = MemoryChannel()
-    session = Session(Config(channels=("memory",)), channels={"memory": channel},
-                      tick_interval=None)
+    session = Session(
+        Config(channels=("memory",)), channels={"memory": channel}, tick_interval=None
+    )
     try:
         with capture_notices() as cap:
             with remind("etl", session=session) as task:
@@ -420,8 +421,9 @@ def test_one_reminder_entered_by_concurrent_coroutines_ends_the_right_tasks() ->
                     raise ValueError("second")
 
         async def main() -> None:
-            results = await asyncio.gather(worker(0.05, False), worker(0.01, True),
-                                           return_exceptions=True)
+            results = await asyncio.gather(
+                worker(0.05, False), worker(0.01, True), return_exceptions=True
+            )
             assert isinstance(results[1], ValueError)
 
         asyncio.run(main())

@@ -55,8 +55,9 @@ def make_bar(cls: Any, null: Any, **kwargs: Any) -> Any:
     return cls(file=null, **kwargs)
 
 
-@pytest.mark.parametrize("cls", [std_tqdm, auto_tqdm, notebook_tqdm],
-                         ids=["tqdm", "tqdm.auto", "tqdm.notebook"])
+@pytest.mark.parametrize(
+    "cls", [std_tqdm, auto_tqdm, notebook_tqdm], ids=["tqdm", "tqdm.auto", "tqdm.notebook"]
+)
 def test_a_bar_feeds_a_block(cap: CapturedNotices, null: Any, cls: Any) -> None:
     with remind("train") as task:
         bar = make_bar(cls, null, total=40)
@@ -70,8 +71,9 @@ def test_a_bar_feeds_a_block(cap: CapturedNotices, null: Any, cls: Any) -> None:
     assert (task.state, task.n, task.total) == (TaskState.SUCCEEDED, 30, 40)
 
 
-def test_a_loop_bar_feeds_progress_marks_and_eta(cap: CapturedNotices, clock: FakeClock,
-                                                 null: Any) -> None:
+def test_a_loop_bar_feeds_progress_marks_and_eta(
+    cap: CapturedNotices, clock: FakeClock, null: Any
+) -> None:
     with remind("train", progress=[0.5]) as task:
         for _ in std_tqdm(range(10), file=null, mininterval=0):
             clock.advance(1)
@@ -196,8 +198,7 @@ def test_tasks_that_count_themselves_are_not_fed(cap: CapturedNotices, null: Any
     assert tracked.task is not None and (tracked.task.n, tracked.task.total) == (1, 5)
 
 
-def test_tqdm_lock_held_elsewhere_does_not_block_the_tick(cap: CapturedNotices,
-                                                          null: Any) -> None:
+def test_tqdm_lock_held_elsewhere_does_not_block_the_tick(cap: CapturedNotices, null: Any) -> None:
     lock = std_tqdm.get_lock()
     holding, release = threading.Event(), threading.Event()
 
@@ -240,8 +241,9 @@ def test_pickup_needs_no_tqdm_import() -> None:
         print(json.dumps(sorted(m for m in sys.modules if m.split(".")[0] == "tqdm")))
         """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 

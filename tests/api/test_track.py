@@ -79,8 +79,12 @@ def test_totals_and_counts(cap: CapturedNotices, iterable: Any, total: int) -> N
     if expected is not None:
         assert got == expected
     task = _task(tracked)
-    assert (task.kind, task.state, task.n, task.total) == ("loop", TaskState.SUCCEEDED, total,
-                                                           total)
+    assert (task.kind, task.state, task.n, task.total) == (
+        "loop",
+        TaskState.SUCCEEDED,
+        total,
+        total,
+    )
     assert task.progress == 1.0
     assert cap.titles() == ["✓ items finished"]
 
@@ -117,8 +121,9 @@ def test_a_dataframe_counts_its_columns(cap: CapturedNotices) -> None:
     assert (_task(tracked).n, _task(tracked).total) == (3, 3)
 
 
-@pytest.mark.parametrize("make", [lambda: list(range(100)), lambda: numbers(100)],
-                         ids=["hint-path", "counting-path"])
+@pytest.mark.parametrize(
+    "make", [lambda: list(range(100)), lambda: numbers(100)], ids=["hint-path", "counting-path"]
+)
 def test_n_is_exact_while_the_loop_runs(cap: CapturedNotices, make: Any) -> None:
     tracked = track(make())
     for i, _ in enumerate(tracked):
@@ -166,8 +171,9 @@ def test_default_names(cap: CapturedNotices) -> None:
 # -- how a loop ends -----------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("make", [lambda: list(range(10)), lambda: numbers(10)],
-                         ids=["hint-path", "counting-path"])
+@pytest.mark.parametrize(
+    "make", [lambda: list(range(10)), lambda: numbers(10)], ids=["hint-path", "counting-path"]
+)
 def test_break_succeeds_with_the_partial_count(cap: CapturedNotices, make: Any) -> None:
     tracked = track(make(), name="partial")
     for x in tracked:
@@ -213,8 +219,10 @@ def test_exception_in_the_body_fails_the_loop(cap: CapturedNotices) -> None:
     loop = _task(tracked)
     assert loop.parent is block
     assert (loop.state, loop.n) == (TaskState.FAILED, 2)
-    assert loop.error is not None and (loop.error.type, loop.error.message) == ("Boom",
-                                                                                "row 2 is bad")
+    assert loop.error is not None and (loop.error.type, loop.error.message) == (
+        "Boom",
+        "row 2 is bad",
+    )
     assert block.state is TaskState.FAILED
     assert loop.end_mono is not None and block.end_mono is not None
     assert cap.titles() == ["✗ etl failed"]  # the loop inside the block leaves it the end notice
@@ -337,15 +345,18 @@ def test_loop_failure_chained_into_the_blocks_exception(cap: CapturedNotices) ->
             raise RuntimeError("load failed") from exc
     loop = _task(tracked)
     assert loop.state is TaskState.FAILED
-    assert loop.error is not None and (loop.error.type, loop.error.message) == ("Boom",
-                                                                                "root cause")
+    assert loop.error is not None and (loop.error.type, loop.error.message) == (
+        "Boom",
+        "root cause",
+    )
 
 
 # -- a pending end, settled by evidence or after the window -------------------------------------
 
 
-def test_explicit_close_succeeds_after_the_settle_window(cap: CapturedNotices,
-                                                        clock: FakeClock) -> None:
+def test_explicit_close_succeeds_after_the_settle_window(
+    cap: CapturedNotices, clock: FakeClock
+) -> None:
     tracked = track(numbers(10), name="closed")
     it = iter(tracked)
     next(it)
@@ -406,8 +417,9 @@ def test_settle_pending_with_an_unrelated_exception(cap: CapturedNotices) -> Non
     assert _task(tracked).state is TaskState.SUCCEEDED
 
 
-def test_the_window_waits_while_the_exception_is_being_handled(cap: CapturedNotices,
-                                                              clock: FakeClock) -> None:
+def test_the_window_waits_while_the_exception_is_being_handled(
+    cap: CapturedNotices, clock: FakeClock
+) -> None:
     tracked = track([1, 2, 3])
     try:
         for x in tracked:
@@ -423,8 +435,9 @@ def test_the_window_waits_while_the_exception_is_being_handled(cap: CapturedNoti
     assert _task(tracked).state is TaskState.SUCCEEDED
 
 
-def test_the_last_uncaught_exception_is_evidence(cap: CapturedNotices, clock: FakeClock,
-                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_last_uncaught_exception_is_evidence(
+    cap: CapturedNotices, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     tracked = track([1, 2, 3])
     try:
         for x in tracked:
@@ -476,8 +489,9 @@ def test_excepthooks_are_installed_only_while_a_loop_is_pending(cap: CapturedNot
     assert sys.excepthook is sys_hook and threading.excepthook is thread_hook
 
 
-def test_the_excepthook_chains_to_the_previous_one(cap: CapturedNotices,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_excepthook_chains_to_the_previous_one(
+    cap: CapturedNotices, monkeypatch: pytest.MonkeyPatch
+) -> None:
     seen: list[BaseException] = []
     monkeypatch.setattr(sys, "excepthook", lambda t, e, tb: seen.append(e))
     tracked = track([1, 2])
@@ -492,8 +506,9 @@ def test_the_excepthook_chains_to_the_previous_one(cap: CapturedNotices,
 
 def test_uncaught_exceptions_in_a_script_and_a_thread(tmp_path: Path) -> None:
     script = tmp_path / "etl.py"
-    script.write_text(textwrap.dedent(
-        """
+    script.write_text(
+        textwrap.dedent(
+            """
         import atexit, json, threading
         from nbremind import Session, track
         from nbremind.channels.memory import MemoryChannel
@@ -524,9 +539,11 @@ def test_uncaught_exceptions_in_a_script_and_a_thread(tmp_path: Path) -> None:
             if x == 3:
                 raise ValueError("row 3 is bad")
         """
-    ))
-    result = subprocess.run([sys.executable, str(script)], capture_output=True, text=True,
-                            timeout=60, cwd=tmp_path)
+        )
+    )
+    result = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=60, cwd=tmp_path
+    )
     assert result.returncode == 1, result.stderr
     assert "ValueError: row 3 is bad" in result.stderr  # the usual traceback, still printed
     assert "RuntimeError: thread broke" in result.stderr
@@ -602,8 +619,9 @@ def test_exception_in_an_inner_loop_fails_both_loops(cap: CapturedNotices) -> No
         ({"total": 2.5}, "track\\(\\): total"),
     ],
 )
-def test_bad_options_raise_before_the_loop(cap: CapturedNotices, kwargs: dict[str, Any],
-                                           match: str) -> None:
+def test_bad_options_raise_before_the_loop(
+    cap: CapturedNotices, kwargs: dict[str, Any], match: str
+) -> None:
     started = []
 
     def rows() -> Iterator[int]:
@@ -644,8 +662,9 @@ def test_after_and_timeout_from_a_loop(cap: CapturedNotices, clock: FakeClock) -
     assert cap.events() == ["after", "timeout", "timeout"]
 
 
-def test_interrupt_at_timeout_inside_the_iterable(cap: CapturedNotices, clock: FakeClock,
-                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_interrupt_at_timeout_inside_the_iterable(
+    cap: CapturedNotices, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
     task_box: list[Task] = []
 
     def interrupt(task: Task) -> None:  # instead of a real SIGINT to this thread
@@ -675,8 +694,9 @@ def test_an_explicit_session(clock: FakeClock) -> None:
         assert other.notices == []
 
 
-def test_nbremind_trouble_never_stops_the_loop(cap: CapturedNotices,
-                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_nbremind_trouble_never_stops_the_loop(
+    cap: CapturedNotices, monkeypatch: pytest.MonkeyPatch
+) -> None:
     def broken(task: Task) -> None:
         raise RuntimeError("nbremind bug")
 
@@ -703,6 +723,7 @@ def test_advance_and_set(cap: CapturedNotices) -> None:
 
 def test_advance_from_many_threads(cap: CapturedNotices) -> None:
     with remind("etl") as task:
+
         def work() -> None:
             for i in range(20_000):
                 task.advance(1 if i % 2 else 3)
@@ -742,8 +763,7 @@ def test_chunk_reader_progress_in_bytes(cap: CapturedNotices, csv_path: Path) ->
     positions = [n for n, _ in seen]
     assert positions == sorted(positions)
     task = _task(tracked)
-    assert (task.state, task.n, task.total, task.progress) == (TaskState.SUCCEEDED, size, size,
-                                                               1.0)
+    assert (task.state, task.n, task.total, task.progress) == (TaskState.SUCCEEDED, size, size, 1.0)
     assert task.snapshot().unit == "B" and task.metrics["rows"] == 50_000
 
 
@@ -771,8 +791,9 @@ def test_chunk_reader_with_nrows_counts_rows(cap: CapturedNotices, csv_path: Pat
     assert task.metrics["bytes"] > 0
 
 
-def test_chunk_reader_with_an_explicit_total_counts_rows(cap: CapturedNotices,
-                                                        csv_path: Path) -> None:
+def test_chunk_reader_with_an_explicit_total_counts_rows(
+    cap: CapturedNotices, csv_path: Path
+) -> None:
     import pandas as pd
 
     tracked = track(pd.read_csv(csv_path, chunksize=20_000), total=50_000, progress=[0.5])
@@ -824,8 +845,9 @@ def test_a_tracked_loop_imports_nothing_heavy() -> None:
         print(json.dumps(sorted(m for m in heavy if m in sys.modules)))
         """
     )
-    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                            timeout=60)
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 0, result.stderr
     assert json.loads(result.stdout.strip().splitlines()[-1]) == []
 
@@ -868,11 +890,14 @@ def test_a_failing_loop_in_a_remind_cell(remind_kernel: Any) -> None:
 @pytest.mark.kernel
 def test_loops_in_plain_cells(remind_kernel: Any) -> None:
     k = remind_kernel
-    k.ok("from nbremind import track\nfor x in track(range(10), name='head'):\n"
-         "    if x == 2:\n        break\n")
+    k.ok(
+        "from nbremind import track\nfor x in track(range(10), name='head'):\n"
+        "    if x == 2:\n        break\n"
+    )
     assert k.titles() == ["✓ head finished"]
-    r = k.run("for x in track(range(10), name='rows'):\n    if x == 3:\n"
-              "        raise KeyError(x)\n")
+    r = k.run(
+        "for x in track(range(10), name='rows'):\n    if x == 3:\n        raise KeyError(x)\n"
+    )
     assert r.status == "error"
     # settled by the cell's end (post_run_cell) or, at the latest, by the next tick after
     # the settle window, from the error IPython recorded

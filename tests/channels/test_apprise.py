@@ -8,7 +8,7 @@ import asyncio
 import pytest
 
 from _require import missing
-from _servers import Reply, ScriptedHTTPServer, http_server  # noqa: F401
+from _servers import Reply, ScriptedHTTPServer
 from nbremind import Config, TaskState
 from nbremind.channels import make_channel
 from nbremind.core.notice import Notice, make_notice
@@ -50,7 +50,7 @@ def _deliver(config: Config) -> tuple[Dispatcher, list[float]]:
 
 
 def test_a_json_url_is_delivered_to_the_local_server(
-    http_server: ScriptedHTTPServer,  # noqa: F811
+    http_server: ScriptedHTTPServer,
 ) -> None:
     url = f"json://127.0.0.1:{http_server.port}/apprise"
     dispatcher, _ = _deliver(Config(channels=(url,)))
@@ -64,7 +64,7 @@ def test_a_json_url_is_delivered_to_the_local_server(
 
 
 def test_an_apprise_failure_is_retried_and_recorded(
-    http_server: ScriptedHTTPServer,  # noqa: F811
+    http_server: ScriptedHTTPServer,
 ) -> None:
     http_server.script = [Reply(500), Reply(500)]
     url = f"json://127.0.0.1:{http_server.port}/apprise"

@@ -107,8 +107,13 @@ def test_a_notice_is_one_message_to_each_widget_with_an_open_view() -> None:
 
     run(channel.send(notice))
 
-    expected = {"type": "notify", "id": notice.id, "title": f"✓ {EVIL} finished",
-                "body": notice.body, "urgency": "normal"}  # fmt: skip
+    expected = {
+        "type": "notify",
+        "id": notice.id,
+        "title": f"✓ {EVIL} finished",
+        "body": notice.body,
+        "urgency": "normal",
+    }
     assert panel.sent == [expected] and line.sent == [expected]
     assert closed.sent == []
     assert notify_message(notice) == expected
@@ -225,8 +230,12 @@ class NoDesktop(NullChannel):
 
 def test_the_default_choice_skips_a_browser_that_blocks_notifications() -> None:
     connection = BrowserConnection()
-    session = Session(Config(), clock=FakeClock(), tick_interval=None, channels={
-        "desktop": NoDesktop(), "browser": BrowserChannel(connection)})  # fmt: skip
+    session = Session(
+        Config(),
+        clock=FakeClock(),
+        tick_interval=None,
+        channels={"desktop": NoDesktop(), "browser": BrowserChannel(connection)},
+    )
     widget = Widget()
     try:
         connection.hello(widget, "v1", "denied")
@@ -317,8 +326,11 @@ def test_after_bye_the_browser_is_unavailable_again(kernel_factory: KernelFactor
 
 def updated_lines(messages: list[dict[str, Any]]) -> list[str]:
     """The ``text/plain`` of every ``update_display_data`` among ``messages``."""
-    return [m["content"]["data"].get("text/plain", "") for m in messages
-            if m["msg_type"] == "update_display_data"]  # fmt: skip
+    return [
+        m["content"]["data"].get("text/plain", "")
+        for m in messages
+        if m["msg_type"] == "update_display_data"
+    ]
 
 
 @pytest.mark.kernel
@@ -373,21 +385,33 @@ def test_remind_test_browser_gives_the_reason_when_notifications_are_blocked(
     assert tried.stdout.splitlines() == [f"browser: unavailable: {reason}"]
     assert browser_line(status) == f"  channel browser: unavailable: {reason}"
     assert "  browser notification permission: blocked in the browser's site settings" in (
-        status.splitlines())  # fmt: skip
+        status.splitlines()
+    )
     assert "default channels: desktop" in status and reason in status
     assert tap.custom(comm) == []  # nothing was sent to a page that cannot show it
 
     # allowed with the panel's button (its view reports with a key of its own)
-    send_to_widget(k, comm, {"method": "custom", "content": {
-        "type": "permission", "view": "button-view", "permission": "granted"}})  # fmt: skip
+    send_to_widget(
+        k,
+        comm,
+        {
+            "method": "custom",
+            "content": {"type": "permission", "view": "button-view", "permission": "granted"},
+        },
+    )
     allowed = k.ok("%remind test browser")
     assert allowed.displays == [f"browser: {SENT_WAITING}"]
 
 
 # -- the page: one notification per notice id ------------------------------------------------------
 
-NOTIFY = {"type": "notify", "id": "123-4:success:end", "title": "✓ train finished",
-          "body": "Took 4.0 s\nanalysis.ipynb on host", "urgency": "normal"}  # fmt: skip
+NOTIFY = {
+    "type": "notify",
+    "id": "123-4:success:end",
+    "title": "✓ train finished",
+    "body": "Took 4.0 s\nanalysis.ipynb on host",
+    "urgency": "normal",
+}
 
 
 @pytest.mark.browser
@@ -404,15 +428,19 @@ def test_two_views_of_one_notebook_raise_one_notification(widget_page: Any) -> N
     page.evaluate("(msg) => { window.__models[window.p].custom(msg); }", NOTIFY)  # a repeat
 
     made = page.evaluate("() => window.__notifications")
-    assert made == [{"title": "✓ train finished",
-                     "options": {"body": NOTIFY["body"], "tag": NOTIFY["id"]}}]  # fmt: skip
+    assert made == [
+        {"title": "✓ train finished", "options": {"body": NOTIFY["body"], "tag": NOTIFY["id"]}}
+    ]
 
-    page.evaluate("(msg) => window.__models[window.s].custom(msg)",
-                  {**NOTIFY, "id": "123-5:failure:end", "title": "✗ load failed"})
+    page.evaluate(
+        "(msg) => window.__models[window.s].custom(msg)",
+        {**NOTIFY, "id": "123-5:failure:end", "title": "✗ load failed"},
+    )
     assert [n["title"] for n in page.evaluate("() => window.__notifications")] == [
-        "✓ train finished", "✗ load failed"]  # fmt: skip
-    assert page.evaluate("() => [...window.__nbremindSeen]") == [NOTIFY["id"],
-                                                                  "123-5:failure:end"]
+        "✓ train finished",
+        "✗ load failed",
+    ]
+    assert page.evaluate("() => [...window.__nbremindSeen]") == [NOTIFY["id"], "123-5:failure:end"]
     # the model that raised each one tells the kernel it was shown (once per id in the page)
     answers = page.evaluate("""() => window.__models.map(
       (m) => m.sent.filter((x) => x.type === 'shown').map((x) => [x.id, x.ok]))""")
@@ -435,7 +463,8 @@ def test_no_notification_without_permission_and_other_messages_ignored(widget_pa
     answers = page.evaluate("""() => window.__models[window.p].sent
       .filter((x) => x.type === 'shown')""")
     assert [(a["id"], a["ok"], a["permission"]) for a in answers] == [
-        (NOTIFY["id"], False, "default")]  # fmt: skip
+        (NOTIFY["id"], False, "default")
+    ]
 
 
 @pytest.mark.browser
@@ -468,5 +497,4 @@ def test_a_status_line_without_a_view_still_raises_notifications(widget_page: An
     }""")
     page.evaluate("(msg) => window.__models[window.s].custom(msg)", NOTIFY)
 
-    assert [n["title"] for n in page.evaluate("() => window.__notifications")] == [
-        NOTIFY["title"]]  # fmt: skip
+    assert [n["title"] for n in page.evaluate("() => window.__notifications")] == [NOTIFY["title"]]

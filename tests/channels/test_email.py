@@ -8,7 +8,7 @@ from collections.abc import Callable
 
 import pytest
 
-from _servers import SmtpServer, TlsCert, smtp_factory, tls_cert  # noqa: F401
+from _servers import SmtpServer, TlsCert
 from nbremind import Config, TaskState
 from nbremind.channels import ChannelError, make_channel
 from nbremind.channels.email import EmailChannel
@@ -44,7 +44,7 @@ def _deliver(config: Config) -> tuple[Dispatcher, list[float]]:
     return dispatcher, slept
 
 
-def test_plain_smtp_delivers_subject_and_body(smtp_factory: Factory) -> None:  # noqa: F811
+def test_plain_smtp_delivers_subject_and_body(smtp_factory: Factory) -> None:
     server = smtp_factory()
     url = f"smtp://{server.host}:{server.port}?starttls=no&to=me@example.org&from=nb@example.org"
     dispatcher, _ = _deliver(Config(channels=(url,)))
@@ -57,16 +57,20 @@ def test_plain_smtp_delivers_subject_and_body(smtp_factory: Factory) -> None:  #
 
 
 def test_starttls_with_a_self_signed_certificate_and_login(
-    smtp_factory: Factory, tls_cert: TlsCert,  # noqa: F811
+    smtp_factory: Factory,
+    tls_cert: TlsCert,
 ) -> None:
     server = smtp_factory(starttls=tls_cert.server_context, users={"ann": "pa ss"})
     config = Config().updated(
         channels=["mail"],
-        channel_defs={"mail": {
-            "url": f"smtp://ann:pa%20ss@127.0.0.1:{server.port}?cafile={tls_cert.cafile}",
-            "to": ["ann@example.org", "ops@example.org"], "from": "nbremind@example.org",
-            "templates": {"failure": {"title": "[{host}] {name} {state}"}},
-        }},
+        channel_defs={
+            "mail": {
+                "url": f"smtp://ann:pa%20ss@127.0.0.1:{server.port}?cafile={tls_cert.cafile}",
+                "to": ["ann@example.org", "ops@example.org"],
+                "from": "nbremind@example.org",
+                "templates": {"failure": {"title": "[{host}] {name} {state}"}},
+            }
+        },
     )
     dispatcher, _ = _deliver(config)
     (message,) = server.wait_for(1)
@@ -80,7 +84,7 @@ def test_starttls_with_a_self_signed_certificate_and_login(
 
 
 @pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")  # it is TLS
-def test_implicit_tls(smtp_factory: Factory, tls_cert: TlsCert) -> None:  # noqa: F811
+def test_implicit_tls(smtp_factory: Factory, tls_cert: TlsCert) -> None:
     server = smtp_factory(implicit_tls=tls_cert.server_context, users={"ann": "secret1"})
     url = f"smtps://ann:secret1@127.0.0.1:{server.port}?to=a@example.org&cafile={tls_cert.cafile}"
     dispatcher, _ = _deliver(Config(channels=(url,)))
@@ -90,19 +94,25 @@ def test_implicit_tls(smtp_factory: Factory, tls_cert: TlsCert) -> None:  # noqa
 
 
 def test_an_untrusted_certificate_is_refused_not_retried(
-    smtp_factory: Factory, tls_cert: TlsCert,  # noqa: F811
+    smtp_factory: Factory,
+    tls_cert: TlsCert,
 ) -> None:
     server = smtp_factory(starttls=tls_cert.server_context)
     dispatcher, slept = _deliver(
-        Config(channels=(f"smtp://127.0.0.1:{server.port}?to=a@example.org",)))
+        Config(channels=(f"smtp://127.0.0.1:{server.port}?to=a@example.org",))
+    )
     (delivery,) = dispatcher.deliveries
-    assert not delivery.ok and "TLS" in delivery.error and "CERTIFICATE_VERIFY_FAILED" in (
-        delivery.error)
+    assert (
+        not delivery.ok
+        and "TLS" in delivery.error
+        and "CERTIFICATE_VERIFY_FAILED" in (delivery.error)
+    )
     assert delivery.attempts == 1 and slept == [] and server.messages == []
 
 
 def test_a_refused_login_is_not_retried_and_the_password_never_shows(
-    smtp_factory: Factory, tls_cert: TlsCert,  # noqa: F811
+    smtp_factory: Factory,
+    tls_cert: TlsCert,
 ) -> None:
     server = smtp_factory(starttls=tls_cert.server_context, users={"ann": "right-pass"})
     url = f"smtp://ann:wrong-pass@127.0.0.1:{server.port}?to=a@example.org&cafile={tls_cert.cafile}"
@@ -115,7 +125,7 @@ def test_a_refused_login_is_not_retried_and_the_password_never_shows(
 
 
 def test_server_without_starttls_is_refused_unless_asked(
-    smtp_factory: Factory,  # noqa: F811
+    smtp_factory: Factory,
 ) -> None:
     server = smtp_factory()
     dispatcher, _ = _deliver(Config(channels=(f"smtp://127.0.0.1:{server.port}?to=a@x.org",)))
@@ -123,7 +133,7 @@ def test_server_without_starttls_is_refused_unless_asked(
     assert server.messages == []
 
 
-def test_smtp_4xx_is_retried_5xx_is_not(smtp_factory: Factory) -> None:  # noqa: F811
+def test_smtp_4xx_is_retried_5xx_is_not(smtp_factory: Factory) -> None:
     server = smtp_factory()
     url = f"smtp://127.0.0.1:{server.port}?starttls=no&to=a@example.org"
     server.recorder.rcpt_replies = ["450 4.2.1 mailbox busy"]
@@ -157,7 +167,10 @@ def test_email_urls_are_validated() -> None:
     with pytest.raises(ValueError, match="starttls='maybe'"):
         make_channel("smtp://mail.example.org?to=a@x.org&starttls=maybe")
     assert EmailChannel("smtp://h?to=a@x.org&to=b@x.org,c@x.org").to == (
-        "a@x.org", "b@x.org", "c@x.org")
+        "a@x.org",
+        "b@x.org",
+        "c@x.org",
+    )
     channel = make_channel("smtps://u:pw1234@mail.example.org?to=a@x.org")
     assert isinstance(channel, EmailChannel) and channel.port == 465 and channel.implicit_tls
     assert "pw1234" not in channel.name

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from _servers import HANG, Reply, ScriptedHTTPServer, http_server  # noqa: F401
+from _servers import HANG, Reply, ScriptedHTTPServer
 from nbremind import Config, Session, TaskState, remind
 from nbremind.channels import make_channel
 from nbremind.channels.webhook import PAYLOAD_VERSION, SIGNATURE_HEADER
@@ -34,8 +34,9 @@ class FakeTime:
         self.clock.advance(seconds)
 
     def backoff(self) -> Backoff:
-        return Backoff(base=0.5, cap=30, clock=self.clock.monotonic, sleep=self.sleep,
-                       random=lambda: 1.0)
+        return Backoff(
+            base=0.5, cap=30, clock=self.clock.monotonic, sleep=self.sleep, random=lambda: 1.0
+        )
 
 
 def _notice(event: str = "success", name: str = "etl") -> Notice:
@@ -66,11 +67,16 @@ def sessions() -> Iterator[list[Session]]:
         session.close(timeout=1)
 
 
-def test_payload_is_versioned_and_signed(http_server: ScriptedHTTPServer) -> None:  # noqa: F811
+def test_payload_is_versioned_and_signed(http_server: ScriptedHTTPServer) -> None:
     config = Config().updated(
         channels=["team"],
-        channel_defs={"team": {"url": http_server.url("/hook"), "secret": "s3cret-key",
-                               "headers": {"X-Team": "ml"}}},
+        channel_defs={
+            "team": {
+                "url": http_server.url("/hook"),
+                "secret": "s3cret-key",
+                "headers": {"X-Team": "ml"},
+            }
+        },
     )
     notice = _notice("failure")
     dispatcher = _deliver(config, notice, FakeTime())
@@ -97,7 +103,7 @@ def test_payload_is_versioned_and_signed(http_server: ScriptedHTTPServer) -> Non
 
 
 def test_500_then_200_is_delivered_once_after_a_backoff(
-    http_server: ScriptedHTTPServer,  # noqa: F811
+    http_server: ScriptedHTTPServer,
 ) -> None:
     http_server.script = [Reply(500), Reply(200)]
     fake = FakeTime()
@@ -111,17 +117,16 @@ def test_500_then_200_is_delivered_once_after_a_backoff(
     assert delivery.ok and delivery.attempts == 2
 
 
-def test_429_retry_after_is_honoured(http_server: ScriptedHTTPServer) -> None:  # noqa: F811
+def test_429_retry_after_is_honoured(http_server: ScriptedHTTPServer) -> None:
     http_server.script = [Reply(429, {"Retry-After": "7"}), Reply(503), Reply(200)]
     fake = FakeTime()
-    dispatcher = _deliver(Config(channels=(http_server.url(),), retry_max_time=60), _notice(),
-                          fake)
+    dispatcher = _deliver(Config(channels=(http_server.url(),), retry_max_time=60), _notice(), fake)
     assert len(http_server.wait_for(3)) == 3
     assert fake.slept == [7.0, 1.0]  # the server's 7 s, then the second backoff window
     assert dispatcher.deliveries[-1].ok and dispatcher.deliveries[-1].attempts == 3
 
 
-def test_400_is_not_retried_and_recorded(http_server: ScriptedHTTPServer) -> None:  # noqa: F811
+def test_400_is_not_retried_and_recorded(http_server: ScriptedHTTPServer) -> None:
     http_server.script = [Reply(400, body=b"bad payload")]
     fake = FakeTime()
     dispatcher = _deliver(Config(channels=(http_server.url(),)), _notice(), fake)
@@ -131,11 +136,10 @@ def test_400_is_not_retried_and_recorded(http_server: ScriptedHTTPServer) -> Non
     assert delivery.error == "ChannelError: webhook answered HTTP 400 Bad Request"
 
 
-def test_retries_stop_at_the_attempt_bound(http_server: ScriptedHTTPServer) -> None:  # noqa: F811
+def test_retries_stop_at_the_attempt_bound(http_server: ScriptedHTTPServer) -> None:
     http_server.script = [Reply(502)] * 5
     fake = FakeTime()
-    dispatcher = _deliver(Config(channels=(http_server.url(),), retry_attempts=3), _notice(),
-                          fake)
+    dispatcher = _deliver(Config(channels=(http_server.url(),), retry_attempts=3), _notice(), fake)
     assert len(http_server.requests) == 3 and fake.slept == [0.5, 1.0]
     (delivery,) = dispatcher.deliveries
     assert not delivery.ok and delivery.attempts == 3
@@ -143,7 +147,8 @@ def test_retries_stop_at_the_attempt_bound(http_server: ScriptedHTTPServer) -> N
 
 
 def test_a_server_that_never_answers_times_out_without_blocking_user_code(
-    http_server: ScriptedHTTPServer, sessions: list[Session],  # noqa: F811
+    http_server: ScriptedHTTPServer,
+    sessions: list[Session],
 ) -> None:
     http_server.script = [HANG, HANG]
     url = http_server.url()
@@ -164,7 +169,8 @@ def test_a_server_that_never_answers_times_out_without_blocking_user_code(
 
 
 def test_secrets_in_urls_never_reach_records_or_logs(
-    http_server: ScriptedHTTPServer, caplog: pytest.LogCaptureFixture,  # noqa: F811
+    http_server: ScriptedHTTPServer,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     token, password = "tok-1234567890", "hunter22"
     url = f"http://bob:{password}@127.0.0.1:{http_server.port}/hook?token={token}"
@@ -189,14 +195,17 @@ def test_secrets_in_urls_never_reach_records_or_logs(
 
 
 def test_named_channel_on_filter_and_templates(
-    http_server: ScriptedHTTPServer,  # noqa: F811
+    http_server: ScriptedHTTPServer,
 ) -> None:
     config = Config().updated(
         channels=["memory", "alerts"],
-        channel_defs={"alerts": {
-            "url": http_server.url("/alerts"), "on": ["failure"],
-            "templates": {"failure": {"title": "ALERT {name}: {error}"}},
-        }},
+        channel_defs={
+            "alerts": {
+                "url": http_server.url("/alerts"),
+                "on": ["failure"],
+                "templates": {"failure": {"title": "ALERT {name}: {error}"}},
+            }
+        },
     )
     dispatcher = _deliver(config, _notice("success"), FakeTime())
     assert [d.channel for d in dispatcher.deliveries] == ["memory"]  # alerts takes no success
@@ -216,8 +225,11 @@ def test_channel_settings_are_validated() -> None:
     with pytest.raises(ValueError, match=r"channel_defs\.team\.on: .*'finish'"):
         Config().updated(channel_defs={"team": {"url": "https://x", "on": ["finish"]}})
     with pytest.raises(ValueError, match=r"team.templates.failure.title: unknown field .oops"):
-        Config().updated(channel_defs={"team": {
-            "url": "https://x", "templates": {"failure": {"title": "{oops}"}}}})
+        Config().updated(
+            channel_defs={
+                "team": {"url": "https://x", "templates": {"failure": {"title": "{oops}"}}}
+            }
+        )
     with pytest.raises(ValueError, match="'desktop' is a built-in channel"):
         Config().updated(channel_defs={"desktop": {"url": "https://x"}})
     with pytest.raises(ValueError, match="channels: 'pager' is not a channel"):
@@ -226,7 +238,8 @@ def test_channel_settings_are_validated() -> None:
     config = Config().updated(channels=["team"], channel_defs={"team": {"url": "https://x"}})
     assert config.channels == ("team",)
     assert Config().updated(channels=["https://example.org/hook"]).channels == (
-        "https://example.org/hook",)
+        "https://example.org/hook",
+    )
 
 
 def test_an_unknown_scheme_without_apprise_names_the_url(
@@ -245,8 +258,13 @@ def test_literal_secrets_of_channels_are_masked_by_the_config_redaction() -> Non
 
     config = Config().updated(
         channels=["https://bob:pw-literal-1@h.example/x?token=tok-literal-2"],
-        channel_defs={"t": {"url": "https://h.example/y", "secret": "sig-literal-3",
-                            "headers": {"Authorization": "Bearer hdr-literal-4"}}},
+        channel_defs={
+            "t": {
+                "url": "https://h.example/y",
+                "secret": "sig-literal-3",
+                "headers": {"Authorization": "Bearer hdr-literal-4"},
+            }
+        },
     )
     shown = redact(str(config.as_dict()))
     for secret in ("pw-literal-1", "tok-literal-2", "sig-literal-3", "hdr-literal-4"):
@@ -265,10 +283,10 @@ def test_retry_after_as_seconds_or_http_date() -> None:
 
 
 def test_remind_takes_a_named_channel_of_its_session(
-    http_server: ScriptedHTTPServer, sessions: list[Session],  # noqa: F811
+    http_server: ScriptedHTTPServer,
+    sessions: list[Session],
 ) -> None:
-    session = Session(Config().updated(
-        channel_defs={"ops": {"url": http_server.url("/ops")}}))
+    session = Session(Config().updated(channel_defs={"ops": {"url": http_server.url("/ops")}}))
     sessions.append(session)
     with remind("etl", channels=["ops"], session=session):
         pass

@@ -88,7 +88,7 @@ def test_peak_memory_counts_the_children() -> None:
     script = (
         "import subprocess, sys\n"
         f"subprocess.run([{PY!r}, '-c', "
-        "'import time; x = bytearray(150_000_000); x[::4096] = b\"1\" * len(x[::4096]); "
+        '\'import time; x = bytearray(150_000_000); x[::4096] = b"1" * len(x[::4096]); '
         "time.sleep(1.5)'], check=True)\n"
     )
     with capture_notices(tick=True) as cap:
@@ -112,7 +112,9 @@ def test_signals_are_forwarded_to_the_command(tmp_path: Path) -> None:
     env = dict(os.environ, NBREMIND_DATA_DIR=str(tmp_path))
     proc = subprocess.Popen(
         [PY, "-m", "nbremind", "run", "--channels", "null", "--", PY, "-c", script],
-        stdout=subprocess.PIPE, env=env, text=True,
+        stdout=subprocess.PIPE,
+        env=env,
+        text=True,
     )
     assert proc.stdout is not None
     assert proc.stdout.readline() == "ready\n"
@@ -141,6 +143,7 @@ def test_test_command_reports_each_channel(capsys: pytest.CaptureFixture[str]) -
 
 
 def test_help_describes_run() -> None:
-    out = subprocess.run([PY, "-m", "nbremind", "run", "--help"], capture_output=True,
-                         text=True, check=True).stdout
+    out = subprocess.run(
+        [PY, "-m", "nbremind", "run", "--help"], capture_output=True, text=True, check=True
+    ).stdout
     assert "--timeout DUR" in out and "exit status" in out

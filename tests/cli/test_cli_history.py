@@ -23,8 +23,13 @@ PY = sys.executable
 
 
 def _nbremind(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "nbremind", *args], capture_output=True, text=True,
-                          timeout=90, env={**os.environ, **(env or {})})
+    return subprocess.run(
+        [PY, "-m", "nbremind", *args],
+        capture_output=True,
+        text=True,
+        timeout=90,
+        env={**os.environ, **(env or {})},
+    )
 
 
 @pytest.fixture
@@ -58,7 +63,10 @@ def test_history_prints_a_table_newest_first(runs: Path) -> None:
     lines = out.stdout.splitlines()
     assert lines[0].split()[:5] == ["start", "name", "nested", "kind", "state"]
     assert [line.split()[2:5] for line in lines[1:]] == [
-        ["etl", "block", "running"], ["train", "cell", "failed"], ["etl", "block", "succeeded"]]
+        ["etl", "block", "running"],
+        ["train", "cell", "failed"],
+        ["etl", "block", "succeeded"],
+    ]
     assert "MemoryError: out of memory" in lines[2]
     assert "1 min 5 s" in lines[3] and "10/10" in lines[3]
 
@@ -68,13 +76,17 @@ def test_history_json_gives_objects_with_iso_times_and_filters(runs: Path) -> No
     assert out.returncode == 0, out.stderr
     rows = json.loads(out.stdout)
     assert [(r["name"], r["state"]) for r in rows] == [
-        ("etl", "running"), ("train", "failed"), ("etl", "succeeded")]
+        ("etl", "running"),
+        ("train", "failed"),
+        ("etl", "succeeded"),
+    ]
     for row in rows:
         start = dt.datetime.fromisoformat(row["start"])
         assert start.tzinfo is not None
     assert rows[0]["end"] is None
     assert dt.datetime.fromisoformat(rows[2]["end"]) - dt.datetime.fromisoformat(
-        rows[2]["start"]) == dt.timedelta(seconds=65)
+        rows[2]["start"]
+    ) == dt.timedelta(seconds=65)
     assert rows[1]["error_type"] == "MemoryError" and rows[1]["notices"] == 2
 
     failed = json.loads(_nbremind("history", "--json", "--state", "failed").stdout)
@@ -107,7 +119,11 @@ def test_history_lists_top_level_runs_with_their_nested_count_and_all_lists_ever
 
     top = json.loads(_nbremind("history", "--json").stdout)
     assert [(r["name"], r["nested"]) for r in top] == [
-        ("chunks", 4), ("etl", 0), ("train", 0), ("etl", 0)]
+        ("chunks", 4),
+        ("etl", 0),
+        ("train", 0),
+        ("etl", 0),
+    ]
     table = _nbremind("history").stdout.splitlines()
     assert table[1].split()[2:5] == ["chunks", "4", "loop"], table
     every = json.loads(_nbremind("history", "--json", "--all").stdout)
@@ -120,7 +136,8 @@ def test_history_errors_are_one_line_and_non_zero(runs: Path) -> None:
     assert bad.returncode == 2 and bad.stdout == ""
     assert bad.stderr.strip().splitlines() == [
         "nbremind history: error: --since: 'soonish' is neither a duration (2h, 7d) nor a "
-        "date/time (2026-11-01 or 2026-11-01T08:00)"]
+        "date/time (2026-11-01 or 2026-11-01T08:00)"
+    ]
     off = _nbremind("history", env={"NBREMIND_HISTORY_KEEP": "off"})
     assert off.returncode == 1 and "history is off" in off.stderr
     assert len(off.stderr.strip().splitlines()) == 1
@@ -147,8 +164,9 @@ def _leave_notice(data: Path, name: str, channels: tuple[str, ...]) -> str:
     task = Task(name, clock=clock, kind="block")
     task.mark_started()
     task.mark_ended(TaskState.SUCCEEDED)
-    notice = make_notice("success", task.snapshot(), created=clock.time(), key="end",
-                         channels=channels)
+    notice = make_notice(
+        "success", task.snapshot(), created=clock.time(), key="end", channels=channels
+    )
     dead = Owner(os.getpid(), 1.0, socket.gethostname())  # this pid, another start: ended
     outbox = Outbox(data / FILE_NAME, owner=dead)
     assert outbox.record(notice, channels)

@@ -20,8 +20,9 @@ pytestmark = pytest.mark.skipif(os.name != "posix", reason="sh, process groups a
 
 
 def _nbremind(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "nbremind", *args], capture_output=True, text=True,
-                          timeout=90, cwd=cwd)
+    return subprocess.run(
+        [PY, "-m", "nbremind", *args], capture_output=True, text=True, timeout=90, cwd=cwd
+    )
 
 
 def _last_run() -> dict[str, Any]:

@@ -31,7 +31,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from _require import missing
-from _servers import ScriptedHTTPServer, http_server  # noqa: F401
+from _servers import ScriptedHTTPServer
 from nbremind import remind
 from nbremind.channels.webhook import payload
 from nbremind.core.notice import json_value, make_notice, metric_text
@@ -47,7 +47,7 @@ pytestmark = pytest.mark.timeout(120)
 
 # -- the user's script, with nbremind or with a stand-in that does nothing ------------------
 
-PRELUDE = '''\
+PRELUDE = """\
 import os
 import sys
 
@@ -108,7 +108,7 @@ else:
     block = contextlib.nullcontext(StandIn())
 
 with block as task:
-'''
+"""
 
 
 def _script(body: str) -> str:
@@ -119,7 +119,11 @@ def _run(body: str, cwd: Path, channel: str, *, nbremind: bool) -> subprocess.Co
     env = {**os.environ, "HOSTILE_WITH": "1" if nbremind else "0", "HOSTILE_CHANNEL": channel}
     return subprocess.run(
         [sys.executable, "-c", _script(body)],
-        capture_output=True, text=True, env=env, cwd=cwd, timeout=60,
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=cwd,
+        timeout=60,
     )
 
 
@@ -134,6 +138,7 @@ def _same_outcome(body: str, cwd: Path, channel: str) -> subprocess.CompletedPro
 
 def _strict(text: str | bytes) -> Any:
     """``text`` parsed as strict JSON: ``NaN``, ``Infinity`` and ``-Infinity`` fail the test."""
+
     def refuse(constant: str) -> Any:
         pytest.fail(f"not strict JSON: {constant} in {text!r:.300}")
 
@@ -163,24 +168,32 @@ METRICS = {
     "-inf": ('-float("inf")', None, "loss=-inf"),
     "2**64": ("2**64", str(2**64), f"loss={2**64}"),
     "10**5000": ("10**5000", "<int of about 5001 digits>", "loss=<int of about 5001 digits>"),
-    "unprintable": ("Unprintable()", "<unprintable Unprintable>",
-                    "loss=<unprintable Unprintable>"),
-    "nested": ('[1.5, float("nan"), {"deep": float("inf")}]', [1.5, None, {"deep": None}],
-               "loss=[1.5, nan, {'deep': inf}]"),
-    "odd keys": ("{1: 2, (3,): Unprintable()}", {"1": 2, "(3,)": "<unprintable Unprintable>"},
-                 "loss=<unprintable dict>"),
+    "unprintable": ("Unprintable()", "<unprintable Unprintable>", "loss=<unprintable Unprintable>"),
+    "nested": (
+        '[1.5, float("nan"), {"deep": float("inf")}]',
+        [1.5, None, {"deep": None}],
+        "loss=[1.5, nan, {'deep': inf}]",
+    ),
+    "odd keys": (
+        "{1: 2, (3,): Unprintable()}",
+        {"1": 2, "(3,)": "<unprintable Unprintable>"},
+        "loss=<unprintable dict>",
+    ),
     "set": ("{1, 2}", "{1, 2}", "loss={1, 2}"),
 }
 
 
 @pytest.mark.parametrize("case", list(METRICS))
 def test_a_hostile_metric_leaves_the_block_alone_and_the_json_strict(
-    case: str, tmp_path: Path, nbremind_data_dir: Path,
-    http_server: ScriptedHTTPServer,  # noqa: F811
+    case: str,
+    tmp_path: Path,
+    nbremind_data_dir: Path,
+    http_server: ScriptedHTTPServer,
 ) -> None:
     expression, carried, shown = METRICS[case]
-    done = _same_outcome(f"task.metric(loss={expression}, epoch=3)", tmp_path,
-                         http_server.url("/hook"))
+    done = _same_outcome(
+        f"task.metric(loss={expression}, epoch=3)", tmp_path, http_server.url("/hook")
+    )
     assert (done.returncode, done.stderr) == (0, "")
     (request,) = http_server.wait_for(1)
     body = _strict(request.body)
@@ -194,10 +207,12 @@ def test_a_hostile_metric_leaves_the_block_alone_and_the_json_strict(
 
 
 def test_a_metric_that_contains_itself_is_cut_at_a_depth(
-    tmp_path: Path, http_server: ScriptedHTTPServer,  # noqa: F811
+    tmp_path: Path,
+    http_server: ScriptedHTTPServer,
 ) -> None:
-    done = _same_outcome("loop = []\nloop.append(loop)\ntask.metric(loss=loop)", tmp_path,
-                         http_server.url("/hook"))
+    done = _same_outcome(
+        "loop = []\nloop.append(loop)\ntask.metric(loss=loop)", tmp_path, http_server.url("/hook")
+    )
     assert (done.returncode, done.stderr) == (0, "")
     (request,) = http_server.wait_for(1)
     value, depth = _strict(request.body)["metrics"]["loss"], 0
@@ -213,19 +228,21 @@ def test_a_metric_that_contains_itself_is_cut_at_a_depth(
 EXCEPTIONS = {
     "str raises": ("StrFails()", "StrFails", "<unprintable StrFails>"),
     "repr raises": ('ReprFails("bad row")', "ReprFails", "bad row"),
-    "nothing readable": ("NothingReadable()", "NothingReadable",
-                         "<unprintable NothingReadable>"),
+    "nothing readable": ("NothingReadable()", "NothingReadable", "<unprintable NothingReadable>"),
 }
 
 
 @pytest.mark.parametrize("case", list(EXCEPTIONS))
 def test_an_unprintable_exception_ends_the_process_as_without_nbremind(
-    case: str, tmp_path: Path, nbremind_data_dir: Path,
-    http_server: ScriptedHTTPServer,  # noqa: F811
+    case: str,
+    tmp_path: Path,
+    nbremind_data_dir: Path,
+    http_server: ScriptedHTTPServer,
 ) -> None:
     raised, type_name, message = EXCEPTIONS[case]
-    done = _same_outcome(f"task.metric(epoch=1)\nraise {raised}", tmp_path,
-                         http_server.url("/hook"))
+    done = _same_outcome(
+        f"task.metric(epoch=1)\nraise {raised}", tmp_path, http_server.url("/hook")
+    )
     assert done.returncode == 1
     assert done.stderr.startswith("Traceback (most recent call last):")
     (request,) = http_server.wait_for(1)
@@ -234,8 +251,7 @@ def test_an_unprintable_exception_ends_the_process_as_without_nbremind(
     assert body["error"] == {"type": type_name, "message": message}
     assert body["body"].splitlines()[0] == f"{type_name}: {message}"
     (row,) = _history_rows(nbremind_data_dir)
-    assert (row["state"], row["error_type"], row["error_message"]) == (
-        "failed", type_name, message)
+    assert (row["state"], row["error_type"], row["error_message"]) == ("failed", type_name, message)
 
 
 class _Unprintable(ValueError):
@@ -256,7 +272,8 @@ def test_the_users_exception_is_the_same_object_with_the_same_traceback() -> Non
     assert error.__context__ is None and error.__cause__ is None  # nothing of nbremind's
     frames = traceback.extract_tb(error.__traceback__)
     assert [f.name for f in frames] == [
-        "test_the_users_exception_is_the_same_object_with_the_same_traceback"]
+        "test_the_users_exception_is_the_same_object_with_the_same_traceback"
+    ]
     assert frames[-1].line == "raise error"
     assert notice.event == "failure"
     assert notice.task.error == TaskError("_Unprintable", "<unprintable _Unprintable>")
@@ -302,8 +319,9 @@ def _report(task: Task, call: str, value: object) -> None:
         getattr(task, call)(value)
 
 
-@pytest.mark.parametrize(("call", "value"), BAD_COUNTS,
-                         ids=[f"{c}-{value_repr(v, 20)}" for c, v in BAD_COUNTS])
+@pytest.mark.parametrize(
+    ("call", "value"), BAD_COUNTS, ids=[f"{c}-{value_repr(v, 20)}" for c, v in BAD_COUNTS]
+)
 def test_a_bad_count_is_refused_at_the_call_naming_it(call: str, value: object) -> None:
     with capture_notices(FakeClock()) as cap:
         with remind("job", total=10) as task:
@@ -334,7 +352,8 @@ def test_whole_numbers_of_other_types_are_counted() -> None:
 
 
 def test_a_refused_count_in_a_script_leaves_its_end_alone(
-    tmp_path: Path, http_server: ScriptedHTTPServer,  # noqa: F811
+    tmp_path: Path,
+    http_server: ScriptedHTTPServer,
 ) -> None:
     body = """
     task.advance(4)
@@ -365,7 +384,8 @@ def test_a_rate_decayed_to_nothing_gives_no_eta_instead_of_an_error(clock: FakeC
 
 
 def test_a_history_row_takes_only_what_sqlite_can_store(
-    clock: FakeClock, tmp_path: Path,
+    clock: FakeClock,
+    tmp_path: Path,
 ) -> None:
     task = Task("job", clock=clock)
     task.mark_started()
@@ -434,13 +454,17 @@ values = st.recursive(
     lambda inner: st.one_of(
         st.lists(inner, max_size=3),
         st.tuples(inner, inner),
-        st.dictionaries(st.one_of(st.text(max_size=3), st.integers(), st.none()), inner,
-                        max_size=3),
+        st.dictionaries(
+            st.one_of(st.text(max_size=3), st.integers(), st.none()), inner, max_size=3
+        ),
     ),
     max_leaves=8,
 )
-calls = st.lists(st.tuples(st.sampled_from(["advance", "set", "total", "metric"]), values),
-                 min_size=1, max_size=5)
+calls = st.lists(
+    st.tuples(st.sampled_from(["advance", "set", "total", "metric"]), values),
+    min_size=1,
+    max_size=5,
+)
 TEMPLATES = {"success": {"title": "{name}: {metrics}", "body": "{metrics.m0:.3f} {progress}"}}
 
 

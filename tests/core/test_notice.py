@@ -41,7 +41,9 @@ def test_success(cap: CapturedNotices, clock: FakeClock) -> None:
     assert notice.title == "✓ etl finished"
     assert notice.urgency == "normal"
     assert notice.body.splitlines() == [
-        "Took 41 min", "Progress: 100% (1,000/1,000)", "etl.py on box",
+        "Took 41 min",
+        "Progress: 100% (1,000/1,000)",
+        "etl.py on box",
     ]
     assert notice.task.state is TaskState.SUCCEEDED
     assert notice.id == f"{task.id}:success:end"

@@ -32,8 +32,11 @@ def _keywords(function: Callable[..., Any]) -> list[str]:
 
 def _flags(parser: argparse.ArgumentParser, besides: set[str]) -> list[tuple[str, str, bool]]:
     """``(keyword, flag, takes a value)`` of the parser's options but ``besides``, in order."""
-    return [(a.dest, a.option_strings[0], a.nargs != 0) for a in parser._actions
-            if a.option_strings and a.dest not in besides]
+    return [
+        (a.dest, a.option_strings[0], a.nargs != 0)
+        for a in parser._actions
+        if a.option_strings and a.dest not in besides
+    ]
 
 
 def _table_flags(specs: tuple[Any, ...]) -> list[tuple[str, str, bool]]:

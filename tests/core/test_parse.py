@@ -123,8 +123,15 @@ def test_events() -> None:
     assert parse_events(["after", "memory"]) == ("after", "memory")
     assert parse_events("start, start ,success") == ("start", "success")
     assert set(EVENTS) == {
-        "start", "success", "failure", "cancel", "timeout",
-        "progress", "after", "memory", "condition",
+        "start",
+        "success",
+        "failure",
+        "cancel",
+        "timeout",
+        "progress",
+        "after",
+        "memory",
+        "condition",
     }
 
 
@@ -229,8 +236,15 @@ def test_remind_name_must_be_a_string() -> None:
 
 def test_options_parse_all_forms() -> None:
     opts = TaskOptions.parse(
-        after="1h30m", every="10m", progress="25%,50%", mem="8GiB", timeout="2d",
-        interrupt=True, on="success,after", channels="memory", min_duration=90,
+        after="1h30m",
+        every="10m",
+        progress="25%,50%",
+        mem="8GiB",
+        timeout="2d",
+        interrupt=True,
+        on="success,after",
+        channels="memory",
+        min_duration=90,
     )
     assert opts.after == 5400
     assert opts.every == 600

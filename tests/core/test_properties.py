@@ -40,8 +40,9 @@ from nbremind.core.templates import check_template, render_for
 from nbremind.core.urls import check_url, redact_url, scheme_of
 from nbremind.testing import FakeClock
 
-settings.register_profile("nbremind", max_examples=300, deadline=None,
-                          suppress_health_check=[HealthCheck.too_slow])
+settings.register_profile(
+    "nbremind", max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 settings.load_profile("nbremind")
 
 numbers = st.one_of(
@@ -49,10 +50,12 @@ numbers = st.one_of(
     st.integers(min_value=10**300, max_value=10**400),  # too large for a float
     st.floats(allow_nan=True, allow_infinity=True),
 )
-duration_text = st.from_regex(r"\s*(\d{1,4}(\.\d{0,2})?\s*(ms|d|h|m|s|D|H|M|S|x)?){1,4}\s*",
-                              fullmatch=True)
-size_text = st.from_regex(r"\s*\d{1,25}(\.\d{0,3})?\s*([kKmMgGtT]i?[bB]?|b|B|x)?\s*",
-                          fullmatch=True)
+duration_text = st.from_regex(
+    r"\s*(\d{1,4}(\.\d{0,2})?\s*(ms|d|h|m|s|D|H|M|S|x)?){1,4}\s*", fullmatch=True
+)
+size_text = st.from_regex(
+    r"\s*\d{1,25}(\.\d{0,3})?\s*([kKmMgGtT]i?[bB]?|b|B|x)?\s*", fullmatch=True
+)
 percent_text = st.from_regex(r"\s*-?\d{0,4}(\.\d{0,3})?%?(,\s*\d{0,3}%?){0,3}\s*", fullmatch=True)
 range_text = st.from_regex(r"\s*\d{1,3}(:\d{1,3})?\s*-\s*\d{1,3}(:\d{1,3})?\s*", fullmatch=True)
 template_text = st.text(alphabet=st.sampled_from(list("{}:!.[]_0aenmrstx%>,2 ")), max_size=20)
@@ -61,8 +64,9 @@ field_template = st.builds(
     st.sampled_from(["name", "elapsed", "metrics.loss", "nmae", "name.__class__", "0", ""]),
     st.sampled_from(["", ":>8", ":.2f", ":{x}", "!r", "!z", ":,", ":%", ":x"]),
 )
-anything = st.one_of(st.none(), st.booleans(), st.lists(st.integers(), max_size=2), numbers,
-                     st.text())
+anything = st.one_of(
+    st.none(), st.booleans(), st.lists(st.integers(), max_size=2), numbers, st.text()
+)
 
 
 def parses_or_names_the_value(parse: Callable[[object], object], value: object) -> object:
@@ -173,16 +177,33 @@ control_text = st.text(
 )
 unicode_numbers = st.builds(
     lambda sign, digits, unit: sign + digits + unit,
-    st.sampled_from(["", "-"]), st.text(alphabet=UNICODE_DIGITS, min_size=1, max_size=6),
+    st.sampled_from(["", "-"]),
+    st.text(alphabet=UNICODE_DIGITS, min_size=1, max_size=6),
     st.sampled_from(["", "s", "m", "ms", "GB", "GiB", "%", "d"]),
 )
-huge = st.sampled_from([
-    10**5000, -(10**5000), 10**400, "1e309s", "1e309", "1" * 5000, "1" * 400 + "d",
-    "9" * 30 + "d", "1" + "0" * 5000, float("inf"), float("-inf"), float("nan"), 1e308,
-    "0.000000000000000000001s", 1e-21, "1" + "0" * 4400,
-])
+huge = st.sampled_from(
+    [
+        10**5000,
+        -(10**5000),
+        10**400,
+        "1e309s",
+        "1e309",
+        "1" * 5000,
+        "1" * 400 + "d",
+        "9" * 30 + "d",
+        "1" + "0" * 5000,
+        float("inf"),
+        float("-inf"),
+        float("nan"),
+        1e308,
+        "0.000000000000000000001s",
+        1e-21,
+        "1" + "0" * 4400,
+    ]
+)
 negative = st.one_of(
-    st.integers(max_value=-1), st.floats(max_value=-1e-300, allow_nan=False),
+    st.integers(max_value=-1),
+    st.floats(max_value=-1e-300, allow_nan=False),
     st.from_regex(r"-\d{1,6}(\.\d{1,3})?(ms|s|m|h|d|GB|%)?", fullmatch=True),
 )
 url_text = st.builds(
@@ -191,10 +212,20 @@ url_text = st.builds(
     st.sampled_from(["", "u@", f"u:{PASSWORD}@"]),
     st.text(alphabet="[]:.0123456789abcdef/?#@% =\x1b\x00-", max_size=24),
 )
-hostile = st.one_of(anything, control_text, unicode_numbers, huge, negative, url_text,
-                    duration_text, size_text, percent_text)
-option_values = st.one_of(hostile, st.lists(hostile, max_size=3),
-                          st.lists(url_text, min_size=1, max_size=2))
+hostile = st.one_of(
+    anything,
+    control_text,
+    unicode_numbers,
+    huge,
+    negative,
+    url_text,
+    duration_text,
+    size_text,
+    percent_text,
+)
+option_values = st.one_of(
+    hostile, st.lists(hostile, max_size=3), st.lists(url_text, min_size=1, max_size=2)
+)
 
 
 def bounded(call: Callable[[], Any]) -> Any:
@@ -224,8 +255,11 @@ def _forms(value: object) -> set[str]:
 def leaks(message: str, value: object) -> bool:
     """Whether ``message`` shows the password of a URL in ``value`` (and ``value`` does not
     hold the same text outside a URL, where it would rightly be quoted)."""
-    items = value.split(",") if isinstance(value, str) else (
-        list(value) if isinstance(value, (list, tuple)) else [])
+    items = (
+        value.split(",")
+        if isinstance(value, str)
+        else (list(value) if isinstance(value, (list, tuple)) else [])
+    )
     plain = [i for i in items if isinstance(i, str) and scheme_of(i.strip()) is None]
     return LEAK in message and not any(LEAK in item for item in plain)
 
@@ -259,10 +293,23 @@ def test_parsers_parse_or_name_the_value(parser: str, value: object) -> None:
         assert names_value(str(exc), value), (value, str(exc))
 
 
-@given(url=st.one_of(url_text, control_text, st.sampled_from([
-    "http://[::1", "http://", "http://example.org:99999", "http://h:0", "https:///x",
-    f"http://u:{PASSWORD}@[::1/x", f"smtp://u:{PASSWORD}@h:99999?to=a@b",
-])))
+@given(
+    url=st.one_of(
+        url_text,
+        control_text,
+        st.sampled_from(
+            [
+                "http://[::1",
+                "http://",
+                "http://example.org:99999",
+                "http://h:0",
+                "https:///x",
+                f"http://u:{PASSWORD}@[::1/x",
+                f"smtp://u:{PASSWORD}@h:99999?to=a@b",
+            ]
+        ),
+    )
+)
 def test_urls_are_accepted_or_named_with_secrets_masked(url: str) -> None:
     try:
         bounded(lambda: check_url(url, "channels"))
@@ -288,8 +335,10 @@ KEYWORDS = [spec.name for spec in OPTIONS] + ["total"]
 @example(value=["memory", "http://u:ZpwZ@host:99999/x"])
 def test_remind_and_track_options_parse_or_name_the_value(keyword: str, value: object) -> None:
     kwargs: dict[str, Any] = {keyword: value}
-    for where, call in (("remind()", lambda: remind("p", **kwargs)),
-                        ("track()", lambda: track(range(2), **kwargs))):
+    for where, call in (
+        ("remind()", lambda: remind("p", **kwargs)),
+        ("track()", lambda: track(range(2), **kwargs)),
+    ):
         try:
             made = bounded(call)
         except ValueError as exc:

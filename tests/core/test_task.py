@@ -88,8 +88,12 @@ def test_keyboard_interrupt_cancels(cap: CapturedNotices) -> None:
 
 @pytest.mark.parametrize(
     ("code", "state"),
-    [(0, TaskState.SUCCEEDED), (None, TaskState.SUCCEEDED), (2, TaskState.FAILED),
-     ("bye", TaskState.FAILED)],
+    [
+        (0, TaskState.SUCCEEDED),
+        (None, TaskState.SUCCEEDED),
+        (2, TaskState.FAILED),
+        ("bye", TaskState.FAILED),
+    ],
 )
 def test_system_exit(cap: CapturedNotices, code: object, state: TaskState) -> None:
     with pytest.raises(SystemExit), remind("etl") as task:

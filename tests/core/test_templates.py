@@ -42,12 +42,14 @@ def test_every_documented_field_renders() -> None:
 
 def test_metrics_title_body_and_format_specs() -> None:
     notice = _notice(loss=0.123456, note="warm start")
-    templates = parse_templates({
-        "success": {
-            "title": "[{host}] {title}",
-            "body": "loss {metrics.loss:.3f}, {metrics.note!r}, {metrics.gone}|{name:>5}|{{x}}",
+    templates = parse_templates(
+        {
+            "success": {
+                "title": "[{host}] {title}",
+                "body": "loss {metrics.loss:.3f}, {metrics.note!r}, {metrics.gone}|{name:>5}|{{x}}",
+            }
         }
-    })
+    )
     out = render_for(notice, templates)
     assert out.title == "[gpu1] ✓ etl finished"
     assert out.body == "loss 0.123, 'warm start', |  etl|{x}"
@@ -70,9 +72,11 @@ def test_templates_only_apply_to_their_event() -> None:
 def test_configured_templates_reach_the_channel() -> None:
     clock = FakeClock()
     with capture_notices(clock) as cap:
-        cap.session.configure(templates={
-            "success": {"title": "{name} done in {elapsed}", "body": "{metrics.acc:.1%}"},
-        })
+        cap.session.configure(
+            templates={
+                "success": {"title": "{name} done in {elapsed}", "body": "{metrics.acc:.1%}"},
+            }
+        )
         with remind("train") as task:
             task.metric(acc=0.9123)
             clock.advance(41 * 60)
@@ -139,8 +143,9 @@ def test_bad_templates_name_the_template_and_the_problem(template: str, shown: s
     ],
 )
 def test_bad_template_tables(value: object, where: str) -> None:
-    with pytest.raises(ValueError, match="^configure\\(\\): " + where.replace("[", "\\[")
-                       .replace("]", "\\]")):
+    with pytest.raises(
+        ValueError, match="^configure\\(\\): " + where.replace("[", "\\[").replace("]", "\\]")
+    ):
         Config().updated(templates=value)
 
 

@@ -120,8 +120,9 @@ def test_progress_without_a_total_never_fires(cap: CapturedNotices) -> None:
     assert cap.titles() == ["etl reached 50%", "✓ etl finished"]
 
 
-def test_memory_fires_once_per_crossing(cap: CapturedNotices, clock: FakeClock,
-                                        memory: Memory) -> None:
+def test_memory_fires_once_per_crossing(
+    cap: CapturedNotices, clock: FakeClock, memory: Memory
+) -> None:
     with remind("etl", mem="8GB") as task:
         for rss in (1e9, 8e9, 9e9, 9.5e9, 2e9, 2e9, 8.5e9, 8.6e9):
             memory.rss = int(rss)
@@ -207,9 +208,7 @@ def test_on_none_notifies_nothing_but_the_task_is_tracked(
     cap: CapturedNotices, clock: FakeClock, memory: Memory, on: object
 ) -> None:
     memory.rss = 10**12
-    with remind(
-        "etl", on=on, after="1m", total=10, progress=0.5, mem="1GB", timeout="2m"
-    ) as task:
+    with remind("etl", on=on, after="1m", total=10, progress=0.5, mem="1GB", timeout="2m") as task:
         assert cap.session.running() == [task]
         task.set(6)
         run_for(cap, clock, 300)
@@ -264,7 +263,9 @@ def test_watch_check_directly(clock: FakeClock) -> None:
     from nbremind.core.options import TaskOptions
 
     task = Task(
-        "etl", clock=clock, total=4,
+        "etl",
+        clock=clock,
+        total=4,
         options=TaskOptions.parse(after=5, progress=[0.5, 1.0], mem=100, timeout=20),
     )
     task.mark_started()
@@ -273,7 +274,9 @@ def test_watch_check_directly(clock: FakeClock) -> None:
     clock.advance(5)
     task.set(4)
     assert watch.check(rss=150) == [
-        Due("after", 1), Due("progress", 1.0, 1.0), Due("memory", 1, 150),
+        Due("after", 1),
+        Due("progress", 1.0, 1.0),
+        Due("memory", 1, 150),
     ]
     assert watch.check(rss=150) == []
     clock.advance(15)

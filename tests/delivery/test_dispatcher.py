@@ -73,8 +73,9 @@ class BrokenCheck(Unavailable):
         raise OSError("bus gone")
 
 
-def make_session(*channels: Channel, send_timeout: float = 10.0,
-                 tick: float | None = None) -> tuple[Session, MemoryChannel]:
+def make_session(
+    *channels: Channel, send_timeout: float = 10.0, tick: float | None = None
+) -> tuple[Session, MemoryChannel]:
     memory = MemoryChannel()
     by_name: dict[str, Channel] = {c.name: c for c in channels}
     by_name["memory"] = memory
@@ -235,8 +236,9 @@ def _notice(event: str = "success", elapsed: float = 5.0, key: object = 0) -> No
     return make_notice(event, task.snapshot(), created=clock.time(), key=key)
 
 
-def _ctx(options: TaskOptions | None = None, config: Config | None = None,
-         sent: set[str] | None = None) -> RuleContext:
+def _ctx(
+    options: TaskOptions | None = None, config: Config | None = None, sent: set[str] | None = None
+) -> RuleContext:
     return RuleContext(options or TaskOptions(), config or Config(), sent or set())
 
 

@@ -24,8 +24,9 @@ class FakeTime:
         self.clock.advance(seconds)
 
     def backoff(self, draw: float = 1.0, base: float = 0.5, cap: float = 30.0) -> Backoff:
-        return Backoff(base=base, cap=cap, clock=self.clock.monotonic, sleep=self.sleep,
-                       random=lambda: draw)
+        return Backoff(
+            base=base, cap=cap, clock=self.clock.monotonic, sleep=self.sleep, random=lambda: draw
+        )
 
 
 def failing(errors: list[BaseException]) -> tuple[list[int], object]:
@@ -62,8 +63,14 @@ def test_full_jitter_windows_double_up_to_the_cap() -> None:
 def test_succeeds_after_retryable_failures_with_growing_waits() -> None:
     fake = FakeTime()
     calls, attempt = failing([ChannelError("500", retryable=True)] * 3)
-    outcome = asyncio.run(with_retries(attempt, attempts=5, max_time=100,  # type: ignore[arg-type]
-                                       backoff=fake.backoff()))
+    outcome = asyncio.run(
+        with_retries(
+            attempt,
+            attempts=5,
+            max_time=100,  # type: ignore[arg-type]
+            backoff=fake.backoff(),
+        )
+    )
     assert len(calls) == 4 and outcome.attempts == 4
     assert fake.slept == [0.5, 1.0, 2.0] == outcome.waits
     assert outcome.gave_up == ""
@@ -73,8 +80,14 @@ def test_not_retryable_fails_at_once() -> None:
     fake = FakeTime()
     calls, attempt = failing([ChannelError("HTTP 400")])
     with pytest.raises(ChannelError, match="400"):
-        asyncio.run(with_retries(attempt, attempts=5, max_time=100,  # type: ignore[arg-type]
-                                 backoff=fake.backoff()))
+        asyncio.run(
+            with_retries(
+                attempt,
+                attempts=5,
+                max_time=100,  # type: ignore[arg-type]
+                backoff=fake.backoff(),
+            )
+        )
     assert len(calls) == 1 and fake.slept == []
 
 
@@ -84,8 +97,15 @@ def test_attempts_bound_and_last_error_reraised() -> None:
     calls, attempt = failing(errors)
     outcome = RetryOutcome()
     with pytest.raises(ChannelError, match="503 #2"):
-        asyncio.run(with_retries(attempt, attempts=3, max_time=100,  # type: ignore[arg-type]
-                                 backoff=fake.backoff(), outcome=outcome))
+        asyncio.run(
+            with_retries(
+                attempt,
+                attempts=3,
+                max_time=100,  # type: ignore[arg-type]
+                backoff=fake.backoff(),
+                outcome=outcome,
+            )
+        )
     assert len(calls) == 3 and outcome.attempts == 3
     assert len(fake.slept) == 2
     assert "3 tries" in outcome.gave_up
@@ -96,8 +116,15 @@ def test_total_time_bound_stops_before_a_wait_that_would_pass_it() -> None:
     calls, attempt = failing([ChannelError("500", retryable=True)] * 10)
     outcome = RetryOutcome()
     with pytest.raises(ChannelError):
-        asyncio.run(with_retries(attempt, attempts=50, max_time=3.0,  # type: ignore[arg-type]
-                                 backoff=fake.backoff(), outcome=outcome))
+        asyncio.run(
+            with_retries(
+                attempt,
+                attempts=50,
+                max_time=3.0,  # type: ignore[arg-type]
+                backoff=fake.backoff(),
+                outcome=outcome,
+            )
+        )
     # waits 0.5 + 1.0 = 1.5 s; the next (2.0) would end at 3.5 > 3.0
     assert fake.slept == [0.5, 1.0]
     assert len(calls) == 3
@@ -108,15 +135,27 @@ def test_total_time_bound_stops_before_a_wait_that_would_pass_it() -> None:
 def test_retry_after_is_honoured_and_bounded_by_total_time() -> None:
     fake = FakeTime()
     calls, attempt = failing([ChannelError("429", retryable=True, retry_after=4.0)])
-    asyncio.run(with_retries(attempt, attempts=3, max_time=10,  # type: ignore[arg-type]
-                             backoff=fake.backoff(draw=0.1)))
+    asyncio.run(
+        with_retries(
+            attempt,
+            attempts=3,
+            max_time=10,  # type: ignore[arg-type]
+            backoff=fake.backoff(draw=0.1),
+        )
+    )
     assert fake.slept == [4.0] and len(calls) == 2
 
     fake = FakeTime()
     calls, attempt = failing([ChannelError("429", retryable=True, retry_after=120.0)])
     with pytest.raises(ChannelError, match="429"):
-        asyncio.run(with_retries(attempt, attempts=3, max_time=10,  # type: ignore[arg-type]
-                                 backoff=fake.backoff()))
+        asyncio.run(
+            with_retries(
+                attempt,
+                attempts=3,
+                max_time=10,  # type: ignore[arg-type]
+                backoff=fake.backoff(),
+            )
+        )
     assert fake.slept == [] and len(calls) == 1  # waiting 120 s would pass the 10 s limit
 
 

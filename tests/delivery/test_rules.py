@@ -40,17 +40,29 @@ def _task(name: str = "etl", elapsed: float = 5.0, end: bool = True) -> Task:
     return task
 
 
-def _notice(event: str = "success", key: object = 0, task: Task | None = None,
-            created: float = NOON_UTC) -> Notice:
+def _notice(
+    event: str = "success", key: object = 0, task: Task | None = None, created: float = NOON_UTC
+) -> Notice:
     task = task or _task(end=event in ("success", "failure", "cancel", "timeout"))
     return make_notice(event, task.snapshot(), created=created, key=key)
 
 
-def _ctx(config: Config | None = None, options: TaskOptions | None = None,
-         sent: set[str] | None = None, now: float | None = NOON_UTC,
-         state: RuleState | None = None, **extra: object) -> RuleContext:
-    return RuleContext(options or TaskOptions(), config or Config(), sent or set(), now,
-                       state or RuleState(), **extra)  # type: ignore[arg-type]
+def _ctx(
+    config: Config | None = None,
+    options: TaskOptions | None = None,
+    sent: set[str] | None = None,
+    now: float | None = NOON_UTC,
+    state: RuleState | None = None,
+    **extra: object,
+) -> RuleContext:
+    return RuleContext(
+        options or TaskOptions(),
+        config or Config(),
+        sent or set(),
+        now,
+        state or RuleState(),
+        **extra,
+    )  # type: ignore[arg-type]
 
 
 def test_the_chain_order() -> None:

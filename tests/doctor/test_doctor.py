@@ -41,8 +41,15 @@ def _env(**extra: str) -> dict[str, str]:
 
 
 def _nbremind(env: dict[str, str], cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "nbremind", *args], env=env, cwd=cwd, capture_output=True,
-                          text=True, encoding="utf-8", timeout=90)  # fmt: skip
+    return subprocess.run(
+        [PY, "-m", "nbremind", *args],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=90,
+    )
 
 
 def _doctor_json(env: dict[str, str], cwd: Path) -> tuple[int, dict[str, dict[str, Any]]]:
@@ -73,16 +80,20 @@ def test_with_dunst_doctor_names_the_service_and_test_delivers(
 
     code, checks = _doctor_json(env, tmp_path)
     assert code == 0 and checks["desktop"]["ok"] is True and checks["desktop"]["required"]
-    assert checks["browser"]["ok"] is None and "only inside a notebook kernel" in (
-        checks["browser"]["summary"]
+    assert (
+        checks["browser"]["ok"] is None
+        and "only inside a notebook kernel" in (checks["browser"]["summary"])
     )
 
     sent = _nbremind(env, tmp_path, "test", "desktop")
     assert (sent.returncode, sent.stdout) == (0, "desktop  delivered\n"), sent.stderr
     shown = desktop_bus.wait_in_history("nbremind test notice")
     assert "the channel works" in shown["body"]
-    [notify] = [n for n in desktop_bus.notifications() if n["summary"] == "nbremind test notice"
-                and n["app_name"] == "nbremind"][-1:]
+    [notify] = [
+        n
+        for n in desktop_bus.notifications()
+        if n["summary"] == "nbremind test notice" and n["app_name"] == "nbremind"
+    ][-1:]
     assert notify["urgency"] == 1
 
     before = len(desktop_bus.notifications())
@@ -100,8 +111,10 @@ def test_without_a_bus_desktop_fails_with_the_reason_and_exit_status_1(tmp_path:
     reason = "no D-Bus session bus (DBUS_SESSION_BUS_ADDRESS is not set)"
     assert f"✗ desktop: toasts cannot be shown: {reason}" in lines
     assert any(line.startswith(f"    {BUS}: not set") for line in lines), lines
-    assert any(line.startswith("✗ default channels: desktop — desktop unavailable: " + reason)
-               for line in lines), lines
+    assert any(
+        line.startswith("✗ default channels: desktop — desktop unavailable: " + reason)
+        for line in lines
+    ), lines
     assert lines[-1].startswith("Not everything notices need works here: see desktop")
 
     code, checks = _doctor_json(env, tmp_path)
@@ -134,17 +147,23 @@ def test_on_a_bare_bus_nobody_provides_notifications(bare_bus: str, tmp_path: Pa
     assert code == 1
     desktop = checks["desktop"]
     assert desktop["ok"] is False
-    assert desktop["summary"] == ("toasts cannot be shown: no notification service on the "
-                                  "session bus (nobody owns org.freedesktop.Notifications)")
+    assert desktop["summary"] == (
+        "toasts cannot be shown: no notification service on the "
+        "session bus (nobody owns org.freedesktop.Notifications)"
+    )
     assert f"{BUS}: {bare_bus}" in desktop["detail"]
     assert "bus reachable: yes" in desktop["detail"]
-    assert any(line.startswith("org.freedesktop.Notifications: nobody provides it")
-               for line in desktop["detail"]), desktop["detail"]
+    assert any(
+        line.startswith("org.freedesktop.Notifications: nobody provides it")
+        for line in desktop["detail"]
+    ), desktop["detail"]
 
     sent = _nbremind(env, tmp_path, "test", "desktop")
     assert sent.returncode == 1
-    assert sent.stdout == ("desktop  unavailable: no notification service on the session bus "
-                           "(nobody owns org.freedesktop.Notifications)\n")
+    assert sent.stdout == (
+        "desktop  unavailable: no notification service on the session bus "
+        "(nobody owns org.freedesktop.Notifications)\n"
+    )
 
 
 # -- a settings file with a bad value ------------------------------------------------------------
@@ -162,8 +181,10 @@ def test_a_bad_value_in_the_project_file_is_named_with_its_file_key_and_value(
     summary = check["summary"]
     assert str(settings.resolve()) in summary and "quiet_hours" in summary
     assert "'25:00-07:00'" in summary, summary
-    assert (f"project settings file: {settings.resolve()} (cannot be used: see below) "
-            f"(looked up from {(project / 'notebooks').resolve()})") in check["detail"]
+    assert (
+        f"project settings file: {settings.resolve()} (cannot be used: see below) "
+        f"(looked up from {(project / 'notebooks').resolve()})"
+    ) in check["detail"]
 
     text = _nbremind(_env(), project / "notebooks", "doctor").stdout
     assert "✗ settings: cannot be used, left out (the rest applies): " in text
@@ -179,8 +200,9 @@ def test_the_backlog_left_by_an_ended_process_is_counted_and_left_alone(
     task.mark_ended(TaskState.SUCCEEDED)
     notice = make_notice("success", task.snapshot(), created=time.time(), key="end")
     # this process's pid with another start time: a process that ended (its pid reused)
-    dead = Outbox(nbremind_data_dir / FILE_NAME, owner=Owner(os.getpid(), 1.0,
-                                                               socket.gethostname()))
+    dead = Outbox(
+        nbremind_data_dir / FILE_NAME, owner=Owner(os.getpid(), 1.0, socket.gethostname())
+    )
     assert dead.record(notice, ["memory"])
     dead.close()
 
@@ -188,8 +210,9 @@ def test_the_backlog_left_by_an_ended_process_is_counted_and_left_alone(
     outbox = checks["outbox"]
     assert outbox["ok"] is True
     assert outbox["summary"].startswith("backlog: 1 delivery pending"), outbox["summary"]
-    assert outbox["detail"][0].startswith(f"file: {nbremind_data_dir / FILE_NAME} (folder "
-                                          "from NBREMIND_DATA_DIR)")
+    assert outbox["detail"][0].startswith(
+        f"file: {nbremind_data_dir / FILE_NAME} (folder from NBREMIND_DATA_DIR)"
+    )
     assert any(line.startswith(f"{notice.title} → memory (") for line in outbox["detail"])
 
     reader = Outbox(nbremind_data_dir / FILE_NAME)
@@ -271,15 +294,19 @@ def test_remind_doctor_in_a_kernel_uses_its_settings_and_asks_for_the_browser(
 
 # -- the record and the command's help -----------------------------------------------------------
 def test_only_required_checks_decide_and_the_report_reads_well() -> None:
-    report = Report((
-        Check("desktop", False, "toasts cannot be shown: why", ("backend: X",)),
-        Check("browser", None, "only inside a notebook kernel"),
-        Check("settings", True, "1 file read", required=True),
-    ))
+    report = Report(
+        (
+            Check("desktop", False, "toasts cannot be shown: why", ("backend: X",)),
+            Check("browser", None, "only inside a notebook kernel"),
+            Check("settings", True, "1 file read", required=True),
+        )
+    )
     assert report.ok
     assert report.lines() == [
-        "✗ desktop: toasts cannot be shown: why", "    backend: X",
-        "– browser: only inside a notebook kernel", "✓ settings: 1 file read",
+        "✗ desktop: toasts cannot be shown: why",
+        "    backend: X",
+        "– browser: only inside a notebook kernel",
+        "✓ settings: 1 file read",
         "Everything notices need works here.",
     ]
     broken = Report((*report.checks, Check("default channels", False, "desktop", required=True)))

@@ -40,8 +40,9 @@ HOSTILE = "evil\x1b[31m\nforged row\x00\x07"
 
 
 def nbremind_cmd(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PY, "-m", "nbremind", *args], capture_output=True, text=True,
-                          timeout=90, cwd=cwd)
+    return subprocess.run(
+        [PY, "-m", "nbremind", *args], capture_output=True, text=True, timeout=90, cwd=cwd
+    )
 
 
 # -- durations too small to mean anything -------------------------------------------------------
@@ -94,8 +95,15 @@ def test_a_repeating_threshold_never_loops_whatever_the_step_or_the_clock() -> N
 
 @pytest.mark.parametrize(
     ("mark", "every", "elapsed", "expected"),
-    [(60, 60, 3600, 3660), (600, 300, 900, 1200), (600, 300, 1199.5, 1200),
-     (5, 0, 9, None), (5, -1, 9, None), (5, 1, float("nan"), None), (5, 1, float("inf"), None)],
+    [
+        (60, 60, 3600, 3660),
+        (600, 300, 900, 1200),
+        (600, 300, 1199.5, 1200),
+        (5, 0, 9, None),
+        (5, -1, 9, None),
+        (5, 1, float("nan"), None),
+        (5, 1, float("inf"), None),
+    ],
 )
 def test_next_mark_is_the_first_mark_past_now(
     mark: float, every: float, elapsed: float, expected: float | None
@@ -130,8 +138,7 @@ def test_bad_channel_urls_are_named_at_the_call(url: str, shown: str, problem: s
         ("remind(): channels", lambda: remind("etl", channels=["memory", url])),
         ("track(): channels", lambda: track([1], channels=url)),
         ("configure(): channels", lambda: configure(channels=[url])),
-        ("configure(): channel_defs: team",
-         lambda: configure(channel_defs={"team": {"url": url}})),
+        ("configure(): channel_defs: team", lambda: configure(channel_defs={"team": {"url": url}})),
     ]
     for where, call in calls:
         with pytest.raises(ValueError) as info:
@@ -164,9 +171,13 @@ def shell() -> Iterator[Any]:
 
 @pytest.mark.parametrize(
     ("line", "named"),
-    [('test "unclosed', "'test \"unclosed'"), ("history 10**23", "'10**23'"),
-     ("history 100000000000000000000000", "'100000000000000000000000'"),
-     ("history ²", "'²'"), ("auto 0.001s", "'0.001s'")],
+    [
+        ('test "unclosed', "'test \"unclosed'"),
+        ("history 10**23", "'10**23'"),
+        ("history 100000000000000000000000", "'100000000000000000000000'"),
+        ("history ²", "'²'"),
+        ("auto 0.001s", "'0.001s'"),
+    ],
 )
 def test_line_magic_bad_values_are_usage_errors(shell: Any, line: str, named: str) -> None:
     from IPython.core.error import UsageError
@@ -179,10 +190,14 @@ def test_line_magic_bad_values_are_usage_errors(shell: Any, line: str, named: st
 
 @pytest.mark.parametrize(
     ("header", "named"),
-    [("--after -5s", "--after: '-5s'"), ("--mem -1GB", "--mem: '-1GB'"),
-     ("--every 0.000000000000000000001s", "--every: '0.000000000000000000001s'"),
-     ("--min -1", "--min: '-1'"), ("--channels http://[::1", "--channels: http://[::1"),
-     ("--channels http://example.org:99999", "--channels: http://example.org:99999")],
+    [
+        ("--after -5s", "--after: '-5s'"),
+        ("--mem -1GB", "--mem: '-1GB'"),
+        ("--every 0.000000000000000000001s", "--every: '0.000000000000000000001s'"),
+        ("--min -1", "--min: '-1'"),
+        ("--channels http://[::1", "--channels: http://[::1"),
+        ("--channels http://example.org:99999", "--channels: http://example.org:99999"),
+    ],
 )
 def test_cell_magic_bad_values_are_usage_errors_and_the_body_does_not_run(
     shell: Any, header: str, named: str
@@ -232,17 +247,20 @@ def test_bad_values_in_a_real_kernel_are_usage_errors_without_traceback(
 @pytest.mark.parametrize(
     ("args", "named"),
     [
-        (["history", "--limit", "100000000000000000000000"],
-         "--limit: '100000000000000000000000'"),
+        (["history", "--limit", "100000000000000000000000"], "--limit: '100000000000000000000000'"),
         (["history", "--limit", "-5"], "--limit: '-5'"),
         (["run", "--after", "-5s", "--", "true"], "--after: '-5s'"),
         (["run", "--mem", "-1GB", "--", "true"], "--mem: '-1GB'"),
-        (["run", "--every", "0.000000000000000000001s", "--", "true"],
-         "--every: '0.000000000000000000001s'"),
+        (
+            ["run", "--every", "0.000000000000000000001s", "--", "true"],
+            "--every: '0.000000000000000000001s'",
+        ),
         (["run", "--channels", "http://[::1", "--", "true"], "--channels: http://[::1"),
         (["run", "--channels", "http://", "--", "true"], "--channels: http://"),
-        (["run", "--channels", "memory,http://example.org:99999/hook", "--", "true"],
-         "--channels: http://example.org:99999/hook"),
+        (
+            ["run", "--channels", "memory,http://example.org:99999/hook", "--", "true"],
+            "--channels: http://example.org:99999/hook",
+        ),
     ],
 )
 def test_command_bad_values_exit_2_naming_option_and_value(args: list[str], named: str) -> None:
@@ -255,8 +273,9 @@ def test_command_bad_values_exit_2_naming_option_and_value(args: list[str], name
 
 
 def test_history_escapes_a_hostile_name(nbremind_data_dir: Path) -> None:
-    script = (f"from nbremind import remind\n"
-              f"with remind({HOSTILE!r}, channels=['null']):\n    pass\n")
+    script = (
+        f"from nbremind import remind\nwith remind({HOSTILE!r}, channels=['null']):\n    pass\n"
+    )
     subprocess.run([PY, "-c", script], check=True, timeout=90)
 
     table = nbremind_cmd("history")
@@ -281,8 +300,9 @@ def test_outbox_escapes_a_hostile_channel_name(nbremind_data_dir: Path) -> None:
     task.mark_started()
     task.mark_ended(TaskState.SUCCEEDED)
     channel = "https://example.org/hook\x1b[2J"
-    notice = make_notice("success", task.snapshot(), created=clock.time(), key="end",
-                         channels=(channel,))
+    notice = make_notice(
+        "success", task.snapshot(), created=clock.time(), key="end", channels=(channel,)
+    )
     ended = Owner(os.getpid(), 1.0, socket.gethostname())  # this pid, another start: ended
     outbox = Outbox(nbremind_data_dir / FILE_NAME, owner=ended)
     assert outbox.record(notice, (channel,))
@@ -343,7 +363,8 @@ def test_a_settings_file_turned_to_junk_keeps_the_last_good_settings(
         with caplog.at_level(logging.WARNING, logger="nbremind"):
             assert live.load() is False
         assert session.config.panel_keep == 7
-        assert any(str(local) in r.getMessage() and "not UTF-8" in r.getMessage()
-                   for r in caplog.records), caplog.text
+        assert any(
+            str(local) in r.getMessage() and "not UTF-8" in r.getMessage() for r in caplog.records
+        ), caplog.text
     finally:
         session.close()

@@ -71,8 +71,11 @@ def run(coro: Any) -> Any:
 
 
 def session_with(desktop: Channel, connection: BrowserConnection, **config: Any) -> Session:
-    channels: dict[str, Channel] = {"desktop": desktop, "browser": Browser(connection),
-                                    "memory": MemoryChannel()}  # fmt: skip
+    channels: dict[str, Channel] = {
+        "desktop": desktop,
+        "browser": Browser(connection),
+        "memory": MemoryChannel(),
+    }
     return Session(Config(**config), channels=channels, tick_interval=None)
 
 
@@ -112,8 +115,9 @@ def test_browser_when_the_desktop_cannot_and_a_front_end_is_connected() -> None:
         choice = run(session.dispatcher.default_channels())
         finish_one(session)
         assert choice.channels == ("browser",)
-        assert str(choice) == (f"browser — desktop unavailable: {NO_BUS}; "
-                               "a browser front end is connected")  # fmt: skip
+        assert str(choice) == (
+            f"browser — desktop unavailable: {NO_BUS}; a browser front end is connected"
+        )
         assert delivered(session) == [("browser", True, "")]
     finally:
         session.close()
@@ -140,8 +144,11 @@ def test_explicit_channels_always_win() -> None:
         finish_one(session, channels=["browser"])  # the task chose browser
         session.configure(channels=AUTO)
         finish_one(session, channels=["memory"])  # the task chose, with automatic settings
-        assert delivered(session) == [("memory", True, ""), ("browser", True, ""),
-                                      ("memory", True, "")]  # fmt: skip
+        assert delivered(session) == [
+            ("memory", True, ""),
+            ("browser", True, ""),
+            ("memory", True, ""),
+        ]
     finally:
         session.close()
 
@@ -164,20 +171,24 @@ def test_a_front_end_about_to_connect_is_waited_for() -> None:
 
 def test_status_question_does_not_wait_for_a_hello() -> None:
     connection = BrowserConnection()
-    dispatcher = Dispatcher(channels={"desktop": Desktop(False, NO_BUS),
-                                      "browser": BrowserChannel(connection)})  # fmt: skip
+    dispatcher = Dispatcher(
+        channels={"desktop": Desktop(False, NO_BUS), "browser": BrowserChannel(connection)}
+    )
     connection.displayed()
     choice = run(asyncio.wait_for(dispatcher.default_channels(wait=False), 0.5))
     assert choice.channels == ("desktop",) and connection.expects_hello()
 
 
 def test_availability_without_names_reports_the_candidates() -> None:
-    dispatcher = Dispatcher(channels={"desktop": Desktop(False, NO_BUS),
-                                      "browser": BrowserChannel(BrowserConnection())})  # fmt: skip
+    dispatcher = Dispatcher(
+        channels={"desktop": Desktop(False, NO_BUS), "browser": BrowserChannel(BrowserConnection())}
+    )
     states = run(dispatcher.availability(()))
     assert tuple(states) == DEFAULT_CANDIDATES == ("desktop", "browser")
-    assert states == {"desktop": f"unavailable: {NO_BUS}",
-                      "browser": f"unavailable: {NO_FRONT_END}"}  # fmt: skip
+    assert states == {
+        "desktop": f"unavailable: {NO_BUS}",
+        "browser": f"unavailable: {NO_FRONT_END}",
+    }
 
 
 @pytest.mark.parametrize("value", [AUTO, None, [], ""])

@@ -50,8 +50,21 @@ SHELL = {"bash", "sh", "shell", "console"}
 SHOWN = {"", "text"}  # output and synopses: not run
 KNOWN = PYTHON | NOTEBOOK | SHELL | SHOWN | {"toml", "json"}
 #: What a sample may name after ``nbremind.``: the public API only, no module paths.
-PUBLIC = {"remind", "track", "panel", "configure", "history", "current_task", "get_session",
-          "pandas", "testing", "secrets", "watchdog", "TaskTimeout", "toml"}  # fmt: skip
+PUBLIC = {
+    "remind",
+    "track",
+    "panel",
+    "configure",
+    "history",
+    "current_task",
+    "get_session",
+    "pandas",
+    "testing",
+    "secrets",
+    "watchdog",
+    "TaskTimeout",
+    "toml",
+}
 #: Variables that would let a sample's process reach this machine's desktop.
 DESKTOP_VARS = ("DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY")
 
@@ -88,7 +101,7 @@ class Sample:
         return "shown" if self.lang in SHOWN else self.lang
 
     def _noted(self, prefix: str) -> str | None:
-        return self.note[len(prefix):].strip() if self.note.startswith(prefix) else None
+        return self.note[len(prefix) :].strip() if self.note.startswith(prefix) else None
 
     @property
     def not_run(self) -> str | None:
@@ -123,12 +136,21 @@ def read_samples(path: Path) -> list[Sample]:
         body: list[str] = []
         j = i + 1
         while j < len(lines) and not re.match(
-                rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", lines[j]):  # fmt: skip
+            rf"^[ \t]*{re.escape(fence[0])}{{{len(fence)},}}[ \t]*$", lines[j]
+        ):
             body.append(lines[j][indent:] if lines[j][:indent].isspace() else lines[j])
             j += 1
         assert j < len(lines), f"{page}:{i + 1}: the code block is never closed"
-        samples.append(Sample(page, i + 1, opening["lang"].lower(), "\n".join(body) + "\n",
-                              note["note"] if note else "", j + 1))  # fmt: skip
+        samples.append(
+            Sample(
+                page,
+                i + 1,
+                opening["lang"].lower(),
+                "\n".join(body) + "\n",
+                note["note"] if note else "",
+                j + 1,
+            )
+        )
         i = j + 1
     return samples
 
@@ -149,8 +171,9 @@ def of_kind(kind: str) -> list[Any]:
 
 def sample_env(sample: Sample, tmp_path: Path) -> dict[str, str]:
     """What a sample runs with: its own data folder, notices to ``memory``, no desktop."""
-    env = env_for_src(**sample.env(), NBREMIND_DATA_DIR=str(tmp_path / "data"),
-                      NBREMIND_CHANNELS="memory")  # fmt: skip
+    env = env_for_src(
+        **sample.env(), NBREMIND_DATA_DIR=str(tmp_path / "data"), NBREMIND_CHANNELS="memory"
+    )
     return {k: v for k, v in env.items() if k not in DESKTOP_VARS}
 
 
@@ -164,7 +187,8 @@ def test_the_pages_have_samples_of_every_checked_kind() -> None:
 def test_every_code_block_is_of_a_language_that_is_checked(sample: Sample) -> None:
     assert sample.lang in KNOWN, f"{sample.id}: no check for ```{sample.lang} blocks"
     assert not sample.note or sample.not_run or sample.fails_with or sample.kind == "notebook", (
-        f"{sample.id}: unknown note <!-- {sample.note} -->")
+        f"{sample.id}: unknown note <!-- {sample.note} -->"
+    )
 
 
 def test_exemptions_are_few_and_give_a_reason() -> None:
@@ -179,8 +203,9 @@ def test_the_readme_is_a_front_door() -> None:
     assert len(lines) <= README_MAX_LINES, len(lines)
 
 
-@pytest.mark.parametrize("path", [p for p in PAGES if p != MEASUREMENTS],
-                         ids=lambda p: p.relative_to(REPO).as_posix())
+@pytest.mark.parametrize(
+    "path", [p for p in PAGES if p != MEASUREMENTS], ids=lambda p: p.relative_to(REPO).as_posix()
+)
 def test_the_pages_name_only_the_public_api(path: Path) -> None:
     named = set(_PUBLIC_NAME.findall(path.read_text(encoding="utf-8")))
     assert named <= PUBLIC, sorted(named - PUBLIC)
@@ -233,8 +258,14 @@ def test_python_sample_runs(sample: Sample, tmp_path: Path) -> None:
     work = tmp_path / "work"
     work.mkdir()
     env = sample_env(sample, tmp_path)
-    done = subprocess.run([sys.executable, str(script)], cwd=work, env=env, capture_output=True,
-                          text=True, timeout=120)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     shown = f"{sample.id}:\n{sample.code}\n--- stdout ---\n{done.stdout}\n--- stderr ---\n"
     shown += done.stderr
     if sample.fails_with:
@@ -259,27 +290,37 @@ def test_notebook_sample_runs(sample: Sample, tmp_path: Path) -> None:
     if "%load_ext nbremind" not in sample.code:
         cells.insert(0, "%load_ext nbremind")
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                 "language": "python"}  # fmt: skip
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
     nb.cells = [nbformat.v4.new_code_cell(source) for source in cells]
     work = tmp_path / "work"
     work.mkdir()
     replies: list[tuple[int, dict[str, Any]]] = []
     client = NotebookClient(
-        nb, timeout=120, kernel_name="python3", allow_errors=True,
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
         resources={"metadata": {"path": str(work)}},
         on_cell_executed=lambda cell, cell_index, execute_reply: replies.append(
-            (cell_index, execute_reply["content"])),
-    )  # fmt: skip
+            (cell_index, execute_reply["content"])
+        ),
+    )
     client.execute(env=sample_env(sample, tmp_path))
     assert [i for i, _ in replies] == list(range(len(cells))), replies
     # a failed cell: its reply says so (a UsageError shows no traceback, only its reply does)
     errors = [(i, reply) for i, reply in replies if reply["status"] != "ok"]
-    shown = "\n".join(f"cell {i}: {reply['status']}: {reply.get('ename')}: "
-                      f"{reply.get('evalue')}" for i, reply in errors)  # fmt: skip
+    shown = "\n".join(
+        f"cell {i}: {reply['status']}: {reply.get('ename')}: {reply.get('evalue')}"
+        for i, reply in errors
+    )
     if sample.fails_with:
         assert [(i, reply.get("ename")) for i, reply in errors] == [
-            (len(cells) - 1, sample.fails_with)], f"{sample.id}:\n{shown}"  # the sample's cell
+            (len(cells) - 1, sample.fails_with)
+        ], f"{sample.id}:\n{shown}"  # the sample's cell
         [(_, reply)] = errors
         assert shown_error(sample) in (None, f"{reply['ename']}: {reply['evalue']}"), shown
         if reply["ename"] == "UsageError":  # the cell did not run
@@ -354,13 +395,18 @@ def test_toml_sample_is_a_usable_settings_file(sample: Sample, tmp_path: Path) -
     path.write_text(sample.code, encoding="utf-8")
     env = sample_env(sample, tmp_path)
     del env["NBREMIND_CHANNELS"]  # the file's own channels, if it has any
-    done = subprocess.run([sys.executable, "-m", "nbremind", "doctor", "--json"], cwd=project,
-                          env=env, capture_output=True, text=True, timeout=60)  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, "-m", "nbremind", "doctor", "--json"],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode in (0, 1), done.stderr  # 1: no desktop here, say
     [settings] = [c for c in json.loads(done.stdout)["checks"] if c["name"] == "settings"]
     assert settings["ok"] is True, f"{sample.id}:\n{json.dumps(settings, indent=1)}"
-    assert any(str(path) in line and "cannot" not in line for line in settings["detail"]), (
-        settings)
+    assert any(str(path) in line and "cannot" not in line for line in settings["detail"]), settings
 
 
 # -- json ------------------------------------------------------------------------------------

@@ -24,9 +24,18 @@ from _jupyterlab import CELLS, Lab, Notebook, screenshot, wait_until
 pytestmark = [pytest.mark.browser, pytest.mark.kernel]
 
 SETUP = "%load_ext nbremind\nimport nbremind\nnbremind.configure(channels=['memory'])"
-ROW_PARTS = (".nbremind-name", ".nbremind-state", "progress.nbremind-progress", ".nbremind-count",
-             ".nbremind-rate", ".nbremind-elapsed", ".nbremind-eta", ".nbremind-rss",
-             ".nbremind-cpu", ".nbremind-notice")  # fmt: skip
+ROW_PARTS = (
+    ".nbremind-name",
+    ".nbremind-state",
+    "progress.nbremind-progress",
+    ".nbremind-count",
+    ".nbremind-rate",
+    ".nbremind-elapsed",
+    ".nbremind-eta",
+    ".nbremind-rss",
+    ".nbremind-cpu",
+    ".nbremind-notice",
+)
 
 #: Every task row of the first panel in the page, as plain data.
 ROWS = """() => {
@@ -58,9 +67,11 @@ def rows_js() -> str:
 def wait_rows(page: Any, expected: dict[str, str], what: str) -> list[dict[str, Any]]:
     """Wait until the panel has a row named ``name`` in state ``state`` for each item of
     ``expected``; return all rows."""
-    check = ("([expected]) => { const rows = (" + rows_js() + ")(); if (!rows) return null;"
-             " return Object.entries(expected).every(([n, s]) =>"
-             " rows.some(r => r.name === n && r.state === s)) ? rows : null; }")  # fmt: skip
+    check = (
+        "([expected]) => { const rows = (" + rows_js() + ")(); if (!rows) return null;"
+        " return Object.entries(expected).every(([n, s]) =>"
+        " rows.some(r => r.name === n && r.state === s)) ? rows : null; }"
+    )
     rows: list[dict[str, Any]] = wait_until(page, check, [expected], what=what, shot="panel")
     return rows
 
@@ -69,13 +80,16 @@ def wait_rows(page: Any, expected: dict[str, str], what: str) -> list[dict[str, 
 
 
 def test_remind_status_line_updates_while_the_cell_runs(lab: Lab) -> None:
-    nb = lab.notebook("status-line.ipynb", [
-        SETUP,
-        "%%remind loop30\nimport time\n"
-        "task = nbremind.get_session().current()\ntask.total = 30\n"
-        "for i in range(30):\n    time.sleep(0.1)\n    task.advance()\n",
-        "%%remind hushed --quiet\nsum(range(10))",
-    ])  # fmt: skip
+    nb = lab.notebook(
+        "status-line.ipynb",
+        [
+            SETUP,
+            "%%remind loop30\nimport time\n"
+            "task = nbremind.get_session().current()\ntask.total = 30\n"
+            "for i in range(30):\n    time.sleep(0.1)\n    task.advance()\n",
+            "%%remind hushed --quiet\nsum(range(10))",
+        ],
+    )
     nb.run_ok(0)
 
     nb.run(1)
@@ -115,24 +129,31 @@ def test_remind_status_line_updates_while_the_cell_runs(lab: Lab) -> None:
 
 
 def test_panel_lists_succeeded_failed_and_running_tasks(lab: Lab) -> None:
-    nb = lab.notebook("panel.ipynb", [
-        SETUP,
-        "with nbremind.remind('ok-task'):\n    with nbremind.remind('ok-child'):\n        pass",
-        "with nbremind.remind('bad-task'):\n    raise ValueError('boom')",
-        "import threading\nstop = threading.Event()\n"
-        "def long():\n    with nbremind.remind('long-task'):\n        stop.wait(60)\n"
-        "threading.Thread(target=long, daemon=True).start()",
-        "nbremind.panel()",
-        "stop.set()",
-        "print('muted:', nbremind.get_session().config.muted)",
-    ])  # fmt: skip
+    nb = lab.notebook(
+        "panel.ipynb",
+        [
+            SETUP,
+            "with nbremind.remind('ok-task'):\n    with nbremind.remind('ok-child'):\n        pass",
+            "with nbremind.remind('bad-task'):\n    raise ValueError('boom')",
+            "import threading\nstop = threading.Event()\n"
+            "def long():\n    with nbremind.remind('long-task'):\n        stop.wait(60)\n"
+            "threading.Thread(target=long, daemon=True).start()",
+            "nbremind.panel()",
+            "stop.set()",
+            "print('muted:', nbremind.get_session().config.muted)",
+        ],
+    )
     nb.run_ok(0)
     nb.run_ok(1)
     assert "ValueError: boom" in nb.run_and_wait(2)["output"]
     nb.run_ok(3)
     nb.run_ok(4)
-    expected = {"ok-task": "succeeded", "ok-child": "succeeded", "bad-task": "failed",
-                "long-task": "running"}  # fmt: skip
+    expected = {
+        "ok-task": "succeeded",
+        "ok-child": "succeeded",
+        "bad-task": "failed",
+        "long-task": "running",
+    }
     rows = wait_rows(nb.page, expected, "the panel to list the four tasks")
     panel = nb.page.locator(".nbremind-panel").first
     screenshot(panel, "panel")
@@ -166,7 +187,7 @@ def test_panel_lists_succeeded_failed_and_running_tasks(lab: Lab) -> None:
 # -- 3. every text is escaped -----------------------------------------------------------------
 
 XSS_NAME = '<img src=x onerror="window.__xss=1">'
-XSS_ERROR = "<img src=y onerror=\"window.__xss=2\"><script>window.__xss=3</script>"
+XSS_ERROR = '<img src=y onerror="window.__xss=2"><script>window.__xss=3</script>'
 
 
 def test_panel_renders_html_in_names_and_errors_as_text(lab: Lab) -> None:
@@ -178,19 +199,26 @@ def test_panel_renders_html_in_names_and_errors_as_text(lab: Lab) -> None:
         dialog.dismiss()
 
     page.on("dialog", on_dialog)
-    nb = lab.notebook("escape.ipynb", [
-        SETUP,
-        f"with nbremind.remind({XSS_NAME!r}):\n    pass",
-        f"with nbremind.remind('<b>bold</b>'):\n    raise RuntimeError({XSS_ERROR!r})",
-        "nbremind.panel()",
-        f"%%remind esc-cell\nraise RuntimeError({XSS_ERROR!r})",
-    ], page)  # fmt: skip
+    nb = lab.notebook(
+        "escape.ipynb",
+        [
+            SETUP,
+            f"with nbremind.remind({XSS_NAME!r}):\n    pass",
+            f"with nbremind.remind('<b>bold</b>'):\n    raise RuntimeError({XSS_ERROR!r})",
+            "nbremind.panel()",
+            f"%%remind esc-cell\nraise RuntimeError({XSS_ERROR!r})",
+        ],
+        page,
+    )
     nb.run_ok(0)
     nb.run_ok(1)
     assert "RuntimeError" in nb.run_and_wait(2)["output"]
     nb.run_ok(3)
-    rows = wait_rows(page, {XSS_NAME: "succeeded", "<b>bold</b>": "failed"},
-                     "the panel to list the tasks with HTML in their names")  # fmt: skip
+    rows = wait_rows(
+        page,
+        {XSS_NAME: "succeeded", "<b>bold</b>": "failed"},
+        "the panel to list the tasks with HTML in their names",
+    )
     screenshot(page.locator(".nbremind-panel").first, "panel-escaped")
 
     assert sorted(r["name"] for r in rows) == sorted([XSS_NAME, "<b>bold</b>"]), rows
@@ -202,10 +230,14 @@ def test_panel_renders_html_in_names_and_errors_as_text(lab: Lab) -> None:
     # the status line of a %%remind cell whose error message is markup
     assert "RuntimeError" in nb.run_and_wait(4)["output"]
     status = nb.cell(4).locator(".nbremind-status")
-    wait_until(page, "([sel]) => { const s = document.querySelectorAll(sel)[4]"
-               ".querySelector('.nbremind-status');"
-               " return s && s.textContent.includes('failed'); }",
-               [CELLS], what="the failed status line")  # fmt: skip
+    wait_until(
+        page,
+        "([sel]) => { const s = document.querySelectorAll(sel)[4]"
+        ".querySelector('.nbremind-status');"
+        " return s && s.textContent.includes('failed'); }",
+        [CELLS],
+        what="the failed status line",
+    )
     assert '<img src=y onerror="window.__xss=2">' in status.text_content(), status.inner_html()
     assert status.locator("img, script").count() == 0, status.inner_html()
     screenshot(nb.cell(4), "status-escaped")
@@ -235,8 +267,13 @@ def titles(page: Any) -> list[str]:
 
 
 def wait_note(page: Any, title: str, what: str) -> None:
-    wait_until(page, "([t]) => (window.__notes || []).some(n => n.title === t)", [title],
-               what=what, shot="notification")  # fmt: skip
+    wait_until(
+        page,
+        "([t]) => (window.__notes || []).some(n => n.title === t)",
+        [title],
+        what=what,
+        shot="notification",
+    )
 
 
 def test_finished_task_raises_one_browser_notification(lab: Lab) -> None:
@@ -244,19 +281,26 @@ def test_finished_task_raises_one_browser_notification(lab: Lab) -> None:
     context.grant_permissions(["notifications"], origin=lab.base)
     context.add_init_script(RECORD_NOTIFICATIONS)
     page = lab.new_page(context)
-    nb = lab.notebook("notify.ipynb", [
-        SETUP,
-        "nbremind.panel()",
-        "%remind panel",
-        "%%remind note-task --channels browser\nsum(range(10))",
-        "with nbremind.remind('marker-1', channels=['browser']):\n    pass",
-        "with nbremind.remind('after-reload', channels=['browser']):\n    pass",
-    ], page)  # fmt: skip
+    nb = lab.notebook(
+        "notify.ipynb",
+        [
+            SETUP,
+            "nbremind.panel()",
+            "%remind panel",
+            "%%remind note-task --channels browser\nsum(range(10))",
+            "with nbremind.remind('marker-1', channels=['browser']):\n    pass",
+            "with nbremind.remind('after-reload', channels=['browser']):\n    pass",
+        ],
+        page,
+    )
     assert page.evaluate("() => Notification.permission") == "granted"
     for i in range(3):
         nb.run_ok(i)
-    wait_until(page, "() => document.querySelectorAll('.nbremind-panel').length >= 2",
-               what="two views of the panel")  # fmt: skip
+    wait_until(
+        page,
+        "() => document.querySelectorAll('.nbremind-panel').length >= 2",
+        what="two views of the panel",
+    )
 
     nb.run_ok(3)
     wait_note(page, "✓ note-task finished", "a Notification for note-task")
@@ -276,8 +320,9 @@ def test_finished_task_raises_one_browser_notification(lab: Lab) -> None:
     nb = Notebook(page, nb.path)
     nb.wait_idle()
     nb.run_ok(1)
-    wait_until(page, "() => document.querySelector('.nbremind-panel')",
-               what="the panel after reopening")  # fmt: skip
+    wait_until(
+        page, "() => document.querySelector('.nbremind-panel')", what="the panel after reopening"
+    )
     nb.run_ok(5)
     wait_note(page, "✓ after-reload finished", "a Notification for after-reload")
     assert titles(page) == ["✓ after-reload finished"]
@@ -291,12 +336,16 @@ def test_blocked_notifications_are_reported_and_browser_is_chosen_once_allowed(
 
     context = lab.new_context()  # not granted: the page is refused or never asked
     page = lab.new_page(context)
-    nb = lab.notebook("permission.ipynb", [
-        "%load_ext nbremind\nimport nbremind",
-        "%remind panel",
-        "%remind status",
-        "%remind test browser",
-    ], page)  # fmt: skip
+    nb = lab.notebook(
+        "permission.ipynb",
+        [
+            "%load_ext nbremind\nimport nbremind",
+            "%remind panel",
+            "%remind status",
+            "%remind test browser",
+        ],
+        page,
+    )
     button = "button.nbremind-permission"
     nb.run_ok(0)
     nb.run_ok(1)
@@ -312,8 +361,12 @@ def test_blocked_notifications_are_reported_and_browser_is_chosen_once_allowed(
 
     # allowed (as the site settings would): the button follows without a click or a cell
     context.grant_permissions(["notifications"], origin=lab.base)
-    wait_until(page, "([sel]) => document.querySelector(sel).dataset.permission === 'granted'",
-               [button], what="the button to show the permission")  # fmt: skip
+    wait_until(
+        page,
+        "([sel]) => document.querySelector(sel).dataset.permission === 'granted'",
+        [button],
+        what="the button to show the permission",
+    )
     assert page.text_content(button) == "Browser notifications: allowed"
     status = nb.run_ok(2)["output"]
     assert "channel browser: available" in status, status
@@ -322,8 +375,11 @@ def test_blocked_notifications_are_reported_and_browser_is_chosen_once_allowed(
     # answer may already be in by the time the output is read)
     tested = nb.run_ok(3)["output"]
     assert f"browser: {SENT_WAITING}" in tested or f"browser: {CONFIRMED}" in tested, tested
-    wait_until(page, "([sel, text]) => [...document.querySelectorAll(sel)][3]"
-               ".textContent.includes(text)", [CELLS, f"browser: {CONFIRMED}"],
-               what="the test line to say the page showed it")  # fmt: skip
+    wait_until(
+        page,
+        "([sel, text]) => [...document.querySelectorAll(sel)][3].textContent.includes(text)",
+        [CELLS, f"browser: {CONFIRMED}"],
+        what="the test line to say the page showed it",
+    )
     # the page answered once the cell ended: it showed the notification
     assert "last browser notification: shown in the page" in nb.run_ok(2)["output"]

@@ -184,8 +184,10 @@ def test_timeout_with_interrupt_stops_the_cell(remind_kernel: Kernel) -> None:
 def test_timeout_with_interrupt_stops_an_awaiting_cell(remind_kernel: Kernel) -> None:
     k = remind_kernel
     started = time.monotonic()
-    r = k.run("%%remind waiting --timeout 1 --interrupt\nimport asyncio\nawait asyncio.sleep(4)",
-              timeout=20)  # fmt: skip
+    r = k.run(
+        "%%remind waiting --timeout 1 --interrupt\nimport asyncio\nawait asyncio.sleep(4)",
+        timeout=20,
+    )
     took = time.monotonic() - started
 
     assert r.status == "error"

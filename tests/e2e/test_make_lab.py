@@ -39,9 +39,25 @@ pytestmark = [
 def _index_reachable(env: dict[str, str], scratch: Path) -> str:
     """``""`` when pip can fetch a package from its index; else pip's last error line."""
     probe = subprocess.run(
-        [sys.executable, "-m", "pip", "download", "--no-deps", "--quiet", "--timeout", "15",
-         "--retries", "1", "--dest", str(scratch), "jupyterlab>=4"],
-        capture_output=True, text=True, env=env, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "download",
+            "--no-deps",
+            "--quiet",
+            "--timeout",
+            "15",
+            "--retries",
+            "1",
+            "--dest",
+            str(scratch),
+            "jupyterlab>=4",
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     if probe.returncode == 0:
         return ""
@@ -65,36 +81,59 @@ def lab_venv(tmp_path: Path) -> tuple[Path, dict[str, str]]:
     make = shutil.which("make")
     if make is None:
         missing("make is not installed")
-    env = {key: value for key, value in os.environ.items()
-           if key not in ("DBUS_SESSION_BUS_ADDRESS", "DISPLAY", "WAYLAND_DISPLAY",
-                          "JUPYTER_PATH", "JUPYTER_CONFIG_PATH", "VIRTUAL_ENV", "PYTHONPATH")}
-    env.update(PIP_CACHE_DIR=str(tmp_path / "pip-cache"), PIP_NO_INPUT="1",
-               IPYTHONDIR=str(tmp_path / "ipython"),
-               JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"),
-               JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
-               JUPYTER_DATA_DIR=str(tmp_path / "jupyter-data"),
-               JUPYTER_PATH=str(tmp_path / "jupyter"))
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key
+        not in (
+            "DBUS_SESSION_BUS_ADDRESS",
+            "DISPLAY",
+            "WAYLAND_DISPLAY",
+            "JUPYTER_PATH",
+            "JUPYTER_CONFIG_PATH",
+            "VIRTUAL_ENV",
+            "PYTHONPATH",
+        )
+    }
+    env.update(
+        PIP_CACHE_DIR=str(tmp_path / "pip-cache"),
+        PIP_NO_INPUT="1",
+        IPYTHONDIR=str(tmp_path / "ipython"),
+        JUPYTER_RUNTIME_DIR=str(tmp_path / "jupyter-runtime"),
+        JUPYTER_CONFIG_DIR=str(tmp_path / "jupyter-config"),
+        JUPYTER_DATA_DIR=str(tmp_path / "jupyter-data"),
+        JUPYTER_PATH=str(tmp_path / "jupyter"),
+    )
     why = _index_reachable(env, tmp_path / "probe")
     if why:
         missing(f"pip cannot reach a package index: {why}")
     venv = tmp_path / "venv"
     built = subprocess.run(
         [make, "-C", str(ROOT), "install", f"VENV={venv}", f"PYTHON={sys.executable}"],
-        capture_output=True, text=True, env=env, timeout=240,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=240,
     )
     assert built.returncode == 0, f"make install failed:\n{built.stdout}\n{built.stderr}"
     python = venv / "bin" / "python"
     spec = tmp_path / "jupyter" / "kernels" / KERNEL
     spec.mkdir(parents=True)
-    (spec / "kernel.json").write_text(json.dumps({
-        "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
-        "display_name": "make lab's venv", "language": "python",
-    }))
+    (spec / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [str(python), "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "make lab's venv",
+                "language": "python",
+            }
+        )
+    )
     return venv, env
 
 
-def _execute(path: Path, workdir: Path, env: dict[str, str],
-             monkeypatch: pytest.MonkeyPatch) -> object:
+def _execute(
+    path: Path, workdir: Path, env: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> object:
     try:
         import nbformat
         from nbclient import NotebookClient
@@ -106,28 +145,50 @@ def _execute(path: Path, workdir: Path, env: dict[str, str],
         for key, value in env.items():
             patch.setenv(key, value)
         nb = nbformat.read(path, as_version=4)
-        client = NotebookClient(nb, timeout=120, kernel_name=KERNEL,
-                                resources={"metadata": {"path": str(workdir)}})
+        client = NotebookClient(
+            nb, timeout=120, kernel_name=KERNEL, resources={"metadata": {"path": str(workdir)}}
+        )
         client.execute()  # raises CellExecutionError naming the first cell that failed
     return nb
 
 
 def test_every_shipped_notebook_runs_in_the_venv_make_lab_installs(
-    lab_venv: tuple[Path, dict[str, str]], tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    lab_venv: tuple[Path, dict[str, str]],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     venv, env = lab_venv
     assert NOTEBOOKS, "no notebook in notebooks/"
     probe = tmp_path / "which.ipynb"
-    probe.write_text(json.dumps({
-        "nbformat": 4, "nbformat_minor": 5, "metadata": {},
-        "cells": [{"cell_type": "code", "id": "which", "metadata": {}, "execution_count": None,
-                   "outputs": [], "source": "import sys; print(sys.prefix)"}],
-    }))
+    probe.write_text(
+        json.dumps(
+            {
+                "nbformat": 4,
+                "nbformat_minor": 5,
+                "metadata": {},
+                "cells": [
+                    {
+                        "cell_type": "code",
+                        "id": "which",
+                        "metadata": {},
+                        "execution_count": None,
+                        "outputs": [],
+                        "source": "import sys; print(sys.prefix)",
+                    }
+                ],
+            }
+        )
+    )
     prefix = _outputs(_execute(probe, tmp_path, env, monkeypatch)).strip()
     assert Path(prefix).resolve() == venv.resolve(), "the kernel is not the lab venv's"
     # the venv's JupyterLab saves widget state with notebooks (a live panel reopens as rows)
-    read = subprocess.run([str(venv / "bin" / "python"), "-c", _READ_LAB_DEFAULTS],
-                          capture_output=True, text=True, env=env, timeout=60)  # fmt: skip
+    read = subprocess.run(
+        [str(venv / "bin" / "python"), "-c", _READ_LAB_DEFAULTS],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
     assert read.returncode == 0, read.stderr
     assert json.loads(read.stdout)[WIDGETS_PLUGIN] == {"saveState": True}, read.stdout
     histories = {}
@@ -145,11 +206,21 @@ def test_every_shipped_notebook_runs_in_the_venv_make_lab_installs(
 
     # one run of the chunked ETL: one top-level run in the history, its chunks nested in it
     env_etl = histories["pandas-etl.ipynb"]
-    listed = subprocess.run([str(venv / "bin" / "nbremind"), "history", "--json"],
-                            capture_output=True, text=True, env=env_etl, timeout=60)
+    listed = subprocess.run(
+        [str(venv / "bin" / "nbremind"), "history", "--json"],
+        capture_output=True,
+        text=True,
+        env=env_etl,
+        timeout=60,
+    )
     assert listed.returncode == 0, listed.stderr
     [etl] = json.loads(listed.stdout)
     assert (etl["name"], etl["kind"], etl["state"]) == ("etl", "loop", "succeeded")
-    every = subprocess.run([str(venv / "bin" / "nbremind"), "history", "--json", "--all"],
-                           capture_output=True, text=True, env=env_etl, timeout=60)
+    every = subprocess.run(
+        [str(venv / "bin" / "nbremind"), "history", "--json", "--all"],
+        capture_output=True,
+        text=True,
+        env=env_etl,
+        timeout=60,
+    )
     assert etl["nested"] == len(json.loads(every.stdout)) - 1 == 20

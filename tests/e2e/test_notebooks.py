@@ -24,13 +24,19 @@ def _outputs(nb: nbformat.NotebookNode) -> str:
 
 def test_quickstart_runs_and_notifies(tmp_path: Path) -> None:
     nb = nbformat.read(NOTEBOOKS / "quickstart.ipynb", as_version=4)
-    client = NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError on the first failing cell
     text = _outputs(nb)
     assert "trained 3 epochs" in text
     assert "succeeded 10 10" in text
     assert "144" in text and "fetched" in text
-    for title in ("✓ train finished", "etl reached 50%", "✓ etl finished", "✓ square finished",
-                  "✓ fetch finished"):
+    for title in (
+        "✓ train finished",
+        "etl reached 50%",
+        "✓ etl finished",
+        "✓ square finished",
+        "✓ fetch finished",
+    ):
         assert title in text, f"{title!r} was not handed to a channel"

@@ -31,8 +31,9 @@ def test_pandas_etl_runs_and_tells_at_half_way(tmp_path: Path) -> None:
     except ImportError:
         missing("the pandas notebook needs pandas (pip install -e .[test])")
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(nb, timeout=180, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})  # fmt: skip
+    client = NotebookClient(
+        nb, timeout=180, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError on the first failing cell
     code = [cell for cell in nb.cells if cell.cell_type == "code"]
     everything = "\n".join(_text(cell) for cell in code)
@@ -46,8 +47,11 @@ def test_pandas_etl_runs_and_tells_at_half_way(tmp_path: Path) -> None:
 
     # the notebook checks its result against plain pandas on the whole file
     # progress of the chunked read is in bytes of the file, the rows are a metric
-    done = re.search(r"etl succeeded: 50,000 rows, ([\d,]+) of ([\d,]+) bytes in 10 chunks, "
-                     r"20 pandas tasks, same totals as plain pandas", everything)
+    done = re.search(
+        r"etl succeeded: 50,000 rows, ([\d,]+) of ([\d,]+) bytes in 10 chunks, "
+        r"20 pandas tasks, same totals as plain pandas",
+        everything,
+    )
     assert done is not None, everything
     assert done[1] == done[2]  # the whole file was read
 

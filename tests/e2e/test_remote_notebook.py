@@ -32,8 +32,9 @@ def test_remote_channels_notebook(tmp_path: Path) -> None:
         except ImportError:
             missing(f"{module} is not installed (pip install -e '.[test]')")
     nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(nb, timeout=120, kernel_name="python3",
-                            resources={"metadata": {"path": str(tmp_path)}})
+    client = NotebookClient(
+        nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()  # raises CellExecutionError on the first failing cell
     text = _outputs(nb)
     assert "answers: [503, 200]" in text

@@ -44,10 +44,14 @@ def check_saved(nb: Any) -> None:
         assert final.fullmatch(line["data"]["text/plain"]), line
         assert final.search(line["data"]["text/html"]), line
         assert "▶" not in json.dumps(outs, ensure_ascii=False)
-    assert "'trained'" in [o["data"]["text/plain"] for o in outputs_of(train)
-                           if o.get("output_type") == "execute_result"]  # fmt: skip
+    assert "'trained'" in [
+        o["data"]["text/plain"]
+        for o in outputs_of(train)
+        if o.get("output_type") == "execute_result"
+    ]
     assert [o["ename"] for o in outputs_of(broken) if o.get("output_type") == "error"] == [
-        "ValueError"]  # fmt: skip
+        "ValueError"
+    ]
 
 
 def execute(folder: Path, sources: list[str]) -> Path:
@@ -55,11 +59,19 @@ def execute(folder: Path, sources: list[str]) -> Path:
     from nbclient import NotebookClient
 
     nb = nbformat.v4.new_notebook()
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3 (ipykernel)",
-                                 "language": "python"}  # fmt: skip
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3 (ipykernel)",
+        "language": "python",
+    }
     nb.cells = [nbformat.v4.new_code_cell(src) for src in sources]
-    client = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(folder)}})  # fmt: skip
+    client = NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(folder)}},
+    )
     client.execute()
     path = folder / "executed.ipynb"
     nbformat.write(nb, path)
@@ -74,8 +86,14 @@ def executed(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.kernel
 def test_closing_the_panel_leaves_a_static_snapshot(tmp_path: Path) -> None:
-    path = execute(tmp_path, [*CELLS_SOURCE, "%remind panel",
-                              "from nbremind.ipython.panel import panel\npanel().close()"])
+    path = execute(
+        tmp_path,
+        [
+            *CELLS_SOURCE,
+            "%remind panel",
+            "from nbremind.ipython.panel import panel\npanel().close()",
+        ],
+    )
     [shown] = outputs_of(nbformat.read(path, as_version=4).cells[3])
 
     assert WIDGET_VIEW not in shown["data"], shown
@@ -111,8 +129,10 @@ def test_nbconvert_shows_the_final_lines(executed: Path, exporter: str) -> None:
 
 # -- JupyterLab --------------------------------------------------------------------------------
 
-_OUTPUT_TEXT = "([sel, i]) => { const c = document.querySelectorAll(sel)[i];" \
+_OUTPUT_TEXT = (
+    "([sel, i]) => { const c = document.querySelectorAll(sel)[i];"
     " const o = c && c.querySelector('.jp-OutputArea'); return o ? o.textContent : ''; }"
+)
 
 
 def output_text(nb: Notebook, index: int) -> str:
@@ -121,16 +141,23 @@ def output_text(nb: Notebook, index: int) -> str:
 
 
 def wait_output(nb: Notebook, index: int, pattern: re.Pattern[str], what: str) -> str:
-    wait_until(nb.page, "([sel, i, p]) => { const c = document.querySelectorAll(sel)[i];"
-               " const o = c && c.querySelector('.jp-OutputArea');"
-               " return o && new RegExp(p).test(o.textContent); }",
-               [CELLS, index, pattern.pattern], what=what, shot="saved")  # fmt: skip
+    wait_until(
+        nb.page,
+        "([sel, i, p]) => { const c = document.querySelectorAll(sel)[i];"
+        " const o = c && c.querySelector('.jp-OutputArea');"
+        " return o && new RegExp(p).test(o.textContent); }",
+        [CELLS, index, pattern.pattern],
+        what=what,
+        shot="saved",
+    )
     return output_text(nb, index)
 
 
 def assert_no_widget_error(nb: Notebook) -> None:
-    text = nb.page.evaluate("([sel]) => [...document.querySelectorAll(sel)]"
-                            ".map(c => c.textContent).join('\\n')", [CELLS])  # fmt: skip
+    text = nb.page.evaluate(
+        "([sel]) => [...document.querySelectorAll(sel)].map(c => c.textContent).join('\\n')",
+        [CELLS],
+    )
     assert "Error displaying widget" not in text and "model not found" not in text, text
 
 
@@ -174,8 +201,10 @@ def test_a_notebook_run_by_nbclient_opens_in_jupyterlab_without_widget_errors(
 
 WIDGETS_PLUGIN = "@jupyter-widgets/jupyterlab-manager:plugin"
 PANEL_CELLS = [SETUP, "%%remind train\nimport time\ntime.sleep(0.3)", "%remind panel"]
-_PANEL = "([live, name]) => { const p = document.querySelector('.nbremind-panel');" \
+_PANEL = (
+    "([live, name]) => { const p = document.querySelector('.nbremind-panel');"
     " return !!p && p.dataset.live === live && p.textContent.includes(name); }"
+)
 
 
 def run_panel_notebook(lab: Lab, name: str) -> Notebook:
@@ -183,8 +212,9 @@ def run_panel_notebook(lab: Lab, name: str) -> Notebook:
     nb = lab.notebook(name, PANEL_CELLS)
     for index in range(len(PANEL_CELLS)):
         nb.run_ok(index)
-    wait_until(nb.page, _PANEL, ["true", "train"], what="the live panel listing train",
-               shot="saved")  # fmt: skip
+    wait_until(
+        nb.page, _PANEL, ["true", "train"], what="the live panel listing train", shot="saved"
+    )
     return nb
 
 
@@ -203,8 +233,14 @@ def test_a_live_panel_saved_in_jupyterlab_reopens_as_its_last_rows(lab: Lab) -> 
     # restart): the panel is drawn from its saved rows and says it is not live
     (lab.server.root / "live-panel-reopened.ipynb").write_text(text)
     reopened = lab.open("live-panel-reopened.ipynb")
-    wait_until(reopened.page, _PANEL, ["false", "train"], timeout=60,
-               what="the saved panel marked not live", shot="saved")  # fmt: skip
+    wait_until(
+        reopened.page,
+        _PANEL,
+        ["false", "train"],
+        timeout=60,
+        what="the saved panel marked not live",
+        shot="saved",
+    )
     panel_text = reopened.page.text_content(".nbremind-panel") or ""
     assert SNAPSHOT_NOTE in panel_text and "1 finished" in panel_text, panel_text
     assert_no_widget_error(reopened)

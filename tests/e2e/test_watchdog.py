@@ -20,7 +20,7 @@ import pytest
 
 from _desktop_bus import DesktopBus, poll
 from _kernel import KernelFactory
-from _servers import ScriptedHTTPServer, http_server  # noqa: F401
+from _servers import ScriptedHTTPServer
 
 #: The issue's promise: from the kill to the notice.
 NOTICE_WITHIN = 5.0
@@ -100,8 +100,7 @@ def test_sigkilled_kernel_reports_its_running_cell(
     k = kernel_factory(env=desktop_bus.extra_env)
     k.ok("%load_ext nbremind\nimport nbremind\nnbremind.configure(channels=['desktop'])")
     pid = k.query("import os\nresult = os.getpid()")
-    msg = k.execute("%%remind doomed\nimport time\nprint('started', flush=True)\n"
-                    "time.sleep(120)")  # fmt: skip
+    msg = k.execute("%%remind doomed\nimport time\nprint('started', flush=True)\ntime.sleep(120)")
     k.wait_for_output(msg, "started")
     watchdog = poll(lambda: _watchdog_of(pid), 15, "the kernel's watchdog to start")
     poll(lambda: _watching(watchdog), 15, "the watchdog to watch its kernel")
@@ -152,8 +151,11 @@ def test_clean_kernel_shutdown_is_silent_and_leaves_nothing(
     k.kc.stop_channels()
     k.km.shutdown_kernel()  # a shutdown request: the kernel exits cleanly
     poll(lambda: _gone(wd_pid), 15, "the watchdog to exit with its kernel")
-    late = [n for n in desktop_bus.notifications()[seen:]
-            if "quick" in n["summary"] or "process died" in n["body"]]  # fmt: skip
+    late = [
+        n
+        for n in desktop_bus.notifications()[seen:]
+        if "quick" in n["summary"] or "process died" in n["body"]
+    ]
     assert late == []
     runs = _runs("quick")
     assert [r["state"] for r in runs] == ["succeeded"], runs
@@ -183,8 +185,9 @@ time.sleep(120)
 def _start_script(tmp_path: Path, url: str, mode: str) -> tuple[subprocess.Popen[bytes], int]:
     script = tmp_path / "etl.py"
     script.write_text(textwrap.dedent(_SCRIPT))
-    proc = subprocess.Popen([sys.executable, str(script), url, mode], stdout=subprocess.PIPE,
-                            stdin=subprocess.DEVNULL)  # fmt: skip
+    proc = subprocess.Popen(
+        [sys.executable, str(script), url, mode], stdout=subprocess.PIPE, stdin=subprocess.DEVNULL
+    )
     assert proc.stdout is not None
     with selectors.DefaultSelector() as sel:
         sel.register(proc.stdout, selectors.EVENT_READ)
@@ -198,7 +201,8 @@ def _start_script(tmp_path: Path, url: str, mode: str) -> tuple[subprocess.Popen
 
 
 def test_script_opted_in_is_reported_when_killed(
-    tmp_path: Path, http_server: ScriptedHTTPServer  # noqa: F811
+    tmp_path: Path,
+    http_server: ScriptedHTTPServer,
 ) -> None:
     proc, wd_pid = _start_script(tmp_path, http_server.url(), "kill")
     try:
@@ -219,12 +223,16 @@ def test_script_opted_in_is_reported_when_killed(
 
 
 def test_death_with_nothing_running_is_silent(
-    tmp_path: Path, http_server: ScriptedHTTPServer  # noqa: F811
+    tmp_path: Path,
+    http_server: ScriptedHTTPServer,
 ) -> None:
     proc, wd_pid = _start_script(tmp_path, http_server.url(), "finish")
     try:
-        poll(lambda: [r for r in _runs("etl") if r["state"] == "succeeded"], 15,
-             "the finished block in the history")  # fmt: skip
+        poll(
+            lambda: [r for r in _runs("etl") if r["state"] == "succeeded"],
+            15,
+            "the finished block in the history",
+        )
         (finished,) = http_server.wait_for(1)  # the block's own notice
         assert "✓ etl finished" in finished.body.decode()
         sent = len(http_server.requests)
@@ -238,8 +246,12 @@ def test_death_with_nothing_running_is_silent(
 
 
 def test_watchdog_bad_arguments_exit_nonzero() -> None:
-    run = subprocess.run([sys.executable, "-m", "nbremind.watchdog", "--pid", "x"],
-                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, "-m", "nbremind.watchdog", "--pid", "x"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert run.returncode == 2
     assert "--pid" in run.stderr and "'x'" in run.stderr
 
@@ -247,8 +259,10 @@ def test_watchdog_bad_arguments_exit_nonzero() -> None:
 @pytest.mark.kernel
 def test_kernel_without_watchdog_when_turned_off(kernel_factory: KernelFactory) -> None:
     k = kernel_factory()
-    k.ok("%load_ext nbremind\nimport nbremind\n"
-         "nbremind.configure(channels=['memory'], watchdog=False)")  # fmt: skip
+    k.ok(
+        "%load_ext nbremind\nimport nbremind\n"
+        "nbremind.configure(channels=['memory'], watchdog=False)"
+    )
     pid = k.query("import os\nresult = os.getpid()")
     k.ok("%%remind quick\nx = 1")
     assert k.titles() == ["✓ quick finished"]  # the loop thread has run since the start

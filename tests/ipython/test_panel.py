@@ -37,8 +37,12 @@ AT = {name: i for i, name in enumerate(ROW_FIELDS)}
 
 def make_session(clock: FakeClock | None = None, **config: Any) -> Session:
     channel = MemoryChannel()
-    return Session(Config(channels=("memory",), **config), clock=clock,
-                   channels={"memory": channel}, tick_interval=None)  # fmt: skip
+    return Session(
+        Config(channels=("memory",), **config),
+        clock=clock,
+        channels={"memory": channel},
+        tick_interval=None,
+    )
 
 
 @pytest.fixture
@@ -53,8 +57,9 @@ def session(clock: FakeClock) -> Iterator[Session]:
     s.close()
 
 
-def start(session: Session, name: str, parent: Task | None = None, total: int | None = None
-          ) -> Task:  # fmt: skip
+def start(
+    session: Session, name: str, parent: Task | None = None, total: int | None = None
+) -> Task:
     """Start a task under ``parent``, else at the top level (in a context of its own, as each
     of many worker threads would start one)."""
 
@@ -67,8 +72,9 @@ def start(session: Session, name: str, parent: Task | None = None, total: int | 
 
 
 def rows_of(session: Session, keep: int = 50) -> list[dict[str, Any]]:
-    rows = RowBuilder(session.last_notice).rows(listed_tasks(session.tasks(), keep),
-                                                _no_resources())  # fmt: skip
+    rows = RowBuilder(session.last_notice).rows(
+        listed_tasks(session.tasks(), keep), _no_resources()
+    )
     return [dict(zip(ROW_FIELDS, row, strict=True)) for row in rows]
 
 
@@ -92,8 +98,12 @@ def test_rows_are_in_tree_order_with_the_nesting_depth(session: Session) -> None
     rows = rows_of(session)
 
     assert [(r["name"], r["depth"]) for r in rows] == [
-        ("outer", 0), ("load", 1), ("chunk", 2), ("save", 1), ("other", 0),
-    ]  # fmt: skip
+        ("outer", 0),
+        ("load", 1),
+        ("chunk", 2),
+        ("save", 1),
+        ("other", 0),
+    ]
     assert [r["id"] for r in rows] == [outer.id, load.id, chunk.id, save.id, other.id]
     assert {r["name"]: r["state"] for r in rows}["chunk"] == "succeeded"
 
@@ -125,8 +135,9 @@ def test_a_child_whose_parent_is_not_listed_moves_up_to_its_listed_ancestor(
     session.finish(leaf)
     # only the most recently finished task is kept: "leaf", not its parent "middle"
     assert [(r["name"], r["depth"]) for r in rows_of(session, keep=1)] == [
-        ("root", 0), ("leaf", 1),
-    ]  # fmt: skip
+        ("root", 0),
+        ("leaf", 1),
+    ]
     session.finish(root)
 
 
@@ -202,8 +213,16 @@ def test_names_are_plain_data_in_the_state_sent(session: Session) -> None:
 def test_the_front_end_builds_no_markup_from_data() -> None:
     source = ESM.read_text(encoding="utf-8")
     code = "\n".join(line for line in source.splitlines() if not line.lstrip().startswith("//"))
-    for sink in ("innerHTML", "outerHTML", "insertAdjacentHTML", "document.write", "eval(",
-                 "new Function", "srcdoc", "DOMParser"):  # fmt: skip
+    for sink in (
+        "innerHTML",
+        "outerHTML",
+        "insertAdjacentHTML",
+        "document.write",
+        "eval(",
+        "new Function",
+        "srcdoc",
+        "DOMParser",
+    ):
         assert sink not in code, f"nbremind.js uses {sink}"
     assert "textContent" in code
 
@@ -377,15 +396,20 @@ def test_mute_switch_round_trip(live_session: Session) -> None:
     widget = panel(live_session)
     sent = Sent(widget)
     # the browser flips the switch: a state update from the front end
-    widget._handle_msg({"content": {"data": {"method": "update", "state": {"muted": True},
-                                             "buffer_paths": []}}, "buffers": []})  # fmt: skip
+    widget._handle_msg(
+        {
+            "content": {"data": {"method": "update", "state": {"muted": True}, "buffer_paths": []}},
+            "buffers": [],
+        }
+    )
     assert live_session.config.muted is True
     assert live_session.config_sources["muted"] == "panel mute switch"
 
     # muted elsewhere (%remind unmute, configure()): the switch follows
     live_session.configure(muted=False)
-    wait_for(lambda: any(u.get("muted") is False for u in sent.updates()),
-             what="the switch to follow")
+    wait_for(
+        lambda: any(u.get("muted") is False for u in sent.updates()), what="the switch to follow"
+    )
     assert widget.muted is False
 
 
@@ -428,8 +452,10 @@ def test_status_line_follows_its_task_and_then_stops(live_session: Session) -> N
 
 # -- a real kernel ---------------------------------------------------------------------------------
 
-LOAD = ("%load_ext nbremind\nimport nbremind\nnbremind.configure(channels=['memory'])\n"
-        "from nbremind.ipython.panel import panel\n")  # fmt: skip
+LOAD = (
+    "%load_ext nbremind\nimport nbremind\nnbremind.configure(channels=['memory'])\n"
+    "from nbremind.ipython.panel import panel\n"
+)
 
 
 def panel_id(k: Kernel) -> str:
@@ -505,8 +531,7 @@ def test_mute_switch_flipped_in_the_browser_mutes_the_kernel(
     k.ok(LOAD + "panel()")
     comm = panel_id(k)
     with comm_tap(k) as tap:
-        send_to_widget(k, comm, {"method": "update", "state": {"muted": True},
-                                 "buffer_paths": []})  # fmt: skip
+        send_to_widget(k, comm, {"method": "update", "state": {"muted": True}, "buffer_paths": []})
         status = k.ok("%remind status").stdout
         k.ok("%%remind hushed --quiet\npass")
         hushed = k.notices()
@@ -516,8 +541,9 @@ def test_mute_switch_flipped_in_the_browser_mutes_the_kernel(
     assert "  muted: yes" in status.splitlines()
     assert hushed == []
     assert {"muted": False} in [{"muted": u["muted"]} for u in tap.updates(comm) if "muted" in u]
-    assert re.search(r"^muted\s*=\s*False\s*\(%remind unmute\)$", k.ok("%remind config").stdout,
-                     re.MULTILINE)  # fmt: skip
+    assert re.search(
+        r"^muted\s*=\s*False\s*\(%remind unmute\)$", k.ok("%remind config").stdout, re.MULTILINE
+    )
 
 
 @pytest.mark.kernel
@@ -527,12 +553,15 @@ def test_remind_cell_shows_a_live_status_line_first_and_keeps_its_result(
     k = kernel_factory()
     k.ok(LOAD)
     with comm_tap(k) as tap:
-        r = k.ok("%%remind train\nimport time\nfor i in range(6):\n    time.sleep(0.25)\n"
-                 "print('epoch', i)\n40 + 2")  # fmt: skip
+        r = k.ok(
+            "%%remind train\nimport time\nfor i in range(6):\n    time.sleep(0.25)\n"
+            "print('epoch', i)\n40 + 2"
+        )
         tap.pump(1.0)
 
-    outputs = [m for m in r.messages if m["msg_type"] in ("display_data", "stream",
-                                                          "execute_result")]  # fmt: skip
+    outputs = [
+        m for m in r.messages if m["msg_type"] in ("display_data", "stream", "execute_result")
+    ]
     assert outputs[0]["msg_type"] == "display_data"  # the line comes before the cell's output
     [line] = widget_views(outputs)
     assert outputs[0]["content"]["data"]["text/plain"].startswith("▶ train")
@@ -566,8 +595,9 @@ def test_status_line_of_a_failing_cell_and_quiet_cells(kernel_factory: KernelFac
     [line] = widget_views(failed.messages)
     final = [u["text"] for u in tap.updates(line) if "text" in u][-1]
     assert re.fullmatch(r"✗ load failed after \d+\.\d s: ValueError: bad row 2", final)
-    [update] = [m["content"]["data"] for m in failed.messages
-                if m["msg_type"] == "update_display_data"]  # fmt: skip
+    [update] = [
+        m["content"]["data"] for m in failed.messages if m["msg_type"] == "update_display_data"
+    ]
     assert update["text/plain"] == final and 'data-state="failed"' in update["text/html"]
     assert widget_views(quiet.messages) == [] and quiet.displays == []
     assert quiet.result == "'still shown'"
@@ -586,8 +616,11 @@ def test_traceback_of_a_remind_cell_shows_the_magic_line_as_typed(
     assert (r.status, r.ename) == ("error", "ValueError")
     assert f"Cell In[{r.execution_count}], line 3" in lines
     numbered = [line.strip() for line in lines if re.match(r"\s*(---->)?\s*\d+ ", line)]
-    assert numbered == ["1 # %%remind load --after 1h", "2 rows = [1, 2]",
-                        "----> 3 raise ValueError('bad row 2')"]  # fmt: skip
+    assert numbered == [
+        "1 # %%remind load --after 1h",
+        "2 rows = [1, 2]",
+        "----> 3 raise ValueError('bad row 2')",
+    ]
 
 
 def test_no_status_line_without_a_kernel_front_end() -> None:
@@ -605,15 +638,59 @@ PANEL_STATE = {
     "view": "panel",
     "fields": list(ROW_FIELDS),
     "rows": [
-        ["1-1", 0, "running", "▶ running", "outer", None, None, "0", "", "2.0 s", "", "80 MB",
-         "97%", ""],
-        ["1-2", 1, "running", "▶ running", "load", 4, 10, "4/10", "2.0/s", "2.0 s", "3.0 s",
-         "80 MB", "97%", ""],
-        ["1-3", 0, "failed", "✗ failed", EVIL, None, None, "0", "", "0.1 s", "", "", "",
-         f"✗ {EVIL} failed"],
+        [
+            "1-1",
+            0,
+            "running",
+            "▶ running",
+            "outer",
+            None,
+            None,
+            "0",
+            "",
+            "2.0 s",
+            "",
+            "80 MB",
+            "97%",
+            "",
+        ],
+        [
+            "1-2",
+            1,
+            "running",
+            "▶ running",
+            "load",
+            4,
+            10,
+            "4/10",
+            "2.0/s",
+            "2.0 s",
+            "3.0 s",
+            "80 MB",
+            "97%",
+            "",
+        ],
+        [
+            "1-3",
+            0,
+            "failed",
+            "✗ failed",
+            EVIL,
+            None,
+            None,
+            "0",
+            "",
+            "0.1 s",
+            "",
+            "",
+            "",
+            f"✗ {EVIL} failed",
+        ],
     ],
-    "channels": [["desktop", "unavailable: no D-Bus session bus", False],
-                 ["browser", "available", True]],
+    "channels": [
+        ["desktop", "unavailable: no D-Bus session bus", False],
+        ["browser", "available", True],
+    ],
     "default_note": "default channels: browser — desktop unavailable: no D-Bus session bus",
     "summary": "2 running · 1 finished",
     "muted": False,
@@ -642,13 +719,18 @@ def test_panel_front_end_draws_rows_channels_and_controls_as_text(widget_page: A
 
     rows = page.evaluate(ROWS_JS)
     assert [(r["id"], r["state"], r["depth"], r["name"]) for r in rows] == [
-        ("1-1", "running", "0", "outer"), ("1-2", "running", "1", "load"),
+        ("1-1", "running", "0", "outer"),
+        ("1-2", "running", "1", "load"),
         ("1-3", "failed", "0", EVIL),
-    ]  # fmt: skip
+    ]
     assert (rows[1]["value"], rows[1]["max"]) == ("4", "10")
     assert (rows[0]["value"], rows[0]["max"]) == (None, None)  # unknown total: no value
     assert (rows[1]["count"], rows[1]["rate"], rows[1]["eta"], rows[1]["cpu"]) == (
-        "4/10", "2.0/s", "3.0 s", "97%")  # fmt: skip
+        "4/10",
+        "2.0/s",
+        "3.0 s",
+        "97%",
+    )
     assert rows[2]["notice"] == f"✗ {EVIL} failed"
     # the name was drawn as text: no element came out of it, no handler ran
     assert page.evaluate("() => document.querySelectorAll('.nbremind-panel img').length") == 0
@@ -676,8 +758,7 @@ def test_panel_front_end_updates_rows_in_place_by_task_id(widget_page: Any) -> N
     }""")
     rows = [list(r) for r in PANEL_STATE["rows"]]
     rows[1][AT["value"]], rows[1][AT["count"]] = 5, "5/10"
-    new = ["1-4", 2, "running", "▶ running", "chunk", None, None, "1", "", "0.1 s", "", "", "",
-           ""]  # fmt: skip
+    new = ["1-4", 2, "running", "▶ running", "chunk", None, None, "1", "", "0.1 s", "", "", "", ""]
     rows.insert(2, new)
     del rows[0]
     page.evaluate("(rows) => window.__models[window.m].update({ rows })", rows)
@@ -696,13 +777,18 @@ def test_panel_front_end_updates_rows_in_place_by_task_id(widget_page: Any) -> N
 @pytest.mark.browser
 def test_panel_front_end_mute_switch_and_permission_button(widget_page: Any) -> None:
     page = widget_page
-    page.evaluate("""(state) => { window.__permission = 'default';
-      window.m = openModel(state); renderView(window.m); }""", PANEL_STATE)
+    page.evaluate(
+        """(state) => { window.__permission = 'default';
+      window.m = openModel(state); renderView(window.m); }""",
+        PANEL_STATE,
+    )
     assert page.text_content("button.nbremind-permission") == "Allow browser notifications"
 
     page.click("input.nbremind-mute[type=checkbox]")
-    model = page.evaluate("() => ({ muted: window.__models[window.m].state.muted, "
-                          "saved: window.__models[window.m].saved })")  # fmt: skip
+    model = page.evaluate(
+        "() => ({ muted: window.__models[window.m].state.muted, "
+        "saved: window.__models[window.m].saved })"
+    )
     assert model == {"muted": True, "saved": 1}
 
     page.evaluate("() => { window.__permission = 'granted'; }")
@@ -763,8 +849,22 @@ def test_a_long_task_name_is_cut_with_an_ellipsis_and_keeps_last_notice_in_view(
 ) -> None:
     page = widget_page
     page.add_style_tag(content=CSS.read_text(encoding="utf-8") + "\n.view { width: 900px; }")
-    row = ["1-9", 0, "succeeded", "✓ succeeded", LONG_NAME, 10, 10, "10/10", "", "8.0 s", "",
-           "peak 80 MB", "", "✓ done"]  # fmt: skip
+    row = [
+        "1-9",
+        0,
+        "succeeded",
+        "✓ succeeded",
+        LONG_NAME,
+        10,
+        10,
+        "10/10",
+        "",
+        "8.0 s",
+        "",
+        "peak 80 MB",
+        "",
+        "✓ done",
+    ]
     state = {**PANEL_STATE, "rows": [row]}
     page.evaluate("(state) => { window.m = openModel(state); renderView(window.m); }", state)
 
@@ -779,24 +879,33 @@ def test_permission_button_shows_the_answer_as_soon_as_the_browser_gives_it(
     widget_page: Any,
 ) -> None:
     page = widget_page
-    page.evaluate("""(state) => { window.__permission = 'default';
+    page.evaluate(
+        """(state) => { window.__permission = 'default';
       window.Notification.requestPermission = () => new Promise((resolve) => {
         window.__answer = (value) => { window.__permission = value; resolve(value); };
       });
-      window.m = openModel(state); renderView(window.m); }""", PANEL_STATE)
+      window.m = openModel(state); renderView(window.m); }""",
+        PANEL_STATE,
+    )
     button = "button.nbremind-permission"
 
     page.click(button)
     assert page.text_content(button) == "Waiting for the browser's answer…"
     page.evaluate("() => window.__answer('denied')")
-    page.wait_for_function("""(sel) => document.querySelector(sel).dataset.permission
-      !== 'asking'""", arg=button)  # fmt: skip
+    page.wait_for_function(
+        """(sel) => document.querySelector(sel).dataset.permission
+      !== 'asking'""",
+        arg=button,
+    )
 
     assert page.text_content(button) == (
-        "Browser notifications: blocked (allow them in the site settings)")
+        "Browser notifications: blocked (allow them in the site settings)"
+    )
     sent = page.evaluate("() => window.__models[window.m].sent")
     assert [(m["type"], m.get("permission")) for m in sent] == [
-        ("hello", "default"), ("permission", "denied")]  # fmt: skip
+        ("hello", "default"),
+        ("permission", "denied"),
+    ]
 
 
 def test_panel_snapshot_shows_names_as_text(live_session: Session) -> None:

@@ -67,8 +67,12 @@ print(json.dumps({"marks": marks, "largest": largest}), flush=True)
 @pytest.mark.timeout(600)
 def test_100000_blocks_leave_memory_flat(tmp_path: Path) -> None:
     done = subprocess.run(
-        [sys.executable, "-c", CHILD], capture_output=True, text=True, cwd=tmp_path,
-        env=dict(os.environ), timeout=540,
+        [sys.executable, "-c", CHILD],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=dict(os.environ),
+        timeout=540,
     )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
@@ -107,8 +111,14 @@ print(json.dumps({"marks": marks, "waiting": waiting, "bound": MAX_QUEUED}), flu
 def test_a_flood_of_notifying_blocks_keeps_memory_flat(tmp_path: Path) -> None:
     """Each block's notice waits for the loop thread; their number is bounded, so a flood
     runs at the pace of delivery instead of growing without bound."""
-    done = subprocess.run([sys.executable, "-c", FLOOD], capture_output=True, text=True,
-                          cwd=tmp_path, env=dict(os.environ), timeout=280)
+    done = subprocess.run(
+        [sys.executable, "-c", FLOOD],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        env=dict(os.environ),
+        timeout=280,
+    )
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout.strip().splitlines()[-1])
     assert 0 < result["waiting"] <= result["bound"] + 1
@@ -124,6 +134,7 @@ def test_a_flood_of_notifying_blocks_keeps_memory_flat(tmp_path: Path) -> None:
 
 def _context_size_after(run: Callable[[], None]) -> int:
     """The variables set in a fresh context after ``run()`` ran in it."""
+
     def measured() -> int:
         run()
         return len(contextvars.copy_context())
@@ -249,7 +260,8 @@ def _blocked(session: Session) -> threading.Event:
 
 
 def test_a_task_that_ends_before_its_start_is_written_takes_one_place(
-    session: Session, nbremind_data_dir: Path,
+    session: Session,
+    nbremind_data_dir: Path,
 ) -> None:
     recorder = session.history_recorder
     release = _blocked(session)
@@ -271,7 +283,8 @@ def test_a_task_that_ends_before_its_start_is_written_takes_one_place(
 
 
 def test_past_its_bound_the_backlog_is_written_by_the_thread_that_hands_more(
-    session: Session, nbremind_data_dir: Path,
+    session: Session,
+    nbremind_data_dir: Path,
 ) -> None:
     recorder = session.history_recorder
     total = 3 * MAX_QUEUED + 7

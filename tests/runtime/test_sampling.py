@@ -62,9 +62,11 @@ def test_a_process_that_does_not_exist_is_not_found() -> None:
 
 
 def test_a_tree_counts_the_descendants() -> None:
-    code = "import subprocess, sys, time; " \
-        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); " \
-        "time.sleep(30)"  # fmt: skip
+    code = (
+        "import subprocess, sys, time; "
+        "c = subprocess.Popen([sys.executable, '-c', 'import time; time.sleep(30)']); "
+        "time.sleep(30)"
+    )
     parent = subprocess.Popen([sys.executable, "-c", code])
     try:
         process = psutil.Process(parent.pid)

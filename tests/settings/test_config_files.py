@@ -51,14 +51,19 @@ def write_pyproject(root: Path, body: str) -> Path:
 
 
 def test_every_layer_in_its_place(
-    project: Path, isolated_settings: Path, monkeypatch: pytest.MonkeyPatch,
+    project: Path,
+    isolated_settings: Path,
+    monkeypatch: pytest.MonkeyPatch,
     sessions: list[Session],
 ) -> None:
     user = isolated_settings / "config.toml"
-    user.write_text('min_duration = "1m"\nsend_timeout = "20s"\nexit_timeout = 9\n'
-                    'panel_keep = 10\ntick_interval = "1s"\n')
-    pyproject = write_pyproject(project, 'send_timeout = "15s"\nexit_timeout = 8\n'
-                                         "panel_keep = 20\n")
+    user.write_text(
+        'min_duration = "1m"\nsend_timeout = "20s"\nexit_timeout = 9\n'
+        'panel_keep = 10\ntick_interval = "1s"\n'
+    )
+    pyproject = write_pyproject(
+        project, 'send_timeout = "15s"\nexit_timeout = 8\npanel_keep = 20\n'
+    )
     local = project / "nbremind.toml"
     local.write_text("exit_timeout = 7\npanel_keep = 30\n")
     monkeypatch.setenv("NBREMIND_PANEL_KEEP", "40")
@@ -82,17 +87,24 @@ def test_every_layer_in_its_place(
         "muted": "configure()",
     }
     shown = describe(session)
-    rows = {line.split(" = ")[0].rstrip(): line.split(" = ", 1)[1].split("  (")
-            for line in shown if " = " in line}
+    rows = {
+        line.split(" = ")[0].rstrip(): line.split(" = ", 1)[1].split("  (")
+        for line in shown
+        if " = " in line
+    }
     assert [part.strip() for part in rows["min_duration"]] == ["1m", f"{user})"]
     assert [part.strip() for part in rows["send_timeout"]] == [
-        "15s", f"{pyproject} [tool.nbremind])"]
+        "15s",
+        f"{pyproject} [tool.nbremind])",
+    ]
     assert [part.strip() for part in rows["panel_keep"]] == ["40", "NBREMIND_PANEL_KEEP)"]
     assert [part.strip() for part in rows["muted"]] == ["False", "configure())"]
     assert [part.strip() for part in rows["on"]] == ["default", "default)"]
     assert f"user settings file: {user}" in shown
-    assert (f"project settings file: {pyproject}, {local} (looked up from "
-            f"{project / 'notebooks' / 'deep'})") in shown
+    assert (
+        f"project settings file: {pyproject}, {local} (looked up from "
+        f"{project / 'notebooks' / 'deep'})"
+    ) in shown
 
 
 def test_the_nearest_project_wins_even_without_a_table(project: Path) -> None:
@@ -232,8 +244,10 @@ def test_errors_name_file_key_and_value(
     monkeypatch.delenv("MISSING_TOKEN", raising=False)
     user.write_text('[channels.team]\nurl = "https://example.com/${MISSING_TOKEN}"\n')
     (first, *_) = load_settings(project).errors
-    assert first == (f"{user}: channel_defs.team.url: ${{MISSING_TOKEN}} refers to "
-                     "MISSING_TOKEN, which is not set")
+    assert first == (
+        f"{user}: channel_defs.team.url: ${{MISSING_TOKEN}} refers to "
+        "MISSING_TOKEN, which is not set"
+    )
     user.write_text('send_timeout = "${lower case}"\n')
     (first, *_) = load_settings(project).errors
     assert first == f"{user}: send_timeout: '${{lower case}}' is not a reference such as ${{NAME}}"
@@ -251,7 +265,9 @@ def test_references_expand_into_secrets_and_dollar_dollar_is_literal() -> None:
 
 
 def test_the_default_session_loads_settings_and_a_made_one_does_not(
-    isolated_settings: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+    isolated_settings: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     (isolated_settings / "config.toml").write_text('min_duration = "45s"\npanel_keep = "x"\n')
@@ -270,8 +286,11 @@ def test_the_default_session_loads_settings_and_a_made_one_does_not(
             }
             assert session.settings is not None and len(session.settings.errors) == 1
             assert "panel_keep: 'x'" in caplog.text
-            assert any(line.startswith("not used (the last good settings stay): ")
-                       and "panel_keep: 'x'" in line for line in describe(session))
+            assert any(
+                line.startswith("not used (the last good settings stay): ")
+                and "panel_keep: 'x'" in line
+                for line in describe(session)
+            )
             assert nbremind.configure(panel_keep=3) is None
             assert session.config.panel_keep == 3
         finally:

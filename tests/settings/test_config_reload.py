@@ -51,7 +51,8 @@ def test_a_valid_edit_applies_and_configure_keeps_precedence(
     assert settings.wait_for(lambda: session.config.min_duration == 30, DEADLINE)
     assert session.config.send_timeout == 3
     assert without_isolation(session.config_sources) == {
-        "min_duration": str(local), "send_timeout": "configure()"
+        "min_duration": str(local),
+        "send_timeout": "configure()",
     }
 
     write(local, 'min_duration = "2m"\n')
@@ -66,7 +67,7 @@ def test_an_invalid_edit_keeps_the_last_good_settings_and_is_reported_once(
 ) -> None:
     session, settings = live
     pyproject = project / "pyproject.toml"
-    write(pyproject, '[tool.nbremind]\npanel_keep = 7\n')
+    write(pyproject, "[tool.nbremind]\npanel_keep = 7\n")
     assert settings.wait_for(lambda: session.config.panel_keep == 7, DEADLINE)
 
     with caplog.at_level(logging.WARNING, logger="nbremind"):
@@ -135,8 +136,10 @@ def test_a_nearer_project_that_appears_takes_over(project: Path) -> None:
         settings = follow(session, inner)
         assert settings is not None and settings.ready.wait(DEADLINE)
         assert session.config.panel_keep == 21
-        write(inner / "pyproject.toml", '[project]\nname = "analysis"\n\n'
-                                        "[tool.nbremind]\npanel_keep = 22\n")
+        write(
+            inner / "pyproject.toml",
+            '[project]\nname = "analysis"\n\n[tool.nbremind]\npanel_keep = 22\n',
+        )
         assert settings.wait_for(lambda: session.config.panel_keep == 22, DEADLINE)
         assert session.config_sources["panel_keep"].startswith(str(inner / "pyproject.toml"))
     finally:

@@ -50,12 +50,15 @@ def test_a_secret_is_the_real_string_to_code_that_uses_it() -> None:
 def test_redact_hides_every_known_value_and_its_url_form() -> None:
     Secret("p@ss word/42")
     Secret(TOKEN)
-    text = (f"POST https://example.com/hook/{TOKEN} failed; "
-            "smtp://me:p%40ss%20word%2F42@mail.example.com; raw p@ss word/42")
+    text = (
+        f"POST https://example.com/hook/{TOKEN} failed; "
+        "smtp://me:p%40ss%20word%2F42@mail.example.com; raw p@ss word/42"
+    )
     shown = redact(text)
     assert TOKEN not in shown and "p%40ss" not in shown and "p@ss word" not in shown
-    assert shown == ("POST https://example.com/hook/*** failed; "
-                     "smtp://me:***@mail.example.com; raw ***")
+    assert shown == (
+        "POST https://example.com/hook/*** failed; smtp://me:***@mail.example.com; raw ***"
+    )
     assert redact("nothing secret here") == "nothing secret here"
     assert redact(Secret(TOKEN)) == MASK
 
@@ -145,7 +148,9 @@ def test_a_secret_in_a_channel_url_is_hidden_in_config_panel_and_status(
         assert session.config.channels[1].endswith(TOKEN)  # the real URL, for delivery
         shown = "\n".join(describe(session))
         assert setting(shown.splitlines(), "channels") == (
-            "memory,http://127.0.0.1:9/hook/***", "NBREMIND_CHANNELS")
+            "memory,http://127.0.0.1:9/hook/***",
+            "NBREMIND_CHANNELS",
+        )
         rows, line = session.ticker.submit(channel_rows(session)).result(10)
         assert TOKEN not in repr(rows) and TOKEN not in line and "***" in line
         with caplog.at_level(logging.DEBUG, logger="nbremind"):
@@ -166,17 +171,18 @@ def test_remind_config_in_a_real_kernel_shows_sources_and_hides_secrets(
     folder = tmp_path / "user-settings"
     folder.mkdir()
     (folder / "config.toml").write_text('min_duration = "45s"\n')
-    k = kernel_factory(env={
-        "NBREMIND_CONFIG_DIR": str(folder),
-        "HOOK_TOKEN": TOKEN,
-        "NBREMIND_CHANNELS": "memory,http://127.0.0.1:9/hook/${HOOK_TOKEN}",
-    })
+    k = kernel_factory(
+        env={
+            "NBREMIND_CONFIG_DIR": str(folder),
+            "HOOK_TOKEN": TOKEN,
+            "NBREMIND_CHANNELS": "memory,http://127.0.0.1:9/hook/${HOOK_TOKEN}",
+        }
+    )
     k.ok("%load_ext nbremind")
     k.ok("%remind mute")
     shown = k.ok("%remind config").stdout
     lines = shown.splitlines()
-    assert setting(lines, "channels") == ("memory,http://127.0.0.1:9/hook/***",
-                                           "NBREMIND_CHANNELS")
+    assert setting(lines, "channels") == ("memory,http://127.0.0.1:9/hook/***", "NBREMIND_CHANNELS")
     assert setting(lines, "min_duration") == ("45s", str(folder / "config.toml"))
     assert setting(lines, "muted") == ("True", "%remind mute")
     assert setting(lines, "send_timeout") == ("10s", "default")
@@ -381,4 +387,3 @@ def test_a_url_given_to_another_option_is_quoted_with_its_password_masked(option
     message = str(raised.value)
     assert option in message and "example.org" in message
     assert "pa55" not in message
-

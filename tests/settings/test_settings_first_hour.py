@@ -36,8 +36,11 @@ def write(path: Path, text: str) -> None:
 
 def team(url: str) -> dict[str, Any]:
     """The README's named channel, pointed at ``url``."""
-    return {"url": url, "on": ["failure", "timeout"],
-            "templates": {"failure": {"title": "{name} broke on {host}"}}}
+    return {
+        "url": url,
+        "on": ["failure", "timeout"],
+        "templates": {"failure": {"title": "{name} broke on {host}"}},
+    }
 
 
 # -- point 2: named channels given to configure() survive a reload -------------------------------
@@ -83,8 +86,13 @@ def test_readme_named_channel_still_gets_notices_after_a_live_reload(
     (project / "nbremind.toml").write_text("panel_keep = 10\n")
     script = tmp_path / "train.py"
     script.write_text(_SCRIPT)
-    done = subprocess.run([sys.executable, str(script), http_server.url()], cwd=project,
-                          capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(script), http_server.url()],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "channels after the reload: team" in done.stdout, done.stdout + done.stderr
     assert "is not a channel" not in done.stderr, done.stderr
@@ -112,8 +120,9 @@ def live(project: Path) -> Iterator[tuple[Session, LiveSettings]]:
     session.close()
 
 
-def reload_with(settings: LiveSettings, session: Session, path: Path, panel_keep: int,
-                extra: str = "") -> None:
+def reload_with(
+    settings: LiveSettings, session: Session, path: Path, panel_keep: int, extra: str = ""
+) -> None:
     """Edit ``path`` and wait until the watcher applied it."""
     applied = settings.applied
     write(path, f"panel_keep = {panel_keep}\n{extra}")
@@ -125,7 +134,9 @@ def reload_with(settings: LiveSettings, session: Session, path: Path, panel_keep
 
 @pytest.mark.parametrize("order", ["channels first", "channel_defs first", "two calls"])
 def test_configure_values_are_reapplied_together_whatever_their_order(
-    live: tuple[Session, LiveSettings], project: Path, order: str,
+    live: tuple[Session, LiveSettings],
+    project: Path,
+    order: str,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     session, settings = live
@@ -150,8 +161,13 @@ def test_channels_named_first_and_defined_in_a_later_call_survive_the_file_dropp
 ) -> None:
     session, settings = live
     local = project / "nbremind.toml"
-    reload_with(settings, session, local, 12,
-                '[channels.team]\nurl = "https://hooks.example.org/from-file"\n')
+    reload_with(
+        settings,
+        session,
+        local,
+        12,
+        '[channels.team]\nurl = "https://hooks.example.org/from-file"\n',
+    )
     session.configure(channels=["team"])  # the file's team
     session.configure(channel_defs={"team": team("https://hooks.example.org/mine")})
     reload_with(settings, session, local, 13)  # the file no longer defines team
@@ -165,8 +181,13 @@ def test_a_file_edit_that_drops_a_channel_configure_uses_keeps_the_other_values(
 ) -> None:
     session, settings = live
     local = project / "nbremind.toml"
-    reload_with(settings, session, local, 12,
-                '[channels.team]\nurl = "https://hooks.example.org/from-file"\n')
+    reload_with(
+        settings,
+        session,
+        local,
+        12,
+        '[channels.team]\nurl = "https://hooks.example.org/from-file"\n',
+    )
     session.configure(channels=["team"], send_timeout="3s")
     with caplog.at_level(logging.WARNING, logger="nbremind"):
         reload_with(settings, session, local, 13)
@@ -179,8 +200,9 @@ def test_a_file_edit_that_drops_a_channel_configure_uses_keeps_the_other_values(
 def test_channel_defs_that_drop_a_channel_in_use_are_refused() -> None:
     session = Session(tick_interval=None)
     try:
-        session.configure(channel_defs={"team": team("https://hooks.example.org/a")},
-                          channels=["team"])
+        session.configure(
+            channel_defs={"team": team("https://hooks.example.org/a")}, channels=["team"]
+        )
         before = session.config
         with pytest.raises(ValueError, match="'team' is not a channel"):
             session.configure(channel_defs={"other": team("https://hooks.example.org/b")})
@@ -209,11 +231,17 @@ def test_remind_config_shows_values_as_written_aligned_and_they_read_back(
     try:
         follow(session, tmp_path, watch=False)
         session.configure(
-            channels=["memory", "null"], on=["failure"], min_duration="90s",
-            quiet_hours="22:00-07:00", timezone="Europe/Berlin", rate_limit="10m",
-            templates={"success": {"title": "{name} done"}}, tick_interval="0.5s",
+            channels=["memory", "null"],
+            on=["failure"],
+            min_duration="90s",
+            quiet_hours="22:00-07:00",
+            timezone="Europe/Berlin",
+            rate_limit="10m",
+            templates={"success": {"title": "{name} done"}},
+            tick_interval="0.5s",
             channel_defs={"team": {"url": "https://hooks.example.org/x"}},
-            retry_max_time="1h30m", outbox_max_age="36h",
+            retry_max_time="1h30m",
+            outbox_max_age="36h",
         )
         lines = describe(session)
     finally:
@@ -246,8 +274,10 @@ def test_remind_config_shows_values_as_written_aligned_and_they_read_back(
         assert getattr(loaded.config, key) == getattr(expected, key), key
 
 
-@pytest.mark.parametrize("seconds", [0.001, 0.25, 1.5, 59.0, 90.0, 3600.0, 5400.0, 86400.0,
-                                     7776000.0, 123.456, 0.0125, 10.0 / 3])
+@pytest.mark.parametrize(
+    "seconds",
+    [0.001, 0.25, 1.5, 59.0, 90.0, 3600.0, 5400.0, 86400.0, 7776000.0, 123.456, 0.0125, 10.0 / 3],
+)
 def test_a_duration_is_shown_as_written_and_reads_back_exactly(seconds: float) -> None:
     text = format_duration_setting(seconds)
     assert " " not in text
@@ -257,11 +287,23 @@ def test_a_duration_is_shown_as_written_and_reads_back_exactly(seconds: float) -
 
 
 def test_not_set_is_written_none_off_or_local_and_reads_back() -> None:
-    config = Config().updated(min_duration="30s", rate_limit="1m", history_keep="30d",
-                              quiet_hours="1-2", timezone="UTC", on=["failure"])
-    cleared = config.updated(min_duration="none", rate_limit="none", history_keep="90d",
-                             quiet_hours="off", timezone="local", on="default",
-                             data_dir="none")
+    config = Config().updated(
+        min_duration="30s",
+        rate_limit="1m",
+        history_keep="30d",
+        quiet_hours="1-2",
+        timezone="UTC",
+        on=["failure"],
+    )
+    cleared = config.updated(
+        min_duration="none",
+        rate_limit="none",
+        history_keep="90d",
+        quiet_hours="off",
+        timezone="local",
+        on="default",
+        data_dir="none",
+    )
     assert cleared == Config(), cleared
     assert Config().updated(history_keep="off").history_keep == 0
     assert Config().updated(on="none").on == ()
@@ -282,8 +324,10 @@ def test_config_and_doctor_report_the_same_lookup_and_where_it_started(tmp_path:
     finally:
         session.close()
     (line,) = [line for line in shown if line.startswith("project settings file:")]
-    assert line == (f"project settings file: none: the project's {project / 'pyproject.toml'} "
-                    f"has no [tool.nbremind] table (looked up from {notebooks})")
+    assert line == (
+        f"project settings file: none: the project's {project / 'pyproject.toml'} "
+        f"has no [tool.nbremind] table (looked up from {notebooks})"
+    )
     assert line in doctor.detail
     assert doctor.summary.startswith("0 files read")
     assert file_lines(live.loaded)[-1] == line
@@ -301,8 +345,9 @@ def test_in_a_kernel_configure_echoes_nothing_and_config_agrees_with_doctor(
 ) -> None:
     k = kernel_factory(env={"NBREMIND_DATA_DIR": ""})
     project = k.workdir.parent
-    (project / "pyproject.toml").write_text('[project]\nname = "demo"\n\n'
-                                            '[tool.nbremind]\nmin_duration = "2m"\n')
+    (project / "pyproject.toml").write_text(
+        '[project]\nname = "demo"\n\n[tool.nbremind]\nmin_duration = "2m"\n'
+    )
     r = k.ok("import nbremind\nnbremind.configure(channels=['memory'], panel_keep=5)")
     assert r.result is None, r.describe()
     k.ok("%load_ext nbremind")
@@ -311,8 +356,7 @@ def test_in_a_kernel_configure_echoes_nothing_and_config_agrees_with_doctor(
     assert rows["min_duration"] == ("2m", f"{project / 'pyproject.toml'} [tool.nbremind]")
     assert rows["history_keep"] == ("90d", "default")
     assert rows["panel_keep"] == ("5", "configure()")
-    expected = (f"project settings file: {project / 'pyproject.toml'} "
-                f"(looked up from {k.workdir})")
+    expected = f"project settings file: {project / 'pyproject.toml'} (looked up from {k.workdir})"
     assert expected in config, config
     doctor = k.ok("%remind doctor", timeout=60).stdout.splitlines()
     assert f"    {expected}" in doctor, doctor

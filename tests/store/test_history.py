@@ -32,8 +32,13 @@ PY = sys.executable
 DAY = 86400.0
 
 
-def _ended(clock: Any, name: str, state: TaskState = TaskState.SUCCEEDED,
-           error: TaskError | None = None, seconds: float = 5.0) -> Task:
+def _ended(
+    clock: Any,
+    name: str,
+    state: TaskState = TaskState.SUCCEEDED,
+    error: TaskError | None = None,
+    seconds: float = 5.0,
+) -> Task:
     task = Task(name, clock=clock, total=10, kind="block", source="etl.py", host="box")
     task.mark_started()
     task.advance(4)
@@ -141,16 +146,23 @@ def test_a_version_1_file_migrates_forward_and_keeps_its_rows(tmp_path: Path) ->
     for statement in _MIGRATIONS[1]:
         db.execute(statement)
     db.execute("INSERT INTO history_meta VALUES ('version', 1)")
-    db.execute("INSERT INTO runs (id, name, kind, state, start) VALUES ('old', 'etl', 'block',"
-               " 'succeeded', ?)", (time.time(),))
+    db.execute(
+        "INSERT INTO runs (id, name, kind, state, start) VALUES ('old', 'etl', 'block',"
+        " 'succeeded', ?)",
+        (time.time(),),
+    )
     db.commit()
     db.close()
     history = History(path)
     assert history.schema_version == SCHEMA_VERSION == 3
     assert [(r["id"], r["nested"]) for r in history.query(nested=False)] == [("old", 0)]
     history.close()
-    indexes = {row[0] for row in sqlite3.connect(path).execute(
-        "SELECT name FROM sqlite_master WHERE type = 'index'")}
+    indexes = {
+        row[0]
+        for row in sqlite3.connect(path).execute(
+            "SELECT name FROM sqlite_master WHERE type = 'index'"
+        )
+    }
     assert {"runs_by_process", "runs_by_start", "runs_by_name", "runs_by_parent"} <= indexes
 
 
@@ -179,7 +191,9 @@ def test_top_level_runs_carry_the_count_of_runs_nested_at_any_depth(tmp_path: Pa
     every = history.query(limit=None)
     assert len(every) == 9
     assert {r["name"]: r["nested"] for r in every if r["kind"] == "loop"} == {
-        "chunk": 1, "orphan": 0}
+        "chunk": 1,
+        "orphan": 0,
+    }
     assert [r["name"] for r in history.query(name="apply", nested=False)] == []
     assert len(history.query(name="apply")) == 3
     history.close()
@@ -312,10 +326,17 @@ def test_four_processes_writing_500_tasks_each_give_exactly_2000_rows(tmp_path: 
     procs = []
     for n in range(4):
         ready = tmp_path / f"ready{n}"
-        procs.append((ready, subprocess.Popen(
-            [PY, "-c", _WRITER, str(path), str(ready), str(go)],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-        )))
+        procs.append(
+            (
+                ready,
+                subprocess.Popen(
+                    [PY, "-c", _WRITER, str(path), str(ready), str(go)],
+                    stdout=subprocess.PIPE,
+                    stderr=subprocess.PIPE,
+                    text=True,
+                ),
+            )
+        )
     _wait_until(lambda: all(r.exists() for r, _p in procs), what="four writers ready")
     go.touch()  # all four write at once
     for _ready, proc in procs:
@@ -365,15 +386,19 @@ def test_remind_track_and_pandas_tasks_are_recorded(session: Session) -> None:
     df = pd.DataFrame({"a": [1, 2, 3]})
     df.remind.apply(lambda row: row["a"] * 2, axis=1, name="scoring")
     assert session.flush()
-    _wait_until(lambda: _rows(session).get("scoring", {}).get("notices") == 1,
-                what="the pandas run's notice counted")
+    _wait_until(
+        lambda: _rows(session).get("scoring", {}).get("notices") == 1,
+        what="the pandas run's notice counted",
+    )
     rows = _rows(session)
     assert rows["block"]["kind"] == "block" and rows["block"]["state"] == "succeeded"
     assert (rows["block"]["n"], rows["block"]["total"]) == (3, 3)
     assert rows["loop"]["kind"] == "loop" and rows["loop"]["n"] == 5
     assert rows["broken"]["state"] == "failed"
     assert (rows["broken"]["error_type"], rows["broken"]["error_message"]) == (
-        "ValueError", "bad row 7")
+        "ValueError",
+        "bad row 7",
+    )
     assert rows["scoring"]["kind"] == "pandas" and rows["scoring"]["total"] == 3
     for name in ("block", "loop", "broken", "scoring"):
         assert rows[name]["notices"] == 1, rows[name]
@@ -404,8 +429,23 @@ def test_no_history_when_history_keep_is_off(session: Session, nbremind_data_dir
 def test_nbremind_run_is_recorded_with_the_peak_rss_of_its_tree(nbremind_data_dir: Path) -> None:
     grow = "b = bytearray(60_000_000); import time; time.sleep(1.5)"
     proc = subprocess.run(
-        [PY, "-m", "nbremind", "run", "--name", "grow", "--channels", "memory", "--",
-         PY, "-c", grow], capture_output=True, text=True, timeout=60,
+        [
+            PY,
+            "-m",
+            "nbremind",
+            "run",
+            "--name",
+            "grow",
+            "--channels",
+            "memory",
+            "--",
+            PY,
+            "-c",
+            grow,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 0, proc.stderr
     history = History(nbremind_data_dir / FILE_NAME)
@@ -467,8 +507,10 @@ def test_remind_history_in_a_kernel_lists_the_cells(
     k.ok("%load_ext nbremind")
     k.ok("%%remind train\nx = 1 + 1")
     k.run("%%remind crash\nraise RuntimeError('out of memory')")
-    k.ok("%%remind load\nfrom nbremind import track\nfor _ in track(range(3), name='rows'):"
-         "\n    pass")
+    k.ok(
+        "%%remind load\nfrom nbremind import track\nfor _ in track(range(3), name='rows'):"
+        "\n    pass"
+    )
     out = k.ok("%remind history 5").output
     lines = out.strip().splitlines()
     assert lines[0].split()[:5] == ["start", "name", "nested", "kind", "state"], out

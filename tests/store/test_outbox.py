@@ -47,8 +47,12 @@ ROOT = Path(__file__).resolve().parents[2]
 DAY = 86400.0
 
 
-def _notice(clock: FakeClock, name: str = "etl", event: str = "success",
-            channels: tuple[str, ...] | None = None) -> Notice:
+def _notice(
+    clock: FakeClock,
+    name: str = "etl",
+    event: str = "success",
+    channels: tuple[str, ...] | None = None,
+) -> Notice:
     task = Task(name, clock=clock, total=10)
     task.mark_started()
     task.advance(4)
@@ -56,8 +60,7 @@ def _notice(clock: FakeClock, name: str = "etl", event: str = "success",
     task.note("halfway")
     clock.advance(90)
     task.mark_ended(TaskState.SUCCEEDED)
-    return make_notice(event, task.snapshot(), created=clock.time(), key="end",
-                       channels=channels)
+    return make_notice(event, task.snapshot(), created=clock.time(), key="end", channels=channels)
 
 
 def _dead_owner() -> Owner:
@@ -115,10 +118,12 @@ def test_the_folder_comes_from_the_setting_else_the_environment(
 
 @pytest.mark.parametrize(
     ("key", "value", "message"),
-    [("outbox_max_age", "0", "outbox_max_age: '0'"),
-     ("outbox_max_age", "soon", "outbox_max_age: 'soon'"),
-     ("data_dir", 42, "data_dir: 42"),
-     ("outbox", "yes", "outbox: 'yes'")],
+    [
+        ("outbox_max_age", "0", "outbox_max_age: '0'"),
+        ("outbox_max_age", "soon", "outbox_max_age: 'soon'"),
+        ("data_dir", 42, "data_dir: 42"),
+        ("outbox", "yes", "outbox: 'yes'"),
+    ],
 )
 def test_bad_outbox_settings_name_the_value(key: str, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
@@ -142,8 +147,9 @@ def test_a_notice_round_trips_through_json() -> None:
     task.note("warming up")
     task.mark_ended(TaskState.FAILED, TaskError("RuntimeError", "CUDA out of memory"))
     snap = task.snapshot()
-    notice = make_notice("failure", snap, created=clock.time(), key="end",
-                         channels=("memory", "null"))
+    notice = make_notice(
+        "failure", snap, created=clock.time(), key="end", channels=("memory", "null")
+    )
     again = notice_from_dict(json.loads(json.dumps(notice_to_dict(notice))))
     assert again == notice
     assert again.task.state is TaskState.FAILED and again.task.error == snap.error
@@ -162,8 +168,10 @@ def test_record_then_mark_each_channel(tmp_path: Path) -> None:
     box = Outbox(tmp_path / FILE_NAME, clock=clock)
     notice = _notice(clock)
     assert box.record(notice, ["memory", "hook"])
-    assert [(r.channel, r.state) for r in box.pending()] == [("hook", "pending"),
-                                                             ("memory", "pending")]
+    assert [(r.channel, r.state) for r in box.pending()] == [
+        ("hook", "pending"),
+        ("memory", "pending"),
+    ]
     assert not box.delivered(notice.id)
     assert box.mark(notice.id, "memory", True, attempts=1)
     clock.advance(5)
@@ -174,8 +182,7 @@ def test_record_then_mark_each_channel(tmp_path: Path) -> None:
     assert records["hook"].updated == clock.time() and records["hook"].title == notice.title
     assert box.delivered(notice.id, "memory") and not box.delivered(notice.id, "hook")
     assert box.delivered(notice.id)  # delivered somewhere, nothing left pending
-    assert box.stats() == {"pending": 0, "delivered": 1, "failed": 1, "dropped": 0,
-                           "notices": 1}
+    assert box.stats() == {"pending": 0, "delivered": 1, "failed": 1, "dropped": 0, "notices": 1}
     # recording again (a replay) keeps what is known
     assert box.record(notice, ["memory", "hook"])
     assert box.stats()["pending"] == 0
@@ -273,7 +280,8 @@ def test_finished_notices_are_forgotten_after_thirty_days(tmp_path: Path) -> Non
     box.record(done, ["memory"])
     box.mark(done.id, "memory", True)
     Outbox(tmp_path / FILE_NAME, clock=clock, owner=Owner(1, 1.0, "elsewhere")).record(
-        waiting, ["memory"])
+        waiting, ["memory"]
+    )
     clock.advance(29 * DAY)
     box.claim(40 * DAY)
     assert box.stats()["notices"] == 2
@@ -287,16 +295,19 @@ def test_owner_alive_knows_running_ended_and_zombie_processes() -> None:
     import psutil
 
     host = socket.gethostname()
-    child = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"],
-                             stdin=subprocess.PIPE)
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE
+    )
     try:
         start = float(psutil.Process(child.pid).create_time())
         assert owner_alive(Owner(child.pid, start, host))
         assert not owner_alive(Owner(child.pid, start - 100, host))  # pid reused
         assert owner_alive(Owner(child.pid, start, "another-host"))  # cannot tell: alive
         child.kill()
-        _wait_until(lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE,
-                    what="the child to become a zombie")
+        _wait_until(
+            lambda: psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE,
+            what="the child to become a zombie",
+        )
         assert not owner_alive(Owner(child.pid, start, host))
     finally:
         child.kill()
@@ -327,8 +338,14 @@ def test_two_processes_claiming_at_once_never_share_a_notice(tmp_path: Path) -> 
         ids.add(notice.id)
     dead.close()
     procs = [
-        subprocess.Popen([sys.executable, "-c", _CLAIMER, str(path)], stdin=subprocess.PIPE,
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+        subprocess.Popen(
+            [sys.executable, "-c", _CLAIMER, str(path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=tmp_path,
+        )
         for _ in range(2)
     ]
     try:
@@ -356,8 +373,9 @@ def test_two_processes_claiming_at_once_never_share_a_notice(tmp_path: Path) -> 
 @pytest.fixture
 def memory_session() -> Iterator[tuple[Session, MemoryChannel]]:
     channel = MemoryChannel()
-    session = Session(Config(channels=("memory",)), channels={"memory": channel},
-                      tick_interval=None)
+    session = Session(
+        Config(channels=("memory",)), channels={"memory": channel}, tick_interval=None
+    )
     yield session, channel
     session.close()
 
@@ -384,8 +402,9 @@ def test_delivery_goes_on_when_the_outbox_cannot_open(
     blocker.write_text("a file where the data folder should be")
     monkeypatch.setenv("NBREMIND_DATA_DIR", str(blocker))
     channel = MemoryChannel()
-    session = Session(Config(channels=("memory",)), channels={"memory": channel},
-                      tick_interval=None)
+    session = Session(
+        Config(channels=("memory",)), channels={"memory": channel}, tick_interval=None
+    )
     try:
         with caplog.at_level(logging.WARNING, logger="nbremind"):
             session.send(_notice(FakeClock()), TaskOptions())
@@ -419,8 +438,9 @@ def test_a_new_session_delivers_what_a_dead_process_left_once(
     assert Outbox(path).stats()["pending"] == 0
     assert session.replay_outbox() is None  # once per session
     second_channel = MemoryChannel()
-    second = Session(Config(channels=("memory",)), channels={"memory": second_channel},
-                     tick_interval=None)
+    second = Session(
+        Config(channels=("memory",)), channels={"memory": second_channel}, tick_interval=None
+    )
     try:
         fut = second.replay_outbox()
         assert fut is not None
@@ -498,8 +518,10 @@ def test_a_named_channel_that_does_not_take_the_event_is_not_left_pending(
     memory_session: tuple[Session, MemoryChannel],
 ) -> None:
     session, channel = memory_session
-    session.configure(channel_defs={"team": {"url": "http://127.0.0.1:9/x", "on": ["failure"]}},
-                      channels=["memory", "team"])
+    session.configure(
+        channel_defs={"team": {"url": "http://127.0.0.1:9/x", "on": ["failure"]}},
+        channels=["memory", "team"],
+    )
     notice = _notice(FakeClock(wall=time.time()))
     session.send(notice, TaskOptions())
     assert session.flush(10) and len(channel.notices) == 1
@@ -563,8 +585,11 @@ def test_task_ids_differ_between_processes_that_share_a_pid() -> None:
     saved = task_module._tag
     try:
         task_module._tag = (0, "")  # as in a new process that got the same pid
-        _wait_until(lambda: Task("b", clock=clock).id.split("-")[0] != first.split("-")[0],
-                    timeout=5, what="a new process tag")
+        _wait_until(
+            lambda: Task("b", clock=clock).id.split("-")[0] != first.split("-")[0],
+            timeout=5,
+            what="a new process tag",
+        )
     finally:
         task_module._tag = saved
 
@@ -645,8 +670,9 @@ _NEXT_PROCESS = textwrap.dedent(
 
 
 def _run(script: str, *args: str, cwd: Path) -> str:
-    result = subprocess.run([sys.executable, "-c", script, *args], capture_output=True,
-                            text=True, timeout=60, cwd=cwd)
+    result = subprocess.run(
+        [sys.executable, "-c", script, *args], capture_output=True, text=True, timeout=60, cwd=cwd
+    )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip().splitlines()[-1]
 
@@ -657,9 +683,14 @@ def test_a_process_killed_while_retrying_is_delivered_once_by_the_next(
 ) -> None:
     hook = _Hook(failing=True)
     url = f"http://127.0.0.1:{hook.port}/hook"
-    sender = subprocess.Popen([sys.executable, "-c", _SENDER, url], stdin=subprocess.PIPE,
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=tmp_path)
+    sender = subprocess.Popen(
+        [sys.executable, "-c", _SENDER, url],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        cwd=tmp_path,
+    )
     try:
         if not hook.wait_for(2):  # the first try and at least one retry: it is retrying now
             sender.kill()

@@ -13,8 +13,18 @@ from ..core.parse import printable
 
 __all__ = ["HEADER", "iso_time", "json_row", "table_lines"]
 
-HEADER = ("start", "name", "nested", "kind", "state", "duration", "progress", "peak RSS",
-          "notices", "error / reason")
+HEADER = (
+    "start",
+    "name",
+    "nested",
+    "kind",
+    "state",
+    "duration",
+    "progress",
+    "peak RSS",
+    "notices",
+    "error / reason",
+)
 
 
 def iso_time(seconds: float | None) -> str | None:
@@ -47,10 +57,15 @@ def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
         if row.get("reason"):
             why = f"{row['reason']} ({why})"
     cells = (
-        when, str(row.get("name", "")), str(row.get("nested") or ""), str(row.get("kind", "")),
+        when,
+        str(row.get("name", "")),
+        str(row.get("nested") or ""),
+        str(row.get("kind", "")),
         str(row.get("state", "")),
-        "" if duration is None else format_duration(float(duration)), progress,
-        "" if not peak else format_size(float(peak)), str(row.get("notices") or 0),
+        "" if duration is None else format_duration(float(duration)),
+        progress,
+        "" if not peak else format_size(float(peak)),
+        str(row.get("notices") or 0),
         why.replace("\n", " ")[:80],
     )
     return tuple(printable(cell) for cell in cells)
@@ -62,5 +77,7 @@ def table_lines(rows: Iterable[Mapping[str, Any]]) -> list[str]:
     if not body:
         return []
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(HEADER)]
-    return ["  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
-            for cells in (HEADER, *body)]
+    return [
+        "  ".join(c.ljust(w) for c, w in zip(cells, widths, strict=True)).rstrip()
+        for cells in (HEADER, *body)
+    ]

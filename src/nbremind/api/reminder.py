@@ -111,7 +111,7 @@ class Reminder:
             for at in range(len(stack) - 2, -1, -1):  # left out of order
                 if stack[at][0] is self:
                     _, task, token = stack[at]
-                    _entered.set(stack[:at] + stack[at + 1:])
+                    _entered.set(stack[:at] + stack[at + 1 :])
                     break
             else:
                 latest = self._latest

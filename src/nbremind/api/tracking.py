@@ -252,9 +252,9 @@ class Tracked(Generic[T]):
 # -- the loops ------------------------------------------------------------------------------
 
 
-def _begin(tracked: Tracked[Any], total: int | None, consumer: types.FrameType) -> tuple[
-    Session, Task, Any
-]:
+def _begin(
+    tracked: Tracked[Any], total: int | None, consumer: types.FrameType
+) -> tuple[Session, Task, Any]:
     session = tracked._session or get_session()
     options = tracked.options
     if options.on is None and session.current() is not None:
@@ -295,9 +295,7 @@ def _hinted(
         _exhausted(session, task, token)
 
 
-def _counted(
-    tracked: Tracked[T], it: Iterator[T], total: int | None
-) -> Generator[T, None, None]:
+def _counted(tracked: Tracked[T], it: Iterator[T], total: int | None) -> Generator[T, None, None]:
     """The loop over any other iterator: C counts the items in a ``repeat`` it consumes."""
     units = itertools.repeat(True, _UNITS)
     try:
@@ -392,9 +390,7 @@ def _exhausted(session: Session, task: Task, token: Any) -> None:
         log_exception("track() could not end its task")
 
 
-def _raised(
-    session: Session, task: Task, token: Any, exc: BaseException
-) -> BaseException | None:
+def _raised(session: Session, task: Task, token: Any, exc: BaseException) -> BaseException | None:
     """The iterable itself raised: end the loop with ``exc``; return what to raise instead."""
     try:
         task.settle_n()
@@ -427,9 +423,7 @@ def _normal_exit(frame: types.FrameType) -> bool:
     if _normal_opcodes is None:
         import opcode
 
-        _normal_opcodes = frozenset(
-            opcode.opmap[op] for op in NORMAL_EXITS if op in opcode.opmap
-        )
+        _normal_opcodes = frozenset(opcode.opmap[op] for op in NORMAL_EXITS if op in opcode.opmap)
     lasti = frame.f_lasti
     code = frame.f_code.co_code  # without specialised or instrumented instructions
     if not 0 <= lasti < len(code):

@@ -109,26 +109,36 @@ def make_from_def(
     url = str(reveal(spec["url"]))
     scheme = scheme_of(url)
     # the URL's password, tokens, the signing secret and header values: masked everywhere
-    remember(url_secrets(url)[1:] + [str(reveal(v)) for v in (spec.get("headers") or {}).values()]
-             + ([str(reveal(spec["secret"]))] if spec.get("secret") else []))
+    remember(
+        url_secrets(url)[1:]
+        + [str(reveal(v)) for v in (spec.get("headers") or {}).values()]
+        + ([str(reveal(spec["secret"]))] if spec.get("secret") else [])
+    )
     timeout = config.send_timeout if config is not None else 10.0
     where = f"{source}: {name}" if name else source
     check_url(url, where)  # a URL no channel can use is reported now, not at the first notice
     if scheme in _WEBHOOK:
         from .webhook import WebhookChannel
 
-        return WebhookChannel(url, name=name, headers=spec.get("headers"),
-                              secret=spec.get("secret"), timeout=timeout)
+        return WebhookChannel(
+            url, name=name, headers=spec.get("headers"), secret=spec.get("secret"), timeout=timeout
+        )
     if scheme in _EMAIL:
         from .email import EmailChannel
 
-        return EmailChannel(url, name=name, to=spec.get("to"), sender=spec.get("from"),
-                            timeout=timeout, source=where)
+        return EmailChannel(
+            url,
+            name=name,
+            to=spec.get("to"),
+            sender=spec.get("from"),
+            timeout=timeout,
+            source=where,
+        )
     from .apprise_channel import AppriseChannel, apprise_installed
 
     if scheme is None or not apprise_installed():
         raise ValueError(
             f"{where}: {redact_url(url)} is not an http(s):// webhook or smtp(s):// URL, and "
-            "other services need apprise: pip install \"nbremind[apprise]\""
+            'other services need apprise: pip install "nbremind[apprise]"'
         )
     return AppriseChannel(url, name=name, source=where)

@@ -43,9 +43,7 @@ def _asset(apprise: Any) -> Any:
 class AppriseChannel(Channel):
     """Delivers through the apprise service ``url`` names (``ntfy://``, ``slack://``, ...)."""
 
-    def __init__(
-        self, url: str, *, name: str | None = None, source: str = "channels"
-    ) -> None:
+    def __init__(self, url: str, *, name: str | None = None, source: str = "channels") -> None:
         super().__init__()
         import apprise
 
@@ -84,7 +82,8 @@ class AppriseChannel(Channel):
                 title=notice.title,
                 body=notice.body or notice.title,
                 notify_type=(
-                    apprise.NotifyType.FAILURE if notice.urgency == "critical"
+                    apprise.NotifyType.FAILURE
+                    if notice.urgency == "critical"
                     else apprise.NotifyType.INFO
                 ),
             )

@@ -23,8 +23,7 @@ from ..delivery.channel import Availability, Channel, ChannelError
 __all__ = ["HELLO_WAIT", "NO_FRONT_END", "BrowserChannel", "notify_message"]
 
 NO_FRONT_END = (
-    "no browser front end connected (display nbremind.panel() or run a %%remind cell in "
-    "JupyterLab)"
+    "no browser front end connected (display nbremind.panel() or run a %%remind cell in JupyterLab)"
 )
 #: Seconds a notice waits for the hello of a widget just displayed (see ``wait_available``).
 HELLO_WAIT = 2.0

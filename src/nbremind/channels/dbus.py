@@ -97,10 +97,16 @@ class SessionBus:
         """Call ``member`` (with string arguments ``args``) and return the reply."""
         from dbus_fast import Message, MessageType
 
-        reply = await self._bus.call(Message(
-            destination=destination, path=path, interface=interface, member=member,
-            signature="s" * len(args), body=list(args),
-        ))
+        reply = await self._bus.call(
+            Message(
+                destination=destination,
+                path=path,
+                interface=interface,
+                member=member,
+                signature="s" * len(args),
+                body=list(args),
+            )
+        )
         if reply is None:
             return Reply(error="no reply")
         if reply.message_type == MessageType.ERROR:
@@ -113,8 +119,9 @@ class SessionBus:
 
     async def ask_notifications(self, member: str, *args: str) -> Reply:
         """Call ``member`` of the notification service."""
-        return await self.call(NOTIFICATIONS, "/org/freedesktop/Notifications", NOTIFICATIONS,
-                               member, *args)
+        return await self.call(
+            NOTIFICATIONS, "/org/freedesktop/Notifications", NOTIFICATIONS, member, *args
+        )
 
 
 async def notification_service_problem(timeout: float) -> str:

@@ -82,8 +82,10 @@ class EmailChannel(Channel):
         query["to"] = ",".join(v for k, v in pairs if k == "to")  # ?to=a&to=b works too
         unknown = set(query) - _QUERY_KEYS
         if unknown:
-            raise ValueError(f"{where}: unknown parameter {sorted(unknown)[0]!r}; "
-                             f"known: {', '.join(sorted(_QUERY_KEYS))}")
+            raise ValueError(
+                f"{where}: unknown parameter {sorted(unknown)[0]!r}; "
+                f"known: {', '.join(sorted(_QUERY_KEYS))}"
+            )
         self.implicit_tls = scheme == "smtps"
         starttls = query.get("starttls", "yes").lower()
         if starttls not in _YES | _NO:
@@ -99,8 +101,9 @@ class EmailChannel(Channel):
         self.to = _addresses(to if to is not None else query.get("to", ""), f"{where}: to")
         if not self.to:
             raise ValueError(f"{where}: no recipient: add ?to=ADDRESS or the channel's 'to'")
-        senders = _addresses(sender if sender is not None else query.get("from", ""),
-                             f"{where}: from")
+        senders = _addresses(
+            sender if sender is not None else query.get("from", ""), f"{where}: from"
+        )
         self.sender = senders[0] if senders else f"nbremind@{socket.gethostname()}"
         self.cafile = query.get("cafile")
         self.timeout = timeout
@@ -136,8 +139,9 @@ class EmailChannel(Channel):
         try:
             smtp: smtplib.SMTP
             if self.implicit_tls:
-                smtp = smtplib.SMTP_SSL(self.host, self.port, timeout=self.timeout,
-                                        context=self._tls())
+                smtp = smtplib.SMTP_SSL(
+                    self.host, self.port, timeout=self.timeout, context=self._tls()
+                )
             else:
                 smtp = smtplib.SMTP(self.host, self.port, timeout=self.timeout)
             with smtp:
@@ -164,24 +168,30 @@ class EmailChannel(Channel):
                 retryable=all(400 <= code < 500 for code in codes),
             ) from None
         except smtplib.SMTPResponseException as exc:
-            text = exc.smtp_error.decode(errors="replace") if isinstance(
-                exc.smtp_error, bytes) else str(exc.smtp_error)
+            text = (
+                exc.smtp_error.decode(errors="replace")
+                if isinstance(exc.smtp_error, bytes)
+                else str(exc.smtp_error)
+            )
             raise ChannelError(
                 f"SMTP server answered {exc.smtp_code} {text}".strip(),
                 retryable=400 <= exc.smtp_code < 500,
             ) from None
         except smtplib.SMTPServerDisconnected as exc:
-            raise ChannelError(f"SMTP server closed the connection: {exc}",
-                               retryable=True) from None
+            raise ChannelError(
+                f"SMTP server closed the connection: {exc}", retryable=True
+            ) from None
         except smtplib.SMTPNotSupportedError as exc:
             raise ChannelError(f"SMTP server does not support it: {exc}") from None
         except ssl.SSLError as exc:
             raise ChannelError(f"TLS with {self.host}:{self.port} failed: {exc}") from None
         except TimeoutError:
-            raise ChannelError(f"SMTP server {self.host}:{self.port} timed out",
-                               retryable=True) from None
+            raise ChannelError(
+                f"SMTP server {self.host}:{self.port} timed out", retryable=True
+            ) from None
         except OSError as exc:
-            raise ChannelError(f"SMTP server {self.host}:{self.port} unreachable: {exc}",
-                               retryable=True) from None
+            raise ChannelError(
+                f"SMTP server {self.host}:{self.port} unreachable: {exc}", retryable=True
+            ) from None
         except smtplib.SMTPException as exc:
             raise ChannelError(f"SMTP failed: {type(exc).__name__}: {exc}") from None

@@ -208,8 +208,10 @@ class WebhookChannel(Channel):
             kind = "timed out" if isinstance(why, TimeoutError) else str(why)
             raise ChannelError(f"webhook unreachable: {kind}", retryable=True) from None
         except TimeoutError:
-            raise ChannelError(f"webhook timed out after {self.timeout:g} s",
-                               retryable=True) from None
+            raise ChannelError(
+                f"webhook timed out after {self.timeout:g} s", retryable=True
+            ) from None
         except (OSError, http.client.HTTPException) as exc:
-            raise ChannelError(f"webhook connection failed: {type(exc).__name__}: {exc}",
-                               retryable=True) from None
+            raise ChannelError(
+                f"webhook connection failed: {type(exc).__name__}: {exc}", retryable=True
+            ) from None

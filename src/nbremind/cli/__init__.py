@@ -48,8 +48,11 @@ def _parser() -> argparse.ArgumentParser:
         "notices, one line on stderr says why.",
         usage="nbremind run [options] -- CMD [ARGS...]",
     )
-    run.add_argument("--name", help="the task's name (default: the command line, shortened; "
-                     "for python SCRIPT, the script's file name)")
+    run.add_argument(
+        "--name",
+        help="the task's name (default: the command line, shortened; "
+        "for python SCRIPT, the script's file name)",
+    )
     add_flags(run, COMMAND_OPTIONS, with_help=True)
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD [ARGS...]")
 
@@ -75,9 +78,12 @@ def _parser() -> argparse.ArgumentParser:
         "nothing. Exits 0 when everything the default channels and the settings need works, "
         "1 otherwise.",
     )
-    doctor.add_argument("--json", action="store_true",
-                        help='print {"ok": ..., "checks": [{"name", "ok", "required", '
-                        '"summary", "detail"}, ...]} instead of text')
+    doctor.add_argument(
+        "--json",
+        action="store_true",
+        help='print {"ok": ..., "checks": [{"name", "ok", "required", '
+        '"summary", "detail"}, ...]} instead of text',
+    )
     return parser
 
 
@@ -111,8 +117,9 @@ def _run(ns: argparse.Namespace) -> int:
         raise ValueError("no command given; put it after --, e.g. nbremind run -- make all")
     from ..core.options import COMMAND_OPTIONS, flag_values, parse_call_options
 
-    options = {key: value for key, value in flag_values(ns, COMMAND_OPTIONS).items()
-               if value is not None}
+    options = {
+        key: value for key, value in flag_values(ns, COMMAND_OPTIONS).items() if value is not None
+    }
     parse_call_options("", flags=True, **options)  # checked here: errors name the flag
     try:
         result = run_command(command, ns.name, **options)

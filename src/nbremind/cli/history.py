@@ -21,21 +21,33 @@ def add_parsers(sub: Any) -> None:
         "track() loops, pandas calls, nbremind run), newest first, as a table or as JSON: "
         "top-level runs, each with the number of runs nested in it; --all lists every run.",
     )
-    history.add_argument("--all", action="store_true", dest="nested",
-                         help="list nested runs too (loops and calls inside another task)")
+    history.add_argument(
+        "--all",
+        action="store_true",
+        dest="nested",
+        help="list nested runs too (loops and calls inside another task)",
+    )
     history.add_argument("--name", help="only runs of the task with this name")
     history.add_argument(
-        "--state", choices=("running", "succeeded", "failed", "cancelled", "timed_out"),
+        "--state",
+        choices=("running", "succeeded", "failed", "cancelled", "timed_out"),
         help="only runs that ended (or are) in this state",
     )
-    history.add_argument("--since", metavar="WHEN",
-                         help="only runs started since: a duration back from now (2h, 7d) "
-                         "or a date/time (2026-11-01, 2026-11-01T08:00)")
-    history.add_argument("--limit", default="100", metavar="N",
-                         help="at most N runs (default 100; 0: all)")
-    history.add_argument("--json", action="store_true",
-                         help="print a JSON array of runs (name, state, start, end as "
-                         "ISO-8601, nested: the runs inside it, and every other field)")
+    history.add_argument(
+        "--since",
+        metavar="WHEN",
+        help="only runs started since: a duration back from now (2h, 7d) "
+        "or a date/time (2026-11-01, 2026-11-01T08:00)",
+    )
+    history.add_argument(
+        "--limit", default="100", metavar="N", help="at most N runs (default 100; 0: all)"
+    )
+    history.add_argument(
+        "--json",
+        action="store_true",
+        help="print a JSON array of runs (name, state, start, end as "
+        "ISO-8601, nested: the runs inside it, and every other field)",
+    )
 
     outbox = sub.add_parser(
         "outbox",
@@ -45,8 +57,9 @@ def add_parsers(sub: Any) -> None:
         "processes left undelivered and deliver them now, printing each outcome (exit 1 "
         "when any failed).",
     )
-    outbox.add_argument("--flush", action="store_true",
-                        help="deliver what ended processes left undelivered, now")
+    outbox.add_argument(
+        "--flush", action="store_true", help="deliver what ended processes left undelivered, now"
+    )
 
 
 def run_history(ns: argparse.Namespace) -> int:
@@ -66,11 +79,13 @@ def run_history(ns: argparse.Namespace) -> int:
     if History.open(config) is None:
         from ..store.runs import history_path
 
-        print(f"nbremind history: error: the run history is off or cannot be read "
-              f"({history_path(config)})", file=sys.stderr)
+        print(
+            f"nbremind history: error: the run history is off or cannot be read "
+            f"({history_path(config)})",
+            file=sys.stderr,
+        )
         return 1
-    rows = history_rows(ns.name, ns.state, ns.since, limit or None, nested=ns.nested,
-                        config=config)
+    rows = history_rows(ns.name, ns.state, ns.since, limit or None, nested=ns.nested, config=config)
     if ns.json:
         print(json.dumps([json_row(row) for row in rows], ensure_ascii=False, indent=1))
         return 0
@@ -92,12 +107,21 @@ def run_outbox(ns: argparse.Namespace) -> int:
     if ns.flush:
         return _flush(session)
     stats = outbox.stats()
-    print("  " + ", ".join(f"{key}: {stats.get(key, 0)}"
-                           for key in ("pending", "delivered", "failed", "dropped", "notices")))
+    print(
+        "  "
+        + ", ".join(
+            f"{key}: {stats.get(key, 0)}"
+            for key in ("pending", "delivered", "failed", "dropped", "notices")
+        )
+    )
     for record in outbox.pending():
-        print(printable(f"  pending  {record.channel}  {record.title!r}  (task "
-                        f"{record.task_name!r}, pid {record.owner_pid} on {record.host}, "
-                        f"{record.attempts} tries)"))
+        print(
+            printable(
+                f"  pending  {record.channel}  {record.title!r}  (task "
+                f"{record.task_name!r}, pid {record.owner_pid} on {record.host}, "
+                f"{record.attempts} tries)"
+            )
+        )
     return 0
 
 
@@ -117,6 +141,5 @@ def _flush(session: Any) -> int:
             failed = failed or record.state == "failed"
             print(printable(f"  {record.title!r} -> {record.channel}: {outcome}"))
     for dropped in replay.dropped:
-        print(printable(f"  {dropped.title!r} -> {dropped.channel}: dropped: "
-                        f"{dropped.reason}"))
+        print(printable(f"  {dropped.title!r} -> {dropped.channel}: dropped: {dropped.reason}"))
     return 1 if failed else 0

@@ -82,7 +82,7 @@ def command_name(argv: Sequence[str]) -> str:
         if not rest[0].startswith("-"):
             return os.path.basename(rest[0]) or rest[0]
     text = shlex.join([program, *rest])
-    return text if len(text) <= NAME_CHARS else text[:NAME_CHARS - 1] + "…"
+    return text if len(text) <= NAME_CHARS else text[: NAME_CHARS - 1] + "…"
 
 
 def run_command(
@@ -103,8 +103,13 @@ def run_command(
     if not argv:
         raise ValueError("nbremind run: no command given (put it after --)")
     timeout = options.pop("timeout", None)
-    reminder = remind(name or command_name(argv), session=session, timeout=timeout,
-                      interrupt=timeout is not None, **options)
+    reminder = remind(
+        name or command_name(argv),
+        session=session,
+        timeout=timeout,
+        interrupt=timeout is not None,
+        **options,
+    )
     clock = reminder.session.clock
     started = (clock.monotonic(), clock.time())  # the duration counts the command's start-up
     child = subprocess.Popen(list(argv), start_new_session=os.name == "posix")
@@ -169,8 +174,7 @@ def _undelivered(session: Session, task: Task) -> str:
     if not lost:
         return ""
     titles = dict.fromkeys(repr(ds[0].title) for ds in lost)
-    reasons = dict.fromkeys(f"{d.channel}: {d.error or 'not delivered'}" for ds in lost
-                            for d in ds)
+    reasons = dict.fromkeys(f"{d.channel}: {d.error or 'not delivered'}" for ds in lost for d in ds)
     return f"{', '.join(titles)} was not delivered: {'; '.join(reasons)}"
 
 

@@ -56,7 +56,8 @@ class BrowserConnection:
         self._last_sent: str | None = None
         self._shown: collections.OrderedDict[str, str | None] = collections.OrderedDict()
         self._waiting: collections.OrderedDict[str, Callable[[str | None], None]] = (
-            collections.OrderedDict())  # fmt: skip
+            collections.OrderedDict()
+        )
 
     # -- what the widgets report (kernel thread) ---------------------------------------------
     def displayed(self) -> None:

@@ -24,8 +24,14 @@ from .urls import display_name, scheme_of, shown
 if TYPE_CHECKING:
     from .config import Config
 
-__all__ = ["DEF_KEYS", "channel_def", "channel_wants", "no_defs", "parse_attempts",
-           "parse_channel_defs"]  # fmt: skip
+__all__ = [
+    "DEF_KEYS",
+    "channel_def",
+    "channel_wants",
+    "no_defs",
+    "parse_attempts",
+    "parse_channel_defs",
+]
 
 #: Keys a named channel may have; ``url`` is required.
 DEF_KEYS = ("url", "on", "templates", "headers", "secret", "to", "from")

@@ -225,10 +225,18 @@ def _history_keep(value: Any, where: str) -> float:
 
 
 # -- settings as a user writes them --------------------------------------------------------------
-_DURATIONS = frozenset({
-    "min_duration", "send_timeout", "tick_interval", "exit_timeout", "rate_limit",
-    "retry_max_time", "outbox_max_age", "history_keep",
-})
+_DURATIONS = frozenset(
+    {
+        "min_duration",
+        "send_timeout",
+        "tick_interval",
+        "exit_timeout",
+        "rate_limit",
+        "retry_max_time",
+        "outbox_max_age",
+        "history_keep",
+    }
+)
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
 
 

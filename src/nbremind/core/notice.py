@@ -9,7 +9,12 @@ from typing import cast
 from .task import MAX_COUNT, TaskSnapshot, type_name, value_repr
 
 __all__ = [
-    "Notice", "format_duration", "format_percent", "format_size", "json_value", "make_notice",
+    "Notice",
+    "format_duration",
+    "format_percent",
+    "format_size",
+    "json_value",
+    "make_notice",
     "metric_text",
 ]
 
@@ -226,8 +231,9 @@ def _body(event: str, t: TaskSnapshot, detail: object = None) -> str:
     if t.eta is not None and state == "running" and event != "start":
         lines.append(f"ETA: {format_duration(t.eta)}")
     if t.metrics:
-        shown = ", ".join(f"{k}={metric_text(v)}"
-                          for k, v in list(t.metrics.items())[:_METRICS_SHOWN])
+        shown = ", ".join(
+            f"{k}={metric_text(v)}" for k, v in list(t.metrics.items())[:_METRICS_SHOWN]
+        )
         lines.append(shown)
     if t.notes:
         lines.append(t.notes[-1])

@@ -85,25 +85,58 @@ class OptionSpec:
 
 #: Every option of a task, in the order they are documented.
 TASK_OPTIONS = (
-    OptionSpec("after", "--after", "DUR", _task_duration,
-               "notify once when still running after DUR"),
+    OptionSpec(
+        "after", "--after", "DUR", _task_duration, "notify once when still running after DUR"
+    ),
     OptionSpec("every", "--every", "DUR", _task_duration, "then again every DUR"),
-    OptionSpec("progress", "--progress", "P[,P...]", parse_percents,
-               "notify when progress reaches each mark (0.5 or 50%)", command=False),
-    OptionSpec("mem", "--mem", "SIZE", parse_size,
-               "notify when memory (a command's: its process tree's) goes above SIZE"),
-    OptionSpec("timeout", "--timeout", "DUR", _task_duration,
-               "time out after DUR (a command is stopped, with its whole process group)"),
-    OptionSpec("interrupt", "--interrupt", "", None, "stop the task when it times out",
-               command=False),
+    OptionSpec(
+        "progress",
+        "--progress",
+        "P[,P...]",
+        parse_percents,
+        "notify when progress reaches each mark (0.5 or 50%)",
+        command=False,
+    ),
+    OptionSpec(
+        "mem",
+        "--mem",
+        "SIZE",
+        parse_size,
+        "notify when memory (a command's: its process tree's) goes above SIZE",
+    ),
+    OptionSpec(
+        "timeout",
+        "--timeout",
+        "DUR",
+        _task_duration,
+        "time out after DUR (a command is stopped, with its whole process group)",
+    ),
+    OptionSpec(
+        "interrupt", "--interrupt", "", None, "stop the task when it times out", command=False
+    ),
     OptionSpec("on", "--on", "EVENTS", parse_events, "events that notify, comma-separated"),
     OptionSpec("channels", "--channels", "CH[,CH...]", parse_channels, "where notices go"),
-    OptionSpec("min_duration", "--min", "DUR", _task_duration,
-               "no end notice when it took less than DUR"),
-    OptionSpec("when", "", "", None, "a predicate on the task: notify once when it is true",
-               command=False, magic=False),
-    OptionSpec("quiet", "--quiet", "", None, "no live status line under the cell",
-               command=False, call=False),
+    OptionSpec(
+        "min_duration", "--min", "DUR", _task_duration, "no end notice when it took less than DUR"
+    ),
+    OptionSpec(
+        "when",
+        "",
+        "",
+        None,
+        "a predicate on the task: notify once when it is true",
+        command=False,
+        magic=False,
+    ),
+    OptionSpec(
+        "quiet",
+        "--quiet",
+        "",
+        None,
+        "no live status line under the cell",
+        command=False,
+        call=False,
+    ),
 )
 #: The options that take a value, each read by its ``parse``.
 OPTIONS = tuple(spec for spec in TASK_OPTIONS if spec.parse is not None)
@@ -136,8 +169,9 @@ def flag_values(ns: argparse.Namespace, specs: Iterable[OptionSpec]) -> dict[str
 
 def usage(specs: Iterable[OptionSpec]) -> str:
     """The flags of ``specs`` as a usage line writes them: ``[--after DUR] [--interrupt]``."""
-    return " ".join(f"[{spec.flag} {spec.metavar}]" if spec.metavar else f"[{spec.flag}]"
-                    for spec in specs)
+    return " ".join(
+        f"[{spec.flag} {spec.metavar}]" if spec.metavar else f"[{spec.flag}]" for spec in specs
+    )
 
 
 @dataclass(frozen=True)

@@ -230,8 +230,10 @@ def _names(value: object, option: str) -> tuple[str, ...]:
         out = []
         for item in value:
             if not isinstance(item, str) or not item.strip():
-                raise ValueError(f"{option}: {quoted(value)} is not a list of names "
-                                 f"({safe_repr(item)} is not a non-empty text)")
+                raise ValueError(
+                    f"{option}: {quoted(value)} is not a list of names "
+                    f"({safe_repr(item)} is not a non-empty text)"
+                )
             out.append(item.strip())
         return tuple(out)
     raise _fail(option, value, "a comma-separated string or a list of names")

@@ -23,8 +23,16 @@ if TYPE_CHECKING:
     from .clock import Clock
 
 __all__ = [
-    "MAX_COUNT", "TERMINAL_STATES", "Ended", "Task", "TaskError", "TaskSnapshot", "TaskState",
-    "TaskTimeout", "type_name", "value_repr",
+    "MAX_COUNT",
+    "TERMINAL_STATES",
+    "Ended",
+    "Task",
+    "TaskError",
+    "TaskSnapshot",
+    "TaskState",
+    "TaskTimeout",
+    "type_name",
+    "value_repr",
 ]
 
 _ids = itertools.count(1)

@@ -95,7 +95,7 @@ def _fail(where: str, text: object, problem: str) -> ValueError:
 def _check_field(field: str, where: str, text: str) -> None:
     if field in FIELDS:
         return
-    if field.startswith(_METRIC) and _METRIC_NAME.fullmatch(field[len(_METRIC):]):
+    if field.startswith(_METRIC) and _METRIC_NAME.fullmatch(field[len(_METRIC) :]):
         return
     if field == "" or field.isdigit():
         problem = f"positional field {{{field}}}; use a named field such as {{name}}"
@@ -208,8 +208,9 @@ def fields_of(notice: Notice) -> dict[str, object]:
         "host": t.host,
         "rss": "" if not t.rss else format_size(t.rss),
         "metrics": ", ".join(
-            f"{key[len(_METRIC):]}={value:.4g}" if isinstance(value, float)
-            else f"{key[len(_METRIC):]}={value}"
+            f"{key[len(_METRIC) :]}={value:.4g}"
+            if isinstance(value, float)
+            else f"{key[len(_METRIC) :]}={value}"
             for key, value in metrics.items()  # each a float, a short int or a cut text
         ),
         "title": notice.title,

@@ -81,14 +81,15 @@ class Watch:
         if self.next_after is not None and elapsed >= self.next_after:
             self.after_count += 1
             due.append(Due("after", self.after_count))
-            self.next_after = None if opts.every is None else next_mark(
-                self.next_after, opts.every, elapsed)
+            self.next_after = (
+                None if opts.every is None else next_mark(self.next_after, opts.every, elapsed)
+            )
         progress = task.progress
         if progress is not None:
             crossed = None
-            while self.marks_done < len(opts.progress) and progress >= opts.progress[
-                self.marks_done
-            ]:
+            while (
+                self.marks_done < len(opts.progress) and progress >= opts.progress[self.marks_done]
+            ):
                 crossed = opts.progress[self.marks_done]
                 self.marks_done += 1
             if crossed is not None:  # several marks in one tick: one notice, the highest

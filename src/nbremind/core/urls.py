@@ -72,8 +72,9 @@ def redact_url(url: str) -> str:
     if scheme not in _PLAIN_QUERY:
         pairs = parse_qsl(parts.query, keep_blank_values=True)
         query = urlencode([(key, MASK) for key, _ in pairs], safe="*")
-    return urlunsplit((parts.scheme, f"{user}{host}{port}", path, query,
-                       MASK if parts.fragment else ""))
+    return urlunsplit(
+        (parts.scheme, f"{user}{host}{port}", path, query, MASK if parts.fragment else "")
+    )
 
 
 def _raw_port(netloc: str) -> str:
@@ -87,7 +88,7 @@ def _raw_port(netloc: str) -> str:
 def _redact_unread(url: str, scheme: str) -> str:
     """A URL ``urlsplit`` refuses (``http://[::1``): its user and host as written, the
     password and everything after the host masked."""
-    rest = url[len(scheme) + 3:]
+    rest = url[len(scheme) + 3 :]
     end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
     userinfo, at, hostport = rest[:end].rpartition("@")
     user = ""
@@ -110,7 +111,7 @@ def _url_problem(url: str) -> str | None:
     known = scheme in _KNOWN_LAYOUT
     if (_CONTROL_OR_SPACE if known else _CONTROL).search(url):
         return "holds a space or a control character" if known else "holds a control character"
-    if not url[len(scheme) + 3:]:
+    if not url[len(scheme) + 3 :]:
         return f"names nothing after {scheme}://"
     try:
         parts = urlsplit(url)

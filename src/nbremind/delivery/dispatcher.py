@@ -164,8 +164,9 @@ class Dispatcher:
 
     def apply_rules(self, notice: Notice, options: TaskOptions, config: Config) -> Notice | None:
         """Run the rule chain; ``None`` means the notice was dropped."""
-        ctx = RuleContext(options, config, self._sent, self.clock.time(), self.rule_state,
-                          self.already_sent)
+        ctx = RuleContext(
+            options, config, self._sent, self.clock.time(), self.rule_state, self.already_sent
+        )
         for rule in self.rules:
             kept = rule(notice, ctx)
             if kept is None:
@@ -240,9 +241,7 @@ class Dispatcher:
     def _arm_quiet_timer(self, config: Config) -> None:
         """Make sure held notices go out even when no tick runs (no task is running)."""
         if self._quiet_timer is None or self._quiet_timer.done():
-            self._quiet_timer = asyncio.get_running_loop().create_task(
-                self._release_later(config)
-            )
+            self._quiet_timer = asyncio.get_running_loop().create_task(self._release_later(config))
 
     async def _release_later(self, config: Config) -> None:
         while self.rule_state.quiet.held:
@@ -285,9 +284,14 @@ class Dispatcher:
 
             # a test notice (``%remind test``) reports its first failure, untried again
             tries = 1 if notice.event == "test" else config.retry_attempts
-            await with_retries(attempt, attempts=tries, max_time=config.retry_max_time,
-                               backoff=self.backoff, outcome=outcome,
-                               stop_early=self._past_deadline)
+            await with_retries(
+                attempt,
+                attempts=tries,
+                max_time=config.retry_max_time,
+                backoff=self.backoff,
+                outcome=outcome,
+                stop_early=self._past_deadline,
+            )
         except asyncio.TimeoutError:
             error = f"timed out after {config.send_timeout:g} s"
             retryable = True
@@ -300,8 +304,9 @@ class Dispatcher:
             return self._defer(notice, shown, hide(error, secrets), outcome.attempts)
         if outcome.attempts > 1:
             error += f" ({outcome.gave_up or f'after {outcome.attempts} tries'})"
-        return self._record(notice, shown, False, hide(error, secrets),
-                            attempts=max(outcome.attempts, 1))  # fmt: skip
+        return self._record(
+            notice, shown, False, hide(error, secrets), attempts=max(outcome.attempts, 1)
+        )
 
     def _past_deadline(self, wait: float) -> str:
         """Why retrying stops now that the process is exiting (``""``: it does not)."""
@@ -322,13 +327,27 @@ class Dispatcher:
                 outbox.defer(notice.id, name, error, max(attempts, 1))
             except Exception:
                 log.debug("updating the outbox failed", exc_info=True)
-        where = ("left pending in the outbox for the next nbremind process" if stored
-                 else "lost: the outbox is off")
-        delivery = Delivery(notice.id, notice.title, channel, False,
-                            f"not delivered before exit ({error}); {where}", max(attempts, 1))
+        where = (
+            "left pending in the outbox for the next nbremind process"
+            if stored
+            else "lost: the outbox is off"
+        )
+        delivery = Delivery(
+            notice.id,
+            notice.title,
+            channel,
+            False,
+            f"not delivered before exit ({error}); {where}",
+            max(attempts, 1),
+        )
         self.deliveries.append(delivery)
-        log.warning("nbremind: %r not delivered to %s before exit (%s); %s",
-                    notice.title, channel, error, where)
+        log.warning(
+            "nbremind: %r not delivered to %s before exit (%s); %s",
+            notice.title,
+            channel,
+            error,
+            where,
+        )
         return delivery
 
     def _record(
@@ -378,8 +397,13 @@ class Dispatcher:
         if outbox is None or name is None:
             return
         try:
-            outbox.mark(delivery.notice_id, name, delivery.ok, delivery.error,
-                        attempts=getattr(delivery, "attempts", None))
+            outbox.mark(
+                delivery.notice_id,
+                name,
+                delivery.ok,
+                delivery.error,
+                attempts=getattr(delivery, "attempts", None),
+            )
         except Exception:
             log.debug("marking a delivery in the outbox failed", exc_info=True)
 
@@ -457,10 +481,17 @@ class Dispatcher:
         """Close every channel made."""
         held = len(self.rule_state.quiet)
         if held:  # never lost silently: the outbox keeps them for the next process
-            where = ("left in the outbox for the next nbremind process"
-                     if self.outbox is not None else "lost: the outbox is off")
-            log.warning("%d notice%s held for quiet hours not sent yet: %s",
-                        held, "s" if held != 1 else "", where)
+            where = (
+                "left in the outbox for the next nbremind process"
+                if self.outbox is not None
+                else "lost: the outbox is off"
+            )
+            log.warning(
+                "%d notice%s held for quiet hours not sent yet: %s",
+                held,
+                "s" if held != 1 else "",
+                where,
+            )
         for channel in self._channels.values():
             try:
                 await channel.close()

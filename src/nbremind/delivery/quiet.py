@@ -136,9 +136,7 @@ def make_digest(
     first, last = notices[0], notices[-1]
     count = len(notices)
     zone = window or QuietWindow(0, 1)
-    lines = [
-        f"{zone.local(n.created):%H:%M} {n.title}" for n in notices[:DIGEST_LINES]
-    ]
+    lines = [f"{zone.local(n.created):%H:%M} {n.title}" for n in notices[:DIGEST_LINES]]
     if count > DIGEST_LINES:
         lines.append(f"… and {count - DIGEST_LINES} more")
     return Notice(

@@ -27,8 +27,9 @@ log = logger()
 
 #: Why a replayed notice the rules dropped is no longer pending (it is not replayed again by
 #: yet another process). One held for quiet hours stays pending until its digest goes out.
-DROPPED_BY_RULES = ("not sent when replayed: the rules dropped it (muted, rate limit, "
-                    "already delivered)")
+DROPPED_BY_RULES = (
+    "not sent when replayed: the rules dropped it (muted, rate limit, already delivered)"
+)
 
 
 def real_channel_name(stored: str, config: Config, extra: Iterable[str] = ()) -> str:

@@ -32,8 +32,7 @@ ASYNC_TIMEOUT = 15.0
 #: Pending deliveries listed one by one at most (the count is always given).
 SHOW_PENDING = 10
 NOT_IN_KERNEL = (
-    "only inside a notebook kernel: a browser front end connects to a kernel, not to this "
-    "command"
+    "only inside a notebook kernel: a browser front end connects to a kernel, not to this command"
 )
 
 T = TypeVar("T")
@@ -60,8 +59,13 @@ class Check:
 
     def to_dict(self) -> dict[str, Any]:
         """The check as JSON-ready values."""
-        return {"name": self.name, "ok": self.ok, "required": self.required,
-                "summary": self.summary, "detail": list(self.detail)}
+        return {
+            "name": self.name,
+            "ok": self.ok,
+            "required": self.required,
+            "summary": self.summary,
+            "detail": list(self.detail),
+        }
 
 
 @dataclass(frozen=True)
@@ -134,8 +138,9 @@ def _guarded(name: str, make: Callable[[], Check], required: bool = False) -> Ch
     try:
         return make()
     except Exception as exc:
-        return Check(name, False, f"the check itself failed: {type(exc).__name__}: {exc}",
-                     required=required)
+        return Check(
+            name, False, f"the check itself failed: {type(exc).__name__}: {exc}", required=required
+        )
 
 
 # -- channels (on a loop of their own) -----------------------------------------------------------
@@ -156,10 +161,11 @@ def _run_async(coro: Coroutine[Any, Any, list[Check]], timeout: float) -> list[C
     thread.join(timeout)
     if result:
         return result[0]
-    why = (f"{type(error[0]).__name__}: {error[0]}" if error
-           else f"no answer within {timeout:g} s")
-    return [Check(name, False, f"the check itself failed: {why}", required=True)
-            for name in ("desktop", "default channels")]
+    why = f"{type(error[0]).__name__}: {error[0]}" if error else f"no answer within {timeout:g} s"
+    return [
+        Check(name, False, f"the check itself failed: {why}", required=True)
+        for name in ("desktop", "default channels")
+    ]
 
 
 async def _channel_checks(config: Config, loaded: LoadedSettings, in_kernel: bool) -> list[Check]:
@@ -184,8 +190,9 @@ async def _desktop_check(channel: Any, config: Config) -> Check:
     try:
         facts = await desktop_facts(channel)
     except Exception as exc:
-        return Check("desktop", False, f"the check itself failed: {type(exc).__name__}: {exc}",
-                     required=True)
+        return Check(
+            "desktop", False, f"the check itself failed: {type(exc).__name__}: {exc}", required=True
+        )
     if facts.available.ok:
         server = f", {facts.server}" if facts.server else ""
         summary = f"toasts can be shown ({facts.backend}{server})"
@@ -198,8 +205,12 @@ async def _desktop_check(channel: Any, config: Config) -> Check:
 
 async def _browser_check(dispatcher: Any, in_kernel: bool) -> Check:
     if not in_kernel:
-        return Check("browser", None, NOT_IN_KERNEL,
-                     ("in a notebook, `%remind status` says whether one is connected",))
+        return Check(
+            "browser",
+            None,
+            NOT_IN_KERNEL,
+            ("in a notebook, `%remind status` says whether one is connected",),
+        )
     state = await dispatcher.availability(["browser"])
     text = state.get("browser", "unavailable: unknown")
     ok = text == "available"
@@ -218,15 +229,21 @@ async def _default_channels_check(
         names = ", ".join(states)
         if broken:
             first, why = next(iter(broken.items()))
-            return Check("default channels", False,
-                         f"{names} (from {source}) — {first} {why}", detail, required=True)
-        return Check("default channels", True, f"{names} (from {source})", detail,
-                     required=True)
+            return Check(
+                "default channels",
+                False,
+                f"{names} (from {source}) — {first} {why}",
+                detail,
+                required=True,
+            )
+        return Check("default channels", True, f"{names} (from {source})", detail, required=True)
     chosen = await dispatcher.default_channels(wait=False)
     states = await dispatcher.availability(chosen.channels)
     ok = all(state == "available" for state in states.values())
-    why = ["chosen automatically (no `channels` setting): desktop where it can show toasts, "
-           "else a connected browser, else desktop anyway"]
+    why = [
+        "chosen automatically (no `channels` setting): desktop where it can show toasts, "
+        "else a connected browser, else desktop anyway"
+    ]
     if not in_kernel:
         why.append("in a notebook kernel the browser may be chosen instead")
     return Check("default channels", ok, str(chosen), tuple(why), required=True)
@@ -257,20 +274,24 @@ def check_outbox(config: Config, loaded: LoadedSettings | None = None) -> Check:
     from ..store.outbox import FILE_NAME, Outbox, data_dir
 
     if not config.outbox:
-        return Check("outbox", None,
-                     "turned off (setting outbox): notices are delivered from memory only")
+        return Check(
+            "outbox", None, "turned off (setting outbox): notices are delivered from memory only"
+        )
     folder = data_dir(config.data_dir)
     path = folder / FILE_NAME
     source = (loaded.sources.get("data_dir") if loaded else None) or "the platform's data folder"
     where = f"file: {path} (folder from {source})"
     if not path.exists():
-        return Check("outbox", True, "no backlog (no outbox file yet: it is made with the "
-                     "first notice)", (where,))
+        return Check(
+            "outbox",
+            True,
+            "no backlog (no outbox file yet: it is made with the first notice)",
+            (where,),
+        )
     try:
         box = Outbox(path)
     except Exception as exc:
-        return Check("outbox", False, f"cannot be opened: {type(exc).__name__}: {exc}",
-                     (where,))
+        return Check("outbox", False, f"cannot be opened: {type(exc).__name__}: {exc}", (where,))
     try:
         stats = box.stats()
         pending = box.pending()
@@ -282,14 +303,18 @@ def check_outbox(config: Config, loaded: LoadedSettings | None = None) -> Check:
         return Check("outbox", True, "no backlog: nothing waits for delivery", tuple(detail))
     now = time.time()
     for record in pending[:SHOW_PENDING]:
-        detail.append(f"{record.title or record.notice_id} → {record.channel} "
-                      f"({_age(now - record.created)} old; made by process {record.owner_pid} "
-                      f"on {record.host})")
+        detail.append(
+            f"{record.title or record.notice_id} → {record.channel} "
+            f"({_age(now - record.created)} old; made by process {record.owner_pid} "
+            f"on {record.host})"
+        )
     if len(pending) > SHOW_PENDING:
         detail.append(f"… and {len(pending) - SHOW_PENDING} more")
     n = len(pending)
-    summary = (f"backlog: {n} deliver{'ies' if n != 1 else 'y'} pending (what an ended process "
-               "left is delivered by the next nbremind process that starts)")
+    summary = (
+        f"backlog: {n} deliver{'ies' if n != 1 else 'y'} pending (what an ended process "
+        "left is delivered by the next nbremind process that starts)"
+    )
     return Check("outbox", True, summary, tuple(detail))
 
 

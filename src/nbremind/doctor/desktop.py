@@ -81,8 +81,10 @@ async def _linux_bus() -> tuple[list[str], str]:
     """Facts about the session bus and the notification service, and the service's name."""
     address = session_bus_address()
     if not address:
-        return [f"{ADDRESS_VAR}: not set — no D-Bus session bus in this environment (a "
-                "headless server, a container, an SSH login without a desktop)"], ""
+        return [
+            f"{ADDRESS_VAR}: not set — no D-Bus session bus in this environment (a "
+            "headless server, a container, an SSH login without a desktop)"
+        ], ""
     lines = [f"{ADDRESS_VAR}: {address}"]
     try:
         bus = SessionBus(address)
@@ -100,18 +102,24 @@ async def _linux_bus() -> tuple[list[str], str]:
         lines.append("bus reachable: yes")
         owner = await bus.ask_bus("GetNameOwner", NOTIFICATIONS)
         if not owner.ok:
-            lines.append(f"{NOTIFICATIONS}: nobody provides it (no notification daemon such "
-                         "as dunst, mako or a desktop environment's runs on this bus)")
+            lines.append(
+                f"{NOTIFICATIONS}: nobody provides it (no notification daemon such "
+                "as dunst, mako or a desktop environment's runs on this bus)"
+            )
             return
         info = await bus.ask_notifications("GetServerInformation")
         if not info.ok:
-            lines.append(f"{NOTIFICATIONS}: provided by {owner.body[0]}, which did not say "
-                         f"who it is ({info.error})")
+            lines.append(
+                f"{NOTIFICATIONS}: provided by {owner.body[0]}, which did not say "
+                f"who it is ({info.error})"
+            )
             return
         name, vendor, version, spec = (str(v) for v in info.body[:4])
         server = f"{name} {version} ({vendor})"
-        lines.append(f"notification service: {name} {version} by {vendor}, notification "
-                     f"spec {spec} (bus name {owner.body[0]})")
+        lines.append(
+            f"notification service: {name} {version} by {vendor}, notification "
+            f"spec {spec} (bus name {owner.body[0]})"
+        )
 
     try:
         await asyncio.wait_for(ask(), SERVER_TIMEOUT)
@@ -146,8 +154,10 @@ def _windows_aumid() -> str:
         return f"app id {APP_NAME!r}: the registry cannot be read here ({where})"
     if found:
         return f"app id {APP_NAME!r}: registered ({where})"
-    return (f"app id {APP_NAME!r}: not registered yet ({where} is missing); it is registered "
-            "with the first toast, e.g. by `nbremind test desktop`")
+    return (
+        f"app id {APP_NAME!r}: not registered yet ({where} is missing); it is registered "
+        "with the first toast, e.g. by `nbremind test desktop`"
+    )
 
 
 # -- macOS -------------------------------------------------------------------------------------
@@ -156,6 +166,8 @@ def _macos_bundle() -> str:
     if ".app/Contents/" in executable:
         bundle = executable.split(".app/Contents/")[0] + ".app"
         return f"app bundle: yes, Python runs from {bundle}"
-    return (f"app bundle: no, Python runs from {executable}; run Jupyter from an app bundle "
-            "(e.g. the JupyterLab desktop app) for toasts, or use the browser or a remote "
-            "channel")
+    return (
+        f"app bundle: no, Python runs from {executable}; run Jupyter from an app bundle "
+        "(e.g. the JupyterLab desktop app) for toasts, or use the browser or a remote "
+        "channel"
+    )

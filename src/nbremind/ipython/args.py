@@ -23,7 +23,13 @@ from ..core.options import (
 from ..core.parse import read_dash_values
 
 __all__ = [
-    "MAGIC", "USAGE", "CellHeader", "default_name", "parse_header", "split_header", "with_usage",
+    "MAGIC",
+    "USAGE",
+    "CellHeader",
+    "default_name",
+    "parse_header",
+    "split_header",
+    "with_usage",
 ]
 
 MAGIC = "%%remind"
@@ -69,7 +75,7 @@ def split_header(cell: str) -> tuple[str, str] | None:
     first, _, body = stripped.partition("\n")
     if first != MAGIC and not first.startswith((MAGIC + " ", MAGIC + "\t")):
         return None
-    return first[len(MAGIC):].strip(), body
+    return first[len(MAGIC) :].strip(), body
 
 
 @functools.lru_cache(maxsize=64)  # each cell's header is parsed by the transformer and hook

@@ -26,6 +26,7 @@ def load(shell: Any) -> None:
     # notice does not wait on it and a missing desktop is known before it matters.
     session.ticker.submit(session.dispatcher.availability(session.config.channels))
     from ..pandas import install_when_imported  # df.remind: now, or once pandas is imported
+
     install_when_imported()
 
 

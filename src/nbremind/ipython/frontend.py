@@ -67,8 +67,10 @@ class CellFrontend:
         cleanup = self.shell.input_transformers_cleanup
         while strip_remind_line in cleanup:
             cleanup.remove(strip_remind_line)
-        for event, fn in (("pre_run_cell", self.pre_run_cell),
-                          ("post_run_cell", self.post_run_cell)):
+        for event, fn in (
+            ("pre_run_cell", self.pre_run_cell),
+            ("post_run_cell", self.post_run_cell),
+        ):
             with contextlib.suppress(ValueError):
                 self.shell.events.unregister(event, fn)
         self.auto = None
@@ -158,8 +160,11 @@ def refresh_soon(session: Session) -> None:
 def notebook_name(shell: Any) -> str:
     """The notebook's file name when the front end tells it, else ``""``."""
     ns = getattr(shell, "user_ns", {}) or {}
-    for value in (ns.get("__vsc_ipynb_file__"), os.environ.get("JPY_SESSION_NAME"),
-                  ns.get("__session__")):
+    for value in (
+        ns.get("__vsc_ipynb_file__"),
+        os.environ.get("JPY_SESSION_NAME"),
+        ns.get("__session__"),
+    ):
         if isinstance(value, str) and value:
             return os.path.basename(value)
     return ""

@@ -77,8 +77,9 @@ class RemindMagics(Magics):
             header = parse_header(line)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        task = self.session.new_task(header.name or default_name(cell), options=header.options,
-                                     kind="cell")
+        task = self.session.new_task(
+            header.name or default_name(cell), options=header.options, kind="cell"
+        )
         token = self.session.start(task)
         status = None if header.options.quiet else show_status_line(self.shell, self.session, task)
         result = self.shell.run_cell(cell, store_history=False)  # type: ignore[union-attr]
@@ -96,8 +97,7 @@ class RemindMagics(Magics):
             print("nbremind: auto mode off")
             return
         try:
-            self.frontend.auto = parse_duration(args[0], "%remind auto",
-                                                minimum=MIN_TASK_DURATION)
+            self.frontend.auto = parse_duration(args[0], "%remind auto", minimum=MIN_TASK_DURATION)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
         print(f"nbremind: notifying for every cell that runs longer than {printable(args[0])}")
@@ -120,8 +120,9 @@ class RemindMagics(Magics):
             from ..core.browser_views import get_connection
 
             for permission in get_connection().permissions():
-                print("  browser notification permission: "
-                      f"{_PERMISSION.get(permission, permission)}")
+                print(
+                    f"  browser notification permission: {_PERMISSION.get(permission, permission)}"
+                )
             answer = get_connection().last_answer()
             if answer is not None:
                 print(printable(f"  last browser notification: {answer}"))
@@ -131,8 +132,9 @@ class RemindMagics(Magics):
         running = session.running()
         print(f"  running tasks: {len(running)}")
         for task in running:
-            print(printable(f"    {task.name}: {task.n}/{task.total or '?'} "
-                            f"for {task.elapsed:.0f} s"))
+            print(
+                printable(f"    {task.name}: {task.n}/{task.total or '?'} for {task.elapsed:.0f} s")
+            )
         failed = [d for d in session.dispatcher.deliveries if not d.ok]
         if failed:
             last = failed[-1]
@@ -191,8 +193,10 @@ class RemindMagics(Magics):
         rows = history_rows(limit=limit or None, nested=nested, config=self.session.config)
         lines = table_lines(rows)
         if not lines:
-            print("nbremind: no runs recorded yet (history is kept when outbox and "
-                  "history_keep are on)")
+            print(
+                "nbremind: no runs recorded yet (history is kept when outbox and "
+                "history_keep are on)"
+            )
         for line in lines:
             print(line)
 
@@ -204,8 +208,12 @@ class RemindMagics(Magics):
             raise UsageError("%remind doctor: takes no arguments")
         session = self.session
         live = session.settings  # the files this kernel's settings came from, as %remind config
-        report = collect(in_kernel=True, config=session.config, sources=session.config_sources,
-                         loaded=None if live is None else live.loaded)
+        report = collect(
+            in_kernel=True,
+            config=session.config,
+            sources=session.config_sources,
+            loaded=None if live is None else live.loaded,
+        )
         print("\n".join(printable(line) for line in report.lines()))
 
     def _cmd_config(self, args: list[str]) -> None:
@@ -221,14 +229,19 @@ def show_page_answer(notice_id: str) -> None:
     from IPython.display import display, update_display
 
     display_id = f"nbremind-test-{uuid.uuid4().hex}"
-    display({"text/plain": f"browser: {SENT_WAITING}"}, raw=True,  # type: ignore[no-untyped-call]
-            display_id=display_id)  # fmt: skip
+    display(
+        {"text/plain": f"browser: {SENT_WAITING}"},
+        raw=True,  # type: ignore[no-untyped-call]
+        display_id=display_id,
+    )
 
     def answered(why: str | None) -> None:
         text = f"browser: {CONFIRMED}" if why is None else f"browser: not shown: {why}"
         with contextlib.suppress(Exception):  # the kernel is going away
-            update_display({"text/plain": printable(text)}, raw=True,  # type: ignore[no-untyped-call]
-                           display_id=display_id)  # fmt: skip
+            update_display(
+                {"text/plain": printable(text)},
+                raw=True,  # type: ignore[no-untyped-call]
+                display_id=display_id,
+            )
 
     get_connection().when_answered(notice_id, answered)
-

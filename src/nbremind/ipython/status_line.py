@@ -41,8 +41,14 @@ _COLOURS = {
 class StatusLine:
     """One task's status widget and its refreshes."""
 
-    def __init__(self, task: Task, widget: StatusWidget, session: Session | None = None,
-                 shell: Any = None, display_id: str | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        task: Task,
+        widget: StatusWidget,
+        session: Session | None = None,
+        shell: Any = None,
+        display_id: str | None = None,
+    ) -> None:
         self.task = task
         self.widget = widget
         self.session = session
@@ -85,8 +91,12 @@ class StatusLine:
         missing widget once the notebook is saved, reopened or converted."""
         if self.shell is None or self.display_id is None:
             return
-        publish(self.shell, final_bundle(status_text(self.task), self.task.state.value),
-                self.display_id, update=True)  # fmt: skip
+        publish(
+            self.shell,
+            final_bundle(status_text(self.task), self.task.state.value),
+            self.display_id,
+            update=True,
+        )
 
     def _inner_progress(self) -> Task | None:
         """The latest running task inside this one that knows its total (a ``track()`` loop
@@ -119,13 +129,16 @@ def final_bundle(text: str, state: str) -> dict[str, Any]:
     """A status line as plain output: ``text/plain`` and escaped ``text/html``."""
     colour = _COLOURS.get(state)
     style = f' style="color: {colour}"' if colour else ""
-    markup = (f'<div class="nbremind-status" data-state="{html.escape(state)}"{style}>'
-              f"{html.escape(text)}</div>")  # fmt: skip
+    markup = (
+        f'<div class="nbremind-status" data-state="{html.escape(state)}"{style}>'
+        f"{html.escape(text)}</div>"
+    )
     return {"text/plain": text, "text/html": markup}
 
 
-def publish(shell: Any, data: dict[str, Any], display_id: str | None = None,
-            update: bool = False) -> None:  # fmt: skip
+def publish(
+    shell: Any, data: dict[str, Any], display_id: str | None = None, update: bool = False
+) -> None:
     """Send ``data`` as a ``display_data`` of the running cell (``update``: an
     ``update_display_data`` of the output shown with ``display_id``).
 

@@ -19,8 +19,15 @@ import traitlets
 from ..core.browser_views import BrowserConnection, get_connection
 from .panel_rows import ROW_FIELDS
 
-__all__ = ["PANEL_CSS", "PANEL_JS", "SNAPSHOT_NOTE", "NbremindWidget", "PanelWidget",
-           "StatusWidget", "compact"]
+__all__ = [
+    "PANEL_CSS",
+    "PANEL_JS",
+    "SNAPSHOT_NOTE",
+    "NbremindWidget",
+    "PanelWidget",
+    "StatusWidget",
+    "compact",
+]
 
 _STATIC = Path(__file__).with_name("static")
 #: Where the panel's part of the front end begins and ends (the status line leaves it out).
@@ -191,8 +198,9 @@ class PanelWidget(NbremindWidget):
 
     def snapshot_html(self) -> str:
         """The panel's rows as a plain table, with a note that it is not live."""
-        cells = "".join(f"<th>{label}</th>" for label in
-                        ("task", "state", "done", "elapsed", "last notice"))  # fmt: skip
+        cells = "".join(
+            f"<th>{label}</th>" for label in ("task", "state", "done", "elapsed", "last notice")
+        )
         body = []
         for depth, name, state, count, elapsed, notice in self._snapshot_rows():
             texts = (name, state, count, elapsed, notice)
@@ -200,15 +208,25 @@ class PanelWidget(NbremindWidget):
             pad = f' style="padding-left: {depth * 1.2:g}em"' if depth else ""
             body.append(f"<tr{pad}>{tds}</tr>")
         summary = html.escape(f"nbremind panel: {self.summary}".rstrip(": "))
-        return (f'<div class="nbremind-snapshot"><div><b>{summary}</b></div>'
-                f"<table><thead><tr>{cells}</tr></thead><tbody>{''.join(body)}</tbody></table>"
-                f"<div><i>{html.escape(SNAPSHOT_NOTE)}</i></div></div>")  # fmt: skip
+        return (
+            f'<div class="nbremind-snapshot"><div><b>{summary}</b></div>'
+            f"<table><thead><tr>{cells}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+            f"<div><i>{html.escape(SNAPSHOT_NOTE)}</i></div></div>"
+        )
 
     def _snapshot_rows(self) -> list[tuple[int, str, str, str, str, str]]:
         index = {name: i for i, name in enumerate(self.fields)}
-        return [(int(row[index["depth"]]), str(row[index["name"]]), str(row[index["state_text"]]),
-                 str(row[index["count"]]), str(row[index["elapsed"]]),
-                 str(row[index["notice"]] or "")) for row in self.rows[:20]]  # fmt: skip
+        return [
+            (
+                int(row[index["depth"]]),
+                str(row[index["name"]]),
+                str(row[index["state_text"]]),
+                str(row[index["count"]]),
+                str(row[index["elapsed"]]),
+                str(row[index["notice"]] or ""),
+            )
+            for row in self.rows[:20]
+        ]
 
 
 class StatusWidget(NbremindWidget):

@@ -67,7 +67,6 @@ class PendingEnd:
         self.end = end
 
 
-
 def chain(exc: BaseException) -> list[BaseException]:
     """``exc`` and the exceptions it was raised from or while handling (bounded)."""
     seen: list[BaseException] = []
@@ -120,9 +119,7 @@ def is_reraise(frame: FrameType, lasti: int) -> bool:
     )
 
 
-def match_consumer(
-    exc: BaseException, consumer: tuple[int, Any] | None
-) -> BaseException | None:
+def match_consumer(exc: BaseException, consumer: tuple[int, Any] | None) -> BaseException | None:
     """The exception of ``exc``'s chain that came out of the frame ``consumer`` names."""
     if consumer is None:
         return None
@@ -404,10 +401,13 @@ class LoopEnds:
     def _running_loops(self, thread: int) -> list[Task]:
         """Running ``track()`` loops of ``thread`` not pending, innermost first."""
         loops = [
-            t for t in self._tasks()
-            if t.consumer is not None and not t.done and t.thread_id == thread
+            t
+            for t in self._tasks()
+            if t.consumer is not None
+            and not t.done
+            and t.thread_id == thread
             and t.id not in self._ends
-        ]  # fmt: skip
+        ]
         return sorted(loops, key=_depth, reverse=True)
 
 

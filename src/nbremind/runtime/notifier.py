@@ -90,8 +90,9 @@ class Notifier:
         ):
             return  # cheap early exit; the dispatcher's rules decide the rest
         try:
-            notice = make_notice(event, task.snapshot(), created=self.clock.time(), key=key,
-                                 detail=detail)  # fmt: skip
+            notice = make_notice(
+                event, task.snapshot(), created=self.clock.time(), key=key, detail=detail
+            )
         except Exception:  # a notice that cannot be made is logged, never raised
             log_exception(f"making the {event} notice of a task failed")
             return
@@ -148,14 +149,22 @@ class Notifier:
         """Warn that notices were not delivered within ``limit`` seconds of the exit."""
         with self._lock:
             count = len(self._pending)
-        where = ("left pending in the outbox for the next nbremind process"
-                 if outbox else "lost: the outbox is off")  # fmt: skip
+        where = (
+            "left pending in the outbox for the next nbremind process"
+            if outbox
+            else "lost: the outbox is off"
+        )
         logger().warning(
             "nbremind: %d notice%s not delivered within exit_timeout (%g s); %s",
-            count, "" if count == 1 else "s", limit, where)  # fmt: skip
+            count,
+            "" if count == 1 else "s",
+            limit,
+            where,
+        )
 
-    def channel_status(self, names: Iterable[str] | None = None,
-                       refresh: bool = False) -> dict[str, str]:  # fmt: skip
+    def channel_status(
+        self, names: Iterable[str] | None = None, refresh: bool = False
+    ) -> dict[str, str]:
         """``{name: "available" | "unavailable: why"}`` for the configured (or named) channels."""
         config = self._config()
         names = tuple(names) if names is not None else config.channels
@@ -171,8 +180,14 @@ class Notifier:
 
             return {display_name(name): "unavailable: no answer in time" for name in names}
 
-    def test(self, channels: Iterable[str] | None, timeout: float, notice_id: str | None,
-             source: str, host: str) -> dict[str, str]:  # fmt: skip
+    def test(
+        self,
+        channels: Iterable[str] | None,
+        timeout: float,
+        notice_id: str | None,
+        source: str,
+        host: str,
+    ) -> dict[str, str]:
         """Send a test notice to each channel; ``{name: "delivered" | why not}``."""
         config = self._config()
         names = tuple(channels) if channels is not None else config.channels

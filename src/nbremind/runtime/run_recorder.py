@@ -214,8 +214,12 @@ class HistoryRecorder:
     def history(self) -> History | None:
         """The history file, opened on first use (again when its settings change)."""
         config = self._config()
-        key = (config.data_dir, os.environ.get("NBREMIND_DATA_DIR"), config.history_keep,
-               os.getpid())
+        key = (
+            config.data_dir,
+            os.environ.get("NBREMIND_DATA_DIR"),
+            config.history_keep,
+            os.getpid(),
+        )
         held = self._held
         if held is not None and held[0] == key:
             return held[1]
@@ -256,5 +260,6 @@ class HistoryRecorder:
     def _report(self, exc: BaseException) -> None:
         if not self._failed:
             self._failed = True
-            log.warning("nbremind history: a run could not be recorded: %s: %s",
-                        type(exc).__name__, exc)
+            log.warning(
+                "nbremind history: a run could not be recorded: %s: %s", type(exc).__name__, exc
+            )

@@ -36,6 +36,8 @@ if TYPE_CHECKING:
 __all__ = ["Session", "configure", "get_session", "set_session"]
 
 _DEFAULT_INTERVAL = object()
+
+
 class Session:
     """Follows the tasks of one process and delivers their notices.
 
@@ -43,9 +45,14 @@ class Session:
     a session tests can drive by hand; ``channels`` pre-fills channel instances by name.
     """
 
-    def __init__(self, config: Config | None = None, *, clock: Clock | None = None,
-                 channels: Mapping[str, Channel] | None = None,
-                 tick_interval: Any = _DEFAULT_INTERVAL) -> None:  # fmt: skip
+    def __init__(
+        self,
+        config: Config | None = None,
+        *,
+        clock: Clock | None = None,
+        channels: Mapping[str, Channel] | None = None,
+        tick_interval: Any = _DEFAULT_INTERVAL,
+    ) -> None:
         self.config = config or Config()
         self.clock: Clock = clock or SystemClock()
         import socket  # these, asyncio and the channel registry load here, not at import
@@ -64,32 +71,59 @@ class Session:
         self.source = script_name()
         self._closed = False
         config_now, closed = (lambda: self.config), (lambda: self._closed)
-        self.dispatcher = Dispatcher(channels=dict(channels or {}), clock=self.clock,
-                                     make_channel=build_channel)  # fmt: skip
+        self.dispatcher = Dispatcher(
+            channels=dict(channels or {}), clock=self.clock, make_channel=build_channel
+        )
         default = tick_interval is _DEFAULT_INTERVAL
         self.ticker = Ticker(self.tick, self.config.tick_interval if default else tick_interval)
         #: Writes every task's start and end to the run history, on the loop thread.
-        self.history_recorder = HistoryRecorder(self.ticker, self.clock, config=config_now,
-            closed=closed, deliveries=lambda: self.dispatcher.deliveries)  # fmt: skip
+        self.history_recorder = HistoryRecorder(
+            self.ticker,
+            self.clock,
+            config=config_now,
+            closed=closed,
+            deliveries=lambda: self.dispatcher.deliveries,
+        )
         #: Turns task events into notices and hands them to the loop thread.
-        self.notifier = Notifier(self.dispatcher, self.ticker, self.clock, config=config_now,
-                                 closed=closed, on_sent=self.history_recorder.watch)  # fmt: skip
+        self.notifier = Notifier(
+            self.dispatcher,
+            self.ticker,
+            self.clock,
+            config=config_now,
+            closed=closed,
+            on_sent=self.history_recorder.watch,
+        )
         #: The tasks: running, finished, and the current one of each context.
         self.tracker = Tracker(
-            self.clock, origin=lambda: (self.source, self.host),
+            self.clock,
+            origin=lambda: (self.source, self.host),
             is_pending=lambda task_id: self.loop_ends.holds(task_id),
             settle_inside=lambda task, exc: self.loop_ends.settle_inside(task, exc),
-            on_end=self._ended, on_forget=self.notifier.forget)  # fmt: skip
+            on_end=self._ended,
+            on_forget=self.notifier.forget,
+        )
         #: The ``track()`` loops whose end waits for evidence.
-        self.loop_ends = LoopEnds(self.clock, end_task=self.tracker.end,
-                                  tasks=self.tracker.tasks, closed=closed, wake=self._wake)
+        self.loop_ends = LoopEnds(
+            self.clock,
+            end_task=self.tracker.end,
+            tasks=self.tracker.tasks,
+            closed=closed,
+            wake=self._wake,
+        )
         #: The durable outbox and the replay of what ended processes left in it.
-        self.outbox_link = OutboxLink(self.dispatcher, self.ticker, self.clock, config=config_now,
-            closed=closed, hold=self.notifier.hold,
-            prepare=lambda: self.history_recorder.history)  # fmt: skip
+        self.outbox_link = OutboxLink(
+            self.dispatcher,
+            self.ticker,
+            self.clock,
+            config=config_now,
+            closed=closed,
+            hold=self.notifier.hold,
+            prepare=lambda: self.history_recorder.history,
+        )
         #: The kernel-death watchdog of this process, once wanted (see :mod:`.watchdog_link`).
-        self.watchdog = WatchdogLink(self.ticker, config=config_now, closed=closed,
-                                     settings=lambda: self.explicit_settings)  # fmt: skip
+        self.watchdog = WatchdogLink(
+            self.ticker, config=config_now, closed=closed, settings=lambda: self.explicit_settings
+        )
         #: This process's memory, read by the tick at most once a second.
         self.sampler = ProcessSampler()
         #: Where each non-default setting came from (``configure()``, ``%remind mute``, ...).
@@ -113,8 +147,15 @@ class Session:
             self.ticker.interval = self.config.tick_interval
         return self.config
 
-    def new_task(self, name: str, *, options: TaskOptions | None = None, total: int | None = None,
-                 kind: str = "block", parent: Task | None = None) -> Task:  # fmt: skip
+    def new_task(
+        self,
+        name: str,
+        *,
+        options: TaskOptions | None = None,
+        total: int | None = None,
+        kind: str = "block",
+        parent: Task | None = None,
+    ) -> Task:
         """Make (but do not start) a task whose parent is the current task, if any."""
         return self.tracker.new_task(name, options, total, kind, parent)
 
@@ -140,8 +181,9 @@ class Session:
         self._wake()
         return token
 
-    def finish(self, task: Task, exc: BaseException | None = None,
-               token: Token | None = None) -> TaskState:  # fmt: skip
+    def finish(
+        self, task: Task, exc: BaseException | None = None, token: Token | None = None
+    ) -> TaskState:
         """End ``task`` with the state ``exc`` implies, and notify; never raises. Pending
         ``track()`` loops inside it are settled first (failed if ``exc`` came out of them)."""
         try:
@@ -211,13 +253,19 @@ class Session:
         """Wait until every notice handed over so far was delivered or failed."""
         return self.notifier.flush(timeout)
 
-    def channel_status(self, names: Iterable[str] | None = None,
-                       refresh: bool = False) -> dict[str, str]:  # fmt: skip
+    def channel_status(
+        self, names: Iterable[str] | None = None, refresh: bool = False
+    ) -> dict[str, str]:
         """``{name: "available" | "unavailable: why"}`` for the configured (or named) channels."""
         return self.notifier.channel_status(names, refresh)
 
-    def test(self, channels: Iterable[str] | None = None, timeout: float = 15.0, *,
-             notice_id: str | None = None) -> dict[str, str]:  # fmt: skip
+    def test(
+        self,
+        channels: Iterable[str] | None = None,
+        timeout: float = 15.0,
+        *,
+        notice_id: str | None = None,
+    ) -> dict[str, str]:
         """Send a test notice (id ``notice_id``) to each channel; ``{name: "delivered" | why}``."""
         return self.notifier.test(channels, timeout, notice_id, self.source, self.host)
 

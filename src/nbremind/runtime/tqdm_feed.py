@@ -111,8 +111,10 @@ def _read(task: Task, attrs: dict[str, Any]) -> None:
 def feed(tasks: Iterable[Task]) -> None:
     """Let live tqdm bars feed ``tasks`` that count nothing themselves (called on each tick)."""
     wanting = [
-        t for t in tasks
-        if not t.done and t.start_wall is not None
+        t
+        for t in tasks
+        if not t.done
+        and t.start_wall is not None
         and (t.tqdm_feed is not None or (t.total is None and t.n == 0))
     ]
     if not wanting:

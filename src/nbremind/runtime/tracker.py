@@ -22,8 +22,16 @@ if TYPE_CHECKING:
     from ..core.options import TaskOptions
     from ..core.thresholds import Due
 
-__all__ = ["END_EVENT", "FED_KINDS", "KEEP_FINISHED", "Token", "Tracker", "interrupt",
-           "script_name", "state_for"]  # fmt: skip
+__all__ = [
+    "END_EVENT",
+    "FED_KINDS",
+    "KEEP_FINISHED",
+    "Token",
+    "Tracker",
+    "interrupt",
+    "script_name",
+    "state_for",
+]
 
 Token = contextvars.Token["Task | None"]
 #: The event each final state notifies.
@@ -75,13 +83,26 @@ class Tracker:
         #: The parent of tasks started where no task is current (the running cell's task).
         self.fallback_parent: Task | None = None
 
-    def new_task(self, name: str, options: TaskOptions | None, total: int | None, kind: str,
-                 parent: Task | None) -> Task:  # fmt: skip
+    def new_task(
+        self,
+        name: str,
+        options: TaskOptions | None,
+        total: int | None,
+        kind: str,
+        parent: Task | None,
+    ) -> Task:
         """Make (but do not start) a task whose parent is ``parent`` or the current task."""
         source, host = self._origin()
-        return Task(name, clock=self.clock, options=options, total=total, kind=kind,
-                    parent=self.current() if parent is None else parent, source=source,
-                    host=host)  # fmt: skip
+        return Task(
+            name,
+            clock=self.clock,
+            options=options,
+            total=total,
+            kind=kind,
+            parent=self.current() if parent is None else parent,
+            source=source,
+            host=host,
+        )
 
     def current(self) -> Task | None:
         """The innermost running task of this context (or the running cell's task)."""
@@ -181,8 +202,9 @@ class Tracker:
             except Exception:
                 log_exception("reading tqdm bars failed")
 
-    def check(self, watches: list[Watch], now: float, rss: int | None,
-              on_due: Callable[[Task, Due], None]) -> None:  # fmt: skip
+    def check(
+        self, watches: list[Watch], now: float, rss: int | None, on_due: Callable[[Task, Due], None]
+    ) -> None:
         """Tick: read each running task's progress, rate and memory (``rss``: the process's)
         and hand every threshold it crossed to ``on_due``."""
         for watch in watches:

@@ -141,8 +141,19 @@ def start_watchdog(
 
     me = Owner.current()
     read_fd, write_fd = os.pipe()
-    args = [sys.executable, "-m", "nbremind.watchdog", "--pid", str(me.pid),
-            "--pid-start", repr(me.start), "--fd", str(read_fd), "--cwd", os.getcwd()]  # fmt: skip
+    args = [
+        sys.executable,
+        "-m",
+        "nbremind.watchdog",
+        "--pid",
+        str(me.pid),
+        "--pid-start",
+        repr(me.start),
+        "--fd",
+        str(read_fd),
+        "--cwd",
+        os.getcwd(),
+    ]
     if data_dir is not None:
         args += ["--data-dir", str(data_dir)]
     if config_dir is not None:
@@ -153,9 +164,14 @@ def start_watchdog(
             stderr = open_private(private_folder(data_dir) / LOG_FILE)  # 0600 in a 0700 folder
     try:
         process = subprocess.Popen(
-            args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=stderr,
-            pass_fds=(read_fd,), start_new_session=True, close_fds=True,
-        )  # fmt: skip
+            args,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr,
+            pass_fds=(read_fd,),
+            start_new_session=True,
+            close_fds=True,
+        )
     except BaseException:
         os.close(write_fd)
         raise

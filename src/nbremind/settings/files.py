@@ -162,8 +162,10 @@ def read_file(path: Path) -> dict[str, Any] | None:
     except tomllib.TOMLDecodeError as exc:
         raise ValueError(f"{path}: not valid TOML: {exc}") from None
     except UnicodeDecodeError as exc:  # binary junk: TOML is UTF-8 text
-        raise ValueError(f"{path}: not valid TOML: not UTF-8 text (byte {exc.start + 1} "
-                         f"is 0x{exc.object[exc.start]:02x})") from None
+        raise ValueError(
+            f"{path}: not valid TOML: not UTF-8 text (byte {exc.start + 1} "
+            f"is 0x{exc.object[exc.start]:02x})"
+        ) from None
     except RecursionError:
         raise ValueError(f"{path}: not valid TOML: arrays or tables nested too deep") from None
     except OSError as exc:  # also a symbolic link loop, a folder, a dangling link
@@ -291,9 +293,7 @@ def _env_value(name: str, text: str, kind: str) -> Any:
     return stripped
 
 
-def _env_layer(
-    environ: Mapping[str, str], errors: list[str]
-) -> dict[str, tuple[str, Any]]:
+def _env_layer(environ: Mapping[str, str], errors: list[str]) -> dict[str, tuple[str, Any]]:
     """Setting -> (variable, value) for each ``NBREMIND_<SETTING>`` that is set and not empty;
     a variable that cannot be read is reported in ``errors`` and left out."""
     out: dict[str, tuple[str, Any]] = {}
@@ -380,6 +380,7 @@ def load_settings(
 def file_lines(loaded: LoadedSettings) -> list[str]:
     """What one load found, for ``%remind config`` and ``nbremind doctor`` alike: the user
     file, then the project file with the folder its lookup started from."""
+
     def state(path: Path) -> str:
         if path in loaded.unusable:
             return " (cannot be used: see below)"
@@ -394,8 +395,10 @@ def file_lines(loaded: LoadedSettings) -> list[str]:
         shown = ", ".join(f"{path}{state(path)}" for path in used)
         lines.append(f"project settings file: {shown} (looked up from {start})")
     elif loaded.project_files:
-        lines.append(f"project settings file: none: the project's {loaded.project_files[0]} "
-                     f"has no [tool.nbremind] table (looked up from {start})")
+        lines.append(
+            f"project settings file: none: the project's {loaded.project_files[0]} "
+            f"has no [tool.nbremind] table (looked up from {start})"
+        )
     else:
         lines.append(f"project settings file: none found from {start} upward")
     return lines

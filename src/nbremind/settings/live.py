@@ -251,13 +251,16 @@ def describe(session: Session) -> list[str]:
     aligned columns; then the settings files and what could not be used. Secrets are shown
     as ``***``."""
     sources = session.config_sources
-    rows = [(key, format_setting(key, value), sources.get(key, "default"))
-            for key, value in session.config.as_dict().items()]
+    rows = [
+        (key, format_setting(key, value), sources.get(key, "default"))
+        for key, value in session.config.as_dict().items()
+    ]
     key_width = max(len(key) for key, _, _ in rows)
-    value_width = max((len(value) for _, value, _ in rows if len(value) <= _VALUE_WIDTH),
-                      default=0)
-    lines = [redact(f"{key:<{key_width}} = {value:<{value_width}}  ({source})")
-             for key, value, source in rows]
+    value_width = max((len(value) for _, value, _ in rows if len(value) <= _VALUE_WIDTH), default=0)
+    lines = [
+        redact(f"{key:<{key_width}} = {value:<{value_width}}  ({source})")
+        for key, value, source in rows
+    ]
     live = session.settings
     if live is not None and live.loaded is not None:
         lines.extend(file_lines(live.loaded))

@@ -41,11 +41,13 @@ def notice_from_dict(data: Mapping[str, Any]) -> Notice:
         raw = dict(data["task"])
         raw["state"] = TaskState(raw["state"])
         error = raw.get("error")
-        raw["error"] = None if error is None else TaskError(str(error["type"]),
-                                                            str(error["message"]))
+        raw["error"] = (
+            None if error is None else TaskError(str(error["type"]), str(error["message"]))
+        )
         snap_names = {f.name for f in fields(TaskSnapshot)}
-        snap: dict[str, Any] = {k: _frozen(v) if k != "metrics" else dict(v)
-                                for k, v in raw.items() if k in snap_names}
+        snap: dict[str, Any] = {
+            k: _frozen(v) if k != "metrics" else dict(v) for k, v in raw.items() if k in snap_names
+        }
         task = TaskSnapshot(**snap)
         notice_names = {f.name for f in fields(Notice)}
         values = {k: _frozen(v) for k, v in data.items() if k in notice_names and k != "task"}

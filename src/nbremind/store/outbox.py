@@ -236,7 +236,12 @@ class Outbox(Database):
         return self._run("record", False, action)
 
     def mark(
-        self, notice_id: str, channel: str, ok: bool, error: str = "", *,
+        self,
+        notice_id: str,
+        channel: str,
+        ok: bool,
+        error: str = "",
+        *,
         attempts: int | None = None,
     ) -> bool:
         """Record the final outcome of ``notice_id`` on ``channel``: ``delivered`` when
@@ -274,7 +279,12 @@ class Outbox(Database):
         return self._run("settle", 0, action)
 
     def _set(
-        self, notice_id: str, channel: str, state: str, error: str, attempts: int | None,
+        self,
+        notice_id: str,
+        channel: str,
+        state: str,
+        error: str,
+        attempts: int | None,
         only_pending: bool = False,
     ) -> bool:
         now = self.clock.time()
@@ -286,8 +296,7 @@ class Outbox(Database):
                     "UPDATE deliveries SET state = ?, last_error = ?, updated = ?,"
                     " attempts = COALESCE(?, attempts + 1)"
                     " WHERE notice_id = ? AND channel = ?" + only,
-                    (state, redact(error), now, attempts, notice_id,
-                     stored_channel_name(channel)),
+                    (state, redact(error), now, attempts, notice_id, stored_channel_name(channel)),
                 )
             return bool(cursor.rowcount)
 
@@ -297,6 +306,7 @@ class Outbox(Database):
         """Whether ``notice_id`` was delivered: on ``channel``, or (no channel) on at least
         one channel with none still pending. The de-duplication rule asks this so a notice
         is not sent again after a restart."""
+
         def action(db: sqlite3.Connection) -> bool:
             if channel is not None:
                 row = db.execute(
@@ -304,8 +314,12 @@ class Outbox(Database):
                     (notice_id, stored_channel_name(channel)),
                 ).fetchone()
                 return row is not None and row[0] == "delivered"
-            states = {s for (s,) in db.execute(
-                "SELECT DISTINCT state FROM deliveries WHERE notice_id = ?", (notice_id,))}
+            states = {
+                s
+                for (s,) in db.execute(
+                    "SELECT DISTINCT state FROM deliveries WHERE notice_id = ?", (notice_id,)
+                )
+            }
             return "delivered" in states and "pending" not in states
 
         return self._run("delivered", False, action)
@@ -322,8 +336,10 @@ class Outbox(Database):
         """
         now = self.clock.time()
         me = self.owner
-        reason = (f"dropped: not delivered within outbox_max_age ({format_duration(max_age)})"
-                  " by the process that made it")
+        reason = (
+            f"dropped: not delivered within outbox_max_age ({format_duration(max_age)})"
+            " by the process that made it"
+        )
 
         def action(db: sqlite3.Connection) -> Replay:
             claimed: list[Claimed] = []
@@ -345,9 +361,14 @@ class Outbox(Database):
                     old = now - float(created) > max_age
                     if alive[owner] and not (old and owner.host != me.host):
                         continue
-                    channels = tuple(c for (c,) in db.execute(
-                        "SELECT channel FROM deliveries WHERE notice_id = ?"
-                        " AND state = 'pending' ORDER BY channel", (notice_id,)))
+                    channels = tuple(
+                        c
+                        for (c,) in db.execute(
+                            "SELECT channel FROM deliveries WHERE notice_id = ?"
+                            " AND state = 'pending' ORDER BY channel",
+                            (notice_id,),
+                        )
+                    )
                     title = _title_of(payload)
                     if old:
                         self._give_up(db, notice_id, reason, now)
@@ -381,7 +402,9 @@ class Outbox(Database):
             log.warning(
                 "nbremind outbox: %d undelivered notice(s) left by ended processes were given"
                 " up (first: %r on %s): %s",
-                len({d.notice_id for d in replay.dropped}), first.title, first.channel,
+                len({d.notice_id for d in replay.dropped}),
+                first.title,
+                first.channel,
                 first.reason,
             )
         return replay
@@ -397,8 +420,9 @@ class Outbox(Database):
         )
 
     # -- reading (a CLI, ``%remind``) ----------------------------------------------------------
-    def records(self, notice_id: str | None = None, state: str | None = None,
-                limit: int = 1000) -> list[OutboxRecord]:
+    def records(
+        self, notice_id: str | None = None, state: str | None = None, limit: int = 1000
+    ) -> list[OutboxRecord]:
         """Stored deliveries, newest notice first; optionally of one notice or one state."""
         where, args = [], []
         if notice_id is not None:
@@ -421,8 +445,22 @@ class Outbox(Database):
                 sql, (*args, limit)
             ):
                 info = _summary_of(payload)
-                out.append(OutboxRecord(nid, ch, st, int(att), err, float(upd), float(created),
-                                        info[0], info[1], info[2], int(pid), host))
+                out.append(
+                    OutboxRecord(
+                        nid,
+                        ch,
+                        st,
+                        int(att),
+                        err,
+                        float(upd),
+                        float(created),
+                        info[0],
+                        info[1],
+                        info[2],
+                        int(pid),
+                        host,
+                    )
+                )
             return out
 
         return self._run("records", [], action)
@@ -433,11 +471,10 @@ class Outbox(Database):
 
     def stats(self) -> dict[str, int]:
         """How many deliveries are in each state, and how many notices are stored."""
+
         def action(db: sqlite3.Connection) -> dict[str, int]:
             counts = dict.fromkeys(STATES, 0)
-            for state, count in db.execute(
-                "SELECT state, COUNT(*) FROM deliveries GROUP BY state"
-            ):
+            for state, count in db.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state"):
                 counts[state] = int(count)
             counts["notices"] = int(db.execute("SELECT COUNT(*) FROM notices").fetchone()[0])
             return counts
@@ -449,8 +486,11 @@ def _summary_of(payload: str) -> tuple[str, str, str]:
     """``(title, event, task name)`` of a stored payload, ``""`` where unreadable."""
     try:
         data = json.loads(payload)
-        return (str(data.get("title", "")), str(data.get("event", "")),
-                str(data.get("task", {}).get("name", "")))
+        return (
+            str(data.get("title", "")),
+            str(data.get("event", "")),
+            str(data.get("task", {}).get("name", "")),
+        )
     except (ValueError, AttributeError):
         return ("", "", "")
 

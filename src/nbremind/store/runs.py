@@ -30,7 +30,12 @@ if TYPE_CHECKING:
     from ..core.task import TaskSnapshot
 
 __all__ = [
-    "COLUMNS", "DEFAULT_KEEP", "FIELDS", "SCHEMA_VERSION", "History", "history_path",
+    "COLUMNS",
+    "DEFAULT_KEEP",
+    "FIELDS",
+    "SCHEMA_VERSION",
+    "History",
+    "history_path",
     "parse_since",
 ]
 
@@ -46,9 +51,26 @@ PRUNE_EVERY = 86400.0
 BUSY_TIMEOUT = 10.0
 
 COLUMNS = (
-    "id", "parent_id", "name", "kind", "source", "host", "pid", "pid_start", "start", "end",
-    "state", "duration", "n", "total", "unit", "peak_rss", "error_type", "error_message",
-    "reason", "notices",
+    "id",
+    "parent_id",
+    "name",
+    "kind",
+    "source",
+    "host",
+    "pid",
+    "pid_start",
+    "start",
+    "end",
+    "state",
+    "duration",
+    "n",
+    "total",
+    "unit",
+    "peak_rss",
+    "error_type",
+    "error_message",
+    "reason",
+    "notices",
 )
 #: The fields of a run :meth:`History.query` returns: the columns, then ``nested``, the
 #: number of runs inside it (its child tasks and theirs, at any depth).
@@ -113,7 +135,7 @@ def _chunks(rows: list[tuple[Any, ...]]) -> list[list[tuple[Any, ...]]]:
     padded with copies of its last row (written again with the same values: no change)."""
     out = []
     for at in range(0, len(rows), _ROWS_PER_STATEMENT):
-        chunk = rows[at:at + _ROWS_PER_STATEMENT]
+        chunk = rows[at : at + _ROWS_PER_STATEMENT]
         size = next(size for size in _STATEMENT_SIZES if size >= len(chunk))
         out.append(chunk + [chunk[-1]] * (size - len(chunk)))
     return out
@@ -129,8 +151,9 @@ class History(Database):
     busy_timeout = BUSY_TIMEOUT
     schema = SCHEMA_VERSION
     migrations = _MIGRATIONS
-    version_table = ("CREATE TABLE IF NOT EXISTS history_meta "
-                     "(key TEXT PRIMARY KEY, value REAL NOT NULL)")
+    version_table = (
+        "CREATE TABLE IF NOT EXISTS history_meta (key TEXT PRIMARY KEY, value REAL NOT NULL)"
+    )
 
     def __init__(
         self,
@@ -154,8 +177,11 @@ class History(Database):
         try:
             return cls(path, keep=keep, clock=clock)
         except Exception as exc:
-            log.warning("nbremind history unavailable (%s): %s", path,
-                        redact(f"{type(exc).__name__}: {exc}"))
+            log.warning(
+                "nbremind history unavailable (%s): %s",
+                path,
+                redact(f"{type(exc).__name__}: {exc}"),
+            )
             return None
 
     # -- set-up ------------------------------------------------------------------------------
@@ -175,8 +201,9 @@ class History(Database):
         return None if row is None else float(row[0])
 
     def _set_meta(self, key: str, value: float) -> None:
-        self._db.execute("INSERT OR REPLACE INTO history_meta (key, value) VALUES (?, ?)",
-                         (key, value))
+        self._db.execute(
+            "INSERT OR REPLACE INTO history_meta (key, value) VALUES (?, ?)", (key, value)
+        )
 
     def _prune(self) -> None:
         """Delete finished runs older than ``keep``, at most once per :data:`PRUNE_EVERY`."""
@@ -204,20 +231,33 @@ class History(Database):
     def _row(self, snap: TaskSnapshot, notices: int, reason: str | None) -> tuple[Any, ...]:
         error = snap.error
         return (
-            snap.id, snap.parent_id, redact(snap.name), snap.kind, snap.source, snap.host,
-            snap.pid, self._process_start(), _real(snap.start), _real(snap.end),
-            str(snap.state), _real(snap.elapsed), _integer(snap.n), _integer(snap.total),
-            snap.unit, _integer(snap.peak_rss),
-            error.type if error else None, redact(error.message) if error else None,
-            reason, notices,
+            snap.id,
+            snap.parent_id,
+            redact(snap.name),
+            snap.kind,
+            snap.source,
+            snap.host,
+            snap.pid,
+            self._process_start(),
+            _real(snap.start),
+            _real(snap.end),
+            str(snap.state),
+            _real(snap.elapsed),
+            _integer(snap.n),
+            _integer(snap.total),
+            snap.unit,
+            _integer(snap.peak_rss),
+            error.type if error else None,
+            redact(error.message) if error else None,
+            reason,
+            notices,
         )
 
     def _upsert(self, what: str, row: tuple[Any, ...]) -> bool:
         names = ", ".join(f'"{c}"' for c in COLUMNS)
         marks = ", ".join("?" for _ in COLUMNS)
         updates = ", ".join(f'"{c}" = excluded."{c}"' for c in COLUMNS[1:])
-        sql = (f"INSERT INTO runs ({names}) VALUES ({marks}) "
-               f"ON CONFLICT(id) DO UPDATE SET {updates}")
+        sql = f"INSERT INTO runs ({names}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {updates}"
 
         def action(db: sqlite3.Connection) -> bool:
             with self._write():
@@ -263,10 +303,12 @@ class History(Database):
 
     def add_notices(self, task_id: str, count: int = 1) -> bool:
         """Count ``count`` more notices sent for ``task_id`` (delivered after its end)."""
+
         def action(db: sqlite3.Connection) -> bool:
             with self._write():
-                cursor = db.execute("UPDATE runs SET notices = notices + ? WHERE id = ?",
-                                    (count, task_id))
+                cursor = db.execute(
+                    "UPDATE runs SET notices = notices + ? WHERE id = ?", (count, task_id)
+                )
             return cursor.rowcount > 0
 
         return self._run("add_notices", False, action)
@@ -290,8 +332,13 @@ class History(Database):
                         "UPDATE runs SET state = 'failed', \"end\" = ?, duration = ?,"
                         " reason = ?, peak_rss = MAX(COALESCE(peak_rss, 0), COALESCE(?, 0))"
                         " WHERE id = ?",
-                        (now, None if start is None else max(now - start, 0.0), reason,
-                         last_rss, run_id),
+                        (
+                            now,
+                            None if start is None else max(now - start, 0.0),
+                            reason,
+                            last_rss,
+                            run_id,
+                        ),
                     )
             return [str(name) for _id, name, _start in rows]
 
@@ -314,8 +361,10 @@ class History(Database):
         where: list[str] = []
         args: list[Any] = []
         if not nested:
-            where.append("(parent_id IS NULL OR NOT EXISTS "
-                         "(SELECT 1 FROM runs AS up WHERE up.id = runs.parent_id))")
+            where.append(
+                "(parent_id IS NULL OR NOT EXISTS "
+                "(SELECT 1 FROM runs AS up WHERE up.id = runs.parent_id))"
+            )
         if name is not None:
             where.append("name = ?")
             args.append(name)
@@ -333,10 +382,11 @@ class History(Database):
 
     def _nested_counts(self, ids: list[str]) -> dict[str, int]:
         """``{id: runs nested in it, at any depth}`` for the runs ``ids`` (those with any)."""
+
         def action(db: sqlite3.Connection) -> dict[str, int]:
             counts: dict[str, int] = {}
             for at in range(0, len(ids), _ROWS_PER_STATEMENT):
-                chunk = ids[at:at + _ROWS_PER_STATEMENT]
+                chunk = ids[at : at + _ROWS_PER_STATEMENT]
                 marks = ", ".join("?" for _ in chunk)
                 sql = (
                     "WITH RECURSIVE inside(top, id) AS ("
@@ -361,8 +411,11 @@ class History(Database):
         self, what: str, where: list[str], args: list[Any], limit: int | None
     ) -> list[dict[str, Any]]:
         names = ", ".join(f'"{c}"' for c in COLUMNS)
-        sql = (f"SELECT {names} FROM runs" + (" WHERE " + " AND ".join(where) if where else "")
-               + " ORDER BY start DESC, rowid DESC")
+        sql = (
+            f"SELECT {names} FROM runs"
+            + (" WHERE " + " AND ".join(where) if where else "")
+            + " ORDER BY start DESC, rowid DESC"
+        )
         if limit is not None:
             sql += " LIMIT ?"
             args = [*args, int(limit)]
@@ -374,6 +427,7 @@ class History(Database):
 
     def count(self) -> int:
         """How many runs are stored."""
+
         def action(db: sqlite3.Connection) -> int:
             return int(db.execute("SELECT COUNT(*) FROM runs").fetchone()[0])
 

@@ -144,7 +144,10 @@ def _move_aside(path: Path, seen: tuple[int, int, int] | None, why: str) -> None
         _moved[str(path)] = aside
     log.warning(
         "nbremind: %s is not a usable database (%s); it was moved to %s and a fresh file "
-        "started (nothing was deleted)", path, why, aside,
+        "started (nothing was deleted)",
+        path,
+        why,
+        aside,
     )
 
 
@@ -262,8 +265,12 @@ class Database(ABC):
         if key not in self._reported:
             self._reported.add(key)
             log.warning(
-                "nbremind %s (%s): %s failed%s: %s", self.kind, self.path, what,
-                self.fallback, redact(f"{type(exc).__name__}: {exc}"),
+                "nbremind %s (%s): %s failed%s: %s",
+                self.kind,
+                self.path,
+                what,
+                self.fallback,
+                redact(f"{type(exc).__name__}: {exc}"),
             )
 
     def close(self) -> None:
