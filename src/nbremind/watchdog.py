@@ -208,11 +208,12 @@ def _send(notices: list[Notice], config: Config, history: Any) -> None:
     from .runtime.session import Session
 
     session = Session(config)
+    delivered: list[str] = []
+    session.dispatcher.listen(lambda d: delivered.append(d.notice_id) if d.ok else None)
     try:
         for notice in notices:
             session.send(notice)
         session.flush(config.exit_timeout)
-        delivered = [d.notice_id for d in list(session.dispatcher.deliveries) if d.ok]
     finally:
         session.close(config.exit_timeout)
     for notice in notices:

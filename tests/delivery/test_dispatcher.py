@@ -17,6 +17,7 @@ from nbremind.core.notice import Notice, make_notice
 from nbremind.core.options import TaskOptions
 from nbremind.core.task import Task
 from nbremind.delivery.dispatcher import (
+    Delivery,
     Dispatcher,
     RuleContext,
     dedup,
@@ -306,6 +307,31 @@ def test_dispatch_applies_rules_then_fans_out() -> None:
     assert memory.notices == [notice]
     assert dispatcher.dropped == 2
     assert [(d.channel, d.ok) for d in dispatcher.deliveries] == [("memory", True)]
+
+
+def test_dispatch_returns_its_deliveries_and_listeners_hear_each_outcome() -> None:
+    from nbremind.channels.null import NullChannel
+
+    memory, null = MemoryChannel(), NullChannel()
+    dispatcher = Dispatcher(channels={"memory": memory, "null": null})
+    heard: list[tuple[str, bool]] = []
+    stop = dispatcher.listen(lambda d: heard.append((d.channel, d.ok)))
+    config = Config(channels=("memory", "null"))
+
+    notice = _notice()
+
+    async def run() -> tuple[list[Delivery], list[Delivery], list[Delivery]]:
+        first = await dispatcher.dispatch(notice, TaskOptions(), config)
+        again = await dispatcher.dispatch(notice, TaskOptions(), config)  # same id: dropped
+        stop()
+        later = await dispatcher.dispatch(_notice(key=2), TaskOptions(), config)
+        return first, again, later
+
+    first, again, later = asyncio.run(run())
+    assert sorted((d.channel, d.ok) for d in first) == [("memory", True), ("null", True)]
+    assert again == []  # a rule dropped it: nothing was tried
+    assert len(later) == 2
+    assert sorted(heard) == [("memory", True), ("null", True)]  # not after stop()
 
 
 def test_configure_reaches_the_captured_session() -> None:

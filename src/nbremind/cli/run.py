@@ -111,6 +111,8 @@ def run_command(
         **options,
     )
     clock = reminder.session.clock
+    outcomes: list[Delivery] = []  # the command's notices' deliveries, as they happen
+    stop_listening = reminder.session.dispatcher.listen(outcomes.append)
     started = (clock.monotonic(), clock.time())  # the duration counts the command's start-up
     child = subprocess.Popen(list(argv), start_new_session=os.name == "posix")
     tree = _TreeMemory(child.pid)
@@ -152,22 +154,26 @@ def run_command(
     assert task is not None
     peak = tree.peak()
     task.peak_rss = max(peak or 0, task.peak_rss or 0) or None
-    undelivered = _undelivered(reminder.session, task)
+    try:
+        undelivered = _undelivered(reminder.session, task, outcomes)
+    finally:
+        stop_listening()
     if task.state is TaskState.TIMED_OUT:
         return RunResult(EXIT_TIMED_OUT, task.state, task.peak_rss, undelivered)
     code = child.returncode
     return RunResult(code if code >= 0 else 128 - code, task.state, task.peak_rss, undelivered)
 
 
-def _undelivered(session: Session, task: Task) -> str:
+def _undelivered(session: Session, task: Task, outcomes: list[Delivery]) -> str:
     """Which of ``task``'s notices no channel took, and why, once they were all tried
     (within the ``exit_timeout`` setting); ``""`` when each reached a channel, none was sent,
-    or some are still being tried (the session's exit speaks for those)."""
+    or some are still being tried (the session's exit speaks for those). ``outcomes``: the
+    deliveries recorded while the command ran."""
     if not session.flush(session.config.exit_timeout):
         return ""
     prefix = f"{task.id}:"
     tried: dict[str, list[Delivery]] = {}
-    for delivery in list(session.dispatcher.deliveries):
+    for delivery in list(outcomes):
         if delivery.notice_id.startswith(prefix):
             tried.setdefault(delivery.notice_id, []).append(delivery)
     lost = [ds for ds in tried.values() if not any(d.ok for d in ds)]

@@ -122,7 +122,9 @@ class Dispatcher:
         self._quiet_timer: asyncio.Task[None] | None = None
         self._channels: dict[str, Channel] = dict(channels or {})
         self._sent: dict[str, None] = {}  # insertion-ordered, trimmed to _SENT_KEEP
+        #: The most recent outcomes, for ``%remind status`` (bounded: not a record to scan).
         self.deliveries: collections.deque[Delivery] = collections.deque(maxlen=history)
+        self._listeners: list[Callable[[Delivery], None]] = []
         self.dropped = 0
         self._reported: set[str] = set()
         #: Waits between retries; tests swap in a fake clock and sleep.
@@ -340,7 +342,7 @@ class Dispatcher:
             f"not delivered before exit ({error}); {where}",
             max(attempts, 1),
         )
-        self.deliveries.append(delivery)
+        self.add_outcome(delivery)
         log.warning(
             "nbremind: %r not delivered to %s before exit (%s); %s",
             notice.title,
@@ -350,11 +352,32 @@ class Dispatcher:
         )
         return delivery
 
+    def listen(self, callback: Callable[[Delivery], None]) -> Callable[[], None]:
+        """Call ``callback(delivery)`` (on the loop thread) for each outcome from now on;
+        returns the function that stops it. For callers that did not dispatch the notices
+        themselves (``dispatch()`` returns its own outcomes)."""
+        self._listeners = [*self._listeners, callback]
+
+        def stop() -> None:
+            self._listeners = [c for c in self._listeners if c is not callback]
+
+        return stop
+
+    def add_outcome(self, delivery: Delivery) -> Delivery:
+        """Record ``delivery`` and tell the listeners (the replay's dropped notices use it)."""
+        self.deliveries.append(delivery)
+        for callback in self._listeners:
+            try:
+                callback(delivery)
+            except Exception:  # a listener's bug must not stop deliveries
+                log.exception("a delivery listener failed")
+        return delivery
+
     def _record(
         self, notice: Notice, channel: str, ok: bool, error: str = "", attempts: int = 1
     ) -> Delivery:
         delivery = Delivery(notice.id, notice.title, channel, ok, error, attempts)
-        self.deliveries.append(delivery)
+        self.add_outcome(delivery)
         self._outbox_mark(delivery)
         if not ok:
             # one log line per channel and reason, not one per notice

@@ -62,7 +62,7 @@ async def deliver_leftovers(outbox: Outbox, dispatcher: Dispatcher, config: Conf
         log.warning("nbremind outbox: looking for undelivered notices failed", exc_info=True)
         return Replay()
     for dropped in replay.dropped:
-        dispatcher.deliveries.append(
+        dispatcher.add_outcome(
             Delivery(dropped.notice_id, dropped.title, dropped.channel, False, dropped.reason)
         )
     sends = []

@@ -9,7 +9,7 @@ from __future__ import annotations
 import contextlib
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.log import log_exception, logger
 from ..core.notice import Notice, make_notice
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from ..core.clock import Clock
     from ..core.config import Config
     from ..core.ticker import Ticker
-    from ..delivery.dispatcher import Dispatcher
+    from ..delivery.dispatcher import Delivery, Dispatcher
 
 __all__ = ["CATCH_UP_WAIT", "MAX_QUEUED", "RESUME_QUEUED", "Notifier"]
 
@@ -48,7 +48,7 @@ class Notifier:
         *,
         config: Callable[[], Config],
         closed: Callable[[], bool],
-        on_sent: Callable[[Notice, concurrent.futures.Future[None]], None],
+        on_sent: Callable[[Notice, concurrent.futures.Future[list[Delivery]]], None],
     ) -> None:
         self.dispatcher = dispatcher
         self.ticker = ticker
@@ -58,7 +58,7 @@ class Notifier:
         self._on_sent = on_sent
         self._lock = threading.Lock()
         self._last_notice: dict[str, str] = {}
-        self._pending: set[concurrent.futures.Future[None]] = set()
+        self._pending: set[concurrent.futures.Future[Any]] = set()
         #: Notices handed to the loop thread that it has not taken up yet.
         self._queued = 0
         self._backlog = threading.Condition(threading.Lock())
@@ -119,7 +119,7 @@ class Notifier:
         if over and not self.ticker.in_loop_thread():
             self._catch_up()
 
-    def hold(self, future: concurrent.futures.Future[None]) -> None:
+    def hold(self, future: concurrent.futures.Future[Any]) -> None:
         """Count ``future`` (a delivery on the loop thread) as pending until it is done."""
         with self._lock:
             self._pending.add(future)
@@ -205,23 +205,28 @@ class Notifier:
             task=snap,
             channels=names,
         )
-        before = len(self.dispatcher.deliveries)
-        opts = TaskOptions(on=("test",))
+        answered: dict[str, str] = {}
+
+        def take(delivery: Delivery) -> None:
+            if delivery.notice_id == notice.id:
+                answered[delivery.channel] = "delivered" if delivery.ok else delivery.error
+
+        stop = self.dispatcher.listen(take)  # a channel that answered in time is told even
+        opts = TaskOptions(on=("test",))  # when another did not
         future = self.ticker.submit(
             self.dispatcher.dispatch(notice, opts, config.updated(muted=False))
         )
         import concurrent.futures
 
-        with contextlib.suppress(concurrent.futures.TimeoutError):
-            future.result(timeout)
+        try:
+            with contextlib.suppress(concurrent.futures.TimeoutError):
+                future.result(timeout)
+        finally:
+            stop()
         from ..core.urls import display_name  # a URL's secrets are masked in the results
 
         results = {display_name(name): "no answer in time" for name in names}
-        # a channel that answered in time is told even when another did not: read what was
-        # recorded so far, not only what dispatch() returns once every channel answered
-        for delivery in list(self.dispatcher.deliveries)[before:]:
-            if delivery.notice_id == notice.id:
-                results[delivery.channel] = "delivered" if delivery.ok else delivery.error
+        results.update(answered)
         return results
 
     def close(self, timeout: float) -> None:
@@ -229,9 +234,11 @@ class Notifier:
         with contextlib.suppress(Exception):
             self.ticker.submit(self.dispatcher.close()).result(timeout)
 
-    async def _dispatch(self, notice: Notice, options: TaskOptions, config: Config) -> None:
+    async def _dispatch(
+        self, notice: Notice, options: TaskOptions, config: Config
+    ) -> list[Delivery]:
         self._taken()
-        await self.dispatcher.dispatch(notice, options, config)
+        return await self.dispatcher.dispatch(notice, options, config)
 
     def _taken(self) -> None:
         """The loop thread took up a notice handed to it (or it was never handed over)."""
@@ -248,6 +255,6 @@ class Notifier:
         with self._backlog:
             self._backlog.wait_for(lambda: self._queued <= RESUME_QUEUED, CATCH_UP_WAIT)
 
-    def _done(self, future: concurrent.futures.Future[None]) -> None:
+    def _done(self, future: concurrent.futures.Future[Any]) -> None:
         with self._lock:
             self._pending.discard(future)

@@ -6,7 +6,7 @@ from __future__ import annotations
 import os
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..core.log import log_exception
 
@@ -38,7 +38,7 @@ class OutboxLink:
         *,
         config: Callable[[], Config],
         closed: Callable[[], bool],
-        hold: Callable[[concurrent.futures.Future[None]], None],
+        hold: Callable[[concurrent.futures.Future[Any]], None],
         prepare: Callable[[], object],
     ) -> None:
         self.dispatcher = dispatcher

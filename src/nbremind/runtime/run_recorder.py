@@ -21,7 +21,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..core.log import logger
@@ -45,8 +45,6 @@ log = logger()
 _REMEMBER_ENDED = 1000
 #: Seconds a start or end waits before it is written (batched with what follows).
 _WRITE_DELAY = 0.05
-#: Delivery records scanned (newest first) when a notice's delivery finishes.
-_SCAN_DELIVERIES = 64
 #: Tasks waiting to be written past which the thread handing one writes them all itself.
 MAX_QUEUED = 1000
 #: Tasks waiting past which the loop thread writes at once, without :data:`_WRITE_DELAY`.
@@ -58,8 +56,7 @@ _REMEMBER_SENT = 10_000
 class HistoryRecorder:
     """Writes one session's task starts and ends to :class:`~nbremind.store.runs.History`.
 
-    ``config`` gives the settings in force, ``closed`` whether the session closed, and
-    ``deliveries`` the dispatcher's delivery records (newest last).
+    ``config`` gives the settings in force and ``closed`` whether the session closed.
     """
 
     def __init__(
@@ -69,13 +66,11 @@ class HistoryRecorder:
         *,
         config: Callable[[], Config],
         closed: Callable[[], bool],
-        deliveries: Callable[[], Sequence[Delivery]],
     ) -> None:
         self._ticker = ticker
         self._clock = clock
         self._config = config
         self._closed = closed
-        self._deliveries = deliveries
         self._held: tuple[tuple[object, ...], History | None] | None = None
         self._lock = threading.Lock()
         #: Held while writing (and while opening the file): one writer at a time, in order.
@@ -103,9 +98,10 @@ class HistoryRecorder:
         """Tasks waiting to be written (at most :data:`MAX_QUEUED`)."""
         return len(self._queue)
 
-    def watch(self, notice: Notice, future: concurrent.futures.Future[None]) -> None:
-        """Count ``notice`` for its task once its delivery is finished, if it was delivered."""
-        future.add_done_callback(lambda _f: self._notice_done(notice))
+    def watch(self, notice: Notice, future: concurrent.futures.Future[list[Delivery]]) -> None:
+        """Count ``notice`` for its task once its delivery is finished, if it was delivered
+        (``future``'s result: the deliveries ``dispatch()`` returned)."""
+        future.add_done_callback(lambda done: self._notice_done(notice, done))
 
     def _hand(self, ended: bool, task: Task) -> None:
         config = self._config()
@@ -190,11 +186,11 @@ class HistoryRecorder:
         except Exception as exc:
             self._report(exc)
 
-    def _notice_done(self, notice: Notice) -> None:
+    def _notice_done(self, notice: Notice, done: concurrent.futures.Future[list[Delivery]]) -> None:
         try:
-            deliveries = self._deliveries()
-            recent = list(deliveries)[-_SCAN_DELIVERIES:]
-            if not any(d.notice_id == notice.id and d.ok for d in recent):
+            if done.cancelled() or done.exception() is not None:
+                return
+            if not any(d.ok for d in done.result()):
                 return
             task_id = notice.task.id
             with self._lock:

@@ -82,7 +82,6 @@ class Session:
             self.clock,
             config=config_now,
             closed=closed,
-            deliveries=lambda: self.dispatcher.deliveries,
         )
         #: Turns task events into notices and hands them to the loop thread.
         self.notifier = Notifier(
