@@ -79,9 +79,9 @@ def rows_of(session: Session, keep: int = 50) -> list[dict[str, Any]]:
 
 
 def _no_resources() -> Any:
-    from nbremind.ipython.panel_rows import Resources
+    from nbremind.runtime.sampling import Usage
 
-    return Resources()
+    return Usage()
 
 
 # -- rows: which tasks, in which order, with which texts -------------------------------------

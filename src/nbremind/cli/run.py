@@ -111,10 +111,10 @@ def run_command(
         **options,
     )
     clock = reminder.session.clock
-    outcomes: list[Delivery] = []  # the command's notices' deliveries, as they happen
-    stop_listening = reminder.session.dispatcher.listen(outcomes.append)
     started = (clock.monotonic(), clock.time())  # the duration counts the command's start-up
     child = subprocess.Popen(list(argv), start_new_session=os.name == "posix")
+    outcomes: list[Delivery] = []  # the command's notices' deliveries, as they happen
+    stop_listening = reminder.session.dispatcher.listen(outcomes.append)
     tree = _TreeMemory(child.pid)
     stopping = threading.Event()
     task: Task | None = None

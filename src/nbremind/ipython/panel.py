@@ -19,10 +19,10 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.channel_names import DEFAULT_CANDIDATES
 from ..core.log import logger
-from ..runtime.sampling import ProcessSampler
+from ..runtime.sampling import ProcessSampler, Usage
 from ..runtime.session import Session, get_session
 from .live import live_refresh
-from .panel_rows import Resources, RowBuilder, listed_tasks
+from .panel_rows import RowBuilder, listed_tasks
 
 if TYPE_CHECKING:
     from .widgets import PanelWidget
@@ -108,10 +108,7 @@ class Panel:
         listed = listed_tasks(tasks, session.config.panel_keep)
         running = sum(1 for t in tasks if not t.done)
         self._busy = running > 0 or self._channels_job is not None
-        resources = Resources()
-        if running and sample:
-            usage = self._sampler.sample(now)
-            resources = Resources(usage.rss, usage.cpu)
+        resources = self._sampler.sample(now) if running and sample else Usage()
         finished = len(tasks) - running
         shown = len(listed) - running
         summary = f"{running} running · {finished} finished"

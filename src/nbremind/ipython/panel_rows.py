@@ -7,14 +7,14 @@ the front end matches rows by task id and changes only the texts that changed.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 from ..core.notice import format_duration, format_size
 from ..core.task import Task, TaskState
+from ..runtime.sampling import Usage
 from .texts import STATE_TEXT, count_text, cpu_text, rate_text, size_text
 
-__all__ = ["ROW_FIELDS", "Resources", "RowBuilder", "done_text", "listed_tasks", "speed_text"]
+__all__ = ["ROW_FIELDS", "RowBuilder", "done_text", "listed_tasks", "speed_text"]
 
 #: What each row holds, in order (sent once as the widget's ``fields``).
 ROW_FIELDS = (
@@ -34,14 +34,6 @@ ROW_FIELDS = (
     "notice",
 )
 Row = list[Any]
-
-
-@dataclass(frozen=True)
-class Resources:
-    """The process's memory (bytes) and CPU (percent of one core), as last sampled."""
-
-    rss: int | None = None
-    cpu: float | None = None
 
 
 def listed_tasks(tasks: Sequence[Task], keep: int) -> list[tuple[Task, int]]:
@@ -75,7 +67,7 @@ class RowBuilder:
         self._last_notice = last_notice
         self._finished: dict[str, tuple[int, str, Row]] = {}
 
-    def rows(self, listed: Iterable[tuple[Task, int]], resources: Resources) -> list[Row]:
+    def rows(self, listed: Iterable[tuple[Task, int]], resources: Usage) -> list[Row]:
         """One row per listed task."""
         out: list[Row] = []
         alive: set[str] = set()

@@ -211,8 +211,10 @@ class Notifier:
             if delivery.notice_id == notice.id:
                 answered[delivery.channel] = "delivered" if delivery.ok else delivery.error
 
-        stop = self.dispatcher.listen(take)  # a channel that answered in time is told even
-        opts = TaskOptions(on=("test",))  # when another did not
+        # heard as each channel answers: one that answered in time is told even when
+        # another did not (dispatch() returns only once every channel answered)
+        stop = self.dispatcher.listen(take)
+        opts = TaskOptions(on=("test",))
         future = self.ticker.submit(
             self.dispatcher.dispatch(notice, opts, config.updated(muted=False))
         )
