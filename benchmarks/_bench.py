@@ -9,8 +9,9 @@ import platform
 import statistics
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-__all__ = ["machine", "median", "percentile", "print_table", "ratio", "verdict"]
+__all__ = ["child_env", "machine", "median", "percentile", "print_table", "ratio", "verdict"]
 
 
 def median(values: Sequence[float]) -> float:
@@ -59,3 +60,14 @@ def machine() -> str:
         f"{now}; {os.cpu_count()} CPUs; Python {platform.python_version()} "
         f"({sys.implementation.name}) on {platform.system()} {platform.release()}"
     )
+
+
+def child_env(data_dir: Path | None) -> dict[str, str]:
+    """The environment of a child: byte code caches written (as for any user), the notices
+    to the ``null`` channel, and ``data_dir`` as the data folder."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NBREMIND_")}
+    env.pop("PYTHONDONTWRITEBYTECODE", None)
+    env["NBREMIND_CHANNELS"] = "null"
+    if data_dir is not None:
+        env["NBREMIND_DATA_DIR"] = str(data_dir)
+    return env

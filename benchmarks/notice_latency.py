@@ -12,7 +12,9 @@ the same way (``run_coroutine_threadsafe``, which nbremind uses, is shown as wel
 of the three alternate. A second scenario keeps the main thread computing in pure Python
 after the block (a script going on to its next step), so the loop thread has to win the GIL.
 
-Budget (DESIGN §4): task end -> channel ``send`` called <= 50 ms median.
+Budget (DESIGN §4): task end -> channel ``send`` called <= 5 ms median with the main thread
+idle, <= 15 ms while it computes (the GIL switch interval is 5 ms: the loop thread may wait
+that long for the GIL each time it gives it up). The session writes to a fresh data folder.
 
     .venv/bin/python benchmarks/notice_latency.py [--runs N] [--busy-ms MS] [--quick]
 """
@@ -32,7 +34,8 @@ from nbremind.channels.memory import MemoryChannel
 from nbremind.core.config import Config
 from nbremind.runtime.session import Session
 
-BUDGET_MS = 50.0
+BUDGET_MS = 5.0
+BUSY_BUDGET_MS = 15.0
 
 
 def spin(seconds: float) -> None:
@@ -119,11 +122,11 @@ NB = "nbremind: task end -> send"
 PEER = "call_soon_threadsafe (floor)"
 
 
-def report(title: str, samples: dict[str, list[float]]) -> float:
+def report(title: str, samples: dict[str, list[float]], limit_ms: float) -> float:
     """Print one scenario's table; return nbremind's median (seconds)."""
     base = median(samples[PEER])
     nb = median(samples[NB])
-    budget = {NB: f"<= {BUDGET_MS:g} ms median: {verdict(nb <= BUDGET_MS / 1e3)}", PEER: "peer"}
+    budget = {NB: f"<= {limit_ms:g} ms median: {verdict(nb <= limit_ms / 1e3)}", PEER: "peer"}
     rows = []
     for name, values in samples.items():
         med = median(values)
@@ -159,6 +162,10 @@ def main() -> int:
     runs, warmup = (30, 5) if args.quick else (args.runs, 20)
     busy_runs = 10 if args.quick else max(200, runs // 3)
 
+    import os
+    import tempfile
+
+    os.environ["NBREMIND_DATA_DIR"] = tempfile.mkdtemp(prefix="nbremind-bench-")
     print(f"notice_latency: {machine()}")
     floor, nb = Floor(), Nbremind()
     arms = {
@@ -174,15 +181,19 @@ def main() -> int:
         floor.close()
 
     print(f"{runs} tasks per arm, interleaved, after {warmup} warm-up ones; flushed between tasks")
-    med = report("Main thread waits after the block (ms)", idle)
+    med = report("Main thread waits after the block (ms)", idle, BUDGET_MS)
     print(f"{busy_runs} tasks per arm")
-    busy_med = report(f"Main thread computes for {args.busy_ms:g} ms after the block (ms)", busy)
+    busy_med = report(
+        f"Main thread computes for {args.busy_ms:g} ms after the block (ms)",
+        busy,
+        BUSY_BUDGET_MS,
+    )
     ok = med <= BUDGET_MS / 1e3
-    busy_ok = busy_med <= BUDGET_MS / 1e3
+    busy_ok = busy_med <= BUSY_BUDGET_MS / 1e3
     print(
-        f"budget: task end -> send <= {BUDGET_MS:g} ms median: "
-        f"{med * 1e3:.3f} ms (main thread waiting) -> {verdict(ok)}; "
-        f"{busy_med * 1e3:.3f} ms (main thread computing) -> {verdict(busy_ok)}"
+        f"budget: task end -> send <= {BUDGET_MS:g} ms median, main thread waiting: "
+        f"{med * 1e3:.3f} ms -> {verdict(ok)}; <= {BUSY_BUDGET_MS:g} ms, main thread "
+        f"computing: {busy_med * 1e3:.3f} ms -> {verdict(busy_ok)}"
     )
     return 0 if ok and busy_ok else 1
 

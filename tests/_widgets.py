@@ -84,12 +84,13 @@ def comm_tap(kernel: Kernel) -> Iterator[CommTap]:
 
 
 def widget_views(messages: list[dict[str, Any]]) -> list[str]:
-    """The model ids of the widget views displayed by ``messages`` (``display_data`` or a
-    cell's ``execute_result``)."""
+    """The model ids of the widget views displayed by ``messages`` (``display_data``, a
+    cell's ``execute_result``, or an ``update_display_data`` that turns an output into one,
+    as a status line becomes live)."""
     return [
         m["content"]["data"][WIDGET_VIEW]["model_id"]
         for m in messages
-        if m["msg_type"] in ("display_data", "execute_result")
+        if m["msg_type"] in ("display_data", "execute_result", "update_display_data")
         and WIDGET_VIEW in m["content"]["data"]
     ]
 

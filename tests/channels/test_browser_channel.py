@@ -31,6 +31,7 @@ from nbremind.core.browser_views import PERMISSION_PROBLEMS, BrowserConnection
 from nbremind.core.notice import Notice, make_notice
 from nbremind.delivery.channel import Availability
 from nbremind.ipython.magics import CONFIRMED, SENT_WAITING
+from nbremind.ipython.status_line import LIVE_AFTER
 from nbremind.testing import FakeClock
 
 EVIL = "<img src=x onerror=alert(1)>"
@@ -275,7 +276,9 @@ def test_browser_channel_sends_a_one_shot_notify_message_to_greeted_views(
     with comm_tap(k) as tap:
         say_hello(k, comm, view="tab-1")
         connected = k.ok("%remind status").stdout
-        cell = k.ok(f"%%remind --channels browser {EVIL}\n21 * 2")
+        # a cell that runs long enough for its status line to become a live widget
+        work = f"import time\ntime.sleep({3 * LIVE_AFTER})\n21 * 2"
+        cell = k.ok(f"%%remind --channels browser {EVIL}\n{work}")
         line = widget_views(cell.messages)[0]  # this cell's status line: shown, no hello
         tap.pump(1.0)
         deliveries = k.query(

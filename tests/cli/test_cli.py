@@ -147,3 +147,21 @@ def test_help_describes_run() -> None:
         [PY, "-m", "nbremind", "run", "--help"], capture_output=True, text=True, check=True
     ).stdout
     assert "--timeout DUR" in out and "exit status" in out
+
+
+def test_a_command_line_builds_only_its_subcommand_and_help_lists_them_all() -> None:
+    from nbremind.cli import COMMANDS, _parser
+
+    def names(parser: object) -> list[str]:
+        sub = next(a for a in parser._actions if a.dest == "command")  # type: ignore[attr-defined]
+        return list(sub.choices)
+
+    assert names(_parser()) == list(COMMANDS)
+    assert names(_parser("run")) == ["run"]
+    assert names(_parser("outbox")) == ["history", "outbox"]
+    out = subprocess.run(
+        [PY, "-m", "nbremind", "--help"], capture_output=True, text=True, check=True
+    ).stdout
+    assert all(name in out for name in COMMANDS)
+    bad = subprocess.run([PY, "-m", "nbremind", "nope"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice: 'nope'" in bad.stderr

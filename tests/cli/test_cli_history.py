@@ -61,7 +61,7 @@ def test_history_prints_a_table_newest_first(runs: Path) -> None:
     out = _nbremind("history")
     assert out.returncode == 0, out.stderr
     lines = out.stdout.splitlines()
-    assert lines[0].split()[:5] == ["start", "name", "nested", "kind", "state"]
+    assert lines[0].split()[:6] == ["start", "name", "nested", "folded", "kind", "state"]
     assert [line.split()[2:5] for line in lines[1:]] == [
         ["etl", "block", "running"],
         ["train", "cell", "failed"],

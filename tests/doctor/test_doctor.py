@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from test_desktop_platforms import RecordingBackend, fake_macos
 
 from _desktop_bus import DesktopBus
+from _desktop_fakes import RecordingBackend, fake_macos
 from _kernel import Kernel
 from nbremind.core.clock import SystemClock
 from nbremind.core.notice import make_notice

@@ -184,6 +184,57 @@ def test_panel_lists_succeeded_failed_and_running_tasks(lab: Lab) -> None:
     screenshot(panel, "panel-muted")
 
 
+_PANEL_VIEW = """([more, count]) => {
+  const panel = document.querySelector('.nbremind-panel');
+  if (!panel) return null;
+  const rows = [...panel.querySelectorAll('.nbremind-task')];
+  const shown = panel.querySelector('.nbremind-more');
+  const line = shown && !shown.hidden ? shown.textContent : '';
+  const first = rows.length ? rows[0].querySelector('.nbremind-count').textContent : '';
+  return line === more && first === count ? {rows: rows.length, line, first} : null;
+}"""
+
+
+def test_panel_with_many_tasks_follows_deltas_in_two_pages(lab: Lab) -> None:
+    nb = lab.notebook(
+        "many-tasks.ipynb",
+        [
+            SETUP,
+            "import contextvars\ns = nbremind.get_session()\n"
+            "def top(i):\n    t = s.new_task(f'task {i}', total=10)\n    s.start(t)\n"
+            "    return t\n"
+            "tasks = [contextvars.Context().run(top, i) for i in range(600)]",
+            "nbremind.panel()",
+            "tasks[0].advance(5)",
+            "for t in tasks:\n    s.finish(t)",
+        ],
+    )
+    for index in range(3):
+        nb.run_ok(index)
+    more = "… and 100 more (the first 500 are shown)"
+    first = wait_until(
+        nb.page, _PANEL_VIEW, [more, "0/10"], what="500 of the 600 rows drawn", shot="panel"
+    )
+    assert first["rows"] == 500, first
+
+    # a second page connects to the running kernel: its widget manager asks for the state
+    # and gets every row at once (shown by a new display there); then both follow the deltas
+    other = lab.open("many-tasks.ipynb")
+    other.run_ok(2)
+    wait_until(other.page, _PANEL_VIEW, [more, "0/10"], what="the full state in a new page")
+    nb.run_ok(3)
+    for page in (nb.page, other.page):
+        wait_until(page, _PANEL_VIEW, [more, "5/10"], what="task 0 advanced", shot="panel")
+    nb.run_ok(4)
+    for page in (nb.page, other.page):
+        done = wait_until(page, _PANEL_VIEW, ["", "0/10"], what="the tasks ended", shot="panel")
+        assert done["rows"] == 50, done  # the last 50 finished stay listed
+        first_name = page.text_content(".nbremind-panel .nbremind-task .nbremind-name")
+        assert first_name == "task 550", first_name
+        summary = page.text_content(".nbremind-summary")
+        assert summary == "0 running · 600 finished (the last 50 shown)", summary
+
+
 # -- 3. every text is escaped -----------------------------------------------------------------
 
 XSS_NAME = '<img src=x onerror="window.__xss=1">'

@@ -23,11 +23,11 @@ import pytest
 
 from _frontend_js import ESM
 from _kernel import Kernel, KernelFactory, strip_ansi
-from _widgets import comm_tap, send_to_widget, widget_views
+from _widgets import WIDGET_VIEW, comm_tap, send_to_widget, widget_views
 from nbremind import Config, Session
 from nbremind.channels.memory import MemoryChannel
 from nbremind.core.task import Task, TaskError
-from nbremind.ipython.panel_rows import ROW_FIELDS, RowBuilder, listed_tasks
+from nbremind.ipython.panel_rows import ROW_FIELDS, UPDATE_BYTES, RowBuilder, RowSync, listed_tasks
 from nbremind.ipython.texts import status_text
 from nbremind.testing import FakeClock
 
@@ -297,6 +297,67 @@ class Sent:
             return [m["state"] for m in self.messages if m.get("method") == "update"]
 
 
+def apply_delta(rows: list[list[Any]], seq: int, delta: dict[str, Any]) -> int:
+    """What the page does with a delta (``nbremind.js`` ``applyDelta``), on ``rows`` in
+    place; returns the new seq. A delta must follow the one before: no gap."""
+    if "reset" in delta:
+        rows[:] = [list(r) for r in delta["reset"]]
+        return int(delta["seq"])
+    assert delta["base"] == seq, f"a gap: delta {delta['seq']} on {delta['base']}, rows at {seq}"
+    adds = delta.get("add", [])
+    gone = set(delta.get("remove", [])) | {row[0] for _after, row in adds}
+    following: dict[Any, list[list[Any]]] = {}
+    for after, row in adds:  # each right after the row of task ``after`` (None: first)
+        following.setdefault(after, []).append(list(row))
+    out: list[list[Any]] = []
+
+    def put(row: list[Any]) -> None:
+        out.append(row)
+        for nxt in following.get(row[0], []):
+            put(nxt)
+
+    for row in following.get(None, []):
+        put(row)
+    for row in rows:
+        if row[0] not in gone:
+            put(row)
+    rows[:] = out
+    by_id = {r[0]: r for r in rows}
+    for entry in delta.get("change", []):
+        row = by_id[entry[0]]
+        for k in range(1, len(entry), 2):
+            row[entry[k]] = entry[k + 1]
+    return int(delta["seq"])
+
+
+def replay(updates: list[dict[str, Any]]) -> tuple[list[list[Any]], int]:
+    """The rows a page has after ``updates`` (state updates, the first a full state)."""
+    rows: list[list[Any]] = []
+    seq = -1
+    for state in updates:
+        if "rows" in state:  # a full state
+            rows, seq = [list(r) for r in state["rows"]], int(state["rows_seq"])
+        elif state.get("delta") and seq >= 0:
+            seq = apply_delta(rows, seq, state["delta"])
+    return rows, seq
+
+
+def without_elapsed(rows: list[list[Any]]) -> list[list[Any]]:
+    """Rows without the running time of running tasks (the page counts it on itself)."""
+    return [
+        [v for k, v in enumerate(r) if not (k == AT["elapsed"] and r[AT["state"]] == "running")]
+        for r in rows
+    ]
+
+
+def caught_up(widget: Any, shown: list[dict[str, Any]], sent: Sent) -> bool:
+    """Whether the rows a page rebuilt from ``shown`` and the updates sent since are the
+    kernel's latest rows (``widget.rows`` is what the kernel takes the page to have)."""
+    with widget.lock:
+        rows, seq = replay(shown + sent.updates())
+        return bool(seq == widget.rows_seq and rows == widget.rows)
+
+
 @pytest.fixture
 def live_session() -> Iterator[Session]:
     """A session whose loop thread runs (as in a kernel), delivering to memory."""
@@ -328,6 +389,8 @@ def test_panel_sends_at_most_four_updates_a_second_with_1000_live_tasks(
     worker = threading.Thread(target=advance, daemon=True)
     widget = panel(live_session)
     sent = Sent(widget)
+    with widget.lock:  # the full state a page got when it showed the panel
+        shown = [{"rows": [list(r) for r in widget.rows], "rows_seq": widget.rows_seq}]
     worker.start()
     try:
         time.sleep(0.3)  # let the first refresh pass through
@@ -344,12 +407,17 @@ def test_panel_sends_at_most_four_updates_a_second_with_1000_live_tasks(
     rate = len(updates) / seconds
     assert rate <= 4.0 + 1 / seconds, f"{len(updates)} updates in {seconds:.2f} s"
     assert len(updates) >= 6, f"the panel was not live: {len(updates)} updates in 3 s"
-    rows = [u["rows"] for u in updates if "rows" in u]
-    assert rows and len(rows[-1]) == 1000
-    assert {row[AT["depth"]] for row in rows[-1]} == {0}
-    # each update carries the changed counts of every task, not one message per task
-    counts = {r[AT["count"]] for r in rows[-1]}
-    assert len(counts) > 1 or len(rows) > 1
+    deltas = [u["delta"] for u in updates if "delta" in u]
+    assert len(deltas) >= 6
+    # one update carries many tasks' changes (only their changed fields), within the bound
+    assert max(len(d.get("change", [])) for d in deltas) > 100
+    assert all(len(json.dumps(d, ensure_ascii=False)) <= 1.1 * UPDATE_BYTES for d in deltas)
+    # what a page rebuilds from them is the kernel's state, row for row
+    wait_for(lambda: "1000 finished" in widget.summary, what="the tasks' ends")
+    wait_for(lambda: caught_up(widget, shown, sent), what="the page to have every row")
+    rows, _ = replay(shown + sent.updates())
+    assert [r[AT["name"]] for r in rows] == [f"task {i}" for i in range(950, 1000)]
+    assert {r[AT["state"]] for r in rows} == {"succeeded"}
 
 
 def test_panel_sends_nothing_while_nothing_changes(live_session: Session) -> None:
@@ -450,6 +518,86 @@ def test_status_line_follows_its_task_and_then_stops(live_session: Session) -> N
     assert len(sent.updates()) == times  # nothing after the final line
 
 
+def test_row_deltas_rebuild_the_rows_and_stay_within_the_bound() -> None:
+    import random
+
+    rng = random.Random(7)
+    sync = RowSync(budget=20_000)
+    latest: list[list[Any]] = [[f"t-{i}", 0, "running", f"{i}/100", ""] for i in range(3000)]
+    page: list[list[Any]] = []
+    seq = sync.reset([])
+    made = len(latest)
+    sizes = []
+    for step in range(80):
+        latest = [list(r) for r in latest]
+        if step < 40:  # tasks come, go, move, change; then nothing but catching up
+            for row in rng.sample(latest, 300):
+                row[3] = f"{rng.randrange(100)}/100"
+            for _ in range(20):
+                latest.pop(rng.randrange(len(latest)))
+            for _ in range(20):
+                latest.insert(rng.randrange(len(latest) + 1), [f"t-{made}", 1, "running", "", ""])
+                made += 1
+            if step % 10 == 3:  # a few rows change places (a listed parent went away)
+                for _ in range(3):
+                    row = latest.pop(rng.randrange(len(latest)))
+                    latest.insert(rng.randrange(len(latest)), row)
+        delta = sync.delta(latest)
+        if delta is None:
+            continue
+        sizes.append(len(json.dumps(delta, ensure_ascii=False)))
+        seq = apply_delta(page, seq, delta)
+        assert page == sync.listed()  # what the kernel takes the page to have, it has
+
+    assert page == latest  # caught up once things calm down
+    assert sync.delta(latest) is None
+    assert max(sizes) <= 1.1 * 20_000, max(sizes)
+    # one field of one row changed: only that field goes
+    latest[5] = [*latest[5][:3], "done", latest[5][4]]
+    assert sync.delta(latest) == {
+        "seq": seq + 1,
+        "base": seq,
+        "change": [[latest[5][0], 3, "done"]],
+    }
+
+
+def test_panel_with_10000_live_tasks_sends_what_changed(live_session: Session) -> None:
+    from nbremind.ipython.panel import panel
+
+    widget = panel(live_session)
+    sent = Sent(widget)
+    with widget.lock:
+        shown = [{"rows": [list(r) for r in widget.rows], "rows_seq": widget.rows_seq}]
+    tasks = [start(live_session, f"task {i}", total=100) for i in range(10_000)]
+    wait_for(lambda: caught_up(widget, shown, sent) and len(widget.rows) == 10_000, timeout=60)
+    listed = len(sent.updates())
+    moving = tasks[::1000]
+    ids = {t.id for t in moving}
+    for done in range(1, 4):
+
+        def shows(done: int = done) -> bool:
+            rows, _ = replay(shown + sent.updates())
+            return {r[AT["count"]] for r in rows if r[0] in ids} == {f"{done}/100"}
+
+        for task in moving:
+            task.advance()
+        wait_for(shows, what="the advances to reach the page")
+    updates = sent.updates()
+    for task in tasks:
+        live_session.finish(task)
+
+    sizes = [len(json.dumps(u, ensure_ascii=False)) for u in updates]
+    # listing 10,000 new tasks took several updates, each within the bound
+    assert listed >= 10 and max(sizes) <= 1.2 * UPDATE_BYTES, (listed, max(sizes))
+    # then each update carried the few rows that changed, a few fields of each
+    later = [u["delta"] for u in updates[listed:] if "delta" in u]
+    assert later and all(len(d.get("change", [])) <= len(moving) for d in later), later
+    assert {entry[0] for d in later for entry in d.get("change", [])} == ids
+    assert all(len(json.dumps(d)) < 4000 for d in later)
+    # running rows leave memory and CPU to the panel's usage (one value for all of them)
+    assert widget.usage and widget.usage[0].endswith("B")
+
+
 # -- a real kernel ---------------------------------------------------------------------------------
 
 LOAD = (
@@ -492,6 +640,12 @@ def test_panel_updates_reach_the_front_end_at_most_four_a_second(
     k.ok(LOAD + "panel()")
     comm = panel_id(k)
     with comm_tap(k) as tap:
+        # a page connects to the widget as JupyterLab's manager does: it asks for the state
+        send_to_widget(k, comm, {"method": "request_state"})
+        deadline = time.monotonic() + 30
+        while not [u for u in tap.updates(comm) if "rows" in u]:
+            assert time.monotonic() < deadline, "no full state came"
+            tap.pump(0.1)
         msg_id = k.execute(
             "import contextvars, time\n"
             "s = nbremind.get_session()\n"
@@ -515,12 +669,22 @@ def test_panel_updates_reach_the_front_end_at_most_four_a_second(
         during = tap.updates(comm)[first:]
         k.result(msg_id, timeout=60)
         tap.pump(1.0)
+        sizes = [len(json.dumps(m["content"])) for m in tap.messages if m["msg_type"] == "comm_msg"]
+        updates = tap.updates(comm)
 
     assert len(during) / seconds <= 4.0 + 1 / seconds, f"{len(during)} in {seconds:.2f} s"
     assert len(during) >= 5, f"the panel was not live: {len(during)} updates in {seconds:.1f} s"
-    last_rows = [u["rows"] for u in tap.updates(comm) if "rows" in u][-1]
-    assert len(last_rows) == 50  # all finished now: the last 50 stay listed
-    assert {r[AT["state"]] for r in last_rows} == {"succeeded"}
+    # deltas, not every row: 1,000 rows whole are some 150 kB
+    assert all("rows" not in u for u in during)
+    assert max(sizes) <= 1.2 * UPDATE_BYTES, max(sizes)
+    # the page rebuilds the kernel's rows from the full state and the deltas after it
+    rows, seq = replay(updates)
+    state = k.query(
+        "from nbremind.ipython.panel import panel\nw = panel()\nresult = [w.rows_seq, w.rows]"
+    )
+    assert [seq, rows] == state
+    assert len(rows) == 50  # all finished now: the last 50 stay listed
+    assert {r[AT["state"]] for r in rows} == {"succeeded"}
 
 
 @pytest.mark.kernel
@@ -563,9 +727,14 @@ def test_remind_cell_shows_a_live_status_line_first_and_keeps_its_result(
         m for m in r.messages if m["msg_type"] in ("display_data", "stream", "execute_result")
     ]
     assert outputs[0]["msg_type"] == "display_data"  # the line comes before the cell's output
-    [line] = widget_views(outputs)
     assert outputs[0]["content"]["data"]["text/plain"].startswith("▶ train")
+    assert 'data-state="running"' in outputs[0]["content"]["data"]["text/html"]
     assert r.result == "42" and r.stdout.splitlines()[-1] == "epoch 5"
+    # once the cell ran a while, the live widget took the line's place (same output)
+    display_id = outputs[0]["content"]["transient"]["display_id"]
+    live, update = [m["content"] for m in r.messages if m["msg_type"] == "update_display_data"]
+    assert live["transient"] == {"display_id": display_id}
+    [line] = [live["data"][WIDGET_VIEW]["model_id"]]
     opened = tap.opened()
     assert opened[line]["view"] == "status" and opened[line]["text"].startswith("▶ train")
     texts = [u["text"] for u in tap.updates(line) if "text" in u]
@@ -574,8 +743,6 @@ def test_remind_cell_shows_a_live_status_line_first_and_keeps_its_result(
     assert texts[-1].startswith("✓ train finished in ")
     assert k.titles() == ["✓ train finished"]
     # the cell's end leaves the final line as plain output in place of the widget view
-    display_id = outputs[0]["content"]["transient"]["display_id"]
-    [update] = [m["content"] for m in r.messages if m["msg_type"] == "update_display_data"]
     assert update["transient"] == {"display_id": display_id}
     assert set(update["data"]) == {"text/plain", "text/html"}
     assert re.fullmatch(r"✓ train finished in \d+\.\d s", update["data"]["text/plain"])
@@ -592,13 +759,15 @@ def test_status_line_of_a_failing_cell_and_quiet_cells(kernel_factory: KernelFac
         tap.pump(1.0)
 
     assert (failed.status, failed.ename, failed.evalue) == ("error", "ValueError", "bad row 2")
-    [line] = widget_views(failed.messages)
-    final = [u["text"] for u in tap.updates(line) if "text" in u][-1]
+    # a cell that ends at once shows its line as text, then its final text: no widget
+    [shown] = [m["content"] for m in failed.messages if m["msg_type"] == "display_data"]
+    assert shown["data"]["text/plain"].startswith("▶ load")
+    [update] = [m["content"] for m in failed.messages if m["msg_type"] == "update_display_data"]
+    assert update["transient"] == shown["transient"]
+    final = update["data"]["text/plain"]
     assert re.fullmatch(r"✗ load failed after \d+\.\d s: ValueError: bad row 2", final)
-    [update] = [
-        m["content"]["data"] for m in failed.messages if m["msg_type"] == "update_display_data"
-    ]
-    assert update["text/plain"] == final and 'data-state="failed"' in update["text/html"]
+    assert 'data-state="failed"' in update["data"]["text/html"]
+    assert widget_views(failed.messages) == [] and tap.opened() == {}
     assert widget_views(quiet.messages) == [] and quiet.displays == []
     assert quiet.result == "'still shown'"
     assert k.titles() == ["✗ load failed", "✓ quiet one finished"]
@@ -772,6 +941,134 @@ def test_panel_front_end_updates_rows_in_place_by_task_id(widget_page: Any) -> N
     # the same row elements (and untouched name text nodes) were kept; only "chunk" is new
     assert kept == [[1, True], [None, False], [2, True]]
     assert page.evaluate("() => document.querySelectorAll('.nbremind-task').length") == 3
+
+
+def running_row(i: int, count: str = "0/10", started: float | None = None) -> list[Any]:
+    row: list[Any] = ["", 0, "running", "▶ running", "", 0, 10, "", "", "0.0 s", "", "", "", ""]
+    row[0], row[4], row[7] = f"t-{i}", f"task {i}", count
+    return [*row, started]
+
+
+DRAWN_IDS = "() => [...document.querySelectorAll('.nbremind-task')].map((tr) => tr.dataset.taskId)"
+
+
+@pytest.mark.browser
+def test_panel_front_end_applies_the_kernels_deltas_in_place(widget_page: Any) -> None:
+    import random
+
+    page = widget_page
+    rng = random.Random(3)
+    sync = RowSync(budget=6_000)
+    latest = [running_row(i) for i in range(40)]
+    state = {**PANEL_STATE, "rows": latest, "rows_seq": sync.reset(latest), "delta": {}}
+    page.evaluate("(state) => { window.m = openModel(state); renderView(window.m); }", state)
+    made = len(latest)
+    for step in range(30):
+        latest = [list(r) for r in latest]
+        if step < 20:
+            for row in rng.sample(latest, 10):
+                row[AT["count"]] = f"{rng.randrange(10)}/10"
+            for _ in range(rng.randrange(4)):
+                latest.pop(rng.randrange(len(latest)))
+            for _ in range(rng.randrange(60)):
+                latest.insert(rng.randrange(len(latest) + 1), running_row(made))
+                made += 1
+            if step % 5 == 2:
+                latest.insert(rng.randrange(len(latest)), latest.pop(rng.randrange(len(latest))))
+        delta = sync.delta(latest)
+        if delta is None:
+            continue
+        page.evaluate("(delta) => window.__models[window.m].update({ delta })", delta)
+        # the model's own rows array holds what the kernel takes the page to have
+        assert page.evaluate("() => window.__models[window.m].get('rows')") == sync.listed()
+        assert page.evaluate(DRAWN_IDS) == [r[0] for r in sync.listed()][:500]
+
+    assert sync.listed() == latest and len(latest) > 500
+    # only the first 500 rows are drawn; a line says how many more there are
+    assert page.text_content(".nbremind-more") == (
+        f"… and {len(latest) - 500} more (the first 500 are shown)"
+    )
+    # nothing asked back: no delta was missed
+    assert [m["type"] for m in page.evaluate("() => window.__models[window.m].sent")] == ["hello"]
+
+
+@pytest.mark.browser
+def test_panel_front_end_asks_for_a_full_state_after_a_missed_delta(widget_page: Any) -> None:
+    page = widget_page
+    sync = RowSync()
+    rows = [running_row(i) for i in range(3)]
+    state = {**PANEL_STATE, "rows": rows, "rows_seq": sync.reset(rows), "delta": {}}
+    page.evaluate("(state) => { window.m = openModel(state); renderView(window.m); }", state)
+    sync.delta([*rows, running_row(3)])  # this one never reaches the page
+    missed = sync.delta([*rows, running_row(3), running_row(4)])
+    page.evaluate("(delta) => window.__models[window.m].update({ delta })", missed)
+
+    sent = page.evaluate("() => window.__models[window.m].sent")
+    assert [m["type"] for m in sent] == ["hello", "resync"]
+    assert page.evaluate(DRAWN_IDS) == ["t-0", "t-1", "t-2"]  # not applied on the wrong rows
+    # the kernel answers with a full state; the deltas after it apply again
+    full = [running_row(i) for i in range(5)]
+    page.evaluate(
+        "(s) => window.__models[window.m].update(s)", {"rows": full, "rows_seq": sync.reset(full)}
+    )
+    page.evaluate(
+        "(delta) => window.__models[window.m].update({ delta })",
+        sync.delta([*full, running_row(5)]),
+    )
+    assert page.evaluate(DRAWN_IDS) == [f"t-{i}" for i in range(6)]
+
+
+@pytest.mark.browser
+def test_panel_front_end_counts_running_time_on_and_shows_the_process_usage(
+    widget_page: Any,
+) -> None:
+    page = widget_page
+    now = page.evaluate("() => Date.now() / 1000")
+    finished = [*PANEL_STATE["rows"][2], None]
+    finished[AT["rss"]] = "peak 90 MB"
+    rows = [running_row(0, started=now - 65), finished]
+    state = {
+        **PANEL_STATE,
+        "rows": rows,
+        "clock": now,
+        "beat": now,
+        "usage": ["1.2 GB", "97%"],
+    }
+    page.evaluate("(state) => { window.m = openModel(state); renderView(window.m); }", state)
+
+    drawn = page.evaluate(ROWS_JS)
+    assert drawn[0]["elapsed"] in ("1 min 5 s", "1 min 6 s")  # counted from `started`
+    assert (drawn[0]["rss"], drawn[0]["cpu"]) == ("1.2 GB", "97%")  # the process's
+    assert (drawn[1]["elapsed"], drawn[1]["rss"], drawn[1]["cpu"]) == ("0.1 s", "peak 90 MB", "")
+    # the page writes the time it shows into the rows, so a saved state keeps it
+    assert page.evaluate("() => window.__models[window.m].get('rows')[0][9]") == drawn[0]["elapsed"]
+    # a saved state with no kernel behind it: the running time is the one saved
+    stale = {**state, "beat": now - 3600, "clock": now - 3600}
+    page.evaluate("(state) => { window.s = openModel(state); renderView(window.s); }", stale)
+    assert (
+        page.evaluate(
+            "() => document.querySelectorAll('.view')[1].querySelector('.nbremind-elapsed')"
+            ".textContent"
+        )
+        == "0.0 s"
+    )
+
+
+@pytest.mark.browser
+def test_panel_model_follows_deltas_with_no_view_shown(widget_page: Any) -> None:
+    page = widget_page
+    sync = RowSync()
+    rows = [running_row(i) for i in range(2)]
+    state = {**PANEL_STATE, "rows": rows, "rows_seq": sync.reset(rows), "delta": {}}
+    page.evaluate("(state) => { window.m = openModel(state); }", state)  # initialize() only
+    latest = [running_row(0, count="5/10"), running_row(2)]
+    page.evaluate("(delta) => window.__models[window.m].update({ delta })", sync.delta(latest))
+
+    # what a page saving its widget state writes: the rows as they are now
+    assert page.evaluate("() => window.__models[window.m].get('rows')") == latest
+    # a view shown later draws them
+    page.evaluate("() => renderView(window.m)")
+    assert page.evaluate(DRAWN_IDS) == ["t-0", "t-2"]
 
 
 @pytest.mark.browser

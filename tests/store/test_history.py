@@ -154,7 +154,7 @@ def test_a_version_1_file_migrates_forward_and_keeps_its_rows(tmp_path: Path) ->
     db.commit()
     db.close()
     history = History(path)
-    assert history.schema_version == SCHEMA_VERSION == 3
+    assert history.schema_version == SCHEMA_VERSION == 4
     assert [(r["id"], r["nested"]) for r in history.query(nested=False)] == [("old", 0)]
     history.close()
     indexes = {
@@ -163,7 +163,8 @@ def test_a_version_1_file_migrates_forward_and_keeps_its_rows(tmp_path: Path) ->
             "SELECT name FROM sqlite_master WHERE type = 'index'"
         )
     }
-    assert {"runs_by_process", "runs_by_start", "runs_by_name", "runs_by_parent"} <= indexes
+    assert {"runs_running", "runs_by_start", "runs_by_name", "runs_by_parent"} <= indexes
+    assert "runs_by_process" not in indexes  # replaced by the partial runs_running
 
 
 def test_top_level_runs_carry_the_count_of_runs_nested_at_any_depth(tmp_path: Path) -> None:
@@ -381,7 +382,9 @@ def test_remind_track_and_pandas_tasks_are_recorded(session: Session) -> None:
     with pytest.raises(ValueError), remind("broken"):
         raise ValueError("bad row 7")
     pd = pytest.importorskip("pandas")
-    import nbremind.pandas  # noqa: F401
+    import nbremind.pandas
+
+    nbremind.pandas.install()  # at once: importing it may have left that to a hook
 
     df = pd.DataFrame({"a": [1, 2, 3]})
     df.remind.apply(lambda row: row["a"] * 2, axis=1, name="scoring")
@@ -479,8 +482,20 @@ def test_history_returns_a_dataframe_with_filters(session: Session) -> None:
         for _ in nbremind.track(range(2), name="part"):
             pass
     top = nbremind.history()
-    assert list(top["name"]) == ["job", "train", "etl"] and list(top["nested"]) == [1, 0, 0]
-    assert list(nbremind.history(nested=True)["name"]) == ["part", "job", "train", "etl"]
+    assert list(top["name"]) == ["job", "train", "etl"] and list(top["nested"]) == [0, 0, 0]
+    assert list(top["folded"]) == [1, 0, 0]  # the short loop is counted in its block
+    assert 0 < top["folded_duration"][0] <= top["duration"][0]
+    assert list(nbremind.history(nested=True)["name"]) == ["job", "train", "etl"]
+    session.configure(history_min=0)  # every nested run its own row
+    with remind("kept"):
+        for _ in nbremind.track(range(2), name="part"):
+            pass
+    assert list(nbremind.history(limit=1)[["name", "nested", "folded"]].iloc[0]) == [
+        "kept",
+        1,
+        0,
+    ]
+    assert list(nbremind.history(nested=True, limit=2)["name"]) == ["part", "kept"]
     with pytest.raises(ValueError, match=r"since=.*'yesterday'"):
         nbremind.history(since="yesterday")
 
@@ -513,8 +528,8 @@ def test_remind_history_in_a_kernel_lists_the_cells(
     )
     out = k.ok("%remind history 5").output
     lines = out.strip().splitlines()
-    assert lines[0].split()[:5] == ["start", "name", "nested", "kind", "state"], out
-    assert lines[1].split()[2:5] == ["load", "1", "cell"], out
+    assert lines[0].split()[:6] == ["start", "name", "nested", "folded", "kind", "state"], out
+    assert lines[1].split()[2:5] == ["load", "1", "in"], out  # the short loop: folded
     lines.pop(1)
     assert "crash" in lines[1] and "cell" in lines[1] and "failed" in lines[1], out
     assert "RuntimeError: out of memory" in lines[1], out
@@ -524,6 +539,13 @@ def test_remind_history_in_a_kernel_lists_the_cells(
     history.close()
     assert rows["train"]["kind"] == "cell" and rows["train"]["source"] == "analysis.ipynb"
     every = k.ok("%remind history 0 --all").output
-    assert "rows" in every and "rows" not in out, every
+    assert "rows" not in every, every  # folded into its cell: no row of its own
+    k.ok("import nbremind; nbremind.configure(history_min=0)")
+    k.ok(
+        "%%remind load\nfrom nbremind import track\nfor _ in track(range(3), name='rows'):"
+        "\n    pass"
+    )
+    every = k.ok("%remind history 0 --all").output
+    assert "rows" in every and "rows" not in k.ok("%remind history 0").output, every
     bad = k.run("%remind history lots")
     assert bad.status == "error" and "give the number of runs" in bad.output

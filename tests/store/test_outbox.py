@@ -63,6 +63,12 @@ def _notice(
     return make_notice(event, task.snapshot(), created=clock.time(), key="end", channels=channels)
 
 
+def _from_another_process(notice: Notice) -> Notice:
+    """``notice`` with the id a task of another process would give it (ids start with the
+    process's tag: an earlier process cannot have made an id of this one)."""
+    return replace(notice, id=f"1.earlier-{notice.id.split('-', 1)[1]}")
+
+
 def _dead_owner() -> Owner:
     """This process's pid with another start time: a process that ended (pid reused)."""
     return Owner(os.getpid(), 1.0, socket.gethostname())
@@ -472,7 +478,7 @@ def test_a_notice_delivered_before_a_restart_is_not_sent_again(
 ) -> None:
     clock = FakeClock(wall=time.time())
     dead = Outbox(nbremind_data_dir / FILE_NAME, clock=clock, owner=_dead_owner())
-    notice = _notice(clock, channels=("memory",))
+    notice = _from_another_process(_notice(clock, channels=("memory",)))
     dead.record(notice, ["memory"])
     dead.mark(notice.id, "memory", True)
     session, channel = memory_session

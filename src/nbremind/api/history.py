@@ -20,14 +20,22 @@ def history_rows(
     *,
     nested: bool = False,
     config: Any = None,
+    history: History | None = None,
 ) -> list[dict[str, Any]]:
     """The runs matching the filters, newest first, as dicts (times in epoch seconds):
-    top-level runs, each with ``nested``, the number of runs inside it; every run with
-    ``nested=True``.
+    top-level runs, each with ``nested``, the number of runs inside it that have a row, and
+    ``folded`` / ``folded_duration``, the short nested runs counted in it instead (setting
+    ``history_min``) and the seconds they took; every run with a row with ``nested=True``.
 
-    Reads the history of the process's settings (``config``: the session's); an empty list
-    when history is off or its file cannot be used. A bad ``since`` raises ``ValueError``.
+    Reads the history of the process's settings (``config``: the session's), or
+    ``history`` when given (left open); an empty list when history is off or its file cannot
+    be used. A bad ``since`` raises ``ValueError``.
     """
+    if history is not None:
+        import time
+
+        after = parse_since(since, time.time(), "history(since=...)")
+        return history.query(name=name, state=state, since=after, limit=limit, nested=nested)
     if config is None:
         from ..runtime.session import get_session
 
@@ -55,8 +63,9 @@ def history_frame(
 ) -> Any:
     """The recent runs as a ``pandas.DataFrame``, newest first, one column per field
     (``start``/``end`` as time-zone-aware local date-times, ``duration`` in seconds):
-    top-level runs with the count of runs inside each (``nested``); every run with
-    ``nested=True``."""
+    top-level runs with the count of runs inside each (``nested``) and of the short ones
+    folded into it (``folded``, taking ``folded_duration`` seconds); every run with a row
+    with ``nested=True``."""
     import datetime as dt
 
     import pandas as pd

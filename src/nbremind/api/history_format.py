@@ -1,6 +1,8 @@
 """Run-history rows as text: a table for ``nbremind history`` and ``%remind history`` (with
 control characters escaped, so a name cannot forge a row or colour the terminal), and JSON
-objects with ISO-8601 times for ``nbremind history --json``."""
+objects with ISO-8601 times for ``nbremind history --json``. The table shows, for each run,
+the runs nested in it that have a row (``nested``) and the short ones folded into it
+(``folded``: how many, and their time)."""
 
 from __future__ import annotations
 
@@ -11,12 +13,13 @@ from typing import Any
 from ..core.notice import format_duration, format_size
 from ..core.parse import printable
 
-__all__ = ["HEADER", "iso_time", "json_row", "table_lines"]
+__all__ = ["HEADER", "folded_text", "iso_time", "json_row", "table_lines"]
 
 HEADER = (
     "start",
     "name",
     "nested",
+    "folded",
     "kind",
     "state",
     "duration",
@@ -25,6 +28,17 @@ HEADER = (
     "notices",
     "error / reason",
 )
+
+
+def folded_text(row: Mapping[str, Any]) -> str:
+    """The short nested runs folded into a run and their time, ``"1,240 in 3.2 s"`` (``""``
+    when none)."""
+    count = row.get("folded") or 0
+    if not count:
+        return ""
+    seconds = float(row.get("folded_duration") or 0.0)
+    took = f"{seconds * 1000:.0f} ms" if seconds < 1 else format_duration(seconds)
+    return f"{int(count):,} in {took}"
 
 
 def iso_time(seconds: float | None) -> str | None:
@@ -60,6 +74,7 @@ def _cells(row: Mapping[str, Any]) -> tuple[str, ...]:
         when,
         str(row.get("name", "")),
         str(row.get("nested") or ""),
+        folded_text(row),
         str(row.get("kind", "")),
         str(row.get("state", "")),
         "" if duration is None else format_duration(float(duration)),

@@ -83,7 +83,6 @@ chunk reader: its file; ``line N`` for code without a file, such as a notebook c
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import operator
 import os
@@ -94,13 +93,14 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from ..core.log import log_exception
-from ..core.options import DEFAULT_ON, TaskOptions, check_total, parse_call_options
+from ..core.options import TaskOptions, any_set, check_total, parse_call_options
 from ..core.task import Task, TaskTimeout
 from ..runtime.session import Session, get_session
 
 __all__ = ["Tracked", "track"]
 
 T = TypeVar("T")
+_NO_OPTIONS = TaskOptions()
 
 _UNITS = sys.maxsize
 _C_METHODS = (types.MethodDescriptorType, types.WrapperDescriptorType)
@@ -169,21 +169,27 @@ def track(
     """
     if name is not None and not isinstance(name, str):
         raise ValueError(f"track(): name {name!r} is not a string")
-    check_total(total, "track()")
-    options = parse_call_options(
-        "track()",
-        session,
-        after=after,
-        every=every,
-        progress=progress,
-        mem=mem,
-        timeout=timeout,
-        interrupt=interrupt,
-        on=on,
-        channels=channels,
-        min_duration=min_duration,
-        when=when,
-    )
+    if total is not None:
+        check_total(total, "track()")
+    if not any_set(
+        after, every, progress, mem, timeout, on, channels, min_duration, when, interrupt
+    ):
+        options = _NO_OPTIONS  # the common call (a loop per file): nothing to parse
+    else:
+        options = parse_call_options(
+            "track()",
+            session,
+            after=after,
+            every=every,
+            progress=progress,
+            mem=mem,
+            timeout=timeout,
+            interrupt=interrupt,
+            on=on,
+            channels=channels,
+            min_duration=min_duration,
+            when=when,
+        )
     if session is not None and not isinstance(session, Session):
         raise ValueError(f"track(): session {session!r} is not a Session")
     try:
@@ -193,14 +199,33 @@ def track(
     if iter_method is None and not hasattr(type(iterable), "__getitem__"):
         raise TypeError(f"track(): {type(iterable).__name__!r} object is not iterable")
     if name is None:
-        name = f"{_describe(iterable)} at {_where(sys._getframe(1))}"
+        name = _default_name(iterable, sys._getframe(1))
     return Tracked(iterable, name, total, options, session)
+
+
+#: Default names already made, by the type iterated and the line calling ``track()`` (a
+#: loop per file calls it from the same line thousands of times).
+_names: dict[tuple[type, types.CodeType, int], str] = {}
+
+
+def _default_name(iterable: object, frame: types.FrameType) -> str:
+    kind = type(iterable)
+    if kind is types.GeneratorType or _is_pandas_reader(iterable):  # named by what it is
+        return f"{_describe(iterable)} at {_where(frame)}"
+    key = (kind, frame.f_code, frame.f_lineno)
+    name = _names.get(key)
+    if name is None:
+        name = f"{_describe(iterable)} at {_where(frame)}"
+        if len(_names) >= 1024:
+            _names.clear()
+        _names[key] = name
+    return name
 
 
 class Tracked(Generic[T]):
     """What :func:`track` returns: iterate it (once per task); ``len()`` is its total."""
 
-    __slots__ = ("_nested", "_session", "iterable", "name", "options", "task", "total")
+    __slots__ = ("_session", "iterable", "name", "options", "task", "total")
 
     def __init__(
         self,
@@ -217,14 +242,6 @@ class Tracked(Generic[T]):
         self._session = session
         #: The task of the latest iteration (``None`` until the loop took its first item).
         self.task: Task | None = None
-        self._nested: TaskOptions | None = None
-
-    def _nested_options(self) -> TaskOptions:
-        """The options of this loop inside another task: its own thresholds, no end notice."""
-        if self._nested is None:
-            events = self.options.events() - set(DEFAULT_ON)
-            self._nested = dataclasses.replace(self.options, on=tuple(sorted(events)))
-        return self._nested
 
     def __len__(self) -> int:
         total = self.total if self.total is not None else _len(self.iterable)
@@ -238,11 +255,13 @@ class Tracked(Generic[T]):
     def __iter__(self) -> Iterator[T]:
         iterable = self.iterable
         it = iter(iterable)
-        if _is_pandas_reader(it):
+        kind = _iterator_kinds.get(type(it))
+        if kind is None:
+            kind = _iterator_kind(it)
+        if kind is _READER:
             return _chunks(self, it)
         total = self.total if self.total is not None else _len(iterable)
-        hint = type(it).__dict__.get("__length_hint__")
-        if isinstance(hint, _C_METHODS):
+        if kind is _HINTED:
             start = operator.length_hint(it, -1)
             if start >= 0:
                 return _hinted(self, it, start, start if total is None else total)
@@ -257,9 +276,10 @@ def _begin(
 ) -> tuple[Session, Task, Any]:
     session = tracked._session or get_session()
     options = tracked.options
-    if options.on is None and session.current() is not None:
-        options = tracked._nested_options()
-    task = session.new_task(tracked.name, options=options, total=total, kind="loop")
+    parent = session.current()
+    if options.on is None and parent is not None:
+        options = options.thresholds_only()
+    task = session.new_task(tracked.name, options=options, total=total, kind="loop", parent=parent)
     task.consumer = (id(consumer), consumer.f_code)
     token = session.start(task)
     tracked.task = task
@@ -433,9 +453,29 @@ def _normal_exit(frame: types.FrameType) -> bool:
 
 # -- what is iterated ---------------------------------------------------------------------
 
+#: How an iterator is followed, by its type (told once per type: a loop per file asks it
+#: thousands of times): a pandas chunk reader, one with a C ``__length_hint__``, or another.
+_READER, _HINTED, _OTHER = "reader", "hinted", "other"
+_iterator_kinds: dict[type, str] = {}
+
+
+def _iterator_kind(it: object) -> str:
+    cls = type(it)
+    if _is_pandas_reader(it):
+        kind = _READER
+    elif isinstance(cls.__dict__.get("__length_hint__"), _C_METHODS):
+        kind = _HINTED
+    else:
+        kind = _OTHER
+    if len(_iterator_kinds) < 1024:
+        _iterator_kinds[cls] = kind
+    return kind
+
 
 def _len(iterable: object) -> int | None:
     cls = type(iterable)
+    if cls is list or cls is tuple or cls is dict:  # (a range's len() may overflow)
+        return len(iterable)  # type: ignore[arg-type]
     if cls.__name__ == "DataFrame" and _from_pandas(cls):
         # iterating a DataFrame yields its column labels, not its rows
         columns = getattr(iterable, "columns", None)

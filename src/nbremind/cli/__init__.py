@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..core.parse import printable, read_dash_values
@@ -29,15 +29,27 @@ class _Parser(argparse.ArgumentParser):
         read_dash_values(self)
 
 
-def _parser() -> argparse.ArgumentParser:
-    from ..core.options import COMMAND_OPTIONS, add_flags
+#: The subcommands, in the order ``nbremind --help`` lists them.
+COMMANDS = ("run", "test", "history", "outbox", "doctor")
 
+
+def _parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The ``nbremind`` parser; with ``only`` (a subcommand's name), with that subcommand
+    alone: a command line naming one builds (and imports) nothing for the others."""
     parser = _Parser(
         prog="nbremind",
         description="Tells you when long work needs you: run a command as a task, "
         "or check that notices reach you.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    adders = [_ADDERS[name] for name in (COMMANDS if only is None else (only,))]
+    for add in dict.fromkeys(adders):  # history and outbox are added together, once
+        add(sub)
+    return parser
+
+
+def _add_run(sub: Any) -> None:
+    from ..core.options import COMMAND_OPTIONS, add_flags
 
     run = sub.add_parser(
         "run",
@@ -56,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
     add_flags(run, COMMAND_OPTIONS, with_help=True)
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD [ARGS...]")
 
+
+def _add_test(sub: Any) -> None:
     test = sub.add_parser(
         "test",
         help="send a test notice through each channel and say whether it was delivered",
@@ -64,10 +78,14 @@ def _parser() -> argparse.ArgumentParser:
     )
     test.add_argument("channels", nargs="*", metavar="CHANNEL")
 
+
+def _add_history(sub: Any) -> None:
     from .history import add_parsers  # history, outbox
 
     add_parsers(sub)
 
+
+def _add_doctor(sub: Any) -> None:
     doctor = sub.add_parser(
         "doctor",
         help="explain what works on this machine, and why",
@@ -84,13 +102,22 @@ def _parser() -> argparse.ArgumentParser:
         help='print {"ok": ..., "checks": [{"name", "ok", "required", '
         '"summary", "detail"}, ...]} instead of text',
     )
-    return parser
+
+
+_ADDERS: dict[str, Callable[[Any], None]] = {
+    "run": _add_run,
+    "test": _add_test,
+    "history": _add_history,
+    "outbox": _add_history,
+    "doctor": _add_doctor,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``nbremind`` command line; returns the exit status."""
     args = list(sys.argv[1:] if argv is None else argv)
-    parser = _parser()
+    # the first word names the subcommand (no option comes before it): build that one only
+    parser = _parser(args[0] if args and args[0] in COMMANDS else None)
     ns = parser.parse_args(args)
     try:
         if ns.command == "run":

@@ -19,13 +19,16 @@ def add_parsers(sub: Any) -> None:
         help="list recent runs: what ran, for how long, how it ended",
         description="List the recorded runs of every process (cells, remind() blocks, "
         "track() loops, pandas calls, nbremind run), newest first, as a table or as JSON: "
-        "top-level runs, each with the number of runs nested in it; --all lists every run.",
+        "top-level runs, each with the number of runs nested in it and of the short ones "
+        "folded into it (how many, and their time: nested runs that succeeded faster than "
+        "the history_min setting have no row of their own); --all lists every run.",
     )
     history.add_argument(
         "--all",
         action="store_true",
         dest="nested",
-        help="list nested runs too (loops and calls inside another task)",
+        help="list nested runs too (loops and calls inside another task; the short ones "
+        "folded into their parent have no row)",
     )
     history.add_argument("--name", help="only runs of the task with this name")
     history.add_argument(
@@ -46,7 +49,8 @@ def add_parsers(sub: Any) -> None:
         "--json",
         action="store_true",
         help="print a JSON array of runs (name, state, start, end as "
-        "ISO-8601, nested: the runs inside it, and every other field)",
+        "ISO-8601, nested: the runs inside it, folded and folded_duration: the short runs "
+        "counted in it and their seconds, and every other field)",
     )
 
     outbox = sub.add_parser(
@@ -76,7 +80,8 @@ def run_history(ns: argparse.Namespace) -> int:
     from ..store.runs import parse_since
 
     parse_since(ns.since, time.time(), "--since")  # a bad value: one line naming the option
-    if History.open(config) is None:
+    history = History.open(config)  # opened once: the work of opening it is the same at any size
+    if history is None:
         from ..store.runs import history_path
 
         print(
@@ -85,7 +90,12 @@ def run_history(ns: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return 1
-    rows = history_rows(ns.name, ns.state, ns.since, limit or None, nested=ns.nested, config=config)
+    try:
+        rows = history_rows(
+            ns.name, ns.state, ns.since, limit or None, nested=ns.nested, history=history
+        )
+    finally:
+        history.close()
     if ns.json:
         print(json.dumps([json_row(row) for row in rows], ensure_ascii=False, indent=1))
         return 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import types
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -81,6 +82,9 @@ class Config:
     data_dir: str | None = None
     #: Seconds finished runs stay in the run history (``0``: history off). Default 90 days.
     history_keep: float = 90 * 86400.0
+    #: A nested task that succeeded in less than this many seconds has no history row of its
+    #: own: it is counted in its parent's (``0``: every task gets its row).
+    history_min: float = 1.0
 
     def updated(self, source: str = "configure()", **values: Any) -> Config:
         """A copy with ``values`` validated and applied; a bad key or value raises
@@ -137,6 +141,8 @@ class Config:
                 parsed[key] = _outbox_setting(key, value, where)
             elif key == "history_keep":
                 parsed[key] = _history_keep(value, where)
+            elif key == "history_min":
+                parsed[key] = _history_min(value, where)
         return replace(self, **parsed)
 
     def as_dict(self) -> dict[str, Any]:
@@ -224,6 +230,28 @@ def _history_keep(value: Any, where: str) -> float:
     return keep
 
 
+#: A duration of zero as text: ``0``, ``0s``, ``0.0``, ``0 ms``.
+_ZERO = r"(0+\.?0*|\.0+)\s*(ms|s|m|h|d)?"
+
+
+def _history_min(value: Any, where: str) -> float:
+    """The shortest nested run that gets its own history row: a duration (``"1s"``,
+    ``"500ms"``), ``0`` (or ``"off"``) for every run."""
+    if value is None or value is False or value in ("off", "none", ""):
+        return 0.0
+    try:
+        return parse_duration(value, where)
+    except ValueError:
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if (number and value == 0) or (
+            isinstance(value, str) and re.fullmatch(_ZERO, value.strip().lower())
+        ):
+            return 0.0
+        raise ValueError(
+            f"{where}: {_shown(value)} is not a duration such as 1s or 500ms, or 0"
+        ) from None
+
+
 # -- settings as a user writes them --------------------------------------------------------------
 _DURATIONS = frozenset(
     {
@@ -235,6 +263,7 @@ _DURATIONS = frozenset(
         "retry_max_time",
         "outbox_max_age",
         "history_keep",
+        "history_min",
     }
 )
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -274,6 +303,8 @@ def format_setting(key: str, value: Any) -> str:
         return _names_text(value) or NONE
     if key == "history_keep" and not value:
         return "off"
+    if key == "history_min" and not value:
+        return "0"
     if key == "quiet_hours":
         return _masked_text(value) if value else "off"
     if key == "timezone":

@@ -168,7 +168,7 @@ def _title(event: str, t: TaskSnapshot, detail: object) -> str:
     if event == "cancel":
         return f"■ {name} cancelled"
     if event == "timeout":
-        if t.state.value == "running":
+        if t.state == "running":
             return f"⏱ {name} passed its timeout ({format_duration(t.elapsed)})"
         return f"⏱ {name} timed out ({format_duration(t.elapsed)})"
     if event == "after":
@@ -213,7 +213,7 @@ def _body(event: str, t: TaskSnapshot, detail: object = None) -> str:
             lines.append(f"Reached {format_percent(mark)}")
     if t.error is not None and event in ("failure", "cancel", "timeout"):
         lines.append(f"{t.error.type}: {t.error.message}" if t.error.message else t.error.type)
-    state = t.state.value
+    state = t.state  # a str enum: compared with its text, without a property call
     duration = format_duration(t.elapsed)
     if state == "succeeded":
         lines.append(f"Took {duration}")

@@ -34,6 +34,7 @@ __all__ = [
     "OptionSpec",
     "TaskOptions",
     "add_flags",
+    "any_set",
     "check_total",
     "flag_values",
     "parse_call_options",
@@ -224,6 +225,27 @@ class TaskOptions:
 
     def events(self) -> frozenset[str]:
         """The events this task notifies: ``on`` if given, else the defaults plus thresholds."""
+        try:
+            return self.__dict__["_events"]  # type: ignore[no-any-return]
+        except KeyError:
+            events = self._events()
+            object.__setattr__(self, "_events", events)  # computed once: the options are frozen
+            return events
+
+    def thresholds_only(self) -> TaskOptions:
+        """These options without the end events (``on``: only the thresholds they set): a
+        task nested in another, whose end the other reports. Made once per options."""
+        try:
+            return self.__dict__["_thresholds_only"]  # type: ignore[no-any-return]
+        except KeyError:
+            import dataclasses
+
+            on = tuple(sorted(self.events() - set(DEFAULT_ON)))
+            nested = dataclasses.replace(self, on=on)
+            object.__setattr__(self, "_thresholds_only", nested)
+            return nested
+
+    def _events(self) -> frozenset[str]:
         if self.on is not None:
             return frozenset(self.on)
         events = set(DEFAULT_ON)
@@ -238,6 +260,15 @@ class TaskOptions:
         return frozenset(events)
 
 
+def any_set(*values: object) -> bool:
+    """Whether any of a call's option values is given (not ``None``, not ``False``): when
+    none is, ``remind()`` and ``track()`` take the options parsed once, without a parse."""
+    for value in values:  # noqa: SIM110 -- a loop: any() over a generator costs more
+        if value is not None and value is not False:
+            return True
+    return False
+
+
 def parse_call_options(
     source: str, session: object = None, *, flags: bool = False, **raw: Any
 ) -> TaskOptions:
@@ -247,14 +278,50 @@ def parse_call_options(
     Errors start with ``source`` and name the option: ``remind(): after: ...``, or with
     ``flags`` its flag: ``%%remind --after: ...`` (``source`` may then be empty).
     """
-    prefix = (f"{source} " if source else "") if flags else f"{source}: "
-    options = TaskOptions.parse(**raw, source=prefix, flags=flags)
+    key = _cache_key(source, flags, raw)
+    options = _parsed.get(key) if key is not None else None
+    if options is None:
+        prefix = (f"{source} " if source else "") if flags else f"{source}: "
+        options = TaskOptions.parse(**raw, source=prefix, flags=flags)
+        if key is not None:
+            if len(_parsed) >= _PARSED_KEEP:
+                _parsed.clear()
+            _parsed[key] = options
+    else:
+        prefix = (f"{source} " if source else "") if flags else f"{source}: "
     if options.channels:
         from .channel_names import check_channel_names
 
         defs = getattr(getattr(session, "config", None), "channel_defs", None)
         check_channel_names(options.channels, _BY_NAME["channels"].label(prefix, flags), defs)
     return options
+
+
+#: Options already parsed, by what they were parsed from (a loop per file in a task calls
+#: ``track()`` with the same options thousands of times: each is parsed once).
+_parsed: dict[tuple[object, ...], TaskOptions] = {}
+_PARSED_KEEP = 256
+#: Types whose values stand for themselves in a cache key (with the type: ``1 != True``).
+_KEY_TYPES = frozenset({str, int, float, bool, type(None)})
+
+
+def _cache_key(source: str, flags: bool, raw: Mapping[str, Any]) -> tuple[object, ...] | None:
+    """What identifies a parse of ``raw`` (lists and tuples of plain values included), or
+    ``None`` when a value is not plain (a predicate, an object): then it is not cached."""
+    key: list[object] = [source, flags]
+    for name, value in raw.items():
+        if value is None:
+            continue
+        kind = type(value)
+        if kind in _KEY_TYPES:
+            key.append((name, kind, value))
+        elif kind is list or kind is tuple:
+            if not all(type(v) in _KEY_TYPES for v in value):
+                return None
+            key.append((name, kind, tuple((type(v), v) for v in value)))
+        else:
+            return None
+    return tuple(key)
 
 
 def check_total(total: object, source: str) -> None:

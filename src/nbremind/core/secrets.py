@@ -24,7 +24,17 @@ from collections.abc import Iterable
 from typing import Any, TypeVar, overload
 from urllib.parse import quote
 
-__all__ = ["MASK", "MIN_LENGTH", "RedactingFilter", "Secret", "redact", "register", "reveal"]
+__all__ = [
+    "MASK",
+    "MIN_LENGTH",
+    "RedactingFilter",
+    "Secret",
+    "any_secrets",
+    "redact",
+    "register",
+    "reveal",
+    "secrets_known",
+]
 
 #: What a secret is shown as.
 MASK = "***"
@@ -99,6 +109,17 @@ def register(value: str) -> None:
         _known.update(forms)
         _ordered = tuple(sorted(_known, key=len, reverse=True))
     _install_log_filter()
+
+
+def any_secrets() -> bool:
+    """Whether any secret value is known (when not, :func:`redact` changes nothing)."""
+    return bool(_ordered)
+
+
+def secrets_known() -> int:
+    """How many secret values (and forms of them) are known: it only grows, so a text
+    redacted when it was ``k`` is redacted the same way while it is still ``k``."""
+    return len(_ordered)
 
 
 def redact(text: object) -> str:

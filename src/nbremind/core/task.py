@@ -31,6 +31,7 @@ __all__ = [
     "TaskSnapshot",
     "TaskState",
     "TaskTimeout",
+    "process_tag",
     "type_name",
     "value_repr",
 ]
@@ -39,21 +40,33 @@ _ids = itertools.count(1)
 _tag = (0, "")
 
 
-def _process_tag() -> str:
+def process_tag() -> str:
     """``<pid>.<start>`` (start: milliseconds since the epoch, base 36, at this process's
     first task): task and notice ids stay unique across processes that reuse a pid, as the
     outbox remembers them across restarts."""
     global _tag
-    pid = os.getpid()
-    if _tag[0] != pid:  # the first task, or the first after a fork
-        import time
+    tag = _tag[1]
+    if tag:  # (a forked child starts without one: see _forget_tag)
+        return tag
+    import time
 
-        stamp, digits = time.time_ns() // 1_000_000, ""
-        while stamp:
-            stamp, digit = divmod(stamp, 36)
-            digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
-        _tag = (pid, f"{pid}.{digits}")
+    pid = os.getpid()
+    stamp, digits = time.time_ns() // 1_000_000, ""
+    while stamp:
+        stamp, digit = divmod(stamp, 36)
+        digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
+    _tag = (pid, f"{pid}.{digits}")
     return _tag[1]
+
+
+def _forget_tag() -> None:
+    """In a forked child: its tasks get a tag of their own (made at its first task)."""
+    global _tag
+    _tag = (0, "")
+
+
+if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
+    os.register_at_fork(after_in_child=_forget_tag)
 
 
 _ERROR_CHARS = 200
@@ -71,6 +84,11 @@ _RATE_SMOOTHING = 0.3
 #: ``advance()`` by one takes an item from a ``repeat`` this long; what it lost is the count.
 _UNITS = sys.maxsize
 _length_hint = operator.length_hint
+_NO_OPTIONS = TaskOptions()
+#: ``advance(n)`` with ``|n|`` below this takes the lock-free path.
+_FAST_STEPS = 1 << 32
+#: Amounts ``advance()`` appends before they are summed into the count.
+_FOLD_AT = 256
 
 
 class TaskState(str, enum.Enum):
@@ -159,6 +177,37 @@ class Task:
     :meth:`advance`, :meth:`set`, :attr:`total`, :meth:`metric` and :meth:`note`.
     """
 
+    # What most tasks never change, as class attributes: an instance sets its own on the
+    # first write (a task is made per block and per loop: each assignment saved counts).
+    #: When set (by ``track()``), ``n`` is read from it: the loop counts in C, not here.
+    _source: Callable[[], int] | None = None
+    #: The tqdm bar feeding this task's progress, if any (set by the runtime).
+    tqdm_feed: Any = None
+    #: ``(id, code)`` of the frame iterating a ``track()`` loop (set by ``track()``, read
+    #: by the runtime to tell how the loop ended).
+    consumer: tuple[int, Any] | None = None
+    #: What ``n`` and ``total`` count when it is not items (``"B"``: bytes).
+    unit: str | None = None
+    _metrics: dict[str, Any] | None = None
+    _notes: list[str] | None = None
+    state = TaskState.PENDING
+    error: TaskError | None = None
+    start_mono: float | None = None
+    end_mono: float | None = None
+    start_wall: float | None = None
+    end_wall: float | None = None
+    thread_id: int | None = None
+    #: The asyncio loop running in the task's thread when it started, if any.
+    loop: asyncio.AbstractEventLoop | None = None
+    rss: int | None = None
+    peak_rss: int | None = None
+    #: Where the ticker reads this task's memory from, instead of the process's RSS.
+    rss_source: Callable[[], int | None] | None = None
+    _rate: float | None = None
+    _rate_sample: tuple[float, int] | None = None
+    timeout_hit = False
+    interrupted_by_timeout = False
+
     def __init__(
         self,
         name: str,
@@ -171,49 +220,23 @@ class Task:
         source: str = "",
         host: str = "",
     ) -> None:
-        self.id = f"{_process_tag()}-{next(_ids)}"
+        self.id = f"{process_tag()}-{next(_ids)}"
         self.name = name
         self.kind = kind
         self.parent = parent
         self.source = source
         self.host = host
-        self.options = options or TaskOptions()
+        self.options = options or _NO_OPTIONS
         self._clock = clock
         self._lock = threading.Lock()
-        # n = _n + the items taken from _units: advance(1) is one C call, atomic under the
-        # GIL and lock-free; other amounts and set() change _n under the lock
+        # n = _n + the amounts in _adds + the items taken from _units: advance(1) is one C
+        # call and advance(k) one append, atomic under the GIL and lock-free; set(), large
+        # amounts and the folding of _adds change _n under the lock
         self._n = 0
+        self._adds: list[int] = []
         self._units = itertools.repeat(None, _UNITS)
         self._unit = self._units.__next__
-        #: When set (by ``track()``), ``n`` is read from it: the loop counts in C, not here.
-        self._source: Callable[[], int] | None = None
-        #: The tqdm bar feeding this task's progress, if any (set by the runtime).
-        self.tqdm_feed: Any = None
-        #: ``(id, code)`` of the frame iterating a ``track()`` loop (set by ``track()``, read
-        #: by the runtime to tell how the loop ended).
-        self.consumer: tuple[int, Any] | None = None
-        self._total = _check_total(total)
-        #: What ``n`` and ``total`` count when it is not items (``"B"``: bytes).
-        self.unit: str | None = None
-        self._metrics: dict[str, Any] = {}
-        self._notes: list[str] = []
-        self.state = TaskState.PENDING
-        self.error: TaskError | None = None
-        self.start_mono: float | None = None
-        self.end_mono: float | None = None
-        self.start_wall: float | None = None
-        self.end_wall: float | None = None
-        self.thread_id: int | None = None
-        #: The asyncio loop running in the task's thread when it started, if any.
-        self.loop: asyncio.AbstractEventLoop | None = None
-        self.rss: int | None = None
-        self.peak_rss: int | None = None
-        #: Where the ticker reads this task's memory from, instead of the process's RSS.
-        self.rss_source: Callable[[], int | None] | None = None
-        self._rate: float | None = None
-        self._rate_sample: tuple[float, int] | None = None
-        self.timeout_hit = False
-        self.interrupted_by_timeout = False
+        self._total = None if total is None else _check_total(total)
 
     # -- reporting, called from user code (any thread) -------------------------------------
     def advance(self, n: int = 1) -> None:
@@ -224,21 +247,50 @@ class Task:
         naming it, here, as does a count that would pass :data:`MAX_COUNT`.
         """
         if n is _ONE:  # the hot path: no lock, no Python-level arithmetic (any int 1 is it)
-            self._unit()
-            return
+            return self._unit()
+        if type(n) is int and -_FAST_STEPS < n < _FAST_STEPS:
+            # next hottest: appended (atomic under the GIL), summed into the count under the
+            # lock every _FOLD_AT calls and whenever the count is read
+            adds = self._adds
+            adds.append(n)
+            if len(adds) >= _FOLD_AT:
+                self._fold(n)
+            return None
         steps = n if type(n) is int else _whole(n, "advance", "steps")
-        lock = self._lock
-        lock.acquire()
-        try:
+        with self._lock:
+            self._n += self._take_adds()
             count = self._n + steps
-            if _MIN_COUNT <= count <= MAX_COUNT:
-                self._n = count
-            else:
+            if not _MIN_COUNT <= count <= MAX_COUNT:
                 raise ValueError(
                     f"advance: {value_repr(n)} steps would take the count past {MAX_COUNT}"
                 )
-        finally:
-            lock.release()
+            self._n = count
+        return None
+
+    def _take_adds(self) -> int:
+        """The sum of the amounts appended by :meth:`advance`, removed from its list (called
+        holding the lock; amounts appended meanwhile stay for the next time)."""
+        adds = self._adds
+        k = len(adds)
+        if not k:
+            return 0
+        taken = sum(adds[:k])
+        del adds[:k]
+        return taken
+
+    def _fold(self, n: int) -> None:
+        with self._lock:
+            adds = self._adds
+            k = len(adds)
+            count = self._n + sum(adds[:k])
+            if not _MIN_COUNT <= count <= MAX_COUNT:
+                del adds[:k]
+                self._n = max(_MIN_COUNT, min(count, MAX_COUNT))
+                raise ValueError(
+                    f"advance: {value_repr(n)} steps would take the count past {MAX_COUNT}"
+                )
+            self._n = count  # before the amounts leave the list: a reader holds the lock
+            del adds[:k]
 
     def set(self, n: int) -> None:
         """Set the units of work done to ``n`` (a whole number, as for :meth:`advance`)."""
@@ -246,6 +298,7 @@ class Task:
         if not _MIN_COUNT <= count <= MAX_COUNT:
             raise ValueError(f"set: {value_repr(n)} is not a count within ±{MAX_COUNT}")
         with self._lock:
+            self._take_adds()
             self._n = count - (_UNITS - _length_hint(self._units))
 
     @property
@@ -257,6 +310,13 @@ class Task:
                 return source()
             except Exception:  # a broken source must not break a snapshot: fall back
                 self._source = None
+        return self._own_count()
+
+    def _own_count(self) -> int:
+        """``n`` as counted here: what the lock-free calls of :meth:`advance` added too."""
+        if self._adds:
+            with self._lock:  # not in the middle of a fold
+                return self._n + sum(self._adds) + (_UNITS - _length_hint(self._units))
         return self._n + (_UNITS - _length_hint(self._units))
 
     def count_from(self, source: Callable[[], int] | None) -> None:
@@ -268,6 +328,7 @@ class Task:
         n = self.n
         with self._lock:
             self._source = None
+            self._take_adds()
             self._n = n - (_UNITS - _length_hint(self._units))
         return n
 
@@ -283,17 +344,25 @@ class Task:
     def metric(self, **values: Any) -> None:
         """Record named values (loss, rows, ...) shown with the task and usable by ``when=``."""
         with self._lock:
+            if self._metrics is None:
+                self._metrics = {}
             self._metrics.update(values)
 
     @property
     def metrics(self) -> Mapping[str, Any]:
         """The latest value of each metric (read-only view)."""
-        return MappingProxyType(self._metrics)
+        with self._lock:
+            if self._metrics is None:
+                self._metrics = {}
+            return MappingProxyType(self._metrics)
 
     def note(self, text: str) -> None:
         """Attach a line of text to the task (shown in notices)."""
+        line = str(text)
         with self._lock:
-            self._notes.append(str(text))
+            if self._notes is None:
+                self._notes = []
+            self._notes.append(line)
 
     # -- derived values ------------------------------------------------------------------
     @property
@@ -376,8 +445,8 @@ class Task:
     def snapshot(self) -> TaskSnapshot:
         """A frozen copy of the current state."""
         with self._lock:
-            metrics = dict(self._metrics)
-            notes = tuple(self._notes)
+            metrics = {} if self._metrics is None else dict(self._metrics)
+            notes = () if self._notes is None else tuple(self._notes)
         # each value read once (``rate`` and ``eta`` derive from the same ``n``, ``elapsed``)
         state = self.state
         n = self.n

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from .notice import format_percent
@@ -28,34 +28,45 @@ class Due:
     detail: object = None
 
 
-@dataclass
 class Watch:
-    """What one task's thresholds have fired so far (owned by the ticker thread)."""
+    """What one task's thresholds have fired so far (owned by the ticker thread).
 
-    task: Task
+    Made for every task that starts: the counters below are class attributes until a tick
+    first changes them (two assignments a task, not thirteen).
+    """
+
     next_after: float | None = None
-    after_count: int = 0
-    marks_done: int = 0
-    mem_above: bool = False
-    mem_crossings: int = 0
-    condition_done: bool = False
+    after_count = 0
+    marks_done = 0
+    mem_above = False
+    mem_crossings = 0
+    condition_done = False
     condition_error: str | None = None
-    timeout_done: bool = False
-    on_condition_error: Callable[[Task, BaseException], Any] | None = field(
-        default=None, repr=False
-    )
+    timeout_done = False
+    on_condition_error: Callable[[Task, BaseException], Any] | None = None
     #: The ``track()`` loop running directly in the task that feeds its progress, if any.
-    feeder: Task | None = field(default=None, repr=False)
+    feeder: Task | None = None
     #: The count and total the feeder last gave the task: when the task's differ, the task
     #: counts itself and the feeder is let go.
     fed: tuple[int, int | None] | None = None
 
-    def __post_init__(self) -> None:
-        opts = self.task.options
+    def __init__(
+        self,
+        task: Task,
+        *,
+        on_condition_error: Callable[[Task, BaseException], Any] | None = None,
+    ) -> None:
+        self.task = task
+        if on_condition_error is not None:
+            self.on_condition_error = on_condition_error
+        opts = task.options
         if opts.after is not None:
             self.next_after = opts.after
         elif opts.every is not None:
             self.next_after = opts.every
+
+    def __repr__(self) -> str:
+        return f"Watch({self.task!r}, after_count={self.after_count}, marks={self.marks_done})"
 
     def read_feed(self) -> None:
         """Copy the feeding loop's count, total and unit into the task (the ticker's read).

@@ -93,6 +93,8 @@ class Ticker:
             if ticking is not None:
                 ticking.cancel()
             pending = [t for t in asyncio.all_tasks(loop) if not t.done()]
+            if ticking is not None and not ticking.done() and ticking not in pending:
+                pending.append(ticking)  # all_tasks may miss it (its registry was replaced)
             for t in pending:
                 t.cancel()
             if pending:

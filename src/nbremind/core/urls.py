@@ -6,7 +6,7 @@ import re
 from collections.abc import Iterable, Mapping
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
-from .secrets import MASK, Secret, redact, register, reveal
+from .secrets import MASK, Secret, redact, register, reveal, secrets_known
 from .text import printable
 
 __all__ = [
@@ -226,4 +226,17 @@ def _shown(value: object, depth: int) -> str:
 
 def display_name(name: str) -> str:
     """``name`` as it may be shown or recorded: a URL has its secrets masked."""
-    return redact(redact_url(name) if scheme_of(reveal(name)) else name)
+    key = (name, type(name), secrets_known())
+    shown = _shown_names.get(key)
+    if shown is None:
+        shown = redact(redact_url(name) if scheme_of(reveal(name)) else name)
+        if len(_shown_names) >= _SHOWN_KEEP:
+            _shown_names.clear()
+        _shown_names[key] = shown
+    return shown
+
+
+#: ``display_name`` of the channel names seen lately (asked several times per notice), by
+#: name and the number of secrets known when it was computed (a new secret: computed again).
+_shown_names: dict[tuple[str, type, int], str] = {}
+_SHOWN_KEEP = 512

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import itertools
 import time
 from collections.abc import Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -21,6 +22,7 @@ from ..core.log import logger
 from ..core.notice import Notice
 from ..core.options import TaskOptions
 from ..core.urls import display_name, hide
+from .bounded import bounded
 from .channel import Availability, Channel
 from .quiet import make_digest, quiet_hours_of
 from .retry import Backoff, RetryOutcome, is_retryable, with_retries
@@ -42,6 +44,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_RULES",
     "END_EVENTS",
+    "OUTBOX_WRITE_DELAY",
     "DefaultChannels",
     "Delivery",
     "Dispatcher",
@@ -56,7 +59,14 @@ __all__ = [
 
 log = logger()
 
+_new = object.__new__
 _SENT_KEEP = 10_000
+_SENT_TRIM = 1_000
+#: Seconds between a notice's first write to the outbox being queued and the write: what
+#: is queued meanwhile (a burst of notices, their outcomes) goes in the same transaction.
+#: A channel's send starts before its notice is on disk; a process killed in between
+#: loses that notice's record (the send may already have delivered it).
+OUTBOX_WRITE_DELAY = 0.02
 #: Longest real-time wait between two checks for the end of quiet hours (a laptop that
 #: slept, a clock that was set, are noticed within this).
 _QUIET_CHECK_EVERY = 60.0
@@ -135,12 +145,18 @@ class Dispatcher:
         self.outbox_source: Callable[[], Outbox | None] | None = None
         #: Deliveries written to the outbox and not finished: notice id -> {shown: name}.
         self._in_outbox: dict[str, dict[str, str]] = {}
+        #: What each channel must never show, by name (asked once per channel made).
+        self._secrets: dict[str, tuple[Channel, list[str]]] = {}
+        #: ... and the outbox each was written to (asked once per notice, not per outcome).
+        self._outbox_of: dict[str, Outbox] = {}
         #: Set when the session closes (``time.monotonic()`` seconds): no try starts or runs
         #: past it and no retry waits past it; a retryable failure is then left ``pending``
         #: in the outbox for the next nbremind process instead of being recorded as final.
         self.deadline: float | None = None
         #: Deliveries left pending that way, in this process.
         self.deferred = 0
+        #: The write of what is queued for the outbox, once one is scheduled.
+        self._outbox_flush: asyncio.TimerHandle | None = None
 
     def channel(self, name: str, config: Config | None = None) -> Channel:
         """The channel called ``name``, made on first use (again when its named-channel
@@ -166,8 +182,16 @@ class Dispatcher:
 
     def apply_rules(self, notice: Notice, options: TaskOptions, config: Config) -> Notice | None:
         """Run the rule chain; ``None`` means the notice was dropped."""
-        ctx = RuleContext(
-            options, config, self._sent, self.clock.time(), self.rule_state, self.already_sent
+        # every field at once: a frozen dataclass's __init__ sets them one by one through
+        # object.__setattr__ (a context is made per notice)
+        ctx = _new(RuleContext)
+        ctx.__dict__.update(
+            options=options,
+            config=config,
+            sent=self._sent,
+            now=self.clock.time(),
+            state=self.rule_state,
+            already_sent=self.already_sent,
         )
         for rule in self.rules:
             kept = rule(notice, ctx)
@@ -194,18 +218,23 @@ class Dispatcher:
                     names = (await self.default_channels(wait=False)).channels
                 self._outbox_record(notice, names)
                 self._in_outbox.pop(notice.id, None)
+                self._outbox_of.pop(notice.id, None)
             if self.rule_state.quiet.held:
                 self._arm_quiet_timer(config)
             return []
-        self._sent[kept.id] = None
-        if len(self._sent) > _SENT_KEEP:
-            for old in list(self._sent)[: len(self._sent) - _SENT_KEEP]:
-                del self._sent[old]
+        seen = self._sent
+        seen[kept.id] = None
+        if len(seen) > _SENT_KEEP + _SENT_TRIM:  # the oldest forgotten, a batch at a time
+            for old in list(itertools.islice(seen, len(seen) - _SENT_KEEP)):
+                del seen[old]
         names = kept.channels or options.channels or config.channels
         if not names:
             names = (await self.default_channels()).channels
         self._outbox_record(kept, names)
-        sent = await asyncio.gather(*(self._send_one(name, kept, config) for name in names))
+        if len(names) == 1:  # the common case: no gather (and no task per channel)
+            sent = [await self._send_one(names[0], kept, config)]
+        else:
+            sent = await asyncio.gather(*(self._send_one(name, kept, config) for name in names))
         self._outbox_sweep(kept)
         return [delivery for delivery in sent if delivery is not None]
 
@@ -264,7 +293,10 @@ class Dispatcher:
         outcome = RetryOutcome()
         try:
             channel = self.channel(name, config)
-            secrets = _secrets_of(channel)
+            known = self._secrets.get(name)
+            if known is None or known[0] is not channel:
+                known = self._secrets[name] = (channel, _secrets_of(channel))
+            secrets = known[1]
             available = await channel.availability()
             if not available.ok:
                 why = hide(f"unavailable: {available.reason}", secrets)
@@ -282,7 +314,7 @@ class Dispatcher:
                     limit = min(limit, self.deadline - time.monotonic())
                     if limit <= 0:
                         raise _Exiting("the process exited before this try")
-                await asyncio.wait_for(channel.send(sending), limit)
+                await bounded(channel.send(sending), limit)
 
             # a test notice (``%remind test``) reports its first failure, untried again
             tries = 1 if notice.event == "test" else config.retry_attempts
@@ -376,7 +408,15 @@ class Dispatcher:
     def _record(
         self, notice: Notice, channel: str, ok: bool, error: str = "", attempts: int = 1
     ) -> Delivery:
-        delivery = Delivery(notice.id, notice.title, channel, ok, error, attempts)
+        delivery = _new(Delivery)  # as fast as a tuple (see apply_rules)
+        delivery.__dict__.update(
+            notice_id=notice.id,
+            title=notice.title,
+            channel=channel,
+            ok=ok,
+            error=error,
+            attempts=attempts,
+        )
         self.add_outcome(delivery)
         self._outbox_mark(delivery)
         if not ok:
@@ -407,26 +447,64 @@ class Dispatcher:
             return
         names = tuple(names)
         try:
-            if outbox.record(notice, names):
+            if outbox.queue_record(notice, names):
                 self._in_outbox[notice.id] = {display_name(n): n for n in names}
+                self._outbox_of[notice.id] = outbox
+                self._outbox_later(outbox)
         except Exception:
             log.debug("writing a notice to the outbox failed", exc_info=True)
+
+    def _outbox_later(self, outbox: Outbox) -> None:
+        """Have what was queued for ``outbox`` written :data:`OUTBOX_WRITE_DELAY` seconds
+        from now, with what is queued meanwhile (one transaction for a burst of notices)."""
+        if self._outbox_flush is not None:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # not on a loop (a caller of our own in a test): write now
+            outbox.flush()
+            return
+        self._outbox_flush = loop.call_later(OUTBOX_WRITE_DELAY, self._write_outbox, outbox)
+
+    def _write_outbox(self, outbox: Outbox) -> None:
+        self._outbox_flush = None
+        try:
+            outbox.flush()
+        except Exception:
+            log.debug("writing to the outbox failed", exc_info=True)
+
+    @property
+    def outbox_queued(self) -> bool:
+        """Whether writes to the outbox wait for their batch (see :meth:`flush_outbox`)."""
+        return self._outbox_flush is not None
+
+    def flush_outbox(self) -> None:
+        """Write what is queued for the outbox now (the session closes); never raises."""
+        handle, self._outbox_flush = self._outbox_flush, None
+        if handle is not None:
+            handle.cancel()
+        outbox = self.outbox
+        if outbox is not None:
+            self._write_outbox(outbox)
 
     def _outbox_mark(self, delivery: Delivery) -> None:
         """Write a channel's final outcome (from :meth:`_record`) to the outbox."""
         names = self._in_outbox.get(delivery.notice_id)
         name = None if names is None else names.pop(delivery.channel, None)
-        outbox = self.outbox if name is not None else None
-        if outbox is None or name is None:
+        if name is None:
+            return
+        outbox = self._outbox_of.get(delivery.notice_id) or self.outbox
+        if outbox is None:
             return
         try:
-            outbox.mark(
+            outbox.queue_mark(
                 delivery.notice_id,
                 name,
                 delivery.ok,
                 delivery.error,
                 attempts=getattr(delivery, "attempts", None),
             )
+            self._outbox_later(outbox)
         except Exception:
             log.debug("marking a delivery in the outbox failed", exc_info=True)
 
@@ -444,12 +522,16 @@ class Dispatcher:
         """Channels the fan-out finished without sending to (their ``on`` does not take the
         event) are no longer pending."""
         names = self._in_outbox.pop(notice.id, None)
-        outbox = self.outbox if names else None
-        if outbox is None or not names:
+        held = self._outbox_of.pop(notice.id, None)
+        if not names:
+            return
+        outbox = held or self.outbox
+        if outbox is None:
             return
         try:
             for name in names.values():
-                outbox.drop(notice.id, name, "not sent: the channel does not take this event")
+                outbox.queue_drop(notice.id, name, "not sent: the channel does not take this event")
+            self._outbox_later(outbox)
         except Exception:
             log.debug("updating the outbox failed", exc_info=True)
 
@@ -501,7 +583,8 @@ class Dispatcher:
         return out
 
     async def close(self) -> None:
-        """Close every channel made."""
+        """Write what is queued for the outbox, then close every channel made."""
+        self.flush_outbox()
         held = len(self.rule_state.quiet)
         if held:  # never lost silently: the outbox keeps them for the next process
             where = (

@@ -82,7 +82,7 @@ def min_duration(notice: Notice, ctx: RuleContext) -> Notice | None:
     limit = ctx.options.min_duration
     if limit is None:
         limit = ctx.config.min_duration
-    ended = notice.event in END_EVENTS and notice.task.state.value != "running"
+    ended = notice.event in END_EVENTS and notice.task.state != "running"
     if limit is not None and ended and notice.task.elapsed < limit:
         return None
     return notice

@@ -149,12 +149,13 @@ def end_status_line(line: Any) -> None:
 
 
 def refresh_soon(session: Session) -> None:
-    """Let the live widgets show a task that just ended without waiting for the next pass."""
+    """Let a live panel show a task that just ended without waiting for the next pass (a
+    status line leaves its final text itself)."""
     import sys
 
-    live = sys.modules.get(f"{__package__}.live")  # loaded only once a widget was shown
-    if live is not None:
-        live.live_refresh(session).kick()
+    panel = sys.modules.get(f"{__package__}.panel")  # loaded only once a panel was shown
+    if panel is not None and panel.panel_of(session) is not None:
+        panel.live_refresh(session).kick()
 
 
 def notebook_name(shell: Any) -> str:

@@ -20,7 +20,7 @@ from typing import Protocol
 from ..core.log import logger
 from ..runtime.session import Session
 
-__all__ = ["INTERVAL", "LiveRefresh", "LiveView", "live_refresh"]
+__all__ = ["INTERVAL", "LINGER", "LiveRefresh", "LiveView", "live_refresh"]
 
 log = logger()
 
@@ -28,6 +28,9 @@ log = logger()
 INTERVAL = 0.25
 #: Seconds between passes while nothing runs (a task started elsewhere is seen this late).
 IDLE_INTERVAL = 1.0
+#: Idle passes with no view left before the refresher stops (a %%remind cell after another
+#: finds it running instead of waking the loop thread to start it again).
+LINGER = 60
 
 
 class LiveView(Protocol):
@@ -56,19 +59,22 @@ class LiveRefresh:
         self._idle = False
         self._wake: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
-        #: Refresh passes made, and the loop thread's CPU seconds for each recent one.
+        #: Refresh passes made, and the loop thread's CPU seconds for each recent one (and
+        #: when it started, ``time.monotonic()``).
         self.passes = 0
         self.pass_cpu: collections.deque[float] = collections.deque(maxlen=2000)
+        self.pass_at: collections.deque[float] = collections.deque(maxlen=2000)
 
-    def add(self, view: LiveView) -> None:
-        """Start refreshing ``view`` (and the loop's refresh coroutine, if needed)."""
+    def add(self, view: LiveView, kick: bool = True) -> None:
+        """Start refreshing ``view`` (and the loop's refresh coroutine, if needed);
+        ``kick=False``: at the next pass, not sooner (within ``IDLE_INTERVAL``)."""
         with self._lock:
             self._views.append(view)
             start = not self._running
             self._running = True
         if start:
             self.session.ticker.submit(self._run())
-        else:
+        elif kick:
             self.kick()
 
     def kick(self) -> None:
@@ -89,9 +95,11 @@ class LiveRefresh:
         self._loop = asyncio.get_running_loop()
         self._wake = wake = asyncio.Event()
         last = float("-inf")
+        empty = 0
         while True:
             with self._lock:
-                if not self._views:
+                empty = 0 if self._views else empty + 1
+                if empty > LINGER:
                     self._running = False
                     return
                 views = list(self._views)
@@ -101,6 +109,7 @@ class LiveRefresh:
             last = time.monotonic()
             busy = self._pass(views, last)
             self.pass_cpu.append(time.thread_time() - started)
+            self.pass_at.append(last)
             self.passes += 1
             wake.clear()
             self._idle = not busy

@@ -3,7 +3,11 @@
 The widget is made once per session; displaying it again shows another view of the same
 model, so updates cost one message whatever the number of views. The loop thread refreshes
 it (:mod:`nbremind.ipython.live`): one coalesced state update per pass, only when something
-changed, so at most four messages a second whatever the number of tasks.
+changed, so at most four messages a second whatever the number of tasks. An update carries
+what changed in the rows since the one before (``PanelWidget.delta``, see
+:class:`~nbremind.ipython.panel_rows.RowSync`), at most ``UPDATE_BYTES`` of them; the whole
+list goes only in a full state: when the panel is first shown, when a page (re)connects to
+the widget, or when a page asks for it after missing a delta.
 """
 
 from __future__ import annotations
@@ -19,10 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 from ..core.channel_names import DEFAULT_CANDIDATES
 from ..core.log import logger
+from ..core.task import Task
 from ..runtime.sampling import ProcessSampler, Usage
 from ..runtime.session import Session, get_session
 from .live import live_refresh
-from .panel_rows import RowBuilder, listed_tasks
+from .panel_rows import Row, RowBuilder, RowSync, listed_tasks, usage_texts
 
 if TYPE_CHECKING:
     from .widgets import PanelWidget
@@ -37,6 +42,9 @@ CHANNELS_EVERY = 1.0
 BEAT_EVERY = 5.0
 #: Seconds ``panel()`` waits for the channels' availability before showing the panel.
 PRIME_WAIT = 1.0
+#: Rows of changed tasks rebuilt per refresh at most (one update carries fewer changes than
+#: that): with 10,000 tasks all advancing a pass rebuilds 1,000 rows.
+REBUILD_LIMIT = 1000
 
 
 class Panel:
@@ -50,6 +58,10 @@ class Panel:
         self.session = session
         self.widget = widget
         self._rows = RowBuilder(session.last_notice)
+        self._sync = RowSync()
+        #: The rows of the last pass, complete (the front end may not have all of them yet).
+        self._latest: list[Row] = []
+        self._listing: tuple[int, list[Task], list[bool], list[tuple[Task, int]]] | None = None
         self._sampler = ProcessSampler()
         self._channels: list[list[Any]] = []
         self._default_note = ""
@@ -60,6 +72,7 @@ class Panel:
         self.updates = 0
         self.sent_at: collections.deque[float] = collections.deque(maxlen=1000)
         widget.observe(self._on_mute_switch, names="muted")
+        widget.full_state = self._full_state
 
     # -- LiveView -----------------------------------------------------------------------------
     @property
@@ -73,17 +86,39 @@ class Panel:
     def refresh(self, now: float) -> bool:
         """Send what changed since the last refresh as one update (loop thread)."""
         self._look_at_channels(now)
-        state = self.state(now)
         widget = self.widget
-        changed = {key: value for key, value in state.items() if getattr(widget, key) != value}
-        if not changed:
-            return False
-        with widget.hold_sync():
-            for key, value in changed.items():
-                setattr(widget, key, value)
+        with widget.lock:  # a full state (the kernel's thread) goes before or after, whole
+            state = self.state(now)
+            self._latest = latest = state.pop("rows")
+            changed = {key: value for key, value in state.items() if getattr(widget, key) != value}
+            delta = self._sync.delta(latest)
+            if delta is not None:
+                changed["delta"] = delta
+                changed["clock"] = self.session.clock.time()
+                with widget.quietly():  # what a page that connects now is sent
+                    widget.rows = self._sync.listed()
+                    widget.rows_seq = self._sync.seq
+            if not changed:
+                return False
+            with widget.hold_sync():
+                for key, value in changed.items():
+                    setattr(widget, key, value)
         self.updates += 1
         self.sent_at.append(now)
         return True
+
+    def _full_state(self) -> None:
+        """Make the widget's ``rows`` the latest, whole, as a new base for the deltas (under
+        ``widget.lock``; a full state or a snapshot is about to be made of it)."""
+        widget = self.widget
+        if self._listing is not None:  # every row up to date, not only the most changed
+            self._latest = self._rows.rows(self._listing[3])
+        self._rows.refresh_elapsed()
+        seq = self._sync.reset(self._latest)
+        with widget.quietly():
+            widget.rows = list(self._latest)
+            widget.rows_seq = seq
+            widget.clock = self.session.clock.time()
 
     def prime(self, wait: float = PRIME_WAIT) -> None:
         """Fill the widget before its first display (caller's thread, before the loop
@@ -95,18 +130,30 @@ class Panel:
             self._channels_at = time.monotonic()
         except Exception:  # not known in time (a slow desktop probe): the loop fills it in
             log.debug("channel availability not known yet", exc_info=True)
-        state = self.state(time.monotonic(), sample=False)
-        with self.widget.hold_sync():
-            for key, value in state.items():
-                setattr(self.widget, key, value)
+        widget = self.widget
+        with widget.lock:
+            state = self.state(time.monotonic(), sample=False)
+            self._latest = state["rows"]
+            state["rows_seq"] = self._sync.reset(self._latest)
+            state["clock"] = self.session.clock.time()
+            with widget.hold_sync():
+                for key, value in state.items():
+                    setattr(widget, key, value)
 
     def state(self, now: float, sample: bool = True) -> dict[str, Any]:
         """Everything the panel shows, as plain data; ``sample``: read the process's memory
         and CPU (loop thread only)."""
         session = self.session
         tasks = session.tasks()
-        listed = listed_tasks(tasks, session.config.panel_keep)
-        running = sum(1 for t in tasks if not t.done)
+        done = [t.done for t in tasks]
+        keep = session.config.panel_keep
+        cached = self._listing
+        if cached is not None and cached[0] == keep and cached[1] == tasks and cached[2] == done:
+            listed = cached[3]  # the same tasks, none ended since: the same listing
+        else:
+            listed = listed_tasks(tasks, keep)
+            self._listing = (keep, tasks, done, listed)
+        running = done.count(False)
         self._busy = running > 0 or self._channels_job is not None
         resources = self._sampler.sample(now) if running and sample else Usage()
         finished = len(tasks) - running
@@ -115,7 +162,8 @@ class Panel:
         if shown < finished:
             summary += f" (the last {shown} shown)"
         return {
-            "rows": self._rows.rows(listed, resources),
+            "rows": self._rows.rows(listed, limit=REBUILD_LIMIT if sample else None),
+            "usage": usage_texts(resources) if running else ["", ""],
             "channels": self._channels,
             "default_note": self._default_note,
             "summary": summary,

@@ -1,11 +1,13 @@
 """The one-line live status under a ``%%remind`` cell.
 
 Shown from ``pre_run_cell``, so it is the first output of the cell and the cell's own
-displays and result follow it unchanged; the loop thread updates it (at most four times a
-second) until the task ends. When the cell ends, its output is replaced (same display id) by
-the final line as plain text and HTML, so a saved, reopened or converted notebook shows how
-the cell ended and no widget. In a shell without a kernel (plain terminal IPython) nothing is
-shown.
+displays and result follow it unchanged: first as plain text and HTML (one message, no
+widget), which a cell that ends within ``LIVE_AFTER`` seconds keeps; once the cell has run
+that long, the loop thread puts the live widget in its place (same display id) and updates
+it (at most four times a second) until the task ends. When the cell ends, its output is
+replaced (same display id) by the final line as plain text and HTML, so a saved, reopened or
+converted notebook shows how the cell ended and no widget. In a shell without a kernel
+(plain terminal IPython) nothing is shown.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from __future__ import annotations
 import functools
 import html
 import importlib.util
+import itertools
+import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -25,9 +29,25 @@ from .texts import status_text
 if TYPE_CHECKING:
     from .widgets import StatusWidget
 
-__all__ = ["StatusLine", "can_show_widgets", "final_bundle", "publish", "show_status_line"]
+__all__ = [
+    "LIVE_AFTER",
+    "StatusLine",
+    "can_show_widgets",
+    "final_bundle",
+    "publish",
+    "show_status_line",
+]
 
 log = logger()
+
+#: Display ids: unique to this process (a kernel restarted in the same notebook makes new
+#: ones), counted instead of drawn anew per cell.
+_DISPLAY_PREFIX = f"nbremind-{uuid.uuid4().hex[:12]}-"
+_display_count = itertools.count(1)
+
+#: Seconds a cell runs before its line becomes a live widget (a shorter cell never opens one:
+#: making and opening a widget costs a cell more than everything else nbremind does for it).
+LIVE_AFTER = 0.25
 
 #: The colour of each final state in static renderers (JupyterLab's theme, else a fallback).
 _COLOURS = {
@@ -39,24 +59,30 @@ _COLOURS = {
 
 
 class StatusLine:
-    """One task's status widget and its refreshes."""
+    """One task's status line: its output, then its live widget, and their refreshes."""
 
     def __init__(
         self,
         task: Task,
-        widget: StatusWidget,
+        widget: StatusWidget | None = None,
         session: Session | None = None,
         shell: Any = None,
         display_id: str | None = None,
+        parent: dict[str, Any] | None = None,
     ) -> None:
         self.task = task
+        #: The live widget, once the cell has run ``LIVE_AFTER`` seconds (or given).
         self.widget = widget
         self.session = session
         self.shell = shell
         #: The display id of the line's output, replaced by :meth:`leave_final_state`.
         self.display_id = display_id
-        self._shown = (widget.text, widget.state)
+        #: The header of the cell's request: the loop thread's messages belong to the cell.
+        self.parent = parent
+        self._shown = (widget.text, widget.state) if widget is not None else (None, None)
         self._final = False
+        self._ended = False
+        self._lock = threading.Lock()
         #: Updates sent to the front end by refreshes.
         self.updates = 0
 
@@ -66,18 +92,25 @@ class StatusLine:
 
     @property
     def done(self) -> bool:
-        return self._final or self.widget.comm is None
+        return self._final or (self.widget is not None and self.widget.comm is None)
 
     def refresh(self, now: float) -> bool:
         """Send the line when it changed (loop thread); the last send is the final state."""
         task = self.task
         final = task.done  # read first: the text made after it is at least as recent
+        if self.widget is None:
+            if final or self._ended:
+                self._final = True  # the cell's end leaves the final text: no widget
+                return False
+            if task.elapsed < LIVE_AFTER or not self._go_live():
+                return False
+        widget = self.widget
+        assert widget is not None
         inner = None if final or task.total else self._inner_progress()
         shown = (status_text(task, inner), task.state.value)
         if shown == self._shown:
             self._final = final
             return False
-        widget = self.widget
         with widget.hold_sync():
             widget.text, widget.state = shown
         self._shown = shown
@@ -85,10 +118,26 @@ class StatusLine:
         self.updates += 1
         return True
 
+    def _go_live(self) -> bool:
+        """Put the live widget in the line's place (loop thread), unless the cell ended."""
+        from .widgets import StatusWidget
+
+        with self._lock:
+            if self._ended:
+                return False
+            task = self.task
+            widget = StatusWidget(text=status_text(task), state=task.state.value)
+            self._shown = (widget.text, widget.state)
+            publish(self.shell, widget.mimebundle(), self.display_id, True, self.parent)
+            self.widget = widget
+        return True
+
     def leave_final_state(self) -> None:
-        """Replace the live line in the cell's output by its final text (kernel thread, as the
+        """Replace the line in the cell's output by its final text (kernel thread, as the
         cell ends): no widget view is left in the output, so nothing shows "running" or a
         missing widget once the notebook is saved, reopened or converted."""
+        with self._lock:
+            self._ended = True
         if self.shell is None or self.display_id is None:
             return
         publish(
@@ -137,10 +186,15 @@ def final_bundle(text: str, state: str) -> dict[str, Any]:
 
 
 def publish(
-    shell: Any, data: dict[str, Any], display_id: str | None = None, update: bool = False
+    shell: Any,
+    data: dict[str, Any],
+    display_id: str | None = None,
+    update: bool = False,
+    parent: dict[str, Any] | None = None,
 ) -> None:
     """Send ``data`` as a ``display_data`` of the running cell (``update``: an
-    ``update_display_data`` of the output shown with ``display_id``).
+    ``update_display_data`` of the output shown with ``display_id``; ``parent``: the header
+    of the cell's request, for a message sent from another thread).
 
     ``pre_run_cell`` runs before the cell has printed anything, so this skips what
     ``display()`` adds for ordinary outputs (formatters, and flushing stdout/stderr, which
@@ -160,19 +214,17 @@ def publish(
         return
     content = {"data": data, "metadata": {}, "transient": transient}
     kind = "update_display_data" if update else "display_data"
-    message = session.msg(kind, content, parent=pub.parent_header)
+    message = session.msg(kind, content, parent=pub.parent_header if parent is None else parent)
     session.send(socket, message, ident=getattr(pub, "topic", None))
 
 
 def show_status_line(shell: Any, session: Session, task: Task) -> StatusLine | None:
-    """Display ``task``'s status line in the running cell's output and keep it live."""
+    """Show ``task``'s status line in the running cell's output and keep it live."""
     if not can_show_widgets(shell):
         return None
-    from .widgets import StatusWidget
-
-    widget = StatusWidget(text=status_text(task), state=task.state.value)
-    display_id = f"nbremind-{uuid.uuid4().hex}"
-    publish(shell, widget.mimebundle(), display_id)
-    line = StatusLine(task, widget, session, shell, display_id)
-    live_refresh(session).add(line)
+    display_id = f"{_DISPLAY_PREFIX}{next(_display_count)}"
+    publish(shell, final_bundle(status_text(task), task.state.value), display_id)
+    parent = getattr(getattr(shell, "display_pub", None), "parent_header", None)
+    line = StatusLine(task, None, session, shell, display_id, parent)
+    live_refresh(session).add(line, kick=False)  # nothing to send before LIVE_AFTER
     return line

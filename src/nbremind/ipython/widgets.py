@@ -8,7 +8,10 @@ Imported only when a panel or status line is made: ``import nbremind`` never loa
 
 from __future__ import annotations
 
+import contextlib
 import html
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -139,8 +142,18 @@ class PanelWidget(NbremindWidget):
     view = traitlets.Unicode("panel").tag(sync=True)
     #: The meaning of each position in a row (``panel_rows.ROW_FIELDS``).
     fields = traitlets.List(traitlets.Unicode(), list(ROW_FIELDS)).tag(sync=True)
-    #: One list per task, in display order.
+    #: One list per task, in display order: sent whole only in a full state (a page
+    #: connects); refreshes send ``delta`` and the page applies it to its copy in place.
     rows: traitlets.List[Any] = traitlets.List().tag(sync=True)
+    #: Which delta ``rows`` is at (``panel_rows.RowSync``).
+    rows_seq = traitlets.Int(0).tag(sync=True)
+    #: What changed in ``rows`` since the update before (``panel_rows.RowSync.delta``).
+    delta: traitlets.Dict[str, Any] = traitlets.Dict().tag(sync=True)
+    #: The kernel's clock (seconds since the epoch) when ``rows`` was last updated: a page
+    #: counts running tasks' time on from their ``started``.
+    clock = traitlets.Float(0.0).tag(sync=True)
+    #: ``[rss, cpu]`` of the process, shown in every running task's row.
+    usage: traitlets.List[Any] = traitlets.List().tag(sync=True)
     #: ``[name, "available" | "unavailable: why", ok]`` per channel.
     channels: traitlets.List[Any] = traitlets.List().tag(sync=True)
     #: Which channels notices without channels of their own go to, and why.
@@ -155,15 +168,46 @@ class PanelWidget(NbremindWidget):
     stale_note = traitlets.Unicode(SNAPSHOT_NOTE).tag(sync=True)
 
     def __init__(self, connection: BrowserConnection | None = None, **kwargs: Any) -> None:
+        #: Held while the rows change and while a full state is made and sent.
+        self.lock = threading.RLock()
+        #: Makes ``rows`` the latest, whole (set by the panel; called holding ``lock``).
+        self.full_state: Callable[[], None] | None = None
+        self._quiet: int | None = None
         super().__init__(connection, **kwargs)
         #: The display ids of the outputs showing it (``%remind panel``), which closing it
         #: replaces by a static snapshot.
         self.display_ids: list[str] = []
 
+    @contextlib.contextmanager
+    def quietly(self) -> Iterator[None]:
+        """Set traits here without sending them (this thread only)."""
+        self._quiet = threading.get_ident()
+        try:
+            yield
+        finally:
+            self._quiet = None
+
+    def _should_send_property(self, key: Any, value: Any) -> bool:
+        if self._quiet is not None and self._quiet == threading.get_ident():
+            return False
+        return bool(super()._should_send_property(key, value))
+
+    def _on_front_end_message(self, widget: Any, content: Any, buffers: Any) -> None:
+        if isinstance(content, dict) and content.get("type") == "resync":
+            self.send_state()  # the page missed a delta: a full state
+            return
+        super()._on_front_end_message(widget, content, buffers)
+
+    def _bring_up_to_date(self) -> None:
+        if self.full_state is not None:
+            self.full_state()
+
     def close(self) -> None:
         """Close the panel, leaving a static snapshot in the outputs that showed it."""
         ids, self.display_ids = getattr(self, "display_ids", []), []
         if ids and self.comm is not None:
+            with contextlib.suppress(Exception), self.lock:
+                self._bring_up_to_date()
             try:
                 from IPython.display import publish_display_data
 
@@ -179,7 +223,16 @@ class PanelWidget(NbremindWidget):
     def send_state(self, key: Any = None) -> None:
         """ipywidgets' ``send_state`` without its walk of the whole state looking for binary
         buffers: the panel's state is plain JSON data, and with 1,000 rows that walk is a
-        quarter of a refresh."""
+        quarter of a refresh. ``key=None`` (a page connects, or asks): the full state, its
+        rows whole and up to date."""
+        if key is None:
+            with self.lock:
+                self._bring_up_to_date()
+                self._send_state(None)
+            return
+        self._send_state(key)
+
+    def _send_state(self, key: Any) -> None:
         state = self.get_state(key=key)
         if not state:
             return

@@ -1,43 +1,83 @@
 """Task events become notices, handed to the dispatcher on the loop thread.
 
-Handing a notice over returns at once; a thread that makes notices faster than the loop
-thread takes them up waits (see :data:`MAX_QUEUED`), so memory stays bounded.
+Handing an event over returns at once: the calling thread takes a snapshot of the task and
+appends it to a queue; the loop thread, woken once per batch (not once per notice), makes
+the notices and dispatches them. The queue is bounded (see :data:`MAX_QUEUED`): past the
+bound, a repeating event (``after``, ``memory``, ``progress``) replaces the one of the same
+task and event still waiting, and any other makes the thread that hands it wait until the
+loop thread has caught up (at most :data:`CATCH_UP_WAIT` seconds), then it is dropped. Each
+merge and drop is counted and said in one log line per burst.
 """
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import contextlib
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.log import log_exception, logger
 from ..core.notice import Notice, make_notice
 from ..core.options import TaskOptions
-from ..core.task import Task, TaskState
+from ..core.task import Task, TaskSnapshot, TaskState
 
 if TYPE_CHECKING:
-    import concurrent.futures
-
     from ..core.clock import Clock
     from ..core.config import Config
     from ..core.ticker import Ticker
     from ..delivery.dispatcher import Delivery, Dispatcher
 
-__all__ = ["CATCH_UP_WAIT", "MAX_QUEUED", "RESUME_QUEUED", "Notifier"]
+__all__ = [
+    "CATCH_UP_WAIT",
+    "COALESCED_EVENTS",
+    "MAX_QUEUED",
+    "RESUME_QUEUED",
+    "TAKE_DELAY",
+    "Notifier",
+]
 
-#: Notices queued for the loop thread at most; past this, the thread that makes one waits
-#: (at most CATCH_UP_WAIT seconds) until the loop thread has taken up all but RESUME_QUEUED.
+#: Notices queued for the loop thread at most (see the module's docstring).
 MAX_QUEUED = 1000
+#: A thread waiting for room goes on once no more than this many wait.
 RESUME_QUEUED = 500
+#: Seconds a thread waits for room at most before the notice it hands is dropped.
 CATCH_UP_WAIT = 5.0
+#: Seconds the loop thread lets pass between two takes of the queue: a burst of short tasks
+#: is taken up in batches, not one wake-up (and GIL hand-over) each.
+TAKE_DELAY = 0.001
+#: Events of which only the latest of a task is kept once the queue is full.
+COALESCED_EVENTS = frozenset({"after", "memory", "progress"})
+_DEFAULT_OPTIONS = TaskOptions()
+
+
+class _Queued(NamedTuple):
+    """One notice waiting for the loop thread: made there from the event, or made already."""
+
+    event: str
+    snapshot: TaskSnapshot | None
+    created: float
+    key: object
+    detail: object
+    notice: Notice | None
+    options: TaskOptions
+    config: Config
+
+    @property
+    def task_id(self) -> str:
+        """The id of the task the notice is about."""
+        if self.notice is not None:
+            return self.notice.task.id
+        assert self.snapshot is not None
+        return self.snapshot.id
 
 
 class Notifier:
     """Makes the notices of task events and hands them to ``dispatcher`` on ``ticker``'s loop.
 
     ``config`` gives the settings in force, ``closed`` whether the session closed; each
-    notice handed over and its delivery's future go to ``on_sent``.
+    notice delivered goes to ``on_delivered`` with its outcomes (on the loop thread).
     """
 
     def __init__(
@@ -48,30 +88,40 @@ class Notifier:
         *,
         config: Callable[[], Config],
         closed: Callable[[], bool],
-        on_sent: Callable[[Notice, concurrent.futures.Future[list[Delivery]]], None],
+        on_delivered: Callable[[Notice, list[Delivery]], None],
     ) -> None:
         self.dispatcher = dispatcher
         self.ticker = ticker
         self.clock = clock
         self._config = config
         self._closed = closed
-        self._on_sent = on_sent
+        self._on_delivered = on_delivered
         self._lock = threading.Lock()
         self._last_notice: dict[str, str] = {}
         self._pending: set[concurrent.futures.Future[Any]] = set()
-        #: Notices handed to the loop thread that it has not taken up yet.
-        self._queued = 0
+        #: Notices handed over and waiting for the loop thread, oldest first.
+        self._queue: list[_Queued] = []
+        #: Where in the queue the latest repeating event of each task and event waits.
+        self._repeating: dict[tuple[str, str], int] = {}
+        self._scheduled = False  # the loop thread was asked to take the queue up
+        self._last_take = float("-inf")  # loop time of the last take
+        #: Notices handed over whose delivery is not finished (queued or dispatching).
+        self._outstanding = 0
         self._backlog = threading.Condition(threading.Lock())
+        #: Notices merged into a later one, and dropped, since the queue was last full.
+        self.merged = 0
+        self.dropped = 0
+        self._tasks: set[asyncio.Task[None]] = set()
 
     @property
     def queued(self) -> int:
         """Notices handed to the loop thread that it has not taken up yet."""
-        return self._queued
+        return len(self._queue)
 
     @property
     def in_flight(self) -> int:
-        """Deliveries handed to the loop thread and not finished yet."""
-        return len(self._pending)
+        """Notices handed over whose delivery is not finished yet."""
+        return self._outstanding + len(self._pending)
 
     def last_notice(self, task_id: str) -> str | None:
         """The title of the last notice sent about the task ``task_id``."""
@@ -81,43 +131,157 @@ class Notifier:
         """The task ``task_id`` is forgotten: so is its last notice."""
         self._last_notice.pop(task_id, None)
 
-    def notify(self, task: Task, event: str, key: object = 0, detail: object = None) -> None:
-        """Send the notice of ``event`` about ``task``, if its options may want it."""
+    def notify(
+        self, task: Task, event: str, key: object = 0, detail: object = None
+    ) -> TaskSnapshot | None:
+        """Send the notice of ``event`` about ``task``, if its options may want it; return
+        the snapshot of the task it was made from (``None``: no notice)."""
         options = task.options
         config = self._config()
         if event not in options.events() and not (
             options.on is None and config.on is not None and event in config.on
         ):
-            return  # cheap early exit; the dispatcher's rules decide the rest
+            return None  # cheap early exit; the dispatcher's rules decide the rest
+        if self._closed():
+            return None
         try:
-            notice = make_notice(
-                event, task.snapshot(), created=self.clock.time(), key=key, detail=detail
-            )
+            snap = task.snapshot()
         except Exception:  # a notice that cannot be made is logged, never raised
             log_exception(f"making the {event} notice of a task failed")
-            return
-        self.send(notice, options)
+            return None
+        created = self.clock.time()
+        self._hand(_Queued(event, snap, created, key, detail, None, options, config))
+        return snap
 
     def send(self, notice: Notice, options: TaskOptions | None = None) -> None:
         """Hand ``notice`` to the loop thread for delivery (returns at once)."""
         if self._closed():
             return
-        self._last_notice[notice.task.id] = notice.title
-        coro = self._dispatch(notice, options or TaskOptions(), self._config())
+        options = options or _DEFAULT_OPTIONS
+        item = _Queued(notice.event, None, notice.created, 0, None, notice, options, self._config())
+        self._hand(item)
+
+    # -- the queue ---------------------------------------------------------------------------------
+    def _hand(self, item: _Queued) -> None:
+        backlog = self._backlog
+        with backlog:
+            queue = self._queue
+            if self._outstanding >= MAX_QUEUED and not self._make_room(item):
+                return
+            if item.event in COALESCED_EVENTS:
+                self._repeating[(item.task_id, item.event)] = len(queue)
+            queue.append(item)
+            self._outstanding += 1
+            wake = not self._scheduled
+            self._scheduled = True
+        if wake:
+            try:
+                self.ticker.call_soon(self._take_soon)
+            except Exception:  # no loop thread (threads exhausted): never the user's problem
+                with backlog:
+                    self._scheduled = False
+                    dropped = len(self._queue)
+                    self._queue.clear()
+                    self._repeating.clear()
+                    self._outstanding -= dropped
+                    backlog.notify_all()
+                log_exception("handing a notice to the loop thread failed")
+
+    def _make_room(self, item: _Queued) -> bool:
+        """The queue is full (``_backlog`` held): merge ``item`` into the waiting notice of
+        the same task and event, or wait for the loop thread; ``False``: ``item`` is merged
+        or dropped (not to be queued)."""
+        if item.event in COALESCED_EVENTS:
+            at = self._repeating.get((item.task_id, item.event))
+            if at is not None:
+                self._queue[at] = item  # the latest of a repeating event says all the earlier did
+                self.merged += 1
+                return False
+        if self.ticker.in_loop_thread():
+            return True  # the loop thread itself: it cannot wait for itself; keep it
+        self._backlog.wait_for(lambda: self._outstanding <= RESUME_QUEUED, CATCH_UP_WAIT)
+        if self._outstanding < MAX_QUEUED:
+            return True
+        self.dropped += 1
+        return False
+
+    def _take_soon(self) -> None:
+        """On the loop thread: take the queue up now if the last take was a while ago (a
+        notice on its own goes out at once), else :data:`TAKE_DELAY` seconds from now (in
+        a burst, what is handed over meanwhile comes with it, without waking this thread
+        again)."""
+        loop = asyncio.get_running_loop()
+        if loop.time() - self._last_take >= TAKE_DELAY:
+            self._take()
+        else:
+            loop.call_later(TAKE_DELAY, self._take)
+
+    def _take(self) -> None:
+        """On the loop thread: take up every queued notice and start its delivery."""
+        self._last_take = asyncio.get_running_loop().time()
         with self._backlog:
-            self._queued += 1
-            over = self._queued > MAX_QUEUED
+            items = list(self._queue)
+            self._queue.clear()
+            self._repeating.clear()
+            self._scheduled = False
+            merged, dropped = self.merged, self.dropped
+            self.merged = self.dropped = 0
+        if merged or dropped:
+            self._say_lost(merged, dropped)
+        loop = asyncio.get_running_loop()
+        for item in items:
+            try:
+                notice = item.notice
+                if notice is None:
+                    assert item.snapshot is not None
+                    notice = make_notice(
+                        item.event,
+                        item.snapshot,
+                        created=item.created,
+                        key=item.key,
+                        detail=item.detail,
+                    )
+                self._last_notice[notice.task.id] = notice.title
+                task = loop.create_task(self._deliver(notice, item.options, item.config))
+                self._tasks.add(task)  # a task the loop holds only weakly could vanish
+                task.add_done_callback(self._tasks.discard)
+            except Exception:
+                self._finished()
+                log_exception(f"making the {item.event} notice of a task failed")
+
+    async def _deliver(self, notice: Notice, options: TaskOptions, config: Config) -> None:
         try:
-            future = self.ticker.submit(coro)
-        except Exception:  # no loop thread (threads exhausted): never the user's problem
-            coro.close()
-            self._taken()
-            log_exception("handing a notice to the loop thread failed")
-            return
-        self.hold(future)
-        self._on_sent(notice, future)
-        if over and not self.ticker.in_loop_thread():
-            self._catch_up()
+            deliveries = await self.dispatcher.dispatch(notice, options, config)
+        except Exception:
+            log_exception("delivering a notice failed")
+        else:
+            try:
+                self._on_delivered(notice, deliveries)
+            except Exception:
+                log_exception("recording a notice's delivery failed")
+        finally:
+            self._finished()
+
+    def _finished(self) -> None:
+        with self._backlog:
+            self._outstanding -= 1
+            left = self._outstanding
+            if left == RESUME_QUEUED or left <= 0:  # what the waiters wait for: no more
+                self._backlog.notify_all()
+
+    def _say_lost(self, merged: int, dropped: int) -> None:
+        parts = []
+        if merged:
+            parts.append(
+                f"{merged} repeating notice{'' if merged == 1 else 's'} merged into a later one"
+            )
+        if dropped:
+            parts.append(f"{dropped} notice{'' if dropped == 1 else 's'} dropped")
+        logger().warning(
+            "nbremind: the loop thread fell behind (%d notices waiting at most): %s",
+            MAX_QUEUED,
+            "; ".join(parts),
+        )
 
     def hold(self, future: concurrent.futures.Future[Any]) -> None:
         """Count ``future`` (a delivery on the loop thread) as pending until it is done."""
@@ -136,19 +300,35 @@ class Notifier:
         """Wait until every notice handed over so far was delivered or failed."""
         with self._lock:
             pending = list(self._pending)
-        if not pending:
+        if not pending and not self._outstanding and not self.dispatcher.outbox_queued:
             return True
         if self.ticker.in_loop_thread():
             return False
-        import concurrent.futures
+        import time
 
-        _done, not_done = concurrent.futures.wait(pending, timeout)
-        return not not_done
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._backlog:
+            if not self._backlog.wait_for(lambda: self._outstanding <= 0, timeout):
+                return False
+        left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+        _done, not_done = concurrent.futures.wait(pending, left)
+        if not_done:
+            return False
+        if self.dispatcher.outbox_queued:  # delivered: now on disk too, for other readers
+            left = None if deadline is None else max(deadline - time.monotonic(), 0.0)
+            try:
+                self.ticker.submit(self._write_outbox()).result(left)
+            except Exception:
+                return False
+        return True
+
+    async def _write_outbox(self) -> None:
+        self.dispatcher.flush_outbox()
 
     def say_left_pending(self, limit: float, outbox: bool) -> None:
         """Warn that notices were not delivered within ``limit`` seconds of the exit."""
         with self._lock:
-            count = len(self._pending)
+            count = len(self._pending) + self._outstanding
         where = (
             "left pending in the outbox for the next nbremind process"
             if outbox
@@ -168,7 +348,6 @@ class Notifier:
         """``{name: "available" | "unavailable: why"}`` for the configured (or named) channels."""
         config = self._config()
         names = tuple(names) if names is not None else config.channels
-        import concurrent.futures
 
         future = self.ticker.submit(
             self.dispatcher.availability(names, refresh=refresh, config=config)
@@ -218,7 +397,6 @@ class Notifier:
         future = self.ticker.submit(
             self.dispatcher.dispatch(notice, opts, config.updated(muted=False))
         )
-        import concurrent.futures
 
         try:
             with contextlib.suppress(concurrent.futures.TimeoutError):
@@ -235,27 +413,6 @@ class Notifier:
         """Close the dispatcher (its channels) on the loop thread, within ``timeout``."""
         with contextlib.suppress(Exception):
             self.ticker.submit(self.dispatcher.close()).result(timeout)
-
-    async def _dispatch(
-        self, notice: Notice, options: TaskOptions, config: Config
-    ) -> list[Delivery]:
-        self._taken()
-        return await self.dispatcher.dispatch(notice, options, config)
-
-    def _taken(self) -> None:
-        """The loop thread took up a notice handed to it (or it was never handed over)."""
-        with self._backlog:
-            self._queued -= 1
-            if self._queued <= RESUME_QUEUED:
-                self._backlog.notify_all()
-
-    def _catch_up(self) -> None:
-        """Wait for the loop thread to take up the notices queued for it, down to
-        :data:`RESUME_QUEUED` (for :data:`CATCH_UP_WAIT` seconds at most): a flood of short
-        tasks that each notify runs at the pace of delivery, not growing memory without
-        bound. Waiting is for this process's own loop thread, never for a channel."""
-        with self._backlog:
-            self._backlog.wait_for(lambda: self._queued <= RESUME_QUEUED, CATCH_UP_WAIT)
 
     def _done(self, future: concurrent.futures.Future[Any]) -> None:
         with self._lock:

@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..core.log import log_exception
+from ..core.task import process_tag
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -20,6 +21,16 @@ if TYPE_CHECKING:
     from ..store.outbox import Outbox, Replay
 
 __all__ = ["OutboxLink"]
+
+#: Seconds after the loop thread starts at which it imports psutil (before the first tick).
+_PSUTIL_AFTER = 0.1
+
+
+def _import_psutil() -> None:
+    try:
+        import psutil  # noqa: F401
+    except Exception:
+        log_exception("importing psutil failed")
 
 
 class OutboxLink:
@@ -54,7 +65,7 @@ class OutboxLink:
         #: What the last look for notices left by ended processes found.
         self.last_replay: Replay | None = None
         dispatcher.outbox_source = lambda: self.outbox
-        dispatcher.already_sent = self.already_sent
+        dispatcher.already_sent = self._sent_earlier
         ticker.on_start = self.loop_started
 
     @property
@@ -96,9 +107,18 @@ class OutboxLink:
 
     def already_sent(self, notice_id: str) -> bool:
         """Whether the outbox says ``notice_id`` was delivered (by this or an earlier
-        process): the de-duplication rule asks."""
+        process)."""
         outbox = self.outbox
         return outbox is not None and outbox.delivered(notice_id)
+
+    def _sent_earlier(self, notice_id: str) -> bool:
+        """For the de-duplication rule: whether an earlier process delivered ``notice_id``.
+        A notice about a task of this process cannot have been sent by an earlier one (its
+        id starts with this process's tag; this process's own sends are known in memory):
+        the file is not asked (a read would first write every queued record)."""
+        if notice_id.startswith(f"{process_tag()}-"):
+            return False
+        return self.already_sent(notice_id)
 
     def close(self) -> None:
         """Close the outbox (after the loop thread stopped)."""
@@ -118,9 +138,10 @@ class OutboxLink:
         if not config.outbox or not config.history_keep:
             return
         try:
-            import psutil  # noqa: F401  (process identity of history rows, memory sampling)
-
             self._prepare()
+            # psutil (memory sampling, from a task's first tick on) a little later: a short
+            # script's exit, which waits for the history rows queued after this, skips it
+            self.ticker.loop.call_later(_PSUTIL_AFTER, _import_psutil)
         except Exception:
             log_exception("preparing the loop thread failed")
 

@@ -14,6 +14,15 @@ while user code runs flat out, and may be busy delivering a notice per block),
 :data:`MAX_QUEUED` tasks waiting make the thread that hands the next one write them all
 itself, in one transaction: memory stays flat whatever the rate of blocks, at the cost of
 one batched write per :data:`MAX_QUEUED` tasks on that thread.
+
+Short nested runs are folded into their parent (setting ``history_min``, default 1 s): a
+task with a parent that succeeded in less than ``history_min`` gets no row of its own; the
+recorder counts it, with its time, for its parent (in memory, while the parent runs) and
+writes the count with the parent's end. Its start, when still queued, is dropped from the
+queue; when already written, its row is deleted in the next batch. A run folded this way
+passes on what was folded into it (a block of 500 short loops, itself short in a cell,
+gives the cell 501 folded runs). Top-level tasks, tasks that did not succeed, and tasks
+whose parent already ended keep their row.
 """
 
 from __future__ import annotations
@@ -21,14 +30,13 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING
 
 from ..core.log import logger
+from ..core.task import TaskState
 
 if TYPE_CHECKING:
-    import concurrent.futures
-
     from ..core.clock import Clock
     from ..core.config import Config
     from ..core.notice import Notice
@@ -51,6 +59,11 @@ MAX_QUEUED = 1000
 _WRITE_NOW = 200
 #: Tasks whose notices are counted while their row waits (oldest forgotten first).
 _REMEMBER_SENT = 10_000
+#: Running tasks whose folded runs are counted (oldest forgotten first).
+_REMEMBER_FOLDS = 10_000
+
+#: What a queued entry writes: the task's start, its end, or the removal of its row.
+_START, _END, _DELETE = 0, 1, 2
 
 
 class HistoryRecorder:
@@ -78,59 +91,153 @@ class HistoryRecorder:
         self._sent: dict[str, int] = {}
         self._ended: collections.OrderedDict[str, None] = collections.OrderedDict()
         self._failed = False
-        # tasks waiting to be written, by id, in the order they started: whether the entry
-        # is the task's end, and the task (snapshotted when written); one transaction a wake
-        self._queue: dict[str, tuple[bool, Task]] = {}
+        # tasks waiting to be written, by id, in the order they started: what to write
+        # (_START, _END, _DELETE), the task (snapshotted when written) and, for an end, the
+        # runs folded into it (count, seconds); one transaction a wake
+        self._queue: dict[str, tuple[int, Task, tuple[int, float] | None, TaskSnapshot | None]] = {}
+        # running tasks with short nested runs folded into them: [count, seconds]
+        self._folds: dict[str, list[float]] = {}
+        # tasks folded into their parent lately (their notices are not counted)
+        self._folded: collections.OrderedDict[str, None] = collections.OrderedDict()
+        # notices delivered after their task's row was written: counts to add to the rows
+        self._late: dict[str, int] = {}
+        # nested tasks recorded as running by the tick (the others' starts are not written)
+        self._late_started: dict[str, None] = {}
         self._scheduled = False  # a wake of the loop thread is on its way
         self._hurried = False  # ... and one that writes without waiting
 
     # -- called by the session, on any thread ---------------------------------------------------
     def started(self, task: Task) -> None:
-        """``task`` started: record it as running."""
+        """``task`` started: record it as running. A task nested in a running one is
+        recorded running only once it has run ``history_min`` (see :meth:`running_long`):
+        most nested tasks are folded into their parent at their end, and a loop per file
+        then costs no start entry."""
+        parent = task.parent
+        if parent is not None and not parent.done and self._config().history_min > 0:
+            return
         self._hand(False, task)
 
-    def ended(self, task: Task) -> None:
-        """``task`` ended: record its final state."""
-        self._hand(True, task)
+    def running_long(self, tasks: Iterable[Task]) -> None:
+        """The tick: record as running the nested ``tasks`` that have run ``history_min``
+        and were not recorded yet (they will not be folded into their parent)."""
+        shortest = self._config().history_min
+        if shortest <= 0:
+            return
+        late = self._late_started
+        for task in tasks:
+            if (
+                task.parent is not None
+                and task.id not in late
+                and not task.done
+                and task.elapsed >= shortest
+            ):
+                with self._lock:
+                    late[task.id] = None
+                self._hand(False, task)
+
+    def ended(self, task: Task, snapshot: TaskSnapshot | None = None) -> None:
+        """``task`` ended: record its final state (``snapshot``: taken after its end
+        already, for its end notice; the row is written from it)."""
+        self._hand(True, task, snapshot)
 
     @property
     def backlog(self) -> int:
         """Tasks waiting to be written (at most :data:`MAX_QUEUED`)."""
         return len(self._queue)
 
-    def watch(self, notice: Notice, future: concurrent.futures.Future[list[Delivery]]) -> None:
-        """Count ``notice`` for its task once its delivery is finished, if it was delivered
-        (``future``'s result: the deliveries ``dispatch()`` returned)."""
-        future.add_done_callback(lambda done: self._notice_done(notice, done))
+    def delivered(self, notice: Notice, deliveries: list[Delivery]) -> None:
+        """``notice``'s delivery finished with ``deliveries`` (what ``dispatch()``
+        returned): count it for its task if a channel took it."""
+        if any(d.ok for d in deliveries):
+            self._notice_done(notice)
 
-    def _hand(self, ended: bool, task: Task) -> None:
+    def _hand(self, ended: bool, task: Task, snapshot: TaskSnapshot | None = None) -> None:
         config = self._config()
         if self._closed() or not config.outbox or not config.history_keep:
             return
         with self._lock:
             queue = self._queue
-            # an end replaces the task's start if that is still waiting (keeping its place)
-            queue[task.id] = (ended, task)
-            size = len(queue)
-            if size >= MAX_QUEUED:
-                wake = None
-            elif not self._scheduled:
-                self._scheduled = True
-                wake = self._drain_later
-            elif size >= _WRITE_NOW and not self._hurried:
-                self._hurried = True  # a burst: the delayed write would let it pile up
-                wake = self._drain_soon
+            if not ended:
+                queue[task.id] = (_START, task, None, None)
             else:
+                fold = self._folds.pop(task.id, None)
+                folded = None if fold is None else (int(fold[0]), fold[1])
+                started = (
+                    task.parent is None
+                    or self._late_started.pop(task.id, 0) is None
+                    or task.id in queue
+                )
+                if self._folds_into_parent(task, config.history_min, folded):
+                    if not started or queue.pop(task.id, None) is not None:
+                        return  # its start was never written: nothing of it is written
+                    queue[task.id] = (_DELETE, task, None, None)  # its start row was written
+                else:
+                    # an end replaces the task's start if that is still waiting (its place kept)
+                    queue[task.id] = (_END, task, folded, snapshot)
+            size = len(queue)
+            if self._scheduled and size < _WRITE_NOW:
                 return  # a wake is on its way: it writes this one too
-        if wake is None:
+            wake = self._wake_for(size)
+            if wake is False:
+                return
+        self._wake(wake)
+
+    def _wake_for(self, size: int) -> Callable[[], None] | bool | None:
+        """How the writer is to be woken with ``size`` entries waiting (the lock held):
+        ``None``: write here, now (the loop thread is behind); ``False``: a wake is on its
+        way already; else the callback the loop thread is to run."""
+        if size >= MAX_QUEUED:
+            return None
+        if not self._scheduled:
+            self._scheduled = True
+            return self._drain_later
+        if size >= _WRITE_NOW and not self._hurried:
+            self._hurried = True  # a burst: the delayed write would let it pile up
+            return self._drain_soon
+        return False
+
+    def _wake(self, wake: Callable[[], None] | bool | None) -> None:
+        if wake is False:
+            return
+        if wake is None or wake is True:
             self._drain()  # the loop thread is behind: write the backlog here, in one go
             return
         try:
-            self._ticker.call_soon(wake)
+            if self._ticker.in_loop_thread():
+                wake()
+            else:
+                self._ticker.call_soon(wake)
         except Exception as exc:  # the loop thread could not be reached
             with self._lock:
                 self._scheduled = self._hurried = False
             self._report(exc)
+
+    def _folds_into_parent(
+        self, task: Task, shortest: float, folded: tuple[int, float] | None
+    ) -> bool:
+        """Whether ``task``, ended, is folded into its parent (then counted there, with what
+        was folded into it); the lock held."""
+        parent = task.parent
+        if parent is None or task.state != TaskState.SUCCEEDED or parent.done:
+            return False
+        elapsed = task.elapsed
+        if not elapsed < shortest or parent.id in self._ended:
+            return False
+        into = self._folds.get(parent.id)
+        if into is None:
+            into = self._folds[parent.id] = [0, 0.0]
+            if len(self._folds) > _REMEMBER_FOLDS:  # parents that never ended: forgotten
+                del self._folds[next(iter(self._folds))]
+        into[0] += 1 + (folded[0] if folded else 0)
+        into[1] += elapsed
+        if task.options.on == ():
+            return True  # (a loop in a task, say: it sends no notice to be counted)
+        self._sent.pop(task.id, None)
+        gone = self._folded  # a notice delivered later has no row to be counted on
+        gone[task.id] = None
+        if len(gone) > _REMEMBER_ENDED:
+            gone.popitem(last=False)
+        return True
 
     # -- on the loop thread ------------------------------------------------------------------------
     def _drain_later(self) -> None:
@@ -164,45 +271,53 @@ class HistoryRecorder:
         """Swap the queue for an empty one and write what it held (the write lock held)."""
         with self._lock:
             items, self._queue = self._queue, {}
+            late, self._late = self._late, {}
             self._scheduled = self._hurried = False
-            queued: list[tuple[Task, int]] = []
-            for ended, task in items.values():
+            queued: list[tuple[Task, int, TaskSnapshot | None]] = []
+            folds: dict[str, tuple[int, float]] = {}
+            deleted: list[str] = []
+            for what, task, fold, snap in items.values():
+                if what == _DELETE:
+                    deleted.append(task.id)
+                    continue
                 sent = 0
-                if ended:
+                if what == _END:
                     sent = self._sent.pop(task.id, 0)
                     self._ended[task.id] = None
-                queued.append((task, sent))
+                    if fold is not None:
+                        folds[task.id] = fold
+                queued.append((task, sent, snap))
             while len(self._ended) > _REMEMBER_ENDED:
                 self._ended.popitem(last=False)
-        if not queued:
+        if not queued and not deleted and not late:
             return
         try:
             rows: list[tuple[TaskSnapshot, int]] = [
-                (task.snapshot(), sent) for task, sent in queued
+                (task.snapshot() if snap is None else snap, sent) for task, sent, snap in queued
             ]
             history = self.history
             if history is not None:
-                history.record_many(rows)
+                history.record_many(rows, folded=folds, delete=deleted, late_notices=late)
         except Exception as exc:
             self._report(exc)
 
-    def _notice_done(self, notice: Notice, done: concurrent.futures.Future[list[Delivery]]) -> None:
+    def _notice_done(self, notice: Notice) -> None:
         try:
-            if done.cancelled() or done.exception() is not None:
-                return
-            if not any(d.ok for d in done.result()):
-                return
             task_id = notice.task.id
             with self._lock:
+                if task_id in self._folded:
+                    return
                 if task_id not in self._ended:
                     sent = self._sent
                     sent[task_id] = sent.get(task_id, 0) + 1
                     if len(sent) > _REMEMBER_SENT:  # rows long written: their count is lost
                         del sent[next(iter(sent))]
                     return
-            history = self.history
-            if history is not None:
-                history.add_notices(task_id)
+                # its row is written: counted there with the next batch (one transaction)
+                late = self._late
+                late[task_id] = late.get(task_id, 0) + 1
+                wake = self._wake_for(len(self._queue) + len(late))
+            self._wake(wake)
         except Exception as exc:
             self._report(exc)
 

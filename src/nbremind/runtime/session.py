@@ -64,9 +64,10 @@ class Session:
         from .outbox_link import OutboxLink
         from .run_recorder import HistoryRecorder
         from .sampling import ProcessSampler
-        from .tracker import Tracker, script_name
+        from .tracker import END_EVENT, Tracker, script_name
         from .watchdog_link import WatchdogLink
 
+        self._end_event = END_EVENT
         self.host = socket.gethostname()
         self.source = script_name()
         self._closed = False
@@ -90,24 +91,24 @@ class Session:
             self.clock,
             config=config_now,
             closed=closed,
-            on_sent=self.history_recorder.watch,
+            on_delivered=self.history_recorder.delivered,
+        )
+        #: The ``track()`` loops whose end waits for evidence.
+        self.loop_ends = LoopEnds(
+            self.clock,
+            end_task=lambda task, exc, end: self.tracker.end(task, exc, end),
+            tasks=lambda: self.tracker.tasks(),
+            closed=closed,
+            wake=self._wake,
         )
         #: The tasks: running, finished, and the current one of each context.
         self.tracker = Tracker(
             self.clock,
             origin=lambda: (self.source, self.host),
-            is_pending=lambda task_id: self.loop_ends.holds(task_id),
-            settle_inside=lambda task, exc: self.loop_ends.settle_inside(task, exc),
+            is_pending=self.loop_ends.holds,
+            settle_inside=self.loop_ends.settle_inside,  # asked at every end: no lambda
             on_end=self._ended,
             on_forget=self.notifier.forget,
-        )
-        #: The ``track()`` loops whose end waits for evidence.
-        self.loop_ends = LoopEnds(
-            self.clock,
-            end_task=self.tracker.end,
-            tasks=self.tracker.tasks,
-            closed=closed,
-            wake=self._wake,
         )
         #: The durable outbox and the replay of what ended processes left in it.
         self.outbox_link = OutboxLink(
@@ -174,10 +175,15 @@ class Session:
     def start(self, task: Task) -> Token:
         """Mark ``task`` running, make it current and begin watching its thresholds."""
         token = self.tracker.start(task)
-        self.notifier.notify(task, "start")
+        if task.options.on != ():  # on=[] (a loop inside a task): it notifies nothing
+            self.notifier.notify(task, "start")
         self.history_recorder.started(task)
-        self.watchdog.task_started()
-        self._wake()
+        parent = task.parent
+        if parent is None or parent.done:
+            # a task inside a running one: its start already woke the ticker (and wanted
+            # the watchdog); a loop per file pays for neither again
+            self.watchdog.task_started()
+            self._wake()
         return token
 
     def finish(
@@ -236,6 +242,7 @@ class Session:
         self.loop_ends.settle_overdue(now)
         self.tracker.feed_bars(watches)
         self.tracker.check(watches, now, self.sampler.rss(now), self._due)
+        self.history_recorder.running_long(watch.task for watch in watches)
         return True
 
     def interrupt(self, task: Task) -> None:
@@ -306,7 +313,7 @@ class Session:
             return min(max(deadline - time.monotonic(), 0.0), most)
 
         if self.settings is not None:
-            self.settings.stop()
+            self.settings.stop(0)  # asked now, waited for last: it stops while we deliver
         self.loop_ends.settle_all()  # no more evidence will come
         if self.ticker.running:
             self.history_recorder.sync(left(1.0))  # the last starts and ends, written now
@@ -318,12 +325,14 @@ class Session:
         self.watchdog.stop()  # a clean exit: the watchdog leaves silently
         self.outbox_link.close()
         self.history_recorder.close()
+        if self.settings is not None:
+            self.settings.stop()
 
     def _ended(self, task: Task, state: TaskState) -> None:
-        from .tracker import END_EVENT
-
-        self.notifier.notify(task, END_EVENT[state], "end")
-        self.history_recorder.ended(task)
+        snapshot = None
+        if task.options.on != ():
+            snapshot = self.notifier.notify(task, self._end_event[state], "end")
+        self.history_recorder.ended(task, snapshot)  # its row from the same snapshot
 
     def _due(self, task: Task, due: Due) -> None:
         if due.event == "timeout" and task.options.interrupt:
@@ -347,9 +356,9 @@ def get_session() -> Session:
         with _session_lock:
             if _session is None:
                 _session = Session()
-                from ..settings.live import follow  # settings files and NBREMIND_* variables
+                from ..settings.live import WATCH_DELAY, follow  # files, NBREMIND_* variables
 
-                follow(_session)
+                follow(_session, delay=WATCH_DELAY)  # a short script never starts watching
                 atexit.unregister(_close_default)
                 atexit.register(_close_default)
     return _session

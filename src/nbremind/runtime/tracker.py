@@ -4,6 +4,7 @@ each context, and how a task's end is told (its state, its last counts)."""
 from __future__ import annotations
 
 import _thread
+import collections
 import contextlib
 import contextvars
 import os
@@ -18,6 +19,8 @@ from ..core.task import Task, TaskError, TaskState, TaskTimeout
 from ..core.thresholds import Watch, never_applied
 
 if TYPE_CHECKING:
+    import asyncio
+
     from ..core.clock import Clock
     from ..core.options import TaskOptions
     from ..core.thresholds import Due
@@ -41,8 +44,9 @@ END_EVENT = {
     TaskState.CANCELLED: "cancel",
     TaskState.TIMED_OUT: "timeout",
 }
-#: Finished tasks kept (the oldest are forgotten first).
+#: Finished tasks kept (the oldest are forgotten first, a few dozen at a time).
 KEEP_FINISHED = 200
+_TRIM_BATCH = 50
 #: Kinds of task a tqdm bar, or a ``track()`` loop running directly in it, may feed (they
 #: have no loop of their own to count).
 FED_KINDS = frozenset({"cell", "auto", "block", "function"})
@@ -76,7 +80,8 @@ class Tracker:
         self._lock = threading.RLock()
         self._tasks: dict[str, Task] = {}
         self._watches: dict[str, Watch] = {}
-        self._finished = 0  # finished tasks in _tasks
+        #: Ids of the finished tasks in ``_tasks``, in the order they ended.
+        self._finished: collections.deque[str] = collections.deque()
         self._current: contextvars.ContextVar[Task | None] = contextvars.ContextVar(
             "nbremind_current_task", default=None
         )
@@ -93,13 +98,15 @@ class Tracker:
     ) -> Task:
         """Make (but do not start) a task whose parent is ``parent`` or the current task."""
         source, host = self._origin()
+        if parent is None:
+            parent = self.current()
         return Task(
             name,
             clock=self.clock,
             options=options,
             total=total,
             kind=kind,
-            parent=self.current() if parent is None else parent,
+            parent=parent,
             source=source,
             host=host,
         )
@@ -121,13 +128,15 @@ class Tracker:
     def start(self, task: Task) -> Token:
         """Mark ``task`` running, register it, watch its thresholds and make it current."""
         task.mark_started()
-        aio = sys.modules.get("asyncio")  # no loop can run if asyncio was never imported
-        task.loop = aio.events._get_running_loop() if aio is not None else None
+        running_loop = _running_loop()
+        task.loop = running_loop() if running_loop is not None else None
         with self._lock:
             self._tasks[task.id] = task
             self._watches[task.id] = Watch(task)
-            self._trim()
-            if task.kind == "loop":
+            if len(self._finished) >= KEEP_FINISHED + _TRIM_BATCH:
+                self._trim()
+            parent = task.parent
+            if task.kind == "loop" and parent is not None and parent.kind in FED_KINDS:
                 self._offer_loop(task)
         return self._current.set(task)
 
@@ -164,18 +173,22 @@ class Tracker:
             from .tqdm_feed import final_read
 
             final_read(task)
-        state = state_for(task, exc)
         error = None
-        if exc is not None and state is not TaskState.SUCCEEDED:
-            error = TaskError.from_exception(exc)
+        if exc is None:  # the common end, told without a call
+            state = TaskState.TIMED_OUT if task.timeout_hit else TaskState.SUCCEEDED
+        else:
+            state = state_for(task, exc)
+            if state is not TaskState.SUCCEEDED:
+                error = TaskError.from_exception(exc)
         task.mark_ended(state, error, end)
-        unapplied = never_applied(task)
-        if unapplied is not None:
-            task.note(unapplied)  # said on the end notice, not silently dropped
+        if task.options.progress:
+            unapplied = never_applied(task)
+            if unapplied is not None:
+                task.note(unapplied)  # said on the end notice, not silently dropped
         with self._lock:
             self._watches.pop(task.id, None)
             if task.id in self._tasks:
-                self._finished += 1
+                self._finished.append(task.id)
         self._on_end(task, state)
         return state
 
@@ -262,20 +275,32 @@ class Tracker:
             log_exception("reading a loop's progress failed")
 
     def _trim(self) -> None:
-        excess = self._finished - KEEP_FINISHED
-        if excess <= 0:
+        """Forget the tasks that ended first, past :data:`KEEP_FINISHED` (called holding
+        the lock; a few dozen at a time)."""
+        finished = self._finished
+        if len(finished) - KEEP_FINISHED < _TRIM_BATCH:
             return
-        # the oldest finished tasks come first: stop as soon as enough were found
-        victims = []
-        for key, task in self._tasks.items():
-            if task.done:
-                victims.append(key)
-                if len(victims) == excess:
-                    break
-        for key in victims:
-            del self._tasks[key]
-            self._on_forget(key)
-        self._finished -= len(victims)
+        tasks = self._tasks
+        while len(finished) > KEEP_FINISHED:
+            key = finished.popleft()
+            if tasks.pop(key, None) is not None:
+                self._on_forget(key)
+
+
+_get_running_loop: Callable[[], asyncio.AbstractEventLoop | None] | None = None
+
+
+def _running_loop() -> Callable[[], asyncio.AbstractEventLoop | None] | None:
+    """``asyncio``'s ``_get_running_loop``, once asyncio is imported (no loop can run in a
+    thread before that: it is not imported here for nothing)."""
+    global _get_running_loop
+    found = _get_running_loop
+    if found is None:
+        aio = sys.modules.get("asyncio")
+        if aio is None:
+            return None
+        found = _get_running_loop = aio.events._get_running_loop
+    return found
 
 
 def interrupt(task: Task) -> None:

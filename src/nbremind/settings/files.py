@@ -23,21 +23,18 @@ from __future__ import annotations
 
 import dataclasses
 import importlib
-import json
 import os
 import re
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from types import ModuleType
 from typing import Any
 
 from ..core.config import Config
 from ..core.secrets import Secret, redact
 from ..core.urls import display_name, shown
-
-#: ``tomllib`` (3.11+) or its backport ``tomli`` (3.10), which has the same API.
-tomllib = importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
 
 __all__ = [
     "ENV_PREFIX",
@@ -58,6 +55,12 @@ PROJECT_FILES = ("pyproject.toml", "nbremind.toml")
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{[^}]*\}?")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
+
+
+def _toml() -> ModuleType:
+    """``tomllib`` (3.11+) or its backport ``tomli`` (3.10), which has the same API; imported
+    only when there is TOML to read (most processes find no settings file)."""
+    return importlib.import_module("tomllib" if sys.version_info >= (3, 11) else "tomli")
 
 
 @dataclass(frozen=True)
@@ -97,9 +100,27 @@ def user_config_dir(environ: Mapping[str, str] | None = None) -> Path:
     override = env.get(CONFIG_DIR_VAR, "").strip()
     if override:
         return Path(override).expanduser()
+    home = _xdg_default_home()
+    if home is not None:
+        return Path(home, ".config", "nbremind")
     import platformdirs
 
     return Path(platformdirs.user_config_dir("nbremind", appauthor=False))
+
+
+def _xdg_default_home() -> str | None:
+    """The home folder when the user config folder is ``$HOME/.config/nbremind``: what
+    ``platformdirs`` gives on Linux without ``$XDG_CONFIG_HOME`` and with an absolute
+    ``$HOME`` (it reads ``os.environ`` too); ``None`` in every other case, left to
+    ``platformdirs``, whose import takes longer than the rest of reading the settings."""
+    if sys.platform != "linux" or hasattr(sys, "getandroidapilevel"):
+        return None
+    if "ANDROID_DATA" in os.environ or "ANDROID_ROOT" in os.environ:
+        return None
+    if os.environ.get("XDG_CONFIG_HOME", "").strip():
+        return None
+    home = os.environ.get("HOME", "")
+    return home if os.path.isabs(home) else None
 
 
 def user_config_file(environ: Mapping[str, str] | None = None) -> Path:
@@ -156,6 +177,7 @@ def read_file(path: Path) -> dict[str, Any] | None:
 
     A file that cannot be read or parsed raises ``ValueError`` naming it.
     """
+    tomllib = _toml()
     try:
         with path.open("rb") as handle:
             data = tomllib.load(handle)
@@ -276,6 +298,9 @@ def _env_value(name: str, text: str, kind: str) -> Any:
             return False
         raise ValueError(f"{name}: {shown(text)} is not one of 1, 0, true, false, yes, no")
     if stripped[:1] in "[{" and stripped:
+        import json
+
+        tomllib = _toml()
         try:
             return json.loads(stripped)
         except ValueError:

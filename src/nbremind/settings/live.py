@@ -5,6 +5,10 @@ A valid edit applies at once (values set with ``configure()`` or ``%remind`` kee
 precedence); an edit that cannot be used keeps the last good settings and is reported once —
 logged as a warning and shown by ``%remind config`` — naming the file, key and value.
 Files are watched with ``watchfiles`` on a daemon thread that stops when the session closes.
+The process's own session starts watching :data:`WATCH_DELAY` seconds after it loaded its
+settings (the watcher reads them again once its watches are in place, so an edit made
+meanwhile is not missed): a short script never imports ``watchfiles`` nor waits for its
+thread at exit.
 """
 
 from __future__ import annotations
@@ -23,13 +27,15 @@ from .files import LoadedSettings, file_lines, load_settings
 if TYPE_CHECKING:
     from ..runtime.session import Session
 
-__all__ = ["LiveSettings", "describe", "follow", "overlay"]
+__all__ = ["WATCH_DELAY", "LiveSettings", "describe", "follow", "overlay"]
 
 log = logging.getLogger("nbremind")
 
 #: Milliseconds the watcher waits in watchfiles before checking back (and, the first time,
 #: before it reports itself ready: the watches are in place by then).
 _WAKE_MS = 1000
+#: Seconds the process's own session waits before it starts watching its settings files.
+WATCH_DELAY = 1.0
 #: Values of ``%remind config`` up to this long are aligned; longer ones (tables) run on.
 _VALUE_WIDTH = 32
 
@@ -116,26 +122,27 @@ class LiveSettings:
             return self._changed.wait_for(predicate, timeout)
 
     # -- watching -----------------------------------------------------------------------------
-    def start_watching(self) -> bool:
-        """Watch the settings files on a daemon thread; ``False`` when watching is impossible."""
+    def start_watching(self, delay: float = 0.0) -> bool:
+        """Watch the settings files on a daemon thread, from ``delay`` seconds on (a stop
+        before then ends the thread at once, having imported nothing); ``False`` when
+        watching is impossible (known at once only without a delay: ``watchfiles`` is
+        imported by the thread, when it begins watching)."""
         if self._thread is not None:
             return True
-        try:
-            import watchfiles  # noqa: F401 - imported here so ``import nbremind`` stays light
-        except ImportError:
-            log.info("nbremind: settings files are not watched (watchfiles is not installed)")
+        if delay <= 0 and not _watchfiles_found():
             return False
         self._thread = threading.Thread(
-            target=self._run, name="nbremind-settings-watch", daemon=True
+            target=self._run, args=(delay,), name="nbremind-settings-watch", daemon=True
         )
         self._thread.start()
         return True
 
     def stop(self, timeout: float = 2.0) -> None:
-        """Stop watching (the session is closing)."""
+        """Stop watching (the session is closing) and wait up to ``timeout`` seconds for the
+        watcher thread to end (``0``: only ask it to stop)."""
         self._stop.set()
         thread = self._thread
-        if thread is not None and thread is not threading.current_thread():
+        if thread is not None and thread is not threading.current_thread() and timeout > 0:
             thread.join(timeout)
 
     def _targets(self) -> tuple[frozenset[Path], frozenset[str]]:
@@ -153,7 +160,9 @@ class LiveSettings:
                 folders.add(folder)
         return frozenset(folders), frozenset(interesting)
 
-    def _run(self) -> None:
+    def _run(self, delay: float = 0.0) -> None:
+        if delay > 0 and (self._stop.wait(delay) or not _watchfiles_found()):
+            return  # stopped before watching began, or nothing to watch with
         import watchfiles
 
         while not self._stop.is_set():
@@ -198,6 +207,15 @@ class LiveSettings:
             log.warning("nbremind: reloading settings failed: %s", redact(str(exc)))
 
 
+def _watchfiles_found() -> bool:
+    try:
+        import watchfiles  # noqa: F401 - imported here so ``import nbremind`` stays light
+    except ImportError:
+        log.info("nbremind: settings files are not watched (watchfiles is not installed)")
+        return False
+    return True
+
+
 def overlay(
     base: Config, values: Mapping[str, Any], sources: Mapping[str, str]
 ) -> tuple[Config, tuple[str, ...]]:
@@ -228,8 +246,10 @@ def follow(
     environ: Mapping[str, str] | None = None,
     *,
     watch: bool = True,
+    delay: float = 0.0,
 ) -> LiveSettings | None:
-    """Load ``session``'s settings from files and the environment, then keep them live.
+    """Load ``session``'s settings from files and the environment, then keep them live
+    (watching from ``delay`` seconds on).
 
     Never raises: settings that cannot be used are reported (log, ``%remind config``) and
     the defaults stay.
@@ -239,7 +259,7 @@ def follow(
         live.load(initial=True)
         session.settings = live
         if watch:
-            live.start_watching()
+            live.start_watching(delay)
         return live
     except Exception as exc:
         log.warning("nbremind: settings files not loaded: %s", redact(str(exc)))

@@ -8,10 +8,17 @@ from dataclasses import fields
 from typing import Any, cast
 
 from ..core.notice import Notice, json_value
-from ..core.secrets import redact
-from ..core.task import TaskError, TaskSnapshot, TaskState
+from ..core.secrets import any_secrets, redact
+from ..core.task import MAX_COUNT, TaskError, TaskSnapshot, TaskState
+from ..core.urls import display_name
 
 __all__ = ["notice_from_dict", "notice_to_dict", "stored_channel_name"]
+
+_SNAPSHOT_FIELDS = tuple(
+    f.name for f in fields(TaskSnapshot) if f.name not in ("state", "error", "metrics", "notes")
+)
+_NOTICE_FIELDS = tuple(f.name for f in fields(Notice) if f.name not in ("task", "channels"))
+_INT64 = MAX_COUNT
 
 
 def notice_to_dict(notice: Notice) -> dict[str, Any]:
@@ -21,18 +28,27 @@ def notice_to_dict(notice: Notice) -> dict[str, Any]:
     an int beyond 64 bits) is text (see :func:`nbremind.core.notice.json_value`); never raises.
     """
     task = notice.task
-    snap: dict[str, Any] = {f.name: getattr(task, f.name) for f in fields(task)}
+    snap: dict[str, Any] = {}
+    for name in _SNAPSHOT_FIELDS:
+        value = getattr(task, name)
+        kind = type(value)
+        # the values a snapshot nearly always holds, kept as they are; the rest converted
+        plain = value is None or kind is str or (kind is int and -_INT64 <= value <= _INT64)
+        snap[name] = value if plain else json_value(value)
     snap["state"] = task.state.value
     snap["error"] = (
         None if task.error is None else {"type": task.error.type, "message": task.error.message}
     )
-    snap["metrics"] = dict(task.metrics)
-    snap["notes"] = list(task.notes)
-    out: dict[str, Any] = {f.name: getattr(notice, f.name) for f in fields(notice)}
+    snap["metrics"] = json_value(dict(task.metrics))
+    snap["notes"] = json_value(list(task.notes))
+    out: dict[str, Any] = {name: getattr(notice, name) for name in _NOTICE_FIELDS}
+    out = cast(dict[str, Any], json_value(out, 1))
     out["task"] = snap
     if notice.channels is not None:
         out["channels"] = [stored_channel_name(name) for name in notice.channels]
-    return cast(dict[str, Any], _redacted(json_value(out)))
+    if not any_secrets():  # nothing to mask (the common case): no second walk
+        return out
+    return cast(dict[str, Any], _redacted(out))
 
 
 def notice_from_dict(data: Mapping[str, Any]) -> Notice:
@@ -70,8 +86,6 @@ def stored_channel_name(name: str) -> str:
     """``name`` as the outbox stores it: a URL's credentials and tokens, and every known
     secret, masked (as in delivery records)."""
     try:
-        from ..core.urls import display_name
-
         return display_name(name)
     except Exception:  # a name no channel understands: mask the known secrets at least
         return redact(name)

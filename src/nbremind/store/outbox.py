@@ -1,4 +1,4 @@
-"""The durable outbox: every notice is written to a SQLite file before it is delivered.
+"""The durable outbox: every notice is written to a SQLite file as it is delivered.
 
 Each notice is stored with the process that owns its delivery (pid, process start time,
 host) and one row per channel: ``pending`` until the channel's final outcome, then
@@ -7,6 +7,11 @@ leaves them here; the next nbremind process of the same user claims them (one at
 per notice, so exactly one process wins) and delivers them (see :mod:`nbremind.delivery.replay`).
 Notices older than ``outbox_max_age`` are not delivered late: they are marked ``dropped``
 with a record saying so, and a log line.
+
+The dispatcher queues its writes (``queue_record``, ``queue_mark``, ``queue_drop``) and
+has them written by :meth:`Outbox.flush` a few milliseconds later, in one transaction with
+whatever else was queued by then: a burst of notices costs one commit, not one per notice
+and outcome. Every read writes what is queued first; the other methods write at once.
 
 The file lives in ``data_dir`` (setting), else ``$NBREMIND_DATA_DIR``, else the platform
 user-data folder (``platformdirs.user_data_dir("nbremind")``). It is opened in WAL mode with
@@ -24,6 +29,7 @@ import json
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -93,6 +99,27 @@ _SCHEMA = (
     )""",
     "CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, notice_id)",
     "CREATE INDEX IF NOT EXISTS notices_by_created ON notices (created)",
+)
+_INSERT_NOTICE = (
+    "INSERT OR IGNORE INTO notices (id, created, payload, owner_pid, owner_start, host)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+_INSERT_DELIVERY = (
+    "INSERT OR IGNORE INTO deliveries (notice_id, channel, state, updated)"
+    " VALUES (?, ?, 'pending', ?)"
+)
+#: A delivery queued with its outcome (both in the same batch): one row written, not two.
+#: A notice stored already (a replay) keeps its row unless the outcome is final.
+_UPSERT_DELIVERY = (
+    "INSERT INTO deliveries (notice_id, channel, state, attempts, last_error, updated)"
+    " VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (notice_id, channel) DO UPDATE SET"
+    " state = excluded.state, attempts = excluded.attempts,"
+    " last_error = excluded.last_error, updated = excluded.updated"
+    " WHERE excluded.state != 'pending'"
+)
+_UPDATE_DELIVERY = (
+    "UPDATE deliveries SET state = ?, last_error = ?, updated = ?,"
+    " attempts = COALESCE(?, attempts + 1) WHERE notice_id = ? AND channel = ?"
 )
 #: Statements that bring the tables from version ``key - 1`` to ``key``.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA}
@@ -199,7 +226,17 @@ class Outbox(Database):
     ) -> None:
         self.owner = owner or Owner.current()
         self._alive = alive
+        self._queue_lock = threading.Lock()
+        self._queued_notices: list[tuple[Notice, tuple[str, ...]]] = []
+        self._queued_deliveries: list[tuple[object, ...]] = []
+        #: ``(only while pending, parameters of _UPDATE_DELIVERY)``, in the order queued.
+        self._queued_updates: list[tuple[bool, tuple[object, ...]]] = []
         super().__init__(path, clock=clock)
+
+    def close(self) -> None:
+        """Write what is queued, then close the file."""
+        self.flush()
+        super().close()
 
     def _stored_version(self) -> int | None:
         found = self._db.execute("SELECT MAX(version) FROM schema_version").fetchone()[0]
@@ -207,6 +244,104 @@ class Outbox(Database):
 
     def _store_version(self, version: int) -> None:
         self._db.execute("INSERT INTO schema_version (version) VALUES (?)", (version,))
+
+    # -- delivery, written later in batches (the dispatcher's way) -----------------------------
+    def queue_record(self, notice: Notice, channels: Iterable[str]) -> bool:
+        """Like :meth:`record`, written by the next :meth:`flush` (with whatever else was
+        queued by then, in one transaction). Returns whether it was queued."""
+        names = [stored_channel_name(name) for name in channels]
+        now = self.clock.time()
+        with self._queue_lock:
+            if self._closed:
+                return False
+            self._queued_notices.append((notice, tuple(names)))
+            self._queued_deliveries.extend((notice.id, name, now) for name in names)
+        return True
+
+    def queue_mark(
+        self, notice_id: str, channel: str, ok: bool, error: str = "", *, attempts: int | None
+    ) -> None:
+        """Like :meth:`mark`, written by the next :meth:`flush`."""
+        state = "delivered" if ok else "failed"
+        self._queue_set(notice_id, channel, state, "" if ok else error, attempts, False)
+
+    def queue_drop(self, notice_id: str, channel: str, reason: str) -> None:
+        """Like :meth:`drop`, written by the next :meth:`flush`."""
+        self._queue_set(notice_id, channel, "dropped", reason, None, True)
+
+    def _queue_set(
+        self,
+        notice_id: str,
+        channel: str,
+        state: str,
+        error: str,
+        attempts: int | None,
+        only_pending: bool,
+    ) -> None:
+        row = (state, redact(error), self.clock.time(), attempts, notice_id)
+        with self._queue_lock:
+            self._queued_updates.append((only_pending, (*row, stored_channel_name(channel))))
+
+    @property
+    def queued(self) -> int:
+        """Writes queued and not flushed yet."""
+        with self._queue_lock:
+            return (
+                len(self._queued_notices) + len(self._queued_deliveries) + len(self._queued_updates)
+            )
+
+    def flush(self) -> bool:
+        """Write everything queued, in one transaction; ``False`` when that failed (then
+        it is logged once, and the queued writes are given up: delivery goes on)."""
+
+        def action(db: sqlite3.Connection) -> bool:
+            with self._queue_lock:  # taken under the connection's lock: writes stay in order
+                notices, self._queued_notices = self._queued_notices, []
+                deliveries, self._queued_deliveries = self._queued_deliveries, []
+                updates, self._queued_updates = self._queued_updates, []
+            if not (notices or deliveries or updates):
+                return True
+            rows = self._notice_rows(notices, updates)
+            inserted, updates = _merged(deliveries, updates)
+            with self._write():
+                if rows:
+                    db.executemany(_INSERT_NOTICE, rows)
+                if inserted:
+                    db.executemany(_UPSERT_DELIVERY, inserted)
+                start = 0
+                while start < len(updates):  # runs of the same statement, in their order
+                    only = updates[start][0]
+                    end = start
+                    while end < len(updates) and updates[end][0] is only:
+                        end += 1
+                    sql = _UPDATE_DELIVERY + (" AND state = 'pending'" if only else "")
+                    db.executemany(sql, [params for _, params in updates[start:end]])
+                    start = end
+            return True
+
+        with self._queue_lock:
+            if not (self._queued_notices or self._queued_deliveries or self._queued_updates):
+                return True
+        return self._run("write", False, action)
+
+    def _notice_rows(
+        self,
+        notices: list[tuple[Notice, tuple[str, ...]]],
+        updates: list[tuple[bool, tuple[object, ...]]],
+    ) -> list[tuple[object, ...]]:
+        """The rows of queued notices. A notice whose every delivery is final in the same
+        batch is never read back whole (only a dead process's pending notices are): it is
+        stored as its summary (id, event, title, task name); the others whole."""
+        final = {(params[4], params[5]) for _, params in updates if params[0] != "pending"}
+        me = self.owner
+        rows: list[tuple[object, ...]] = []
+        for notice, names in notices:
+            if names and all((notice.id, name) in final for name in names):
+                payload = json.dumps(_summary(notice), ensure_ascii=False)
+            else:
+                payload = json.dumps(notice_to_dict(notice), ensure_ascii=False)
+            rows.append((notice.id, notice.created, payload, me.pid, me.start, me.host))
+        return rows
 
     # -- delivery ------------------------------------------------------------------------------
     def record(self, notice: Notice, channels: Iterable[str]) -> bool:
@@ -222,17 +357,12 @@ class Outbox(Database):
         def action(db: sqlite3.Connection) -> bool:
             with self._write():
                 db.execute(
-                    "INSERT OR IGNORE INTO notices (id, created, payload, owner_pid, owner_start,"
-                    " host) VALUES (?, ?, ?, ?, ?, ?)",
-                    (notice.id, notice.created, payload, me.pid, me.start, me.host),
+                    _INSERT_NOTICE, (notice.id, notice.created, payload, me.pid, me.start, me.host)
                 )
-                db.executemany(
-                    "INSERT OR IGNORE INTO deliveries (notice_id, channel, state, updated)"
-                    " VALUES (?, ?, 'pending', ?)",
-                    [(notice.id, name, now) for name in names],
-                )
+                db.executemany(_INSERT_DELIVERY, [(notice.id, name, now) for name in names])
             return True
 
+        self.flush()
         return self._run("record", False, action)
 
     def mark(
@@ -266,6 +396,7 @@ class Outbox(Database):
         if state not in STATES[1:]:
             raise ValueError(f"outbox state: {state!r} is not one of {', '.join(STATES[1:])}")
         now = self.clock.time()
+        self.flush()
 
         def action(db: sqlite3.Connection) -> int:
             with self._write():
@@ -293,19 +424,19 @@ class Outbox(Database):
         def action(db: sqlite3.Connection) -> bool:
             with self._write():
                 cursor = db.execute(
-                    "UPDATE deliveries SET state = ?, last_error = ?, updated = ?,"
-                    " attempts = COALESCE(?, attempts + 1)"
-                    " WHERE notice_id = ? AND channel = ?" + only,
+                    _UPDATE_DELIVERY + only,
                     (state, redact(error), now, attempts, notice_id, stored_channel_name(channel)),
                 )
             return bool(cursor.rowcount)
 
+        self.flush()
         return self._run("mark", False, action)
 
     def delivered(self, notice_id: str, channel: str | None = None) -> bool:
         """Whether ``notice_id`` was delivered: on ``channel``, or (no channel) on at least
         one channel with none still pending. The de-duplication rule asks this so a notice
         is not sent again after a restart."""
+        self.flush()
 
         def action(db: sqlite3.Connection) -> bool:
             if channel is not None:
@@ -334,6 +465,7 @@ class Outbox(Database):
         marked ``dropped`` with the reason, and logged. Finished notices older than
         :data:`KEEP_FINISHED` are deleted.
         """
+        self.flush()
         now = self.clock.time()
         me = self.owner
         reason = (
@@ -438,6 +570,7 @@ class Outbox(Database):
             + (" WHERE " + " AND ".join(where) if where else "")
             + " ORDER BY n.created DESC, d.channel LIMIT ?"
         )
+        self.flush()
 
         def action(db: sqlite3.Connection) -> list[OutboxRecord]:
             out = []
@@ -471,6 +604,7 @@ class Outbox(Database):
 
     def stats(self) -> dict[str, int]:
         """How many deliveries are in each state, and how many notices are stored."""
+        self.flush()
 
         def action(db: sqlite3.Connection) -> dict[str, int]:
             counts = dict.fromkeys(STATES, 0)
@@ -480,6 +614,39 @@ class Outbox(Database):
             return counts
 
         return self._run("stats", {}, action)
+
+
+def _merged(
+    deliveries: list[tuple[object, ...]], updates: list[tuple[bool, tuple[object, ...]]]
+) -> tuple[list[list[object]], list[tuple[bool, tuple[object, ...]]]]:
+    """The rows of queued deliveries with the first outcome queued for each in the same
+    batch folded in, and the updates left to run after them (in their order)."""
+    rows: list[list[object]] = []
+    at: dict[tuple[object, object], int] = {}
+    for notice_id, channel, updated in deliveries:
+        at[(notice_id, channel)] = len(rows)
+        rows.append([notice_id, channel, "pending", 0, "", updated])
+    left: list[tuple[bool, tuple[object, ...]]] = []
+    for only_pending, params in updates:
+        state, error, updated, attempts, notice_id, channel = params
+        index = None if only_pending else at.get((notice_id, channel))
+        if index is not None and rows[index][2] == "pending":
+            rows[index][2:] = [state, 1 if attempts is None else attempts, error, updated]
+        else:
+            left.append((only_pending, params))
+    return rows, left
+
+
+def _summary(notice: Notice) -> dict[str, object]:
+    """What is kept of a notice that was delivered (or failed) for good: what
+    :meth:`Outbox.records` shows, secrets masked."""
+    return {
+        "id": notice.id,
+        "event": notice.event,
+        "title": redact(notice.title),
+        "task": {"id": notice.task.id, "name": redact(notice.task.name)},
+        "summary": True,
+    }
 
 
 def _summary_of(payload: str) -> tuple[str, str, str]:

@@ -5,7 +5,19 @@ folder), opened in WAL mode with a busy timeout so several kernels and scripts w
 once. The table has its own schema version (table ``history_meta``) and migrates forward;
 a file written by a newer nbremind is left alone (history is then off, and that is logged).
 Finished runs older than ``history_keep`` (default 90 days) are deleted when the file is
-opened, at most once a day. A corrupt file is moved aside by :mod:`nbremind.store.sqlite`.
+opened, at most once a day, through an index on their end time. A corrupt file is moved
+aside by :mod:`nbremind.store.sqlite`.
+
+Short nested runs are folded into their parent's row (columns ``folded``, the number of runs
+folded into it, and ``folded_duration``, the seconds they took): the session's recorder
+decides which (see :mod:`nbremind.runtime.run_recorder`); :meth:`History.record_many` writes
+the parent with its counts and removes the rows of folded runs already written.
+
+Every query the history commands make is answered from an index: the newest runs
+(``runs_by_start``), those of one name (``runs_by_name``), of one state (``runs_by_state``),
+the runs nested in a run (``runs_by_parent``), the running runs of a process
+(``runs_running``, partial), the finished runs by age (``runs_by_age``, partial); opening
+the file costs the same whatever the number of runs (``benchmarks/history_scale.py``).
 
 Every method is short and never raises a database error: the first failure of each kind is
 logged and the caller goes on. The session calls :meth:`History.record_start` and
@@ -18,6 +30,7 @@ from __future__ import annotations
 import logging
 import math
 import sqlite3
+from collections.abc import Collection, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,7 +55,7 @@ __all__ = [
 log = logging.getLogger("nbremind")
 
 #: The version of the ``runs`` table this nbremind writes.
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 #: Finished runs are kept this many seconds by default (90 days).
 DEFAULT_KEEP = 90 * 86400.0
 #: Retention is applied at most this often (seconds), when a process opens the file.
@@ -71,10 +84,21 @@ COLUMNS = (
     "error_message",
     "reason",
     "notices",
+    "folded",
+    "folded_duration",
 )
+#: The columns a start or end written alone sets (the folded counts are left as they are).
+_RUN_COLUMNS = COLUMNS[:-2]
 #: The fields of a run :meth:`History.query` returns: the columns, then ``nested``, the
-#: number of runs inside it (its child tasks and theirs, at any depth).
+#: number of runs inside it (its child tasks and theirs, at any depth, that have a row;
+#: ``folded`` counts those that have none).
 FIELDS = (*COLUMNS, "nested")
+
+#: The age of a run for retention (its end; its start when it has none) and which runs
+#: retention may delete: the expression and condition of the partial index ``runs_by_age``,
+#: written the same in the DELETE so that SQLite uses it.
+_AGE = 'COALESCE("end", start, 0)'
+_FINISHED = "state != 'running'"
 
 #: Statements that bring the table from version ``key - 1`` to ``key``.
 _MIGRATIONS: dict[int, tuple[str, ...]] = {
@@ -110,6 +134,16 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
     ),
     # 3: top-level runs and the count of runs nested in each
     3: ("CREATE INDEX IF NOT EXISTS runs_by_parent ON runs (parent_id)",),
+    # 4: short nested runs folded into their parent's row; retention and --state by index;
+    # the running runs of a process (the watchdog) by a partial index: the file grows less
+    4: (
+        "ALTER TABLE runs ADD COLUMN folded INTEGER NOT NULL DEFAULT 0",
+        "ALTER TABLE runs ADD COLUMN folded_duration REAL NOT NULL DEFAULT 0",
+        f"CREATE INDEX IF NOT EXISTS runs_by_age ON runs ({_AGE}) WHERE {_FINISHED}",
+        "CREATE INDEX IF NOT EXISTS runs_by_state ON runs (state, start)",
+        "DROP INDEX IF EXISTS runs_by_process",
+        "CREATE INDEX IF NOT EXISTS runs_running ON runs (pid, pid_start) WHERE state = 'running'",
+    ),
 }
 
 
@@ -210,13 +244,16 @@ class History(Database):
         if not self.keep:
             return
         now = self.clock.time()
+        last = self._meta("pruned_at")  # read first: most opens need no write at all
+        if last is not None and now - last < PRUNE_EVERY:
+            return
         with self._write():
-            last = self._meta("pruned_at")
+            last = self._meta("pruned_at")  # another process may have pruned meanwhile
             if last is not None and now - last < PRUNE_EVERY:
                 return
+            # through the partial index runs_by_age: the work is the rows deleted
             self._db.execute(
-                "DELETE FROM runs WHERE state != 'running' AND COALESCE(\"end\", start, 0) < ?",
-                (now - self.keep,),
+                f"DELETE FROM runs WHERE {_FINISHED} AND {_AGE} < ?", (now - self.keep,)
             )
             self._set_meta("pruned_at", now)
 
@@ -241,7 +278,7 @@ class History(Database):
             self._process_start(),
             _real(snap.start),
             _real(snap.end),
-            str(snap.state),
+            str.__str__(snap.state),  # the state's text (a str enum), without a call
             _real(snap.elapsed),
             _integer(snap.n),
             _integer(snap.total),
@@ -254,9 +291,9 @@ class History(Database):
         )
 
     def _upsert(self, what: str, row: tuple[Any, ...]) -> bool:
-        names = ", ".join(f'"{c}"' for c in COLUMNS)
-        marks = ", ".join("?" for _ in COLUMNS)
-        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in COLUMNS[1:])
+        names = ", ".join(f'"{c}"' for c in _RUN_COLUMNS)
+        marks = ", ".join("?" for _ in _RUN_COLUMNS)
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in _RUN_COLUMNS[1:])
         sql = f"INSERT INTO runs ({names}) VALUES ({marks}) ON CONFLICT(id) DO UPDATE SET {updates}"
 
         def action(db: sqlite3.Connection) -> bool:
@@ -277,15 +314,32 @@ class History(Database):
         """Record how a task ended (its final snapshot) and the notices sent for it so far."""
         return self._upsert("record_end", self._row(snapshot, notices_sent, reason))
 
-    def record_many(self, runs: list[tuple[TaskSnapshot, int]]) -> bool:
+    def record_many(
+        self,
+        runs: list[tuple[TaskSnapshot, int]],
+        *,
+        folded: Mapping[str, tuple[int, float]] | None = None,
+        delete: Collection[str] = (),
+        late_notices: Mapping[str, int] | None = None,
+    ) -> bool:
         """Record several starts and ends (snapshot, notices sent) in one transaction, in
-        order: a task's later snapshot replaces its earlier one."""
-        if not runs:
+        order: a task's later snapshot replaces its earlier one. ``folded`` gives, by task
+        id, the runs folded into it and the seconds they took (its row's ``folded`` and
+        ``folded_duration``; ``0`` for a run not in it); then the rows of ``delete``, runs
+        folded into their parent after their start was written, are removed; last, the
+        rows of ``late_notices`` count that many more notices (delivered after their end)."""
+        late = list((late_notices or {}).items())
+        if not runs and not delete and not late:
             return True
         names = ", ".join(f'"{c}"' for c in COLUMNS)
         marks = "(" + ", ".join("?" for _ in COLUMNS) + ")"
         updates = ", ".join(f'"{c}" = excluded."{c}"' for c in COLUMNS[1:])
-        rows = [self._row(snapshot, sent, None) for snapshot, sent in runs]
+        folds = folded or {}
+        rows = [
+            (*self._row(snapshot, sent, None), *folds.get(snapshot.id, (0, 0.0)))
+            for snapshot, sent in runs
+        ]
+        gone = list(delete)
 
         def action(db: sqlite3.Connection) -> bool:
             # one multi-row statement per chunk, not one per row: each statement gives the
@@ -296,6 +350,14 @@ class History(Database):
                         f"INSERT INTO runs ({names}) VALUES {', '.join([marks] * len(chunk))} "
                         f"ON CONFLICT(id) DO UPDATE SET {updates}",
                         [value for row in chunk for value in row],
+                    )
+                for at in range(0, len(gone), _ROWS_PER_STATEMENT):
+                    ids = gone[at : at + _ROWS_PER_STATEMENT]
+                    db.execute(f"DELETE FROM runs WHERE id IN ({', '.join('?' for _ in ids)})", ids)
+                if late:
+                    db.executemany(
+                        "UPDATE runs SET notices = notices + ? WHERE id = ?",
+                        [(count, task_id) for task_id, count in late],
                     )
             return True
 
@@ -440,6 +502,10 @@ _INTEGER_MAX = 2**63 - 1
 def _integer(value: object) -> int | None:
     """``value`` as SQLite can store it in an INTEGER column: an int of 64 bits, else
     ``None`` (a count too large, or not a whole number)."""
+    if value is None:
+        return None
+    if type(value) is int:  # the common case first
+        return value if -_INTEGER_MAX <= value <= _INTEGER_MAX else None
     if isinstance(value, bool):
         return int(value)
     if isinstance(value, int):
@@ -452,6 +518,8 @@ def _integer(value: object) -> int | None:
 
 def _real(value: object) -> float | None:
     """``value`` as a finite float for a REAL column, else ``None``."""
+    if type(value) is float:  # the common case first
+        return value if math.isfinite(value) else None
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         try:
             number = float(value)

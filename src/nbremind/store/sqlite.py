@@ -68,7 +68,7 @@ def open_database(path: str | os.PathLike[str], timeout: float) -> sqlite3.Conne
         seen = _identity(target)
         db = _connect(target, timeout)
         try:
-            _check(db)
+            _check(db, target)
             return db
         except CorruptDatabase as exc:
             db.close()
@@ -94,17 +94,52 @@ def _connect(path: Path, timeout: float) -> sqlite3.Connection:
     )
 
 
-def _check(db: sqlite3.Connection) -> None:
-    """Raise :class:`CorruptDatabase` when the file is not a readable database."""
+def _check(db: sqlite3.Connection, path: Path) -> None:
+    """Raise :class:`CorruptDatabase` when the file is not a readable database.
+
+    The schema is always read (garbage fails there). SQLite's ``quick_check`` reads the
+    whole file (about a millisecond per megabyte), so it runs only on a file of at most
+    :data:`QUICK_CHECK_MAX` bytes, or on a larger one whose size falls short of what its
+    header says (a truncated file); a larger healthy file is opened at the same cost as a
+    small one.
+    """
     try:
         db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
-        row = db.execute("PRAGMA quick_check(1)").fetchone()
+        worth = _worth_checking(db, path)
+        row = db.execute("PRAGMA quick_check(1)").fetchone() if worth else ("ok",)
     except sqlite3.DatabaseError as exc:
         if isinstance(exc, sqlite3.OperationalError) and not _corrupt_text(str(exc)):
             raise  # locked, read-only, I/O: not the file's fault
         raise CorruptDatabase(f"{type(exc).__name__}: {exc}") from exc
     if row is None or row[0] != "ok":
         raise CorruptDatabase(f"integrity check: {row[0] if row else 'no answer'}")
+
+
+#: Files up to this size get SQLite's full ``quick_check`` on every open.
+QUICK_CHECK_MAX = 4 * 1024 * 1024
+
+
+def _worth_checking(db: sqlite3.Connection, path: Path) -> bool:
+    """Whether :func:`_check` runs ``quick_check`` on ``path`` (see there). The file is only
+    looked at with ``stat`` and through ``db``: opening and closing it here would drop the
+    POSIX locks every connection of this process holds on it."""
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return True  # let SQLite say what is wrong
+    if size <= QUICK_CHECK_MAX:
+        return True
+    try:
+        if os.stat(f"{path}-wal").st_size:
+            # pages still only in the WAL (a process is writing): the database may rightly
+            # count more pages than the file holds
+            return False
+    except OSError:
+        pass  # no WAL file: every page is in the file
+    # more pages than the file holds: truncated
+    pages = int(db.execute("PRAGMA page_count").fetchone()[0])
+    page_size = int(db.execute("PRAGMA page_size").fetchone()[0])
+    return size < pages * page_size
 
 
 def _corrupt_text(message: str) -> bool:
@@ -216,6 +251,8 @@ class Database(ABC):
         db.execute("PRAGMA synchronous = NORMAL")  # WAL: safe against a killed process
         for pragma in self.pragmas:
             db.execute(f"PRAGMA {pragma}")
+        if self._current():
+            return  # the common case: one read, no write lock taken
         with self._write():
             db.execute(self.version_table)
             found = self._stored_version()
@@ -231,6 +268,14 @@ class Database(ABC):
                     db.execute(statement)
             if version != self.schema:
                 self._store_version(self.schema)
+
+    def _current(self) -> bool:
+        """Whether the file already records :attr:`schema` (read without a write lock; a
+        missing version table, or any error, says no: the write path then decides)."""
+        try:
+            return self._stored_version() == self.schema
+        except sqlite3.Error:
+            return False
 
     @abstractmethod
     def _stored_version(self) -> int | None:

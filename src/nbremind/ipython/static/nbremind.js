@@ -5,7 +5,7 @@
 // element properties or setAttribute only: no markup is ever built from data.
 
 const CHANGE_EVENTS = {
-  panel: ["rows", "channels", "default_note", "summary", "muted"],
+  panel: ["rows", "delta", "usage", "channels", "default_note", "summary", "muted"],
   status: ["text", "state"],
 };
 
@@ -111,7 +111,10 @@ const COLUMNS = [
   ["cpu", "CPU"],
   ["notice", "last notice"],
 ];
-const TEXT_CELLS = ["count", "rate", "elapsed", "eta", "rss", "cpu", "notice"];
+const TEXT_CELLS = ["count", "rate", "eta", "notice"];
+/** Rows drawn at most (the first ones, in the kernel's order); a line says how many more
+ * there are. Drawing 10,000 rows takes the page seconds and every update a long frame. */
+const DRAW_LIMIT = 500;
 /** Seconds without a heartbeat from the kernel after which a panel says it is not live. */
 const STALE_AFTER = 15;
 const STALE_NOTE = "A snapshot: the live panel needs a running kernel.";
@@ -121,6 +124,108 @@ const PERMISSION_TEXT = {
   default: "Allow browser notifications",
   unsupported: "This browser cannot show notifications",
 };
+
+/** ``1.2 s``, ``41 s``, ``12 min``, ``1 h 5 min``, ``2 d 3 h``: the kernel's
+ * ``format_duration``, for the running time the page counts on between updates. */
+function formatDuration(seconds) {
+  if (!Number.isFinite(seconds)) return "?";
+  if (seconds < 10) return `${seconds.toFixed(1)} s`;
+  if (seconds < 60) return `${seconds.toFixed(0)} s`;
+  let minutes = Math.floor(seconds / 60);
+  if (minutes < 60) {
+    const sec = Math.floor(seconds % 60);
+    return minutes >= 10 || !sec ? `${minutes} min` : `${minutes} min ${sec} s`;
+  }
+  let hours = Math.floor(minutes / 60);
+  minutes %= 60;
+  if (hours < 24) return minutes ? `${hours} h ${minutes} min` : `${hours} h`;
+  const days = Math.floor(hours / 24);
+  hours %= 24;
+  return hours ? `${days} d ${hours} h` : `${days} d`;
+}
+
+/** Which delta each rows array (a model's ``rows``) is at: the page applies deltas to the
+ * array in place (never through model.set, which would send the rows back to the kernel
+ * with the next save_changes), so a saved widget state holds the rows as last shown. */
+function rowVersions() {
+  return (page().__nbremindRowSeq ||= new WeakMap());
+}
+
+/** Make array `rows` hold `items` (in place: the model keeps the same array). */
+function fill(rows, items) {
+  rows.length = items.length;
+  for (let k = 0; k < items.length; k++) rows[k] = items[k];
+}
+
+/** Apply the model's ``delta`` to its ``rows`` once (every view and initialize() call this;
+ * the first applies it). Returns "applied", "current" or "gap" (a delta was missed: the
+ * caller asks the kernel for a full state). */
+function applyDelta(model) {
+  const rows = model.get("rows");
+  const delta = model.get("delta");
+  if (!Array.isArray(rows) || !delta || typeof delta.seq !== "number") return "current";
+  const versions = rowVersions();
+  const at = versions.has(rows) ? versions.get(rows) : Number(model.get("rows_seq") || 0);
+  if (delta.seq <= at) return "current";
+  if (delta.reset) {
+    fill(rows, delta.reset);
+    versions.set(rows, delta.seq);
+    return "applied";
+  }
+  if (delta.base !== at) return "gap";
+  const adds = delta.add || [];
+  if ((delta.remove && delta.remove.length) || adds.length) {
+    // removed rows go; each added row goes right after the row of task `after` (null:
+    // first), and one already there moves (so a delta applied twice changes nothing more)
+    const gone = new Set(delta.remove || []);
+    const following = new Map();
+    for (const [after, row] of adds) {
+      gone.add(row[0]);
+      if (!following.has(after)) following.set(after, []);
+      following.get(after).push(row);
+    }
+    const out = [];
+    const put = (row) => {
+      const stack = [row];
+      while (stack.length) {
+        const next = stack.pop();
+        out.push(next);
+        const more = following.get(next[0]);
+        if (more) for (let k = more.length - 1; k >= 0; k--) stack.push(more[k]);
+      }
+    };
+    for (const row of following.get(null) || []) put(row);
+    for (const row of rows) if (!gone.has(row[0])) put(row);
+    fill(rows, out);
+  }
+  if (delta.change && delta.change.length) {
+    const byId = new Map(rows.map((row) => [row[0], row]));
+    for (const entry of delta.change) {
+      const row = byId.get(entry[0]);
+      if (row === undefined) continue;
+      for (let k = 1; k + 1 < entry.length; k += 2) row[entry[k]] = entry[k + 1];
+    }
+  }
+  versions.set(rows, delta.seq);
+  return "applied";
+}
+
+/** Keep a model's rows up to date from its deltas, asking for a full state after a gap. */
+function followDeltas(model, say) {
+  let asked = -1;
+  const onDelta = () => {
+    if (applyDelta(model) === "gap") {
+      const seq = Number(model.get("delta").seq);
+      if (seq > asked) {
+        asked = seq + 8;  // one request per few updates while the full state is on its way
+        say({ type: "resync" });
+      }
+    }
+  };
+  onDelta();
+  model.on("change:delta", onDelta);
+  return () => model.off("change:delta", onDelta);
+}
 
 function makeRow() {
   const tr = make("tr", "nbremind-task");
@@ -155,7 +260,7 @@ function setAttribute(row, key, value, apply) {
   }
 }
 
-function updateRow(row, data, at) {
+function updateRow(row, data, at, clock) {
   const { tr, cells } = row;
   setAttribute(row, "state", data[at.state], (v) => { tr.dataset.state = v; });
   setAttribute(row, "depth", data[at.depth] ?? 0, (v) => {
@@ -167,6 +272,19 @@ function updateRow(row, data, at) {
   setText(row, "name", data[at.name]);
   setText(row, "state", data[at.state_text]);
   for (const key of TEXT_CELLS) setText(row, key, data[at[key]]);
+  const running = data[at.state] === "running";
+  const started = data[at.started];
+  if (running && clock.live && typeof started === "number") {
+    const text = formatDuration(Math.max(0, clock.now() - started));
+    data[at.elapsed] = text;  // a saved widget state keeps the time last shown
+    setText(row, "elapsed", text);
+  } else {
+    setText(row, "elapsed", data[at.elapsed]);
+  }
+  // a running row's memory and CPU are the process's (the panel's usage)
+  const usage = running ? clock.usage : null;
+  setText(row, "rss", data[at.rss] || (usage ? usage[0] : ""));
+  setText(row, "cpu", data[at.cpu] || (usage ? usage[1] : ""));
   const value = data[at.value];
   const max = data[at.max];
   setAttribute(row, "progress", `${value}/${max}`, () => {
@@ -210,19 +328,34 @@ function renderPanel(model, el, say) {
   table.append(thead, tbody);
   const empty = make("div", "nbremind-empty",
     "No tasks yet: run a %%remind cell, a remind() block or a track() loop.");
+  const more = make("div", "nbremind-more");
+  more.hidden = true;
   const scroll = make("div", "nbremind-scroll");
-  scroll.append(table, empty);
+  scroll.append(table, more, empty);
 
   root.append(header, stale, controls, channels, defaults, scroll);
   el.appendChild(root);
 
   const rows = new Map();
   let order = [];
+  // the kernel's clock as this page reads it: its time at the last update plus what passed
+  let offset = 0;
+  const clock = {
+    live: false,
+    usage: null,
+    now: () => Date.now() / 1000 + offset,
+  };
+  const onClock = () => {
+    const value = Number(model.get("clock"));
+    if (value > 0) offset = value - Date.now() / 1000;
+  };
 
   function updateRows() {
     const fields = model.get("fields") || [];
     const at = Object.fromEntries(fields.map((name, i) => [name, i]));
-    const data = model.get("rows") || [];
+    const all = model.get("rows") || [];
+    const data = all.length > DRAW_LIMIT ? all.slice(0, DRAW_LIMIT) : all;
+    clock.usage = model.get("usage") || null;
     const ids = data.map((r) => String(r[at.id]));
     const alive = new Set(ids);
     let reorder = ids.length !== order.length;
@@ -237,7 +370,7 @@ function renderPanel(model, el, say) {
       } else if (!reorder && order[i] !== id) {
         reorder = true;
       }
-      updateRow(row, r, at);
+      updateRow(row, r, at, clock);
     });
     for (const [id, row] of rows) {
       if (!alive.has(id)) {
@@ -253,7 +386,13 @@ function renderPanel(model, el, say) {
     }
     empty.hidden = ids.length > 0;
     table.hidden = ids.length === 0;
+    const hidden = all.length - data.length;
+    more.hidden = hidden === 0;
+    more.textContent = hidden ? `… and ${hidden} more (the first ${data.length} are shown)` : "";
   }
+  const onDelta = () => {
+    if (applyDelta(model) !== "gap") updateRows();
+  };
 
   function updateChannels() {
     const items = (model.get("channels") || []).map(([name, state, ok]) => {
@@ -307,6 +446,10 @@ function renderPanel(model, el, say) {
     root.dataset.live = live ? "true" : "false";
     stale.textContent = String(model.get("stale_note") || STALE_NOTE);
     stale.hidden = live;
+    if (clock.live !== live || live) {
+      clock.live = live;
+      updateRows();  // running times count on while the kernel lives
+    }
   }
   const onBeat = () => {
     beatSeen = performance.now();
@@ -314,13 +457,17 @@ function renderPanel(model, el, say) {
   };
   const liveTimer = setInterval(updateLive, 1000);
 
+  onClock();
+  applyDelta(model);
   updateLive();
   updateRows();
   updateChannels();
   updateHeader();
   updateAsk();
   const unlisten = [
-    listen(model, ["rows"], updateRows),
+    listen(model, ["clock"], onClock),
+    listen(model, ["rows", "usage"], updateRows),
+    listen(model, ["delta"], onDelta),
     listen(model, ["channels"], updateChannels),
     listen(model, ["summary", "default_note", "muted"], updateHeader),
     listen(model, ["beat"], onBeat),
@@ -372,7 +519,11 @@ function initialize({ model }) {
   window.addEventListener("pagehide", onHide);
   window.addEventListener("pageshow", onShow);
   const unwatch = watchPermission((value) => say({ type: "permission", permission: value }));
+  // the panel's rows follow its deltas even while no view shows it (a saved state holds them)
+  const unfollow = model.get("view") === "panel" && typeof followDeltas === "function"
+    ? followDeltas(model, say) : () => {};
   return () => {
+    unfollow();
     window.removeEventListener("pagehide", onHide);
     window.removeEventListener("pageshow", onShow);
     unwatch();
