@@ -52,6 +52,13 @@ class Channel(ABC):
                 self._availability = Availability(False, f"{type(exc).__name__}: {exc}")
         return self._availability
 
+    def known_availability(self) -> Availability | None:
+        """What :meth:`availability` would answer without checking again, when a channel
+        keeps its first answer (``None``: ask :meth:`availability`)."""
+        if type(self).availability is Channel.availability:
+            return self._availability
+        return None  # a channel that tells it its own way (the browser's front ends)
+
     async def _check(self) -> Availability:
         return Availability(True)
 

@@ -297,7 +297,7 @@ class Dispatcher:
             if known is None or known[0] is not channel:
                 known = self._secrets[name] = (channel, _secrets_of(channel))
             secrets = known[1]
-            available = await channel.availability()
+            available = channel.known_availability() or await channel.availability()
             if not available.ok:
                 why = hide(f"unavailable: {available.reason}", secrets)
                 return self._record(notice, shown, False, why)
@@ -316,16 +316,22 @@ class Dispatcher:
                         raise _Exiting("the process exited before this try")
                 await bounded(channel.send(sending), limit)
 
-            # a test notice (``%remind test``) reports its first failure, untried again
+            # the first try bare (nearly every send succeeds at once); the retries after a
+            # failure; a test notice (``%remind test``) reports its first failure, untried
             tries = 1 if notice.event == "test" else config.retry_attempts
-            await with_retries(
-                attempt,
-                attempts=tries,
-                max_time=config.retry_max_time,
-                backoff=self.backoff,
-                outcome=outcome,
-                stop_early=self._past_deadline,
-            )
+            try:
+                await attempt()
+                outcome.attempts = 1
+            except Exception as first:
+                await with_retries(
+                    attempt,
+                    attempts=tries,
+                    max_time=config.retry_max_time,
+                    backoff=self.backoff,
+                    outcome=outcome,
+                    stop_early=self._past_deadline,
+                    first_error=first,
+                )
         except asyncio.TimeoutError:
             error = f"timed out after {config.send_timeout:g} s"
             retryable = True

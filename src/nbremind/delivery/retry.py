@@ -80,11 +80,13 @@ async def with_retries(
     backoff: Backoff | None = None,
     outcome: RetryOutcome | None = None,
     stop_early: Callable[[float], str] | None = None,
+    first_error: Exception | None = None,
 ) -> RetryOutcome:
     """Await ``attempt()`` until it succeeds or retrying should stop; re-raise the last error.
 
     ``outcome`` (filled in as tries happen, also when the last error is raised) tells how
-    many tries were made and how long each wait was. ``stop_early(wait)``, asked before
+    many tries were made and how long each wait was. ``first_error``: the first try was
+    made by the caller and raised it. ``stop_early(wait)``, asked before
     each wait, gives a reason to stop retrying now (``""``: go on), e.g. the process exits.
     """
     backoff = backoff or Backoff()
@@ -94,6 +96,8 @@ async def with_retries(
     # machinery costs more than a local send); tenacity takes over from its failure
     outcome.attempts += 1
     try:
+        if first_error is not None:  # the caller made the first try: it failed so
+            raise first_error
         await attempt()
         return outcome
     except Exception as exc:

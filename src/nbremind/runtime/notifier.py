@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import itertools
 import threading
 from collections.abc import Callable, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -50,6 +51,9 @@ TAKE_DELAY = 0.001
 #: Events of which only the latest of a task is kept once the queue is full.
 COALESCED_EVENTS = frozenset({"after", "memory", "progress"})
 _DEFAULT_OPTIONS = TaskOptions()
+#: Titles of last notices kept at most (the tracker forgets them with their tasks; one made
+#: on this thread after its task was forgotten would stay: past this, the oldest go).
+_LAST_NOTICES = 2000
 
 
 class _Queued(NamedTuple):
@@ -241,7 +245,11 @@ class Notifier:
                         key=item.key,
                         detail=item.detail,
                     )
-                self._last_notice[notice.task.id] = notice.title
+                last = self._last_notice
+                last[notice.task.id] = notice.title
+                if len(last) > _LAST_NOTICES:  # made after its task was forgotten: trimmed
+                    for old in list(itertools.islice(last, len(last) - _LAST_NOTICES // 2)):
+                        del last[old]
                 task = loop.create_task(self._deliver(notice, item.options, item.config))
                 self._tasks.add(task)  # a task the loop holds only weakly could vanish
                 task.add_done_callback(self._tasks.discard)

@@ -54,7 +54,7 @@ _REMEMBER_ENDED = 1000
 #: Seconds a start or end waits before it is written (batched with what follows).
 _WRITE_DELAY = 0.05
 #: Tasks waiting to be written past which the thread handing one writes them all itself.
-MAX_QUEUED = 1000
+MAX_QUEUED = 2000
 #: Tasks waiting past which the loop thread writes at once, without :data:`_WRITE_DELAY`.
 _WRITE_NOW = 200
 #: Tasks whose notices are counted while their row waits (oldest forgotten first).
