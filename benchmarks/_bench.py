@@ -2,16 +2,28 @@
 
 from __future__ import annotations
 
+import argparse
 import datetime
 import math
 import os
 import platform
+import shutil
 import statistics
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-__all__ = ["child_env", "machine", "median", "percentile", "print_table", "ratio", "verdict"]
+__all__ = [
+    "child_env",
+    "fresh_processes",
+    "machine",
+    "median",
+    "percentile",
+    "print_table",
+    "ratio",
+    "verdict",
+]
 
 
 def median(values: Sequence[float]) -> float:
@@ -71,3 +83,22 @@ def child_env(data_dir: Path | None) -> dict[str, str]:
     if data_dir is not None:
         env["NBREMIND_DATA_DIR"] = str(data_dir)
     return env
+
+
+def fresh_processes(
+    name: str, doc: str, default_runs: int, measure: Callable[[Path, int], int]
+) -> int:
+    """The ``main`` of a script timing fresh processes: ``--runs`` / ``--quick`` read, the
+    machine said, ``measure(work folder, runs)`` run in a temporary folder removed after."""
+    parser = argparse.ArgumentParser(description=doc.split("\n\n")[0])
+    parser.add_argument("--runs", type=int, default=default_runs, help="fresh processes per arm")
+    parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
+    args = parser.parse_args()
+    runs = 4 if args.quick else args.runs
+    print(f"{name}: {machine()}")
+    print(f"{runs} fresh processes per arm, rotating, after 3 warm-up rounds")
+    work = Path(tempfile.mkdtemp(prefix="nbremind-bench-"))
+    try:
+        return measure(work, runs)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)

@@ -26,15 +26,21 @@ fresh data folder; exit with nothing pending (the 0.3 s block's end -> process e
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-from _bench import child_env, machine, median, percentile, print_table, ratio, verdict
+from _bench import (
+    child_env,
+    fresh_processes,
+    median,
+    percentile,
+    print_table,
+    ratio,
+    verdict,
+)
 
 SCRIPT_BUDGET_MS = 60.0
 EXIT_BUDGET_MS = 10.0
@@ -86,19 +92,7 @@ def run_once(
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--runs", type=int, default=30, help="fresh processes per arm")
-    parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
-    args = parser.parse_args()
-    runs = 4 if args.quick else args.runs
-
-    print(f"script_overhead: {machine()}")
-    print(f"{runs} fresh processes per arm, rotating, after 3 warm-up rounds")
-    work = Path(tempfile.mkdtemp(prefix="nbremind-bench-"))
-    try:
-        return _measure(work, runs)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    return fresh_processes("script_overhead", __doc__ or "", 30, _measure)
 
 
 def _measure(work: Path, runs: int) -> int:

@@ -11,14 +11,13 @@ from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
 from ..core.log import log_exception
-from ..core.options import TaskOptions, any_set, check_total, parse_call_options
+from ..core.options import TaskOptions, call_options, check_total
 from ..core.task import Task, TaskTimeout
 from ..runtime.session import Session, get_session
 
 __all__ = ["Reminder", "current_task", "remind"]
 
 F = TypeVar("F", bound=Callable[..., Any])
-_NO_OPTIONS = TaskOptions()
 _Token = contextvars.Token["Task | None"]
 _Entry = tuple["Reminder", Task, _Token]
 
@@ -238,25 +237,8 @@ def remind(
         return Reminder(None, TaskOptions(), None, session)(name)
     if name is not None and not isinstance(name, str):
         raise ValueError(f"remind(): name {name!r} is not a string")
-    if not any_set(
-        after, every, progress, mem, timeout, on, channels, min_duration, when, interrupt
-    ):
-        options = _NO_OPTIONS  # the common call: nothing to parse
-    else:
-        options = parse_call_options(
-            "remind()",
-            session,
-            after=after,
-            every=every,
-            progress=progress,
-            mem=mem,
-            timeout=timeout,
-            interrupt=interrupt,
-            on=on,
-            channels=channels,
-            min_duration=min_duration,
-            when=when,
-        )
+    given = (after, every, progress, mem, timeout, interrupt, on, channels, min_duration, when)
+    options = call_options("remind()", session, *given)
     if total is not None:
         check_total(total, "remind()")
     if watchdog is not False and not isinstance(watchdog, bool):

@@ -93,14 +93,13 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from ..core.log import log_exception
-from ..core.options import TaskOptions, any_set, check_total, parse_call_options
+from ..core.options import TaskOptions, call_options, check_total
 from ..core.task import Task, TaskTimeout
 from ..runtime.session import Session, get_session
 
 __all__ = ["Tracked", "track"]
 
 T = TypeVar("T")
-_NO_OPTIONS = TaskOptions()
 
 _UNITS = sys.maxsize
 _C_METHODS = (types.MethodDescriptorType, types.WrapperDescriptorType)
@@ -171,25 +170,8 @@ def track(
         raise ValueError(f"track(): name {name!r} is not a string")
     if total is not None:
         check_total(total, "track()")
-    if not any_set(
-        after, every, progress, mem, timeout, on, channels, min_duration, when, interrupt
-    ):
-        options = _NO_OPTIONS  # the common call (a loop per file): nothing to parse
-    else:
-        options = parse_call_options(
-            "track()",
-            session,
-            after=after,
-            every=every,
-            progress=progress,
-            mem=mem,
-            timeout=timeout,
-            interrupt=interrupt,
-            on=on,
-            channels=channels,
-            min_duration=min_duration,
-            when=when,
-        )
+    given = (after, every, progress, mem, timeout, interrupt, on, channels, min_duration, when)
+    options = call_options("track()", session, *given)
     if session is not None and not isinstance(session, Session):
         raise ValueError(f"track(): session {session!r} is not a Session")
     try:

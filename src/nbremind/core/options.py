@@ -35,6 +35,7 @@ __all__ = [
     "TaskOptions",
     "add_flags",
     "any_set",
+    "call_options",
     "check_total",
     "flag_values",
     "parse_call_options",
@@ -269,6 +270,42 @@ def any_set(*values: object) -> bool:
     return False
 
 
+def call_options(
+    source: str,
+    session: object,
+    after: object,
+    every: object,
+    progress: object,
+    mem: object,
+    timeout: object,
+    interrupt: bool,
+    on: object,
+    channels: object,
+    min_duration: object,
+    when: Callable[[Any], object] | None,
+) -> TaskOptions:
+    """The options of a ``remind()`` or ``track()`` call (``source``): the ones shared by
+    every call that gives none, else :func:`parse_call_options`'s."""
+    if not any_set(
+        after, every, progress, mem, timeout, on, channels, min_duration, when, interrupt
+    ):
+        return _NO_OPTIONS  # the common call (a loop per file): nothing to parse
+    return parse_call_options(
+        source,
+        session,
+        after=after,
+        every=every,
+        progress=progress,
+        mem=mem,
+        timeout=timeout,
+        interrupt=interrupt,
+        on=on,
+        channels=channels,
+        min_duration=min_duration,
+        when=when,
+    )
+
+
 def parse_call_options(
     source: str, session: object = None, *, flags: bool = False, **raw: Any
 ) -> TaskOptions:
@@ -297,6 +334,7 @@ def parse_call_options(
     return options
 
 
+_NO_OPTIONS = TaskOptions()
 #: Options already parsed, by what they were parsed from (a loop per file in a task calls
 #: ``track()`` with the same options thousands of times: each is parsed once).
 _parsed: dict[tuple[object, ...], TaskOptions] = {}
