@@ -73,7 +73,7 @@ class Config:
     retry_max_time: float = 60.0
     #: Whether a Jupyter kernel starts the kernel-death watchdog with its first task.
     watchdog: bool = True
-    #: Whether notices are written to the durable outbox (a SQLite file) before delivery.
+    #: Whether notices are written to the durable outbox (a SQLite file) as they are delivered.
     outbox: bool = True
     #: Seconds after which a notice an ended process left undelivered is dropped (recorded).
     outbox_max_age: float = 86400.0

@@ -436,7 +436,7 @@ class Dispatcher:
     # -- the durable outbox (never raises, never blocks for long: one short transaction) ----
     @property
     def outbox(self) -> Outbox | None:
-        """The durable outbox notices are written to before delivery, if there is one."""
+        """The durable outbox notices are written to as they are delivered, if there is one."""
         source = self.outbox_source
         if source is None:
             return None
@@ -447,7 +447,8 @@ class Dispatcher:
             return None
 
     def _outbox_record(self, notice: Notice, names: Iterable[str]) -> None:
-        """Write ``notice`` with a pending delivery per channel, before it is sent."""
+        """Queue ``notice`` with a pending delivery per channel for the outbox (written with
+        what else comes within :data:`OUTBOX_WRITE_DELAY`; its send starts meanwhile)."""
         outbox = self.outbox
         if outbox is None:
             return
