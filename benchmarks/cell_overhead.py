@@ -24,7 +24,9 @@ kernel) and prints where the added time goes, by cProfile.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -119,6 +121,8 @@ def main() -> int:
         "--profile", action="store_true", help="profile the cells in an in-process shell instead"
     )
     args = parser.parse_args()
+    # nbremind's files (and a kernel's, which inherits it) in a fresh folder, never the user's
+    os.environ["NBREMIND_DATA_DIR"] = tempfile.mkdtemp(prefix="nbremind-bench-")
     runs, warmup = (30, 5) if args.quick else (args.runs, args.warmup)
     if args.profile:
         profile(runs)

@@ -23,7 +23,9 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import os
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from typing import Any
@@ -233,6 +235,8 @@ def main() -> int:
     )
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
     args = parser.parse_args()
+    # nbremind's files (and a kernel's, which inherits it) in a fresh folder, never the user's
+    os.environ["NBREMIND_DATA_DIR"] = tempfile.mkdtemp(prefix="nbremind-bench-")
     if args.quick:
         args.tasks, args.seconds, args.peer_seconds = 200, 3.0, 2.0
 

@@ -31,7 +31,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -201,6 +203,8 @@ def main() -> int:
     parser.add_argument("--peer-seconds", type=float, default=5.0, help="0: skip the peer")
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
     args = parser.parse_args()
+    # nbremind's files (and a kernel's, which inherits it) in a fresh folder, never the user's
+    os.environ["NBREMIND_DATA_DIR"] = tempfile.mkdtemp(prefix="nbremind-bench-")
     if args.quick:
         args.tasks, args.seconds, args.peer_tasks, args.peer_seconds = 2000, 4.0, 200, 2.0
 

@@ -26,6 +26,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 
@@ -137,6 +138,8 @@ def main() -> int:
     parser.add_argument("--quick", action="store_true", help="a few-second smoke run")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    # nbremind's files (and a kernel's, which inherits it) in a fresh folder, never the user's
+    os.environ["NBREMIND_DATA_DIR"] = tempfile.mkdtemp(prefix="nbremind-bench-")
     if args.child:
         print(json.dumps(child(args.child, args.seconds)))
         return 0

@@ -101,10 +101,13 @@ def test_peak_memory_counts_the_children() -> None:
 
 
 def test_signals_are_forwarded_to_the_command(tmp_path: Path) -> None:
+    # the handler writes with os.write: a print() there could land inside the print of
+    # "ready" still returning (the signal comes as soon as the line is read), and raise
+    # "reentrant call inside BufferedWriter"
     script = (
-        "import signal, sys, time\n"
+        "import os, signal, sys, time\n"
         "def bye(*_):\n"
-        "    print('got TERM', flush=True); sys.exit(5)\n"
+        "    os.write(1, b'got TERM\\n'); sys.exit(5)\n"
         "signal.signal(signal.SIGTERM, bye)\n"
         "print('ready', flush=True)\n"
         "time.sleep(60)\n"
