@@ -11,7 +11,7 @@ from types import TracebackType
 from typing import Any, TypeVar, cast, overload
 
 from ..core.log import log_exception
-from ..core.options import TaskOptions, call_options, check_total
+from ..core.options import NO_OPTIONS, TaskOptions, call_options, check_total
 from ..core.task import Task, TaskTimeout
 from ..runtime.session import Session, get_session
 
@@ -234,7 +234,7 @@ def remind(
     A bad value raises ``ValueError`` naming the option and the value.
     """
     if callable(name) and not isinstance(name, str):
-        return Reminder(None, TaskOptions(), None, session)(name)
+        return Reminder(None, NO_OPTIONS, None, session)(name)
     if name is not None and not isinstance(name, str):
         raise ValueError(f"remind(): name {name!r} is not a string")
     given = (after, every, progress, mem, timeout, interrupt, on, channels, min_duration, when)

@@ -29,6 +29,7 @@ __all__ = [
     "DEFAULT_ON",
     "MAGIC_OPTIONS",
     "MIN_TASK_DURATION",
+    "NO_OPTIONS",
     "OPTIONS",
     "TASK_OPTIONS",
     "OptionSpec",
@@ -261,6 +262,10 @@ class TaskOptions:
         return frozenset(events)
 
 
+#: The options of a task that sets none (frozen: one for all of them).
+NO_OPTIONS = TaskOptions()
+
+
 def any_set(*values: object) -> bool:
     """Whether any of a call's option values is given (not ``None``, not ``False``): when
     none is, ``remind()`` and ``track()`` take the options parsed once, without a parse."""
@@ -289,7 +294,7 @@ def call_options(
     if not any_set(
         after, every, progress, mem, timeout, on, channels, min_duration, when, interrupt
     ):
-        return _NO_OPTIONS  # the common call (a loop per file): nothing to parse
+        return NO_OPTIONS  # the common call (a loop per file): nothing to parse
     return parse_call_options(
         source,
         session,
@@ -334,7 +339,6 @@ def parse_call_options(
     return options
 
 
-_NO_OPTIONS = TaskOptions()
 #: Options already parsed, by what they were parsed from (a loop per file in a task calls
 #: ``track()`` with the same options thousands of times: each is parsed once).
 _parsed: dict[tuple[object, ...], TaskOptions] = {}

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
-from .options import TaskOptions
+from .options import NO_OPTIONS, TaskOptions
 from .parse import MAX_COUNT  # the largest count and total a task takes
 
 if TYPE_CHECKING:
@@ -37,7 +37,7 @@ __all__ = [
 ]
 
 _ids = itertools.count(1)
-_tag = (0, "")
+_tag = ""
 
 
 def process_tag() -> str:
@@ -45,9 +45,8 @@ def process_tag() -> str:
     first task): task and notice ids stay unique across processes that reuse a pid, as the
     outbox remembers them across restarts."""
     global _tag
-    tag = _tag[1]
-    if tag:  # (a forked child starts without one: see _forget_tag)
-        return tag
+    if _tag:  # (a forked child starts without one: see _forget_tag)
+        return _tag
     import time
 
     pid = os.getpid()
@@ -55,14 +54,14 @@ def process_tag() -> str:
     while stamp:
         stamp, digit = divmod(stamp, 36)
         digits = "0123456789abcdefghijklmnopqrstuvwxyz"[digit] + digits
-    _tag = (pid, f"{pid}.{digits}")
-    return _tag[1]
+    _tag = f"{pid}.{digits}"
+    return _tag
 
 
 def _forget_tag() -> None:
     """In a forked child: its tasks get a tag of their own (made at its first task)."""
     global _tag
-    _tag = (0, "")
+    _tag = ""
 
 
 if hasattr(os, "register_at_fork"):  # not on Windows, which has no fork
@@ -84,7 +83,6 @@ _RATE_SMOOTHING = 0.3
 #: ``advance()`` by one takes an item from a ``repeat`` this long; what it lost is the count.
 _UNITS = sys.maxsize
 _length_hint = operator.length_hint
-_NO_OPTIONS = TaskOptions()
 #: ``advance(n)`` with ``|n|`` below this takes the lock-free path.
 _FAST_STEPS = 1 << 32
 #: Amounts ``advance()`` appends before they are summed into the count.
@@ -226,7 +224,7 @@ class Task:
         self.parent = parent
         self.source = source
         self.host = host
-        self.options = options or _NO_OPTIONS
+        self.options = options or NO_OPTIONS
         self._clock = clock
         self._lock = threading.Lock()
         # n = _n + the amounts in _adds + the items taken from _units: advance(1) is one C

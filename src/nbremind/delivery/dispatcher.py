@@ -143,12 +143,11 @@ class Dispatcher:
         #: Gives the durable outbox, or ``None`` (set by the session, which opens it
         #: lazily); ``None`` here: notices are delivered from memory only.
         self.outbox_source: Callable[[], Outbox | None] | None = None
-        #: Deliveries written to the outbox and not finished: notice id -> {shown: name}.
-        self._in_outbox: dict[str, dict[str, str]] = {}
+        #: Deliveries written to the outbox and not finished: notice id -> (the outbox it
+        #: was written to, {shown: name} of its channels not finished yet).
+        self._in_outbox: dict[str, tuple[Outbox, dict[str, str]]] = {}
         #: What each channel must never show, by name (asked once per channel made).
         self._secrets: dict[str, tuple[Channel, list[str]]] = {}
-        #: ... and the outbox each was written to (asked once per notice, not per outcome).
-        self._outbox_of: dict[str, Outbox] = {}
         #: Set when the session closes (``time.monotonic()`` seconds): no try starts or runs
         #: past it and no retry waits past it; a retryable failure is then left ``pending``
         #: in the outbox for the next nbremind process instead of being recorded as final.
@@ -218,7 +217,6 @@ class Dispatcher:
                     names = (await self.default_channels(wait=False)).channels
                 self._outbox_record(notice, names)
                 self._in_outbox.pop(notice.id, None)
-                self._outbox_of.pop(notice.id, None)
             if self.rule_state.quiet.held:
                 self._arm_quiet_timer(config)
             return []
@@ -358,11 +356,10 @@ class Dispatcher:
         """The process is exiting and this delivery may still succeed later: its outbox row
         stays ``pending`` (the next nbremind process delivers it), and it is said so."""
         self.deferred += 1
-        names = self._in_outbox.get(notice.id)
-        name = None if names is None else names.pop(channel, None)  # not swept as "not sent"
-        outbox = self.outbox if name is not None else None
-        stored = outbox is not None
-        if outbox is not None and name is not None:
+        held = self._stored(notice.id, channel)  # (then not swept as "not sent")
+        stored = held is not None
+        if held is not None:
+            outbox, name = held
             try:
                 outbox.defer(notice.id, name, error, max(attempts, 1))
             except Exception:
@@ -455,8 +452,7 @@ class Dispatcher:
         names = tuple(names)
         try:
             if outbox.queue_record(notice, names):
-                self._in_outbox[notice.id] = {display_name(n): n for n in names}
-                self._outbox_of[notice.id] = outbox
+                self._in_outbox[notice.id] = (outbox, {display_name(n): n for n in names})
                 self._outbox_later(outbox)
         except Exception:
             log.debug("writing a notice to the outbox failed", exc_info=True)
@@ -494,15 +490,19 @@ class Dispatcher:
         if outbox is not None:
             self._write_outbox(outbox)
 
+    def _stored(self, notice_id: str, shown: str) -> tuple[Outbox, str] | None:
+        """The outbox ``notice_id`` was written to and the name its channel ``shown`` is
+        stored under, taken off the deliveries still to finish (``None``: not stored)."""
+        held = self._in_outbox.get(notice_id)
+        name = None if held is None else held[1].pop(shown, None)
+        return None if name is None or held is None else (held[0], name)
+
     def _outbox_mark(self, delivery: Delivery) -> None:
         """Write a channel's final outcome (from :meth:`_record`) to the outbox."""
-        names = self._in_outbox.get(delivery.notice_id)
-        name = None if names is None else names.pop(delivery.channel, None)
-        if name is None:
+        held = self._stored(delivery.notice_id, delivery.channel)
+        if held is None:
             return
-        outbox = self._outbox_of.get(delivery.notice_id) or self.outbox
-        if outbox is None:
-            return
+        outbox, name = held
         try:
             outbox.queue_mark(
                 delivery.notice_id,
@@ -528,13 +528,10 @@ class Dispatcher:
     def _outbox_sweep(self, notice: Notice) -> None:
         """Channels the fan-out finished without sending to (their ``on`` does not take the
         event) are no longer pending."""
-        names = self._in_outbox.pop(notice.id, None)
-        held = self._outbox_of.pop(notice.id, None)
-        if not names:
+        held = self._in_outbox.pop(notice.id, None)
+        if held is None or not held[1]:
             return
-        outbox = held or self.outbox
-        if outbox is None:
-            return
+        outbox, names = held
         try:
             for name in names.values():
                 outbox.queue_drop(notice.id, name, "not sent: the channel does not take this event")

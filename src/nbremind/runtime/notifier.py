@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.log import log_exception, logger
 from ..core.notice import Notice, make_notice
-from ..core.options import TaskOptions
+from ..core.options import NO_OPTIONS, TaskOptions
 from ..core.task import Task, TaskSnapshot, TaskState
 
 if TYPE_CHECKING:
@@ -50,7 +50,6 @@ CATCH_UP_WAIT = 5.0
 TAKE_DELAY = 0.001
 #: Events of which only the latest of a task is kept once the queue is full.
 COALESCED_EVENTS = frozenset({"after", "memory", "progress"})
-_DEFAULT_OPTIONS = TaskOptions()
 #: Titles of last notices kept at most (the tracker forgets them with their tasks; one made
 #: on this thread after its task was forgotten would stay: past this, the oldest go).
 _LAST_NOTICES = 2000
@@ -161,7 +160,7 @@ class Notifier:
         """Hand ``notice`` to the loop thread for delivery (returns at once)."""
         if self._closed():
             return
-        options = options or _DEFAULT_OPTIONS
+        options = options or NO_OPTIONS
         item = _Queued(notice.event, None, notice.created, 0, None, notice, options, self._config())
         self._hand(item)
 

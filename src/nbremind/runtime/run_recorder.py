@@ -31,7 +31,7 @@ import collections
 import os
 import threading
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 from ..core.log import logger
 from ..core.task import TaskState
@@ -174,15 +174,10 @@ class HistoryRecorder:
                 else:
                     # an end replaces the task's start if that is still waiting (its place kept)
                     queue[task.id] = (_END, task, folded, snapshot)
-            size = len(queue)
-            if self._scheduled and size < _WRITE_NOW:
-                return  # a wake is on its way: it writes this one too
-            wake = self._wake_for(size)
-            if wake is False:
-                return
+            wake = self._wake_for(len(queue))
         self._wake(wake)
 
-    def _wake_for(self, size: int) -> Callable[[], None] | bool | None:
+    def _wake_for(self, size: int) -> Callable[[], None] | Literal[False] | None:
         """How the writer is to be woken with ``size`` entries waiting (the lock held):
         ``None``: write here, now (the loop thread is behind); ``False``: a wake is on its
         way already; else the callback the loop thread is to run."""
@@ -196,10 +191,10 @@ class HistoryRecorder:
             return self._drain_soon
         return False
 
-    def _wake(self, wake: Callable[[], None] | bool | None) -> None:
+    def _wake(self, wake: Callable[[], None] | Literal[False] | None) -> None:
         if wake is False:
-            return
-        if wake is None or wake is True:
+            return  # a wake is on its way: it writes this one too
+        if wake is None:
             self._drain()  # the loop thread is behind: write the backlog here, in one go
             return
         try:
