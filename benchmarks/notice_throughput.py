@@ -8,7 +8,8 @@ that accepts every notice, so what is measured is nbremind's own work, not a net
   (``pthread_getcpuclockid`` of the ``nbremind-ticker`` thread, read from the main thread)
   from before the first block until every notice is delivered and every history row
   written, divided by N, is the loop-thread work per task; the main thread's CPU time per
-  block is shown too, and the outbox is checked to hold N delivered notices.
+  block is shown too, and the outbox is checked to count N delivered notices (stored or
+  only counted).
 * **Steady**: blocks paced at 10,000 a second for a few seconds, the main thread busy in
   Python between them (holding the GIL, as user code does). The notices waiting for the
   loop thread are sampled: the backlog must stay bounded (not grow with time), and the

@@ -9,7 +9,6 @@ from the repository, and would read it as the project file.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import sys
 import tempfile
@@ -31,13 +30,13 @@ _REPO = Path(__file__).resolve().parent.parent
 
 # processes started by session-wide fixtures (kernels) inherit these
 os.environ[CONFIG_DIR_VAR] = tempfile.mkdtemp(prefix="nbremind-config-")
-for _field in dataclasses.fields(Config):
-    os.environ.pop(env_var(_field.name), None)
+for _name in Config.FIELDS:
+    os.environ.pop(env_var(_name), None)
 
 
 def settings_variables() -> list[str]:
     """Every ``NBREMIND_*`` variable that sets a setting."""
-    return [env_var(f.name) for f in dataclasses.fields(Config)]
+    return [env_var(name) for name in Config.FIELDS]
 
 
 @pytest.fixture(autouse=True)
@@ -70,7 +69,7 @@ def isolation_settings() -> set[str]:
     comparisons."""
     from _isolation import DATA_DIR
 
-    return {f.name for f in dataclasses.fields(Config) if env_var(f.name) == DATA_DIR}
+    return {name for name in Config.FIELDS if env_var(name) == DATA_DIR}
 
 
 def without_isolation(value: Config | dict[str, str]) -> Any:
@@ -78,5 +77,5 @@ def without_isolation(value: Config | dict[str, str]) -> Any:
     keys = isolation_settings()
     if isinstance(value, Config):
         defaults = Config()
-        return dataclasses.replace(value, **{k: getattr(defaults, k) for k in keys})
+        return value.replace(**{k: getattr(defaults, k) for k in keys})
     return {k: v for k, v in value.items() if k not in keys}

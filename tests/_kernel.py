@@ -222,15 +222,30 @@ class Kernel:
         silent: bool = False,
         store_history: bool = True,
         stop_on_error: bool = True,
+        cell_id: str | None = None,
     ) -> str:
-        """Send an execute request without waiting; returns its id for :meth:`result`."""
-        msg_id: str = self.kc.execute(
-            code,
-            silent=silent,
-            store_history=store_history,
-            stop_on_error=stop_on_error,
-            allow_stdin=False,
-        )
+        """Send an execute request without waiting; returns its id for :meth:`result`.
+        ``cell_id``: sent as JupyterLab sends a cell's id (the request's ``cellId``)."""
+        if cell_id is None:
+            msg_id: str = self.kc.execute(
+                code,
+                silent=silent,
+                store_history=store_history,
+                stop_on_error=stop_on_error,
+                allow_stdin=False,
+            )
+        else:
+            content = {
+                "code": code,
+                "silent": silent,
+                "store_history": store_history,
+                "user_expressions": {},
+                "allow_stdin": False,
+                "stop_on_error": stop_on_error,
+            }
+            msg = self.kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
+            self.kc.shell_channel.send(msg)
+            msg_id = msg["header"]["msg_id"]
         self._pending[msg_id] = _Pending(msg_id, code)
         return msg_id
 
@@ -330,6 +345,7 @@ ch = s.dispatcher.channels.get("memory")
 result = [
     {"title": n.title, "body": n.body, "event": n.event, "urgency": n.urgency,
      "name": n.task.name, "kind": n.task.kind, "state": n.task.state.value,
+     "notebook": n.task.notebook, "cell_id": n.task.cell_id,
      "error": None if n.task.error is None else [n.task.error.type, n.task.error.message]}
     for n in (ch.notices if ch is not None else [])
 ]

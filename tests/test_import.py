@@ -26,12 +26,17 @@ HEAVY = (
 )
 
 
-def _loaded_after(code: str) -> list[str]:
-    """Run ``code`` in a fresh interpreter; return the heavy top-level modules it loaded."""
+#: Standard-library modules slow to import that ``import nbremind`` leaves out (dataclasses
+#: brings inspect, ast and dis: a third of the import), with the heavy ones.
+SLOW = (*HEAVY, "dataclasses", "inspect", "asyncio", "sqlite3", "logging")
+
+
+def _loaded_after(code: str, heavy: tuple[str, ...] = HEAVY) -> list[str]:
+    """Run ``code`` in a fresh interpreter; return the ``heavy`` top-level modules it loaded."""
     script = textwrap.dedent(code) + textwrap.dedent(
         f"""
         import json, sys
-        heavy = {HEAVY!r}
+        heavy = {heavy!r}
         print(json.dumps(sorted({{m.split(".")[0] for m in sys.modules}} & set(heavy))))
         """
     )
@@ -50,6 +55,15 @@ def test_the_check_itself_sees_heavy_modules() -> None:
 
 def test_import_nbremind_is_light() -> None:
     assert _loaded_after("import nbremind") == []
+
+
+def test_the_check_sees_slow_standard_modules() -> None:
+    assert _loaded_after("import dataclasses", SLOW) == ["dataclasses", "inspect"]
+
+
+def test_import_nbremind_leaves_slow_standard_modules_out() -> None:
+    assert _loaded_after("import nbremind", SLOW) == []
+    assert _loaded_after("from nbremind import remind, track, Config, TaskState", SLOW) == []
 
 
 def test_import_public_names_is_light() -> None:

@@ -69,7 +69,7 @@ def capture_notices(clock: Clock | None = None, tick: bool = False) -> Iterator[
         Config(channels=(channel.name,), outbox=False),  # nothing outlives the block
         clock=clock,
         channels={channel.name: channel},
-        tick_interval=Config.tick_interval if tick else None,
+        tick_interval=Config().tick_interval if tick else None,
     )
     previous = set_session(session)
     try:

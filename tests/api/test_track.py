@@ -168,6 +168,28 @@ def test_default_names(cap: CapturedNotices) -> None:
     assert namespace["t"].name == "range at line 3"
 
 
+def test_default_names_are_kept_per_call_and_type(cap: CapturedNotices) -> None:
+    def both(first: Any, second: Any) -> tuple[str, str]:
+        return track(first).name, track(second).name
+
+    line = _line() - 2
+    for _ in range(3):  # made once per call and type, then taken as made
+        assert both([1], (2,)) == (
+            f"list at test_track.py:{line}",
+            f"tuple at test_track.py:{line}",
+        )
+        assert both((1,), [2]) == (
+            f"tuple at test_track.py:{line}",
+            f"list at test_track.py:{line}",
+        )
+    source = "\n".join(["def f(it):", "    return track(it).name"] * 2)  # the same code twice
+    first: dict[str, Any] = {"track": track}
+    exec(compile(source, "<a>", "exec"), first)
+    second: dict[str, Any] = {"track": track}
+    exec(compile("\n" + source, "<b>", "exec"), second)
+    assert (first["f"]([1]), second["f"]([1])) == ("list at line 4", "list at line 5")
+
+
 # -- how a loop ends -----------------------------------------------------------------------------
 
 

@@ -81,3 +81,14 @@ def test_apprise_urls_show_without_secrets() -> None:
     assert "pass-word-1" not in channel.name
     with pytest.raises(ValueError, match=r"nosuchservice://\*\*\* is not a URL apprise"):
         make_channel("nosuchservice://token123")
+
+
+def test_a_url_whose_apprise_parser_fails_is_a_clear_error_naming_it() -> None:
+    from nbremind import remind
+
+    # apprise's telegram parser raises IndexError on this one instead of refusing it
+    with (
+        pytest.raises(ValueError, match=r"remind\(\): channels: .*tgram://.* is not a URL apprise"),
+        remind("x", channels=["tgram://0:"]),
+    ):
+        pass

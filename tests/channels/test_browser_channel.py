@@ -114,6 +114,9 @@ def test_a_notice_is_one_message_to_each_widget_with_an_open_view() -> None:
         "title": f"✓ {EVIL} finished",
         "body": notice.body,
         "urgency": "normal",
+        "task_id": notice.task.id,
+        "parent_id": None,
+        "when_watching": "quiet",
     }
     assert panel.sent == [expected] and line.sent == [expected]
     assert closed.sent == []
@@ -296,7 +299,17 @@ def test_browser_channel_sends_a_one_shot_notify_message_to_greeted_views(
     assert notify["type"] == "notify" and notify["title"] == f"✓ {EVIL} finished"
     assert notify["urgency"] == "normal" and "analysis.ipynb" in notify["body"]
     assert notify["id"].endswith(":success:end")
-    assert set(notify) == {"type", "id", "title", "body", "urgency"}
+    assert set(notify) == {
+        "type",
+        "id",
+        "title",
+        "body",
+        "urgency",
+        "task_id",
+        "parent_id",
+        "when_watching",
+    }
+    assert notify["id"].startswith(f"{notify['task_id']}:") and notify["when_watching"] == "quiet"
     assert tap.custom(line) == []  # a view that never said hello is sent nothing
     assert deliveries == [[f"✓ {EVIL} finished", "browser", True, ""]]
     # one-shot: nothing about the notice is kept in any widget's state

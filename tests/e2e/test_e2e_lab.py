@@ -7,7 +7,9 @@ button ``button.nbremind-permission``; one ``.nbremind-task`` row per task with
 ``data-task-id``, ``data-state`` and ``data-depth``, holding ``.nbremind-name``,
 ``.nbremind-state``, ``progress.nbremind-progress``, ``.nbremind-count``, ``.nbremind-rate``,
 ``.nbremind-elapsed``, ``.nbremind-eta``, ``.nbremind-rss``, ``.nbremind-cpu`` and
-``.nbremind-notice``. A ``%%remind`` cell shows ``.nbremind-status`` under it.
+``.nbremind-notice``. A ``%%remind`` cell shows ``.nbremind-status`` under it, with its
+task's id in ``data-task-id``; a click on a browser notification outlines what it led to
+with ``.nbremind-highlight``.
 """
 
 from __future__ import annotations
@@ -335,7 +337,7 @@ def test_finished_task_raises_one_browser_notification(lab: Lab) -> None:
     nb = lab.notebook(
         "notify.ipynb",
         [
-            SETUP,
+            SETUP + "\nnbremind.configure(when_watching='notify')",  # the page has the focus
             "nbremind.panel()",
             "%remind panel",
             "%%remind note-task --channels browser\nsum(range(10))",
@@ -434,3 +436,79 @@ def test_blocked_notifications_are_reported_and_browser_is_chosen_once_allowed(
     )
     # the page answered once the cell ended: it showed the notification
     assert "last browser notification: shown in the page" in nb.run_ok(2)["output"]
+
+
+#: Also keeps every Notification the page constructs (``window.__noteObjects``), to click it.
+KEEP_NOTIFICATIONS = RECORD_NOTIFICATIONS.replace(
+    "super(title, options);",
+    "super(title, options);\n      (window.__noteObjects ||= []).push(this);",
+)
+
+#: Whether the status line of cell ``i`` is inside the window and the notebook's scroller.
+LINE_IN_VIEW = """([sel, i]) => {
+  const line = document.querySelectorAll(sel)[i].querySelector('.nbremind-status');
+  if (!line) return null;
+  const r = line.getBoundingClientRect();
+  const box = line.closest('.jp-WindowedPanel-outer') || document.documentElement;
+  const b = box.getBoundingClientRect();
+  return r.height > 0 && r.top >= Math.max(0, b.top) && r.bottom <= Math.min(innerHeight, b.bottom);
+}"""
+
+
+def test_a_click_on_a_notification_scrolls_to_its_cell_and_none_while_watching(lab: Lab) -> None:
+    from nbremind.core.browser_views import SHOWN_WATCHING
+
+    context = lab.new_context()
+    context.grant_permissions(["notifications"], origin=lab.base)
+    context.add_init_script(KEEP_NOTIFICATIONS)
+    page = lab.new_page(context)
+    filler = "\n".join(f"# filler line {i}" for i in range(60))
+    work = "import time\ntime.sleep(3 * LIVE_AFTER)"  # long enough for a live status line
+    nb = lab.notebook(
+        "click-back.ipynb",
+        [
+            "%load_ext nbremind\nimport nbremind\n"
+            "from nbremind.ipython.status_line import LIVE_AFTER",
+            "nbremind.panel()",  # a front end connected before the first notice
+            f"%%remind watched --channels browser\n{work}",
+            "%remind status",
+            "nbremind.configure(when_watching='notify')",
+            filler,
+            filler,
+            f"%%remind far-cell --channels browser\n{work}",
+        ],
+        page,
+    )
+    far = 7
+    nb.run_ok(0)
+    nb.run_ok(1)
+    wait_until(page, "() => document.querySelector('.nbremind-panel')", what="the panel")
+    # the tab is visible and focused (a headless page always is): no notification, and the
+    # page's answer, which reaches the kernel after the cell, says it was shown in the page
+    nb.run_ok(2)
+    deadline = time.monotonic() + 20
+    while f"last browser notification: {SHOWN_WATCHING}" not in nb.run_ok(3)["output"]:
+        assert time.monotonic() < deadline, nb.state(3)["output"]
+    assert titles(page) == []
+
+    nb.run_ok(4)
+    nb.run_ok(far)
+    wait_note(page, "✓ far-cell finished", "a Notification for far-cell")
+    assert titles(page) == ["✓ far-cell finished"]
+    nb.cell(0).locator(".cm-content").click()  # back at the top: the far cell out of view
+    wait_until(
+        page,
+        "(args) => (" + LINE_IN_VIEW + ")(args) === false",
+        [CELLS, far],
+        what="the far cell's status line out of view",
+    )
+
+    page.evaluate("() => window.__noteObjects.at(-1).dispatchEvent(new Event('click'))")
+
+    wait_until(page, LINE_IN_VIEW, [CELLS, far], what="the far cell's line in view", shot="click")
+    line = nb.cell(far).locator(".nbremind-status")
+    assert "far-cell" in line.text_content(), line.text_content()
+    assert "nbremind-highlight" in (line.get_attribute("class") or "")
+    panel = page.locator(".nbremind-panel").first  # the line, not the panel, was shown
+    assert "nbremind-highlight" not in (panel.get_attribute("class") or "")
+    screenshot(nb.cell(far), "notification-click")

@@ -9,6 +9,8 @@ kept is delivered and one log line says how many were merged and dropped.
 
 from __future__ import annotations
 
+import asyncio
+import contextvars
 import logging
 import threading
 import time
@@ -18,7 +20,9 @@ from pathlib import Path
 import pytest
 
 from nbremind import Config, Session
+from nbremind.channels import Channel
 from nbremind.channels.memory import MemoryChannel
+from nbremind.core.notice import Notice
 from nbremind.core.options import TaskOptions
 from nbremind.runtime import notifier as notifier_module
 
@@ -83,3 +87,59 @@ def test_a_full_queue_merges_repeating_events_and_drops_the_rest_saying_so(
     assert "30 repeating notices merged into a later one" in line
     assert "3 notices dropped" in line
     assert f"{BOUND} notices waiting at most" in line
+
+
+_where: contextvars.ContextVar[str | None] = contextvars.ContextVar("where", default=None)
+
+
+class _Gated(Channel):
+    """Holds notices whose task is named ``slow`` until :attr:`gate` is set; notes, for each
+    notice, whether it ran in a task and what the context variable held when it came."""
+
+    name = "gated"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.gate: asyncio.Event | None = None
+        self.arrived: list[tuple[str, bool, str | None]] = []
+        self.done: list[str] = []
+
+    async def _send(self, notice: Notice) -> None:
+        name = notice.task.name
+        self.arrived.append((name, asyncio.current_task() is not None, _where.get()))
+        _where.set(name)  # a send's context variables are its own
+        if name == "slow":
+            self.gate = asyncio.Event()
+            await asyncio.wait_for(self.gate.wait(), 10)  # (3.12+: a limit bound to the task)
+        self.done.append(name)
+
+
+def test_a_delivery_that_waits_holds_up_none_of_the_others(nbremind_data_dir: Path) -> None:
+    channel = _Gated()
+    session = Session(Config(channels=("gated",)), channels={"gated": channel})
+    try:
+        for name in ("slow", "quick", "other"):
+            task = session.new_task(name)
+            session.start(task)
+            session.finish(task)
+        deadline = time.monotonic() + 10
+        while channel.done != ["quick", "other"] and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert channel.done == ["quick", "other"]  # the slow one still waits
+        assert channel.arrived == [
+            ("slow", True, None),
+            ("quick", True, None),
+            ("other", True, None),
+        ]
+        gate = channel.gate
+        assert gate is not None
+        session.ticker.call_soon(gate.set)
+        assert session.flush(10)
+        assert channel.done == ["quick", "other", "slow"]
+        assert [d.ok for d in session.dispatcher.deliveries if d.title.endswith("finished")] == [
+            True,
+            True,
+            True,
+        ]
+    finally:
+        session.close(5)

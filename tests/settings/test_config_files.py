@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -174,11 +173,11 @@ def test_every_setting_loads_from_a_file_and_from_the_environment(
     """The loader is driven by Config's fields: every one with a writable default loads."""
     defaults = Config()
     lines, checked = [], []
-    for f in dataclasses.fields(Config):
-        text = _toml_value(getattr(defaults, f.name))
+    for name in Config.FIELDS:
+        text = _toml_value(getattr(defaults, name))
         if text is not None:
-            lines.append(f"{f.name} = {text}")
-            checked.append(f.name)
+            lines.append(f"{name} = {text}")
+            checked.append(name)
     assert {"channels", "muted", "send_timeout", "panel_keep"} <= set(checked)
     write_pyproject(project, "\n".join(lines) + "\n")
     loaded = load_settings(project)

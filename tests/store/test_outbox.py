@@ -765,3 +765,125 @@ def test_a_notice_held_for_quiet_hours_outlives_its_process(nbremind_data_dir: P
         assert record.state == "delivered" and "digest" in record.last_error
     finally:
         second.close()
+
+
+def test_a_notice_delivered_at_once_on_every_channel_is_counted_not_stored(
+    tmp_path: Path,
+) -> None:
+    clock = FakeClock()
+    box = Outbox(tmp_path / FILE_NAME, clock=clock)
+    quick = _notice(clock, "quick")
+    half = _notice(clock, "half")
+    theirs = _from_another_process(_notice(clock, "theirs"))
+    for notice in (quick, half, theirs):
+        assert box.queue_record(notice, ["memory", "hook"])
+        box.queue_mark(notice.id, "memory", True, attempts=1)
+    box.queue_mark(quick.id, "hook", True, attempts=2)
+    box.queue_mark(half.id, "hook", False, "HTTP 400: bad request", attempts=1)
+    box.queue_mark(theirs.id, "hook", True, attempts=1)
+    assert box.flush() and box.queued == 0
+    # this process's notice, delivered everywhere in its batch: two deliveries counted
+    assert box.records(quick.id) == []
+    assert {r.notice_id for r in box.records()} == {half.id, theirs.id}
+    assert box.stats() == {"pending": 0, "delivered": 5, "failed": 1, "dropped": 0, "notices": 3}
+    # another process's notice keeps its rows: the de-duplication rule asks about it
+    assert box.delivered(theirs.id) and not box.delivered(quick.id)
+    (failed,) = box.records(half.id, state="failed")
+    assert failed.channel == "hook" and failed.last_error.startswith("HTTP 400")
+
+
+def test_a_notice_still_sending_at_the_write_keeps_its_rows(tmp_path: Path) -> None:
+    clock = FakeClock()
+    box = Outbox(tmp_path / FILE_NAME, clock=clock)
+    slow = _notice(clock, "slow")
+    box.queue_record(slow, ["memory"])
+    assert box.flush()
+    assert [r.state for r in box.pending()] == ["pending"]  # on disk before its outcome
+    box.queue_mark(slow.id, "memory", True, attempts=1)
+    assert box.flush()
+    assert [(r.state, r.attempts) for r in box.records(slow.id)] == [("delivered", 1)]
+    assert box.stats() == {"pending": 0, "delivered": 1, "failed": 0, "dropped": 0, "notices": 1}
+
+
+def test_a_claimed_notice_delivered_at_once_keeps_its_rows(tmp_path: Path) -> None:
+    clock = FakeClock(wall=time.time())
+    path = tmp_path / FILE_NAME
+    left = _notice(clock, "left")  # (a task of this process, as tests make them)
+    Outbox(path, clock=clock, owner=_dead_owner()).record(left, ["memory"])
+    box = Outbox(path, clock=clock)
+    (claimed,) = box.claim(DAY).claimed
+    box.queue_record(claimed.notice, ["memory"])
+    box.queue_mark(left.id, "memory", True, attempts=1)
+    assert box.flush()
+    assert [r.state for r in box.records(left.id)] == ["delivered"]
+    assert box.stats()["pending"] == 0 and box.stats()["notices"] == 1
+
+
+def test_counted_notices_are_forgotten_after_thirty_days(tmp_path: Path) -> None:
+    clock = FakeClock()
+    box = Outbox(tmp_path / FILE_NAME, clock=clock)
+    old = _notice(clock, "old")
+    box.queue_record(old, ["memory"])
+    box.queue_mark(old.id, "memory", True, attempts=1)
+    assert box.flush()
+    clock.advance(20 * DAY)
+    new = _notice(clock, "new")
+    box.queue_record(new, ["memory"])
+    box.queue_mark(new.id, "memory", True, attempts=1)
+    assert box.flush()
+    assert box.stats()["delivered"] == 2
+    clock.advance(12 * DAY)  # the first one is 32 days old, the second 12
+    box.claim(40 * DAY)
+    assert box.stats() == {"pending": 0, "delivered": 1, "failed": 0, "dropped": 0, "notices": 1}
+
+
+def test_a_file_of_the_first_schema_gets_the_counts(tmp_path: Path) -> None:
+    path = tmp_path / FILE_NAME
+    clock = FakeClock()
+    kept = _notice(clock, "kept")
+    box = Outbox(path, clock=clock)
+    box.record(kept, ["memory"])
+    box.close()
+    raw = sqlite3.connect(path)
+    raw.execute("DROP TABLE delivered_counts")
+    raw.execute("DELETE FROM schema_version")
+    raw.execute("INSERT INTO schema_version VALUES (1)")
+    raw.commit()
+    raw.close()
+    box = Outbox(path, clock=clock)
+    assert box.schema_version == SCHEMA_VERSION == 2
+    assert [r.notice_id for r in box.pending()] == [kept.id]  # what it held is kept
+    quick = _notice(clock, "quick")
+    box.queue_record(quick, ["memory"])
+    box.queue_mark(quick.id, "memory", True, attempts=1)
+    assert box.flush()
+    assert box.stats() == {"pending": 1, "delivered": 1, "failed": 0, "dropped": 0, "notices": 2}
+
+
+def test_a_notice_recorded_at_once_then_queued_keeps_its_rows(tmp_path: Path) -> None:
+    clock = FakeClock()
+    box = Outbox(tmp_path / FILE_NAME, clock=clock)
+    notice = _notice(clock)
+    assert box.record(notice, ["memory"])
+    box.queue_record(notice, ["memory"])
+    box.queue_mark(notice.id, "memory", True, attempts=1)
+    assert box.flush()
+    assert [r.state for r in box.records(notice.id)] == ["delivered"]  # not left pending
+
+
+def test_a_notice_sent_right_after_data_dir_changes_goes_to_the_new_file(
+    memory_session: tuple[Session, MemoryChannel], tmp_path: Path, nbremind_data_dir: Path
+) -> None:
+    session, channel = memory_session
+    clock = FakeClock(wall=time.time())
+    first = _notice(clock, "first", channels=("memory", "no-such-channel-xyz"))
+    second = _notice(clock, "second", channels=("memory", "no-such-channel-xyz"))
+    session.send(first, TaskOptions())
+    channel.wait_for(1)  # delivered: its write is still to come
+    session.configure(data_dir=str(tmp_path / "elsewhere"))
+    session.send(second, TaskOptions())
+    assert session.flush(10) and len(channel.notices) == 2
+    old = Outbox(nbremind_data_dir / FILE_NAME)
+    new = Outbox(tmp_path / "elsewhere" / FILE_NAME)
+    assert {r.notice_id for r in old.records()} == {first.id}
+    assert {r.notice_id for r in new.records()} == {second.id}

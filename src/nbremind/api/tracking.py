@@ -93,7 +93,7 @@ from collections.abc import Callable, Generator, Iterable, Iterator
 from typing import Any, Generic, TypeVar
 
 from ..core.log import log_exception
-from ..core.options import TaskOptions, call_options, check_total
+from ..core.options import NO_OPTIONS, TaskOptions, call_options, check_total
 from ..core.task import Task, TaskTimeout
 from ..runtime.session import Session, get_session
 
@@ -102,6 +102,7 @@ __all__ = ["Tracked", "track"]
 T = TypeVar("T")
 
 _UNITS = sys.maxsize
+_length_hint = operator.length_hint
 _C_METHODS = (types.MethodDescriptorType, types.WrapperDescriptorType)
 #: Instructions at which a frame drops an iterator without an exception on its way up.
 NORMAL_EXITS = frozenset(
@@ -170,37 +171,55 @@ def track(
         raise ValueError(f"track(): name {name!r} is not a string")
     if total is not None:
         check_total(total, "track()")
-    given = (after, every, progress, mem, timeout, interrupt, on, channels, min_duration, when)
-    options = call_options("track()", session, *given)
+    if (  # the common call (a loop per file): no option, nothing to look at
+        after is None
+        and every is None
+        and progress is None
+        and mem is None
+        and timeout is None
+        and on is None
+        and channels is None
+        and min_duration is None
+        and when is None
+        and interrupt is False
+    ):
+        options = NO_OPTIONS
+    else:
+        given = (after, every, progress, mem, timeout, interrupt, on, channels, min_duration, when)
+        options = call_options("track()", session, *given)
     if session is not None and not isinstance(session, Session):
         raise ValueError(f"track(): session {session!r} is not a Session")
-    try:
-        iter_method = type(iterable).__iter__
-    except AttributeError:
-        iter_method = None
-    if iter_method is None and not hasattr(type(iterable), "__getitem__"):
-        raise TypeError(f"track(): {type(iterable).__name__!r} object is not iterable")
+    cls = type(iterable)
+    if (
+        cls is not list
+        and cls is not tuple
+        and getattr(cls, "__iter__", None) is None
+        and not hasattr(cls, "__getitem__")
+    ):
+        raise TypeError(f"track(): {cls.__name__!r} object is not iterable")
     if name is None:
         name = _default_name(iterable, sys._getframe(1))
     return Tracked(iterable, name, total, options, session)
 
 
-#: Default names already made, by the type iterated and the line calling ``track()`` (a
-#: loop per file calls it from the same line thousands of times).
-_names: dict[tuple[type, types.CodeType, int], str] = {}
+#: Default names already made, by the type iterated and the call of ``track()`` (a loop per
+#: file calls it from the same place thousands of times): the code called from, and the name.
+_names: dict[tuple[type, int, int], tuple[types.CodeType, str]] = {}
 
 
 def _default_name(iterable: object, frame: types.FrameType) -> str:
-    kind = type(iterable)
-    if kind is types.GeneratorType or _is_pandas_reader(iterable):  # named by what it is
-        return f"{_describe(iterable)} at {_where(frame)}"
-    key = (kind, frame.f_code, frame.f_lineno)
-    name = _names.get(key)
-    if name is None:
-        name = f"{_describe(iterable)} at {_where(frame)}"
+    code = frame.f_code
+    # the call's place by its code's id and instruction: hashing a code object or telling
+    # a frame's line costs more than making the rest of the name
+    key = (type(iterable), id(code), frame.f_lasti)
+    known = _names.get(key)  # (never a generator's nor a reader's: those are named anew)
+    if known is not None:  # (it holds the code: that id is not another's while it is kept)
+        return known[1]
+    name = f"{_describe(iterable)} at {_where(frame)}"
+    if key[0] is not types.GeneratorType and not _is_pandas_reader(iterable):
         if len(_names) >= 1024:
             _names.clear()
-        _names[key] = name
+        _names[key] = (code, name)
     return name
 
 
@@ -242,9 +261,12 @@ class Tracked(Generic[T]):
             kind = _iterator_kind(it)
         if kind is _READER:
             return _chunks(self, it)
-        total = self.total if self.total is not None else _len(iterable)
+        total = self.total
+        if total is None:
+            cls = type(iterable)
+            total = len(iterable) if cls is list or cls is tuple else _len(iterable)  # type: ignore[arg-type]
         if kind is _HINTED:
-            start = operator.length_hint(it, -1)
+            start = _length_hint(it, -1)
             if start >= 0:
                 return _hinted(self, it, start, start if total is None else total)
         return _counted(self, it, total)
@@ -254,16 +276,13 @@ class Tracked(Generic[T]):
 
 
 def _begin(
-    tracked: Tracked[Any], total: int | None, consumer: types.FrameType
+    tracked: Tracked[Any],
+    total: int | None,
+    consumer: types.FrameType,
+    count: Callable[[], int] | None = None,
 ) -> tuple[Session, Task, Any]:
     session = tracked._session or get_session()
-    options = tracked.options
-    parent = session.current()
-    if options.on is None and parent is not None:
-        options = options.thresholds_only()
-    task = session.new_task(tracked.name, options=options, total=total, kind="loop", parent=parent)
-    task.consumer = (id(consumer), consumer.f_code)
-    token = session.start(task)
+    task, token = session.start_loop(tracked.name, tracked.options, total, consumer, count)
     tracked.task = task
     return session, task, token
 
@@ -273,12 +292,11 @@ def _hinted(
 ) -> Generator[T, None, None]:
     """The loop over an iterator that tells what is left: ``n = start - length_hint(it)``."""
     try:
-        session, task, token = _begin(tracked, total, sys._getframe(1))
 
         def source() -> int:
-            return start - operator.length_hint(it)
+            return start - _length_hint(it)
 
-        task.count_from(source)
+        session, task, token = _begin(tracked, total, sys._getframe(1), source)
     except Exception:  # nbremind's trouble must not stop the user's loop
         log_exception("track() could not start its task")
         yield from it
@@ -301,12 +319,11 @@ def _counted(tracked: Tracked[T], it: Iterator[T], total: int | None) -> Generat
     """The loop over any other iterator: C counts the items in a ``repeat`` it consumes."""
     units = itertools.repeat(True, _UNITS)
     try:
-        session, task, token = _begin(tracked, total, sys._getframe(1))
 
         def source() -> int:
-            return _UNITS - operator.length_hint(units)
+            return _UNITS - _length_hint(units)
 
-        task.count_from(source)
+        session, task, token = _begin(tracked, total, sys._getframe(1), source)
     except Exception:
         log_exception("track() could not start its task")
         yield from it
@@ -384,12 +401,7 @@ def _caller() -> types.FrameType | None:
 
 
 def _exhausted(session: Session, task: Task, token: Any) -> None:
-    try:
-        task.settle_n()
-        session.leave(task, token)
-        session.finish(task, None)
-    except Exception:
-        log_exception("track() could not end its task")
+    session.end_loop(task, token)
 
 
 def _raised(session: Session, task: Task, token: Any, exc: BaseException) -> BaseException | None:
@@ -409,11 +421,10 @@ def _raised(session: Session, task: Task, token: Any, exc: BaseException) -> Bas
 def _closed(session: Session, task: Task, token: Any, frame: types.FrameType | None) -> None:
     """The generator was closed: a normal exit ends the task now, anything else waits."""
     try:
-        task.settle_n()
         if frame is not None and _normal_exit(frame):
-            session.leave(task, token)
-            session.finish(task, None)
+            session.end_loop(task, token)
         else:
+            task.settle_n()
             session.end_pending(task, frame, token)
     except Exception:
         log_exception("track() could not end its task")

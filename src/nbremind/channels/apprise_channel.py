@@ -50,12 +50,16 @@ class AppriseChannel(Channel):
         self._url = reveal(url)
         asset = _asset(apprise)
         capture: Any = apprise.LogCapture  # apprise logs a URL it cannot parse, secrets and all
-        with capture(level=logging.ERROR):
-            service: Any = apprise.Apprise.instantiate(self._url, asset=asset)
+        problem = ""
+        try:
+            with capture(level=logging.ERROR):
+                service: Any = apprise.Apprise.instantiate(self._url, asset=asset)
+        except Exception as exc:  # a plugin's parser can fail on a URL it should refuse
+            service, problem = None, f": apprise's parser failed ({type(exc).__name__})"
         if not service:
             raise ValueError(
                 f"{source}: {redact_url(self._url)} is not a URL apprise understands "
-                "(see apprise's list of services)"
+                f"(see apprise's list of services){problem}"
             )
         self._shown = str(service.url(privacy=True))
         self.name = name or self._shown

@@ -60,6 +60,7 @@ def payload(notice: Notice) -> dict[str, Any]:
             "kind": t.kind,
             "state": t.state.value,
             "parent_id": t.parent_id,
+            "cell_id": t.cell_id,
         },
         "state": t.state.value,
         "timings": {"start": t.start, "end": t.end, "elapsed": t.elapsed, "eta": t.eta},
@@ -77,6 +78,7 @@ def payload(notice: Notice) -> dict[str, Any]:
         "host": t.host,
         "pid": t.pid,
         "notebook": t.source or None,
+        "notebook_path": t.notebook,
     }
 
 

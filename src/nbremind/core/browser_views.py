@@ -5,7 +5,9 @@ Each page that loads an nbremind widget (the panel, a ``%%remind`` status line) 
 page goes; a "view" here is one widget in one page, drawn or not (a status line left as
 plain text at its cell's end still listens). The ``browser`` channel is available while at
 least one is open in a page that allows notifications, and sends its notices to the widgets
-that have one; the page answers each notice (:meth:`BrowserConnection.shown`).
+that have one; the page answers each notice (:meth:`BrowserConnection.shown`): shown as a
+notification, shown in the page only (its tab was in view and ``when_watching`` is
+``"quiet"``), or not shown and why.
 
 Jupyter only hands widget messages to the kernel between cells, so the hello of a status
 line shown by a running cell arrives when that cell ends. :meth:`BrowserConnection.expects_hello`
@@ -22,7 +24,14 @@ import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
-__all__ = ["PERMISSION_PROBLEMS", "BrowserConnection", "Receiver", "get_connection"]
+__all__ = [
+    "PERMISSION_PROBLEMS",
+    "SHOWN",
+    "SHOWN_WATCHING",
+    "BrowserConnection",
+    "Receiver",
+    "get_connection",
+]
 
 #: Why no page can show a notification, by the permission its views report.
 PERMISSION_PROBLEMS = {
@@ -30,6 +39,10 @@ PERMISSION_PROBLEMS = {
     "default": "notifications are not allowed in the browser yet (use the panel's button)",
     "unsupported": "this browser cannot show notifications",
 }
+#: What :meth:`BrowserConnection.last_answer` says of a notice the page raised.
+SHOWN = "shown in the page"
+#: ... and of one it did not raise because its tab was in view (``when_watching="quiet"``).
+SHOWN_WATCHING = "shown in the page (its tab was in view: no notification raised)"
 #: Answers of the pages kept (the most recent notices).
 _KEEP_ANSWERS = 100
 
@@ -54,7 +67,11 @@ class BrowserConnection:
         self._hello_at = float("-inf")
         self._gave_up = False
         self._last_sent: str | None = None
-        self._shown: collections.OrderedDict[str, str | None] = collections.OrderedDict()
+        #: notice id -> (why it was not shown, or None; whether the user was watching)
+        self._shown: collections.OrderedDict[str, tuple[str | None, bool]] = (
+            collections.OrderedDict()
+        )
+        self._when_watching: Callable[[], str] = _quiet
         self._waiting: collections.OrderedDict[str, Callable[[str | None], None]] = (
             collections.OrderedDict()
         )
@@ -103,13 +120,16 @@ class BrowserConnection:
                 for view in self._views.get(id(widget), ()):
                     self._permissions[view] = value
 
-    def shown(self, notice_id: object, ok: object, why: object = None) -> None:
-        """A page answered notice ``notice_id``: shown (``ok``), or not and ``why``."""
+    def shown(
+        self, notice_id: object, ok: object, why: object = None, watching: object = False
+    ) -> None:
+        """A page answered notice ``notice_id``: shown (``ok``; ``watching``: in the page only,
+        as its tab was in view), or not and ``why``."""
         if not isinstance(notice_id, str):
             return
         reason = None if ok is True else str(PERMISSION_PROBLEMS.get(str(why), why or "refused"))
         with self._lock:
-            self._shown[notice_id] = reason
+            self._shown[notice_id] = (reason, reason is None and watching is True)
             while len(self._shown) > _KEEP_ANSWERS:
                 self._shown.popitem(last=False)
             waiting = self._waiting.pop(notice_id, None)
@@ -122,7 +142,7 @@ class BrowserConnection:
         most recent notices are waited for."""
         with self._lock:
             if notice_id in self._shown:
-                reason = self._shown[notice_id]
+                reason = self._shown[notice_id][0]
             else:
                 self._waiting[notice_id] = callback
                 while len(self._waiting) > _KEEP_ANSWERS:
@@ -161,16 +181,33 @@ class BrowserConnection:
             self._last_sent = notice_id
 
     def last_answer(self) -> str | None:
-        """What the page said about the last notice sent: ``"shown in the page"``, ``"not
-        shown: why"``, or ``"sent, not confirmed yet"``; ``None`` before any."""
+        """What the page said about the last notice sent: :data:`SHOWN`,
+        :data:`SHOWN_WATCHING`, ``"not shown: why"``, or ``"sent, not confirmed yet"``;
+        ``None`` before any."""
         with self._lock:
             last = self._last_sent
             if last is None:
                 return None
             if last not in self._shown:
                 return "sent, not confirmed yet"
-            why = self._shown[last]
-        return "shown in the page" if why is None else f"not shown: {why}"
+            why, watching = self._shown[last]
+        if why is not None:
+            return f"not shown: {why}"
+        return SHOWN_WATCHING if watching else SHOWN
+
+    # -- the setting the pages follow ----------------------------------------------------------
+    def follow_when_watching(self, setting: Callable[[], str]) -> None:
+        """Read the ``when_watching`` setting through ``setting()`` at each notice (the
+        front end that shows the widgets hands in its session's)."""
+        self._when_watching = setting
+
+    def when_watching(self) -> str:
+        """What a page does with a notice while its tab is in view: ``"quiet"`` (the default
+        until a front end hands in its setting) or ``"notify"``."""
+        try:
+            return str(self._when_watching())
+        except Exception:  # the session behind it is gone: the default
+            return "quiet"
 
     def permission_problem(self) -> str | None:
         """Why none of the open views can show a notification (no view reports ``granted``
@@ -194,6 +231,10 @@ class BrowserConnection:
         """Stop expecting hellos (this front end does not render widgets) until one comes."""
         with self._lock:
             self._gave_up = True
+
+
+def _quiet() -> str:
+    return "quiet"
 
 
 _connection = BrowserConnection()

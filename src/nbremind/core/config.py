@@ -6,15 +6,16 @@ import os
 import re
 import types
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 from .channel_names import check_channel_names
+from .frozen import Frozen, set_field
 from .parse import parse_channels, parse_duration, parse_events
 
 __all__ = [
     "AUTO",
     "DEFAULT",
+    "WHEN_WATCHING",
     "Config",
     "check_channel_names",
     "format_duration_setting",
@@ -27,64 +28,116 @@ AUTO = "auto"
 DEFAULT = "default"
 #: How a setting that is not set is written (``min_duration``, ``rate_limit``, ``data_dir``).
 NONE = "none"
+#: The values of ``when_watching``, the default first.
+WHEN_WATCHING = ("quiet", "notify")
+#: The empty mapping ``templates`` and ``channel_defs`` start as (read-only: one for all).
+_EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 
 
-@dataclass(frozen=True)
-class Config:
+class Config(Frozen):
     """Process-wide defaults; each task may override ``channels``, ``on`` and ``min_duration``."""
 
     #: Channels a notice goes to when its task names none; empty: chosen when each notice is
     #: sent (desktop where it can show toasts, else the browser when one is connected).
-    channels: tuple[str, ...] = ()
+    channels: tuple[str, ...]
     #: Events notified when a task sets no ``on`` (``None``: the documented defaults).
-    on: tuple[str, ...] | None = None
+    on: tuple[str, ...] | None
     #: End events of tasks shorter than this are not notified.
-    min_duration: float | None = None
+    min_duration: float | None
     #: Seconds one channel may take to deliver one notice.
-    send_timeout: float = 10.0
+    send_timeout: float
     #: Seconds between evaluations of time-based thresholds.
-    tick_interval: float = 0.25
+    tick_interval: float
     #: Whether notices are held back (tasks are still followed).
-    muted: bool = False
+    muted: bool
     #: Seconds the interpreter waits at exit for notices still being delivered.
-    exit_timeout: float = 5.0
+    exit_timeout: float
     #: Finished tasks the live panel keeps listed (the most recent ones).
-    panel_keep: int = 50
+    panel_keep: int
+    #: What a notebook page does with a browser notice while its tab is visible and focused:
+    #: ``"quiet"`` (its status line shows it already: no notification) or ``"notify"``.
+    when_watching: str
     #: Daily quiet hours (``"22:00-07:00"``): notices are held, then sent as one digest.
-    quiet_hours: str | None = None
+    quiet_hours: str | None
     #: Events that still notify during quiet hours (``("failure",)``).
-    quiet_allow: tuple[str, ...] = ()
+    quiet_allow: tuple[str, ...]
     #: IANA time zone quiet hours are read in (``None``: the local zone).
-    timezone: str | None = None
+    timezone: str | None
     #: Minimum seconds between two repeating notices (after, memory, progress) of one task.
-    rate_limit: float | None = None
+    rate_limit: float | None
     #: Title and body templates per event: ``{"success": {"title": "...", "body": "..."}}``.
-    templates: Mapping[str, Mapping[str, str]] = field(
-        default_factory=lambda: types.MappingProxyType({})
-    )
+    templates: Mapping[str, Mapping[str, str]]
     #: Named channels: ``{name: {"url", "on", "templates", "headers", "secret", "to",
     #: "from"}}`` (see ``nbremind.core.channel_defs``); their names may be used in ``channels``.
-    channel_defs: Mapping[str, Mapping[str, Any]] = field(
-        default_factory=lambda: types.MappingProxyType({})
-    )
+    channel_defs: Mapping[str, Mapping[str, Any]]
     #: Tries per channel and notice (1: no retry) for failures that may pass.
-    retry_attempts: int = 4
+    retry_attempts: int
     #: Seconds after the first try past which a channel's delivery is not retried.
-    retry_max_time: float = 60.0
+    retry_max_time: float
     #: Whether a Jupyter kernel starts the kernel-death watchdog with its first task.
-    watchdog: bool = True
+    watchdog: bool
     #: Whether notices are written to the durable outbox (a SQLite file) as they are delivered.
-    outbox: bool = True
+    outbox: bool
     #: Seconds after which a notice an ended process left undelivered is dropped (recorded).
-    outbox_max_age: float = 86400.0
+    outbox_max_age: float
     #: Folder of the outbox file (``None``: ``$NBREMIND_DATA_DIR``, else the platform
     #: user-data folder).
-    data_dir: str | None = None
+    data_dir: str | None
     #: Seconds finished runs stay in the run history (``0``: history off). Default 90 days.
-    history_keep: float = 90 * 86400.0
+    history_keep: float
     #: A nested task that succeeded in less than this many seconds has no history row of its
     #: own: it is counted in its parent's (``0``: every task gets its row).
-    history_min: float = 1.0
+    history_min: float
+
+    def __init__(
+        self,
+        channels: tuple[str, ...] = (),
+        on: tuple[str, ...] | None = None,
+        min_duration: float | None = None,
+        send_timeout: float = 10.0,
+        tick_interval: float = 0.25,
+        muted: bool = False,
+        exit_timeout: float = 5.0,
+        panel_keep: int = 50,
+        when_watching: str = "quiet",
+        quiet_hours: str | None = None,
+        quiet_allow: tuple[str, ...] = (),
+        timezone: str | None = None,
+        rate_limit: float | None = None,
+        templates: Mapping[str, Mapping[str, str]] = _EMPTY,
+        channel_defs: Mapping[str, Mapping[str, Any]] = _EMPTY,
+        retry_attempts: int = 4,
+        retry_max_time: float = 60.0,
+        watchdog: bool = True,
+        outbox: bool = True,
+        outbox_max_age: float = 86400.0,
+        data_dir: str | None = None,
+        history_keep: float = 90 * 86400.0,
+        history_min: float = 1.0,
+    ) -> None:
+        set_field(self, "channels", channels)
+        set_field(self, "on", on)
+        set_field(self, "min_duration", min_duration)
+        set_field(self, "send_timeout", send_timeout)
+        set_field(self, "tick_interval", tick_interval)
+        set_field(self, "muted", muted)
+        set_field(self, "exit_timeout", exit_timeout)
+        set_field(self, "panel_keep", panel_keep)
+        set_field(self, "when_watching", when_watching)
+        set_field(self, "quiet_hours", quiet_hours)
+        set_field(self, "quiet_allow", quiet_allow)
+        set_field(self, "timezone", timezone)
+        set_field(self, "rate_limit", rate_limit)
+        set_field(self, "templates", templates)
+        set_field(self, "channel_defs", channel_defs)
+        set_field(self, "retry_attempts", retry_attempts)
+        set_field(self, "retry_max_time", retry_max_time)
+        set_field(self, "watchdog", watchdog)
+        set_field(self, "outbox", outbox)
+        set_field(self, "outbox_max_age", outbox_max_age)
+        set_field(self, "data_dir", data_dir)
+        set_field(self, "history_keep", history_keep)
+        set_field(self, "history_min", history_min)
 
     def updated(self, source: str = "configure()", **values: Any) -> Config:
         """A copy with ``values`` validated and applied; a bad key or value raises
@@ -102,7 +155,7 @@ class Config:
             raise ValueError(message) from None
 
     def _updated(self, source: str, values: dict[str, Any]) -> Config:
-        known = {f.name for f in fields(self)}
+        known = set(self.FIELDS)
         parsed: dict[str, Any] = {}
         # channels last: they are checked against the named channels given with them
         for key in sorted(values, key=lambda name: name == "channels"):
@@ -133,6 +186,8 @@ class Config:
                 parsed[key] = value
             elif key == "panel_keep":
                 parsed[key] = _count(value, where)
+            elif key == "when_watching":
+                parsed[key] = _when_watching(value, where)
             elif key in ("channel_defs", "retry_attempts", "retry_max_time"):
                 parsed[key] = _channel_setting(key, value, where)
             elif key in ("quiet_hours", "quiet_allow", "timezone", "rate_limit", "templates"):
@@ -143,11 +198,7 @@ class Config:
                 parsed[key] = _history_keep(value, where)
             elif key == "history_min":
                 parsed[key] = _history_min(value, where)
-        return replace(self, **parsed)
-
-    def as_dict(self) -> dict[str, Any]:
-        """Every setting and its value."""
-        return {f.name: getattr(self, f.name) for f in fields(self)}
+        return self.replace(**parsed)
 
 
 def _shown(value: object) -> str:
@@ -169,6 +220,15 @@ def _count(value: object, where: str) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ValueError(f"{where}: {_shown(value)} is not a whole number >= 0")
     return value
+
+
+def _when_watching(value: object, where: str) -> str:
+    """One of :data:`WHEN_WATCHING` (any case, spaces around ignored)."""
+    text = value.strip().lower() if isinstance(value, str) else ""
+    if text not in WHEN_WATCHING:
+        choices = " or ".join(repr(choice) for choice in WHEN_WATCHING)
+        raise ValueError(f"{where}: {_shown(value)} is not {choices}")
+    return text
 
 
 def _rule_setting(key: str, value: Any, where: str) -> Any:

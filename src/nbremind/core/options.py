@@ -8,9 +8,9 @@ their task are all read through it. :data:`OPTIONS` are those of them that take 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from .frozen import Frozen, set_field
 from .parse import (
     parse_channels,
     parse_duration,
@@ -56,8 +56,7 @@ def _task_duration(value: object, option: str) -> float:
     return parse_duration(value, option, minimum=MIN_TASK_DURATION)
 
 
-@dataclass(frozen=True)
-class OptionSpec:
+class OptionSpec(Frozen):
     """One option of a task: its keyword (and ``TaskOptions`` field), its flag on a command
     line, how its value is parsed (``parse(value, option)``), and which front ends take it."""
 
@@ -71,11 +70,31 @@ class OptionSpec:
     parse: Callable[[object, str], Any] | None
     help: str
     #: Whether ``nbremind run`` takes it (a command reports no progress).
-    command: bool = True
+    command: bool
     #: Whether ``%%remind`` takes it.
-    magic: bool = True
+    magic: bool
     #: Whether ``remind()`` and ``track()`` take it as a keyword.
-    call: bool = True
+    call: bool
+
+    def __init__(
+        self,
+        name: str,
+        flag: str,
+        metavar: str,
+        parse: Callable[[object, str], Any] | None,
+        help: str,
+        command: bool = True,
+        magic: bool = True,
+        call: bool = True,
+    ) -> None:
+        set_field(self, "name", name)
+        set_field(self, "flag", flag)
+        set_field(self, "metavar", metavar)
+        set_field(self, "parse", parse)
+        set_field(self, "help", help)
+        set_field(self, "command", command)
+        set_field(self, "magic", magic)
+        set_field(self, "call", call)
 
     def label(self, prefix: str = "", flags: bool = False) -> str:
         """How errors name it: ``prefix`` then the keyword, or the flag when ``flags``."""
@@ -177,21 +196,46 @@ def usage(specs: Iterable[OptionSpec]) -> str:
     )
 
 
-@dataclass(frozen=True)
-class TaskOptions:
+class TaskOptions(Frozen):
     """Thresholds and delivery choices of one task (see ``remind()`` for their meaning)."""
 
-    after: float | None = None
-    every: float | None = None
-    progress: tuple[float, ...] = ()
-    mem: int | None = None
-    timeout: float | None = None
-    interrupt: bool = False
-    on: tuple[str, ...] | None = None
-    channels: tuple[str, ...] | None = None
-    min_duration: float | None = None
-    when: Callable[[Any], object] | None = None
-    quiet: bool = False
+    after: float | None
+    every: float | None
+    progress: tuple[float, ...]
+    mem: int | None
+    timeout: float | None
+    interrupt: bool
+    on: tuple[str, ...] | None
+    channels: tuple[str, ...] | None
+    min_duration: float | None
+    when: Callable[[Any], object] | None
+    quiet: bool
+
+    def __init__(
+        self,
+        after: float | None = None,
+        every: float | None = None,
+        progress: tuple[float, ...] = (),
+        mem: int | None = None,
+        timeout: float | None = None,
+        interrupt: bool = False,
+        on: tuple[str, ...] | None = None,
+        channels: tuple[str, ...] | None = None,
+        min_duration: float | None = None,
+        when: Callable[[Any], object] | None = None,
+        quiet: bool = False,
+    ) -> None:
+        set_field(self, "after", after)
+        set_field(self, "every", every)
+        set_field(self, "progress", progress)
+        set_field(self, "mem", mem)
+        set_field(self, "timeout", timeout)
+        set_field(self, "interrupt", interrupt)
+        set_field(self, "on", on)
+        set_field(self, "channels", channels)
+        set_field(self, "min_duration", min_duration)
+        set_field(self, "when", when)
+        set_field(self, "quiet", quiet)
 
     @classmethod
     def parse(
@@ -231,7 +275,7 @@ class TaskOptions:
             return self.__dict__["_events"]  # type: ignore[no-any-return]
         except KeyError:
             events = self._events()
-            object.__setattr__(self, "_events", events)  # computed once: the options are frozen
+            set_field(self, "_events", events)  # computed once: the options are frozen
             return events
 
     def thresholds_only(self) -> TaskOptions:
@@ -240,11 +284,9 @@ class TaskOptions:
         try:
             return self.__dict__["_thresholds_only"]  # type: ignore[no-any-return]
         except KeyError:
-            import dataclasses
-
             on = tuple(sorted(self.events() - set(DEFAULT_ON)))
-            nested = dataclasses.replace(self, on=on)
-            object.__setattr__(self, "_thresholds_only", nested)
+            nested = self.replace(on=on)
+            set_field(self, "_thresholds_only", nested)
             return nested
 
     def _events(self) -> frozenset[str]:

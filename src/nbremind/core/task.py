@@ -10,10 +10,10 @@ import os
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
+from .frozen import Frozen, set_field
 from .options import NO_OPTIONS, TaskOptions
 from .parse import MAX_COUNT  # the largest count and total a task takes
 
@@ -83,10 +83,15 @@ _RATE_SMOOTHING = 0.3
 #: ``advance()`` by one takes an item from a ``repeat`` this long; what it lost is the count.
 _UNITS = sys.maxsize
 _length_hint = operator.length_hint
-#: ``advance(n)`` with ``|n|`` below this takes the lock-free path.
-_FAST_STEPS = 1 << 32
+#: ``advance(n)`` with ``|n|`` up to this takes the lock-free path (below 2**30: ints that
+#: CPython keeps in one digit, which it compares without a call).
+_FAST_STEPS = (1 << 30) - 1
+_FAST_FLOOR = -_FAST_STEPS
 #: Amounts ``advance()`` appends before they are summed into the count.
 _FOLD_AT = 256
+_new_lock = threading.Lock
+_get_ident = threading.get_ident
+_repeat = itertools.repeat
 
 
 class TaskState(str, enum.Enum):
@@ -106,14 +111,18 @@ class TaskState(str, enum.Enum):
 TERMINAL_STATES = frozenset(
     {TaskState.SUCCEEDED, TaskState.FAILED, TaskState.CANCELLED, TaskState.TIMED_OUT}
 )
+_RUNNING = TaskState.RUNNING
 
 
-@dataclass(frozen=True)
-class TaskError:
+class TaskError(Frozen):
     """The exception a task ended with: its type name and the start of its message."""
 
     type: str
     message: str
+
+    def __init__(self, type: str, message: str) -> None:
+        set_field(self, "type", type)
+        set_field(self, "message", message)
 
     @classmethod
     def from_exception(cls, exc: BaseException) -> TaskError:
@@ -139,8 +148,11 @@ class TaskError:
         return cls(name, message)
 
 
-@dataclass(frozen=True)
-class TaskSnapshot:
+#: The metrics of a snapshot made without any (read-only: one for all).
+_NO_METRICS: Mapping[str, Any] = MappingProxyType({})
+
+
+class TaskSnapshot(Frozen):
     """A read-only copy of a task's state, safe to hand to another thread."""
 
     id: str
@@ -161,11 +173,67 @@ class TaskSnapshot:
     eta: float | None
     rss: int | None
     peak_rss: int | None
-    metrics: Mapping[str, Any] = field(default_factory=dict)
-    notes: tuple[str, ...] = ()
-    error: TaskError | None = None
+    metrics: Mapping[str, Any]
+    notes: tuple[str, ...]
+    error: TaskError | None
     #: What ``n`` and ``total`` count when it is not items: ``"B"`` for bytes, ``"rows"``.
-    unit: str | None = None
+    unit: str | None
+    #: The notebook the task runs in, as the server names it (``JPY_SESSION_NAME``), if any.
+    notebook: str | None
+    #: The id of the notebook cell that started the task (or the task it is nested in).
+    cell_id: str | None
+
+    def __init__(
+        self,
+        id: str,
+        name: str,
+        kind: str,
+        state: TaskState,
+        parent_id: str | None,
+        source: str,
+        host: str,
+        pid: int,
+        start: float | None,
+        end: float | None,
+        elapsed: float,
+        n: int,
+        total: int | None,
+        progress: float | None,
+        rate: float | None,
+        eta: float | None,
+        rss: int | None,
+        peak_rss: int | None,
+        metrics: Mapping[str, Any] = _NO_METRICS,
+        notes: tuple[str, ...] = (),
+        error: TaskError | None = None,
+        unit: str | None = None,
+        notebook: str | None = None,
+        cell_id: str | None = None,
+    ) -> None:
+        set_field(self, "id", id)
+        set_field(self, "name", name)
+        set_field(self, "kind", kind)
+        set_field(self, "state", state)
+        set_field(self, "parent_id", parent_id)
+        set_field(self, "source", source)
+        set_field(self, "host", host)
+        set_field(self, "pid", pid)
+        set_field(self, "start", start)
+        set_field(self, "end", end)
+        set_field(self, "elapsed", elapsed)
+        set_field(self, "n", n)
+        set_field(self, "total", total)
+        set_field(self, "progress", progress)
+        set_field(self, "rate", rate)
+        set_field(self, "eta", eta)
+        set_field(self, "rss", rss)
+        set_field(self, "peak_rss", peak_rss)
+        set_field(self, "metrics", metrics)
+        set_field(self, "notes", notes)
+        set_field(self, "error", error)
+        set_field(self, "unit", unit)
+        set_field(self, "notebook", notebook)
+        set_field(self, "cell_id", cell_id)
 
 
 class Task:
@@ -186,6 +254,10 @@ class Task:
     consumer: tuple[int, Any] | None = None
     #: What ``n`` and ``total`` count when it is not items (``"B"``: bytes).
     unit: str | None = None
+    #: Where a notebook task came from: the notebook (as the server names it) and the id of
+    #: the cell that started it (set by the runtime on tasks started in no other task).
+    notebook: str | None = None
+    cell_id: str | None = None
     _metrics: dict[str, Any] | None = None
     _notes: list[str] | None = None
     state = TaskState.PENDING
@@ -205,6 +277,9 @@ class Task:
     _rate_sample: tuple[float, int] | None = None
     timeout_hit = False
     interrupted_by_timeout = False
+    #: Whether the task has ended (set with its final :attr:`state`; an attribute, not a
+    #: property: the runtime asks it several times per task, a property costs a call each).
+    done = False
 
     def __init__(
         self,
@@ -218,7 +293,7 @@ class Task:
         source: str = "",
         host: str = "",
     ) -> None:
-        self.id = f"{process_tag()}-{next(_ids)}"
+        self.id = f"{_tag or process_tag()}-{next(_ids)}"
         self.name = name
         self.kind = kind
         self.parent = parent
@@ -226,15 +301,18 @@ class Task:
         self.host = host
         self.options = options or NO_OPTIONS
         self._clock = clock
-        self._lock = threading.Lock()
+        self._lock = _new_lock()
         # n = _n + the amounts in _adds + the items taken from _units: advance(1) is one C
-        # call and advance(k) one append, atomic under the GIL and lock-free; set(), large
-        # amounts and the folding of _adds change _n under the lock
+        # call (``next()``, which CPython calls without building arguments) and advance(k)
+        # one append, atomic under the GIL and lock-free; set(), large amounts and the
+        # folding of _adds change _n under the lock
         self._n = 0
         self._adds: list[int] = []
-        self._units = itertools.repeat(None, _UNITS)
-        self._unit = self._units.__next__
-        self._total = None if total is None else _check_total(total)
+        self._units = _repeat(None, _UNITS)
+        if total is None or (type(total) is int and 0 <= total <= MAX_COUNT):
+            self._total = total
+        else:
+            self._total = _check_total(total)
 
     # -- reporting, called from user code (any thread) -------------------------------------
     def advance(self, n: int = 1) -> None:
@@ -245,8 +323,8 @@ class Task:
         naming it, here, as does a count that would pass :data:`MAX_COUNT`.
         """
         if n is _ONE:  # the hot path: no lock, no Python-level arithmetic (any int 1 is it)
-            return self._unit()
-        if type(n) is int and -_FAST_STEPS < n < _FAST_STEPS:
+            return next(self._units)
+        if type(n) is int and n <= _FAST_STEPS and n >= _FAST_FLOOR:
             # next hottest: appended (atomic under the GIL), summed into the count under the
             # lock every _FOLD_AT calls and whenever the count is read
             adds = self._adds
@@ -326,7 +404,8 @@ class Task:
         n = self.n
         with self._lock:
             self._source = None
-            self._take_adds()
+            if self._adds:
+                self._take_adds()
             self._n = n - (_UNITS - _length_hint(self._units))
         return n
 
@@ -395,18 +474,13 @@ class Task:
         """Seconds left at the current rate, or ``None`` when it cannot be told."""
         return _eta(self._total, self.n, self.rate, self.state)
 
-    @property
-    def done(self) -> bool:
-        """Whether the task has ended."""
-        return self.state in TERMINAL_STATES
-
     # -- lifecycle, called by the runtime --------------------------------------------------
     def mark_started(self) -> None:
         """For the runtime: the task runs from now on, in the calling thread."""
         self.start_mono = self._clock.monotonic()
         self.start_wall = self._clock.time()
-        self.thread_id = threading.get_ident()
-        self.state = TaskState.RUNNING
+        self.thread_id = _get_ident()
+        self.state = _RUNNING
 
     def mark_ended(
         self,
@@ -423,6 +497,7 @@ class Task:
         self.end_mono, self.end_wall = end
         self.error = error
         self.state = state
+        self.done = True
 
     def sample_rate(self, now: float) -> None:
         """For the runtime: update the smoothed rate (the tick calls it)."""
@@ -453,8 +528,11 @@ class Task:
         rate = self._rate
         if rate is None and elapsed > 0 and n != 0:
             rate = n / elapsed
-        # every field, set at once: a frozen dataclass's __init__ sets them one by one
-        # through object.__setattr__, 15 times slower (a snapshot is taken per notice)
+        origin = self  # a nested task comes from where its outermost task came from
+        while origin.parent is not None and origin.cell_id is None:
+            origin = origin.parent
+        # every field, set at once: __init__ sets them one by one through
+        # object.__setattr__, 15 times slower (a snapshot is taken per notice)
         snap = _new_snapshot(TaskSnapshot)
         snap.__dict__.update(
             id=self.id,
@@ -479,6 +557,8 @@ class Task:
             notes=notes,
             error=self.error,
             unit=self.unit,
+            notebook=origin.notebook,
+            cell_id=origin.cell_id,
         )
         return snap
 

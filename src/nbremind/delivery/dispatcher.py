@@ -156,18 +156,25 @@ class Dispatcher:
         self.deferred = 0
         #: The write of what is queued for the outbox, once one is scheduled.
         self._outbox_flush: asyncio.TimerHandle | None = None
+        #: The settings and the outbox of the notices queued for that write.
+        self._batch: tuple[Config, Outbox] | None = None
 
     def channel(self, name: str, config: Config | None = None) -> Channel:
         """The channel called ``name``, made on first use (again when its named-channel
         settings in ``config`` changed)."""
-        spec = channel_def(name, config)
-        if name not in self._channels or (spec is not None and self._specs.get(name) is not spec):
-            if self.make_channel is None:
-                raise ValueError(f"{display_name(name)} is not a channel of this dispatcher")
-            self._channels[name] = self.make_channel(name, config)
-            if spec is not None:
-                self._specs[name] = spec
-        return self._channels[name]
+        return self._made(name, config, channel_def(name, config))
+
+    def _made(self, name: str, config: Config | None, spec: object) -> Channel:
+        """:meth:`channel`, with ``spec`` (``channel_def(name, config)``) looked up already."""
+        channel = self._channels.get(name)
+        if channel is not None and (spec is None or self._specs.get(name) is spec):
+            return channel
+        if self.make_channel is None:
+            raise ValueError(f"{display_name(name)} is not a channel of this dispatcher")
+        channel = self._channels[name] = self.make_channel(name, config)
+        if spec is not None:
+            self._specs[name] = spec
+        return channel
 
     @property
     def channels(self) -> dict[str, Channel]:
@@ -215,7 +222,7 @@ class Dispatcher:
                 names = notice.channels or options.channels or config.channels
                 if not names:
                     names = (await self.default_channels(wait=False)).channels
-                self._outbox_record(notice, names)
+                self._outbox_record(notice, names, config)
                 self._in_outbox.pop(notice.id, None)
             if self.rule_state.quiet.held:
                 self._arm_quiet_timer(config)
@@ -228,7 +235,7 @@ class Dispatcher:
         names = kept.channels or options.channels or config.channels
         if not names:
             names = (await self.default_channels()).channels
-        self._outbox_record(kept, names)
+        self._outbox_record(kept, names, config)
         if len(names) == 1:  # the common case: no gather (and no task per channel)
             sent = [await self._send_one(names[0], kept, config)]
         else:
@@ -284,13 +291,14 @@ class Dispatcher:
         tried again (``retry_attempts``, ``retry_max_time``, :attr:`backoff`); the outcome is
         recorded in :attr:`deliveries` with secrets masked and returned (``None``: a named
         channel's ``on`` does not take this event)."""
-        if not channel_wants(name, notice.event, config):
+        spec = channel_def(name, config)
+        if spec is not None and not channel_wants(name, notice.event, config):
             return None
         shown = display_name(name)
         secrets: list[str] = []
         outcome = RetryOutcome()
         try:
-            channel = self.channel(name, config)
+            channel = self._made(name, config, spec)
             known = self._secrets.get(name)
             if known is None or known[0] is not channel:
                 known = self._secrets[name] = (channel, _secrets_of(channel))
@@ -299,7 +307,6 @@ class Dispatcher:
             if not available.ok:
                 why = hide(f"unavailable: {available.reason}", secrets)
                 return self._record(notice, shown, False, why)
-            spec = channel_def(name, config)
             if spec is not None and spec.get("templates"):
                 from ..core.templates import render_for
 
@@ -314,11 +321,15 @@ class Dispatcher:
                         raise _Exiting("the process exited before this try")
                 await bounded(channel.send(sending), limit)
 
-            # the first try bare (nearly every send succeeds at once); the retries after a
-            # failure; a test notice (``%remind test``) reports its first failure, untried
+            # the first try bare (nearly every send succeeds at once; it is attempt()
+            # written out); the retries after a failure; a test notice (``%remind test``)
+            # reports its first failure, untried
             tries = 1 if notice.event == "test" else config.retry_attempts
             try:
-                await attempt()
+                if self.deadline is None:
+                    await bounded(channel.send(sending), config.send_timeout)
+                else:
+                    await attempt()
                 outcome.attempts = 1
             except Exception as first:
                 await with_retries(
@@ -443,19 +454,33 @@ class Dispatcher:
             log.debug("opening the outbox failed", exc_info=True)
             return None
 
-    def _outbox_record(self, notice: Notice, names: Iterable[str]) -> None:
+    def _outbox_record(self, notice: Notice, names: Iterable[str], config: Config) -> None:
         """Queue ``notice`` with a pending delivery per channel for the outbox (written with
-        what else comes within :data:`OUTBOX_WRITE_DELAY`; its send starts meanwhile)."""
-        outbox = self.outbox
-        if outbox is None:
-            return
+        what else comes within :data:`OUTBOX_WRITE_DELAY`; its send starts meanwhile).
+
+        While a write is scheduled, notices dispatched with the same settings (``config``,
+        the same object) join the outbox it writes, without asking for it again."""
+        batch = self._batch
+        if batch is not None and batch[0] is config and self._outbox_flush is not None:
+            outbox: Outbox | None = batch[1]
+        else:
+            outbox = self.outbox
         names = tuple(names)
-        try:
-            if outbox.queue_record(notice, names):
-                self._in_outbox[notice.id] = (outbox, {display_name(n): n for n in names})
-                self._outbox_later(outbox)
-        except Exception:
-            log.debug("writing a notice to the outbox failed", exc_info=True)
+        for _ in range(2):  # (the one of the batch was closed meanwhile: ask again, once)
+            if outbox is None:
+                return
+            try:
+                if outbox.queue_record(notice, names):
+                    self._in_outbox[notice.id] = (outbox, {display_name(n): n for n in names})
+                    self._batch = (config, outbox)
+                    self._outbox_later(outbox)
+                    return
+            except Exception:
+                log.debug("writing a notice to the outbox failed", exc_info=True)
+                return
+            if batch is None or outbox is not batch[1]:
+                return  # closed: the session is closing
+            outbox, batch = self.outbox, None
 
     def _outbox_later(self, outbox: Outbox) -> None:
         """Have what was queued for ``outbox`` written :data:`OUTBOX_WRITE_DELAY` seconds

@@ -18,7 +18,7 @@ from ..core.task import Task
 from ..runtime.session import Session
 from .args import default_name, parse_header, split_header
 
-__all__ = ["CellFrontend", "strip_remind_line"]
+__all__ = ["CellFrontend", "notebook_name", "notebook_path", "strip_remind_line"]
 
 log = logger()
 
@@ -80,6 +80,11 @@ class CellFrontend:
         """Start the cell's task when it has a ``%%remind`` header (or auto mode is on)."""
         task = None
         try:
+            cell_id = getattr(info, "cell_id", None)
+            self.session.origin = (
+                notebook_path(self.shell) or None,
+                cell_id if isinstance(cell_id, str) and cell_id else None,
+            )
             task = self._task_for(getattr(info, "raw_cell", "") or "")
         except Exception:  # never break the user's cell
             task = None
@@ -96,6 +101,7 @@ class CellFrontend:
     def post_run_cell(self, result: Any) -> None:
         """End the cell's task, and any ``track()`` loop it left pending, with its outcome."""
         exc = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
+        self.session.origin = None
         self.session.settle_pending(exc)
         if not self._stack:
             return
@@ -158,8 +164,9 @@ def refresh_soon(session: Session) -> None:
         panel.live_refresh(session).kick()
 
 
-def notebook_name(shell: Any) -> str:
-    """The notebook's file name when the front end tells it, else ``""``."""
+def notebook_path(shell: Any) -> str:
+    """The notebook's path as the front end tells it (VS Code's file, the Jupyter server's
+    ``JPY_SESSION_NAME``), else ``""``."""
     ns = getattr(shell, "user_ns", {}) or {}
     for value in (
         ns.get("__vsc_ipynb_file__"),
@@ -167,5 +174,10 @@ def notebook_name(shell: Any) -> str:
         ns.get("__session__"),
     ):
         if isinstance(value, str) and value:
-            return os.path.basename(value)
+            return value
     return ""
+
+
+def notebook_name(shell: Any) -> str:
+    """The notebook's file name when the front end tells it, else ``""``."""
+    return os.path.basename(notebook_path(shell))

@@ -28,6 +28,7 @@ from ..runtime.sampling import ProcessSampler, Usage
 from ..runtime.session import Session, get_session
 from .live import live_refresh
 from .panel_rows import Row, RowBuilder, RowSync, listed_tasks, usage_texts
+from .status_line import follow_settings
 
 if TYPE_CHECKING:
     from .widgets import PanelWidget
@@ -73,6 +74,7 @@ class Panel:
         self.sent_at: collections.deque[float] = collections.deque(maxlen=1000)
         widget.observe(self._on_mute_switch, names="muted")
         widget.full_state = self._full_state
+        follow_settings(session)
 
     # -- LiveView -----------------------------------------------------------------------------
     @property

@@ -20,6 +20,7 @@ import threading
 import uuid
 from typing import TYPE_CHECKING, Any
 
+from ..core.browser_views import BrowserConnection, get_connection
 from ..core.log import logger
 from ..core.task import Task
 from ..runtime.session import Session
@@ -34,6 +35,7 @@ __all__ = [
     "StatusLine",
     "can_show_widgets",
     "final_bundle",
+    "follow_settings",
     "publish",
     "show_status_line",
 ]
@@ -126,7 +128,7 @@ class StatusLine:
             if self._ended:
                 return False
             task = self.task
-            widget = StatusWidget(text=status_text(task), state=task.state.value)
+            widget = StatusWidget(text=status_text(task), state=task.state.value, task_id=task.id)
             self._shown = (widget.text, widget.state)
             publish(self.shell, widget.mimebundle(), self.display_id, True, self.parent)
             self.widget = widget
@@ -140,9 +142,10 @@ class StatusLine:
             self._ended = True
         if self.shell is None or self.display_id is None:
             return
+        task = self.task
         publish(
             self.shell,
-            final_bundle(status_text(self.task), self.task.state.value),
+            final_bundle(status_text(task), task.state.value, task.id),
             self.display_id,
             update=True,
         )
@@ -174,12 +177,20 @@ def can_show_widgets(shell: Any) -> bool:
     return getattr(shell, "kernel", None) is not None and _anywidget_installed()
 
 
-def final_bundle(text: str, state: str) -> dict[str, Any]:
-    """A status line as plain output: ``text/plain`` and escaped ``text/html``."""
+def follow_settings(session: Session, connection: BrowserConnection | None = None) -> None:
+    """Have the ``browser`` channel read ``when_watching`` from ``session`` (whose tasks the
+    notebook's status lines and panel show) through ``connection`` (default: the process's)."""
+    (connection or get_connection()).follow_when_watching(lambda: session.config.when_watching)
+
+
+def final_bundle(text: str, state: str, task_id: str = "") -> dict[str, Any]:
+    """A status line as plain output: ``text/plain`` and escaped ``text/html`` (whose
+    ``data-task-id`` a click on a browser notification of the task looks for)."""
     colour = _COLOURS.get(state)
     style = f' style="color: {colour}"' if colour else ""
+    task = f' data-task-id="{html.escape(task_id)}"' if task_id else ""
     markup = (
-        f'<div class="nbremind-status" data-state="{html.escape(state)}"{style}>'
+        f'<div class="nbremind-status" data-state="{html.escape(state)}"{task}{style}>'
         f"{html.escape(text)}</div>"
     )
     return {"text/plain": text, "text/html": markup}
@@ -223,7 +234,8 @@ def show_status_line(shell: Any, session: Session, task: Task) -> StatusLine | N
     if not can_show_widgets(shell):
         return None
     display_id = f"{_DISPLAY_PREFIX}{next(_display_count)}"
-    publish(shell, final_bundle(status_text(task), task.state.value), display_id)
+    publish(shell, final_bundle(status_text(task), task.state.value, task.id), display_id)
+    follow_settings(session)
     parent = getattr(getattr(shell, "display_pub", None), "parent_header", None)
     line = StatusLine(task, None, session, shell, display_id, parent)
     live_refresh(session).add(line, kick=False)  # nothing to send before LIVE_AFTER

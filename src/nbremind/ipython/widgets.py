@@ -42,9 +42,12 @@ def compact(source: str) -> str:
     """``source`` (JavaScript or CSS) without its comment lines and indentation: what every
     widget sends to the page when it opens, so each ``%%remind`` cell sends less."""
     kept = []
+    in_comment = False  # inside a /* ... */ comment of several lines
     for line in source.splitlines():
         text = line.strip()
-        if text and not text.startswith(("//", "/*", "*")):
+        if in_comment or text.startswith("/*"):
+            in_comment = "*/" not in text
+        elif text and not text.startswith(("//", "*")):
             kept.append(text)
     return "\n".join(kept) + "\n"
 
@@ -108,7 +111,8 @@ class NbremindWidget(anywidget.AnyWidget):
             self._connection.permission_of(self, content.get("permission"))
         elif kind == "shown":
             why = content.get("permission") or content.get("error")
-            self._connection.shown(content.get("id"), content.get("ok"), why)
+            watching = content.get("watching")
+            self._connection.shown(content.get("id"), content.get("ok"), why, watching)
 
     def plain_text(self) -> str:
         """What a front end without widgets shows instead (``text/plain``)."""
@@ -291,6 +295,9 @@ class StatusWidget(NbremindWidget):
     text = traitlets.Unicode("").tag(sync=True)
     #: The task's state (``running``, ``succeeded``, ...), for the colour.
     state = traitlets.Unicode("running").tag(sync=True)
+    #: The task's id: a click on a browser notification of the task (or of a task inside
+    #: it) scrolls to the line.
+    task_id = traitlets.Unicode("").tag(sync=True)
 
     def __init__(self, **kwargs: Any) -> None:
         # Status lines are never styled, so they share one layout model instead of each

@@ -2,11 +2,12 @@
 
 Handing an event over returns at once: the calling thread takes a snapshot of the task and
 appends it to a queue; the loop thread, woken once per batch (not once per notice), makes
-the notices and dispatches them. The queue is bounded (see :data:`MAX_QUEUED`): past the
-bound, a repeating event (``after``, ``memory``, ``progress``) replaces the one of the same
-task and event still waiting, and any other makes the thread that hands it wait until the
-loop thread has caught up (at most :data:`CATCH_UP_WAIT` seconds), then it is dropped. Each
-merge and drop is counted and said in one log line per burst.
+the notices and dispatches them, a batch in one asyncio task (a delivery that waits keeps
+that task, and the rest go on in a new one). The queue is bounded (see :data:`MAX_QUEUED`):
+past the bound, a repeating event (``after``, ``memory``, ``progress``) replaces the one of
+the same task and event still waiting, and any other makes the thread that hands it wait
+until the loop thread has caught up (at most :data:`CATCH_UP_WAIT` seconds), then it is
+dropped. Each merge and drop is counted and said in one log line per burst.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import contextlib
+import contextvars
 import itertools
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Coroutine, Generator, Iterable
 from typing import TYPE_CHECKING, Any, NamedTuple
 
 from ..core.log import log_exception, logger
@@ -74,6 +76,38 @@ class _Queued(NamedTuple):
             return self.notice.task.id
         assert self.snapshot is not None
         return self.snapshot.id
+
+
+class _Resumed:
+    """Awaiting this goes on with ``coro``, a coroutine stepped by hand (in ``context``)
+    that waits on ``waiting``, as if the awaiting task had run it from the start: what it
+    waits on is handed to the task, and what the task throws in (a cancellation) is passed
+    on."""
+
+    __slots__ = ("context", "coro", "waiting")
+
+    def __init__(
+        self, coro: Coroutine[Any, Any, None], waiting: object, context: contextvars.Context
+    ) -> None:
+        self.coro = coro
+        self.waiting = waiting
+        self.context = context
+
+    def __await__(self) -> Generator[Any, Any, None]:
+        coro, waiting, run = self.coro, self.waiting, self.context.run
+        while True:
+            try:
+                answer = yield waiting
+            except BaseException as exc:
+                try:
+                    waiting = run(coro.throw, exc)
+                except StopIteration:
+                    return
+            else:
+                try:
+                    waiting = run(coro.send, answer)
+                except StopIteration:
+                    return
 
 
 class Notifier:
@@ -231,7 +265,7 @@ class Notifier:
             self.merged = self.dropped = 0
         if merged or dropped:
             self._say_lost(merged, dropped)
-        loop = asyncio.get_running_loop()
+        deliveries: list[Coroutine[Any, Any, None]] = []
         for item in items:
             try:
                 notice = item.notice
@@ -249,12 +283,39 @@ class Notifier:
                 if len(last) > _LAST_NOTICES:  # made after its task was forgotten: trimmed
                     for old in list(itertools.islice(last, len(last) - _LAST_NOTICES // 2)):
                         del last[old]
-                task = loop.create_task(self._deliver(notice, item.options, item.config))
-                self._tasks.add(task)  # a task the loop holds only weakly could vanish
-                task.add_done_callback(self._tasks.discard)
             except Exception:
                 self._finished()
                 log_exception(f"making the {item.event} notice of a task failed")
+                continue
+            deliveries.append(self._deliver(notice, item.options, item.config))
+        if deliveries:
+            self._start(deliveries)
+
+    def _start(self, deliveries: list[Coroutine[Any, Any, None]], first: int = 0) -> None:
+        """Deliver ``deliveries`` from ``first`` on in a new task (see :meth:`_deliver_all`)."""
+        task = asyncio.get_running_loop().create_task(self._deliver_all(deliveries, first))
+        self._tasks.add(task)  # a task the loop holds only weakly could vanish
+        task.add_done_callback(self._tasks.discard)
+
+    async def _deliver_all(self, deliveries: list[Coroutine[Any, Any, None]], first: int) -> None:
+        """Run ``deliveries`` from ``first`` on in this task, one after the other, each in a
+        context of its own. Most finish without waiting (the channel takes the notice at
+        once); the first that waits is finished by this task, the ones after it go on in a
+        new task (one task per batch of notices, not one per notice)."""
+        for at in range(first, len(deliveries)):
+            delivery = deliveries[at]
+            context = contextvars.copy_context()
+            try:
+                waiting = context.run(delivery.send, None)
+            except StopIteration:
+                continue  # delivered without waiting
+            except BaseException:  # (_deliver catches every Exception: a cancellation, say)
+                log_exception("delivering a notice failed")
+                continue
+            if at + 1 < len(deliveries):
+                self._start(deliveries, at + 1)
+            await _Resumed(delivery, waiting, context)
+            return
 
     async def _deliver(self, notice: Notice, options: TaskOptions, config: Config) -> None:
         try:

@@ -107,7 +107,8 @@ class OutboxLink:
 
     def already_sent(self, notice_id: str) -> bool:
         """Whether the outbox says ``notice_id`` was delivered (by this or an earlier
-        process)."""
+        process). A notice of this process that every channel took at once is only counted
+        there, not stored: for it this says ``False`` (the dispatcher knows it was sent)."""
         outbox = self.outbox
         return outbox is not None and outbox.delivered(notice_id)
 

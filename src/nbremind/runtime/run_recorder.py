@@ -148,8 +148,10 @@ class HistoryRecorder:
     def delivered(self, notice: Notice, deliveries: list[Delivery]) -> None:
         """``notice``'s delivery finished with ``deliveries`` (what ``dispatch()``
         returned): count it for its task if a channel took it."""
-        if any(d.ok for d in deliveries):
-            self._notice_done(notice)
+        for delivery in deliveries:  # (a loop, not any() over a generator: once per notice)
+            if delivery.ok:
+                self._notice_done(notice)
+                return
 
     def _hand(self, ended: bool, task: Task, snapshot: TaskSnapshot | None = None) -> None:
         config = self._config()

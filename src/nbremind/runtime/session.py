@@ -11,7 +11,7 @@ from __future__ import annotations
 import atexit
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
@@ -70,6 +70,10 @@ class Session:
         self._end_event = END_EVENT
         self.host = socket.gethostname()
         self.source = script_name()
+        #: ``(notebook, cell id)`` of the notebook cell running now (set by the IPython
+        #: front end for the length of each cell): where a task started in no other task
+        #: comes from, carried by its notices.
+        self.origin: tuple[str | None, str | None] | None = None
         self._closed = False
         config_now, closed = (lambda: self.config), (lambda: self._closed)
         self.dispatcher = Dispatcher(
@@ -175,16 +179,51 @@ class Session:
     def start(self, task: Task) -> Token:
         """Mark ``task`` running, make it current and begin watching its thresholds."""
         token = self.tracker.start(task)
+        parent = task.parent
+        self._started(task, parent is None or parent.done)
+        return token
+
+    def start_loop(
+        self,
+        name: str,
+        options: TaskOptions,
+        total: int | None,
+        consumer: FrameType,
+        count: Callable[[], int] | None = None,
+    ) -> tuple[Task, Token]:
+        """For ``track()``: make a task of kind ``"loop"`` in the current task and start it
+        (as :meth:`start`); return it and its token for :meth:`end_loop`.
+
+        Nested in a task, with ``options.on`` not given, it notifies only the thresholds
+        its options set (its end is the enclosing task's to report). ``consumer`` is the
+        frame iterating the loop; ``count``, if given, what ``n`` is read from.
+        """
+        task, token = self.tracker.start_loop(name, options, total, consumer, count)
+        self._started(task, task.parent is None)  # (a parent is the running task)
+        return task, token
+
+    def end_loop(self, task: Task, token: Token | None) -> None:
+        """For ``track()``: the loop ``task`` ended without an exception (exhausted, left by
+        ``break`` or ``return``): keep its last count, make its parent current again and
+        end it succeeded; never raises."""
+        try:
+            self.tracker.end_loop(task, token)
+        except Exception:  # a bug of ours must not change how the user's code ends
+            log_exception("ending a task failed")
+
+    def _started(self, task: Task, top: bool) -> None:
+        """``task`` started (``top``: in no running task): tell the notifier, the history
+        and, at the top, the watchdog and the ticker (and it takes :attr:`origin`)."""
+        if top and self.origin is not None and task.cell_id is None:
+            task.notebook, task.cell_id = self.origin
         if task.options.on != ():  # on=[] (a loop inside a task): it notifies nothing
             self.notifier.notify(task, "start")
         self.history_recorder.started(task)
-        parent = task.parent
-        if parent is None or parent.done:
+        if top:
             # a task inside a running one: its start already woke the ticker (and wanted
             # the watchdog); a loop per file pays for neither again
             self.watchdog.task_started()
             self._wake()
-        return token
 
     def finish(
         self, task: Task, exc: BaseException | None = None, token: Token | None = None

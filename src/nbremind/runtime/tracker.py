@@ -20,6 +20,7 @@ from ..core.thresholds import Watch, never_applied
 
 if TYPE_CHECKING:
     import asyncio
+    from types import FrameType
 
     from ..core.clock import Clock
     from ..core.options import TaskOptions
@@ -47,9 +48,15 @@ END_EVENT = {
 #: Finished tasks kept (the oldest are forgotten first, a few dozen at a time).
 KEEP_FINISHED = 200
 _TRIM_BATCH = 50
+_TRIM_AT = KEEP_FINISHED + _TRIM_BATCH
 #: Kinds of task a tqdm bar, or a ``track()`` loop running directly in it, may feed (they
 #: have no loop of their own to count).
 FED_KINDS = frozenset({"cell", "auto", "block", "function"})
+_SUCCEEDED, _TIMED_OUT = TaskState.SUCCEEDED, TaskState.TIMED_OUT
+#: Makes an object without calling its class: ``_bare(Task)`` then ``Task.__init__(task,
+#: ...)`` is ``Task(...)`` without the dict CPython 3.11 builds for the keywords of a class
+#: call (a third of the cost of making a task, and a loop per file makes one per loop).
+_bare = object.__new__
 
 
 class Tracker:
@@ -58,7 +65,7 @@ class Tracker:
     ``origin()`` gives the ``(source, host)`` of new tasks; ``is_pending(task_id)`` tells a
     ``track()`` loop whose end is pending; ``settle_inside`` settles those under a task that
     ends; ``on_end(task, state)`` is told each end, ``on_forget(task_id)`` each finished task
-    trimmed.
+    trimmed that could notify (``on`` not ``[]``).
     """
 
     def __init__(
@@ -79,7 +86,9 @@ class Tracker:
         self._on_forget = on_forget
         self._lock = threading.RLock()
         self._tasks: dict[str, Task] = {}
-        self._watches: dict[str, Watch] = {}
+        #: The watch of each running task; a loop's is made by the first tick it is running
+        #: at (until then the loop itself: most loops in a task end within a tick).
+        self._watches: dict[str, Watch | Task] = {}
         #: Ids of the finished tasks in ``_tasks``, in the order they ended.
         self._finished: collections.deque[str] = collections.deque()
         self._current: contextvars.ContextVar[Task | None] = contextvars.ContextVar(
@@ -111,6 +120,48 @@ class Tracker:
             host=host,
         )
 
+    def start_loop(
+        self,
+        name: str,
+        options: TaskOptions,
+        total: int | None,
+        consumer: FrameType,
+        count: Callable[[], int] | None,
+    ) -> tuple[Task, Token]:
+        """Make a task of kind ``"loop"`` in the current task and :meth:`start` it (see
+        :meth:`Session.start_loop <nbremind.Session.start_loop>`)."""
+        parent = self.current()
+        if parent is not None and options.on is None:
+            options = options.thresholds_only()  # its end is the enclosing task's to report
+        source, host = self._origin()
+        task = _bare(Task)  # Task(...), minus the dict of keywords a class call builds
+        Task.__init__(
+            task,
+            name,
+            clock=self.clock,
+            options=options,
+            total=total,
+            kind="loop",
+            parent=parent,
+            source=source,
+            host=host,
+        )
+        task.consumer = (id(consumer), consumer.f_code)
+        if count is not None:
+            task.count_from(count)
+        return task, self.start(task)
+
+    def end_loop(self, task: Task, token: Token | None) -> None:
+        """The loop ``task`` ended without an exception: keep its last count, make its
+        parent current again (:meth:`leave`) and :meth:`end` it."""
+        task.settle_n()
+        if token is not None and self._current.get() is task:  # (what leave() does)
+            try:  # noqa: SIM105 -- contextlib.suppress() makes an object per loop's end
+                self._current.reset(token)
+            except ValueError:  # closed from another context: leave it
+                pass
+        self.end(task, None)
+
     def current(self) -> Task | None:
         """The innermost running task of this context (or the running cell's task)."""
         task = self._current.get()
@@ -128,15 +179,17 @@ class Tracker:
     def start(self, task: Task) -> Token:
         """Mark ``task`` running, register it, watch its thresholds and make it current."""
         task.mark_started()
-        running_loop = _running_loop()
-        task.loop = running_loop() if running_loop is not None else None
+        running_loop = _get_running_loop or _running_loop()
+        if running_loop is not None:
+            task.loop = running_loop()
+        key = task.id
         with self._lock:
-            self._tasks[task.id] = task
-            self._watches[task.id] = Watch(task)
-            if len(self._finished) >= KEEP_FINISHED + _TRIM_BATCH:
+            self._tasks[key] = task
+            self._watches[key] = task if task.kind == "loop" else Watch(task)
+            if len(self._finished) >= _TRIM_AT:
                 self._trim()
             parent = task.parent
-            if task.kind == "loop" and parent is not None and parent.kind in FED_KINDS:
+            if parent is not None and task.kind == "loop" and parent.kind in FED_KINDS:
                 self._offer_loop(task)
         return self._current.set(task)
 
@@ -155,8 +208,10 @@ class Tracker:
         resetting its token then would bring back a task that is no longer current.
         """
         if token is not None and self._current.get() is task:
-            with contextlib.suppress(ValueError):  # closed from another context: leave it
+            try:  # noqa: SIM105 -- contextlib.suppress() makes an object per loop's end
                 self._current.reset(token)
+            except ValueError:  # closed from another context: leave it
+                pass
 
     def end(
         self, task: Task, exc: BaseException | None, end: tuple[float, float] | None = None
@@ -166,19 +221,20 @@ class Tracker:
         if task.done:
             return task.state
         self._settle_inside(task, exc)
-        watch = self._watches.get(task.id)
-        if watch is not None and watch.feeder is not None:
-            self._read_loop(watch)  # the loop that fed it, for the last time
+        if task.kind in FED_KINDS:  # (only those have a loop feeding them)
+            watch = self._watches.get(task.id)
+            if isinstance(watch, Watch) and watch.feeder is not None:
+                self._read_loop(watch)  # the loop that fed it, for the last time
         if task.tqdm_feed is not None:
             from .tqdm_feed import final_read
 
             final_read(task)
         error = None
         if exc is None:  # the common end, told without a call
-            state = TaskState.TIMED_OUT if task.timeout_hit else TaskState.SUCCEEDED
+            state = _TIMED_OUT if task.timeout_hit else _SUCCEEDED
         else:
             state = state_for(task, exc)
-            if state is not TaskState.SUCCEEDED:
+            if state is not _SUCCEEDED:
                 error = TaskError.from_exception(exc)
         task.mark_ended(state, error, end)
         if task.options.progress:
@@ -198,9 +254,16 @@ class Tracker:
             return list(self._tasks.values())
 
     def watches(self) -> list[Watch]:
-        """The watches of the running tasks."""
+        """The watches of the running tasks (the tick's view: a loop's is made now, at the
+        first tick it runs at)."""
         with self._lock:
-            return list(self._watches.values())
+            watches = self._watches
+            found: list[Watch] = []
+            for key, watch in watches.items():
+                if not isinstance(watch, Watch):  # a loop running at a tick: watched now
+                    watch = watches[key] = Watch(watch)
+                found.append(watch)
+            return found
 
     def feed_bars(self, watches: list[Watch]) -> None:
         """Let live tqdm bars feed the running tasks that count nothing themselves."""
@@ -249,7 +312,7 @@ class Tracker:
         if parent is None or parent.kind not in FED_KINDS:
             return
         watch = self._watches.get(parent.id)
-        if watch is None:
+        if not isinstance(watch, Watch):
             return
         feeder = watch.feeder
         if feeder is None:
@@ -283,7 +346,8 @@ class Tracker:
         tasks = self._tasks
         while len(finished) > KEEP_FINISHED:
             key = finished.popleft()
-            if tasks.pop(key, None) is not None:
+            task = tasks.pop(key, None)
+            if task is not None and task.options.on != ():  # (on=[]: it never notified)
                 self._on_forget(key)
 
 

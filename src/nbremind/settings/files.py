@@ -21,7 +21,6 @@ variables as ``${NAME}`` (``$${`` is a literal ``${``); such values become
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import os
 import re
@@ -239,16 +238,17 @@ def _expand_text(text: str, where: str, environ: Mapping[str, str]) -> str:
 def _setting_kinds() -> dict[str, str]:
     """Setting -> ``"bool"``, ``"list"``, ``"table"`` or ``"text"``, from Config's fields."""
     kinds: dict[str, str] = {}
-    for f in dataclasses.fields(Config):
-        spelled = str(f.type)
+    defaults = Config()
+    for name in Config.FIELDS:
+        spelled = str(Config.__annotations__[name])
         if "Mapping" in spelled or "dict" in spelled:
-            kinds[f.name] = "table"
+            kinds[name] = "table"
         elif "tuple" in spelled or "list" in spelled:
-            kinds[f.name] = "list"
-        elif spelled.startswith("bool") or isinstance(f.default, bool):
-            kinds[f.name] = "bool"
+            kinds[name] = "list"
+        elif spelled.startswith("bool") or isinstance(getattr(defaults, name), bool):
+            kinds[name] = "bool"
         else:
-            kinds[f.name] = "text"
+            kinds[name] = "text"
     return kinds
 
 

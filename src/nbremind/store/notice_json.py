@@ -15,7 +15,7 @@ from ..core.urls import display_name
 __all__ = ["notice_from_dict", "notice_to_dict", "stored_channel_name"]
 
 _SNAPSHOT_FIELDS = tuple(
-    f.name for f in fields(TaskSnapshot) if f.name not in ("state", "error", "metrics", "notes")
+    name for name in TaskSnapshot.FIELDS if name not in ("state", "error", "metrics", "notes")
 )
 _NOTICE_FIELDS = tuple(f.name for f in fields(Notice) if f.name not in ("task", "channels"))
 _INT64 = MAX_COUNT
@@ -60,7 +60,7 @@ def notice_from_dict(data: Mapping[str, Any]) -> Notice:
         raw["error"] = (
             None if error is None else TaskError(str(error["type"]), str(error["message"]))
         )
-        snap_names = {f.name for f in fields(TaskSnapshot)}
+        snap_names = set(TaskSnapshot.FIELDS)
         snap: dict[str, Any] = {
             k: _frozen(v) if k != "metrics" else dict(v) for k, v in raw.items() if k in snap_names
         }

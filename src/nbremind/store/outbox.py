@@ -11,7 +11,10 @@ with a record saying so, and a log line.
 The dispatcher queues its writes (``queue_record``, ``queue_mark``, ``queue_drop``) and
 has them written by :meth:`Outbox.flush` a few milliseconds later, in one transaction with
 whatever else was queued by then: a burst of notices costs one commit, not one per notice
-and outcome. Every read writes what is queued first; the other methods write at once.
+and outcome. A notice of this process delivered on every channel by then gets no rows: it
+is counted, by day, in the table ``delivered_counts`` (nothing replays it, and only other
+processes' notices are looked up for de-duplication). Every read writes what is queued
+first; the other methods write at once.
 
 The file lives in ``data_dir`` (setting), else ``$NBREMIND_DATA_DIR``, else the platform
 user-data folder (``platformdirs.user_data_dir("nbremind")``). It is opened in WAL mode with
@@ -38,6 +41,7 @@ from typing import TYPE_CHECKING
 from ..core.clock import Clock
 from ..core.notice import Notice, format_duration
 from ..core.secrets import redact
+from ..core.task import process_tag
 from .notice_json import notice_from_dict, notice_to_dict, stored_channel_name
 from .process import Owner, owner_alive
 from .sqlite import Database
@@ -66,13 +70,14 @@ __all__ = [
 log = logging.getLogger("nbremind")
 
 #: The version of the tables below; a file written by a newer nbremind is left alone.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 FILE_NAME = "outbox.sqlite3"
 #: Environment variable naming the folder of the outbox file (when ``data_dir`` is unset).
 ENV_DATA_DIR = "NBREMIND_DATA_DIR"
 #: How long a write waits for another process's write to finish, in milliseconds.
 BUSY_TIMEOUT_MS = 2000
-#: Finished notices (nothing pending) are deleted this many seconds after they were made.
+#: Finished notices (nothing pending), and the daily counts of those not stored, are
+#: deleted this many seconds after they were made.
 KEEP_FINISHED = 30 * 86400.0
 #: Claimed per start-up at most (the oldest first); the rest wait for the next process.
 CLAIM_LIMIT = 500
@@ -100,6 +105,20 @@ _SCHEMA = (
     "CREATE INDEX IF NOT EXISTS deliveries_by_state ON deliveries (state, notice_id)",
     "CREATE INDEX IF NOT EXISTS notices_by_created ON notices (created)",
 )
+#: Version 2: notices of this process delivered on every channel at once are counted by
+#: day (the day of their ``created`` time, in days since the epoch), not stored as rows.
+_COUNTS = (
+    """CREATE TABLE IF NOT EXISTS delivered_counts (
+        day INTEGER PRIMARY KEY,
+        deliveries INTEGER NOT NULL DEFAULT 0,
+        notices INTEGER NOT NULL DEFAULT 0
+    )""",
+)
+_ADD_COUNTS = (
+    "INSERT INTO delivered_counts (day, deliveries, notices) VALUES (?, ?, ?)"
+    " ON CONFLICT (day) DO UPDATE SET deliveries = deliveries + excluded.deliveries,"
+    " notices = notices + excluded.notices"
+)
 _INSERT_NOTICE = (
     "INSERT OR IGNORE INTO notices (id, created, payload, owner_pid, owner_start, host)"
     " VALUES (?, ?, ?, ?, ?, ?)"
@@ -122,7 +141,7 @@ _UPDATE_DELIVERY = (
     " attempts = COALESCE(?, attempts + 1) WHERE notice_id = ? AND channel = ?"
 )
 #: Statements that bring the tables from version ``key - 1`` to ``key``.
-_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA}
+_MIGRATIONS: dict[int, tuple[str, ...]] = {1: _SCHEMA, 2: _COUNTS}
 
 
 # -- where the file lives -----------------------------------------------------------------------
@@ -227,10 +246,13 @@ class Outbox(Database):
         self.owner = owner or Owner.current()
         self._alive = alive
         self._queue_lock = threading.Lock()
-        self._queued_notices: list[tuple[Notice, tuple[str, ...]]] = []
-        self._queued_deliveries: list[tuple[object, ...]] = []
+        #: Notices queued, by id, in the order queued (with their deliveries).
+        self._queued_notices: dict[str, _Queued] = {}
         #: ``(only while pending, parameters of _UPDATE_DELIVERY)``, in the order queued.
         self._queued_updates: list[tuple[bool, tuple[object, ...]]] = []
+        #: Notices that have rows already (taken over from an ended process, or written by
+        #: :meth:`record`): queued again, they are never only counted.
+        self._with_rows: set[str] = set()
         super().__init__(path, clock=clock)
 
     def close(self) -> None:
@@ -249,19 +271,26 @@ class Outbox(Database):
     def queue_record(self, notice: Notice, channels: Iterable[str]) -> bool:
         """Like :meth:`record`, written by the next :meth:`flush` (with whatever else was
         queued by then, in one transaction). Returns whether it was queued."""
-        names = [stored_channel_name(name) for name in channels]
         now = self.clock.time()
         with self._queue_lock:
             if self._closed:
                 return False
-            self._queued_notices.append((notice, tuple(names)))
-            self._queued_deliveries.extend((notice.id, name, now) for name in names)
+            queued = self._queued_notices.get(notice.id)
+            if queued is None:
+                self._queued_notices[notice.id] = _Queued(notice, channels, now)
+            else:  # queued twice in one batch: its first queuing stands, with any new channel
+                queued.add(channels)
         return True
 
     def queue_mark(
         self, notice_id: str, channel: str, ok: bool, error: str = "", *, attempts: int | None
     ) -> None:
         """Like :meth:`mark`, written by the next :meth:`flush`."""
+        if ok:
+            with self._queue_lock:
+                queued = self._queued_notices.get(notice_id)
+                if queued is not None and queued.settle(channel, attempts, self.clock.time()):
+                    return
         state = "delivered" if ok else "failed"
         self._queue_set(notice_id, channel, state, "" if ok else error, attempts, False)
 
@@ -286,9 +315,7 @@ class Outbox(Database):
     def queued(self) -> int:
         """Writes queued and not flushed yet."""
         with self._queue_lock:
-            return (
-                len(self._queued_notices) + len(self._queued_deliveries) + len(self._queued_updates)
-            )
+            return len(self._queued_notices) + len(self._queued_updates)
 
     def flush(self) -> bool:
         """Write everything queued, in one transaction; ``False`` when that failed (then
@@ -296,18 +323,18 @@ class Outbox(Database):
 
         def action(db: sqlite3.Connection) -> bool:
             with self._queue_lock:  # taken under the connection's lock: writes stay in order
-                notices, self._queued_notices = self._queued_notices, []
-                deliveries, self._queued_deliveries = self._queued_deliveries, []
+                queued, self._queued_notices = self._queued_notices, {}
                 updates, self._queued_updates = self._queued_updates, []
-            if not (notices or deliveries or updates):
+            if not (queued or updates):
                 return True
-            rows = self._notice_rows(notices, updates)
-            inserted, updates = _merged(deliveries, updates)
+            counts, notices, deliveries = self._rows(queued.values(), updates)
             with self._write():
-                if rows:
-                    db.executemany(_INSERT_NOTICE, rows)
-                if inserted:
-                    db.executemany(_UPSERT_DELIVERY, inserted)
+                if counts:
+                    db.executemany(_ADD_COUNTS, counts)
+                if notices:
+                    db.executemany(_INSERT_NOTICE, notices)
+                if deliveries:
+                    db.executemany(_UPSERT_DELIVERY, deliveries)
                 start = 0
                 while start < len(updates):  # runs of the same statement, in their order
                     only = updates[start][0]
@@ -320,28 +347,57 @@ class Outbox(Database):
             return True
 
         with self._queue_lock:
-            if not (self._queued_notices or self._queued_deliveries or self._queued_updates):
+            if not (self._queued_notices or self._queued_updates):
                 return True
         return self._run("write", False, action)
 
-    def _notice_rows(
-        self,
-        notices: list[tuple[Notice, tuple[str, ...]]],
-        updates: list[tuple[bool, tuple[object, ...]]],
-    ) -> list[tuple[object, ...]]:
-        """The rows of queued notices. A notice whose every delivery is final in the same
-        batch is never read back whole (only a dead process's pending notices are): it is
-        stored as its summary (id, event, title, task name); the others whole."""
+    def _rows(
+        self, queued: Iterable[_Queued], updates: list[tuple[bool, tuple[object, ...]]]
+    ) -> tuple[list[tuple[int, int, int]], list[tuple[object, ...]], list[tuple[object, ...]]]:
+        """What the queued notices write: ``(day, deliveries, notices)`` to add to the
+        counts, the rows of ``notices`` and those of ``deliveries`` (each with the outcome
+        it was given in the same batch, if any).
+
+        A notice about a task of this process that was delivered on every channel in the
+        same batch gets no row, it is only counted (by the day it was made): it is never
+        replayed, and no other process can make a notice with its id (the de-duplication
+        rule asks the file only about other processes' notices; this process knows its
+        own). One stored already (taken over from an ended process) keeps its rows.
+        A notice whose every delivery is final in the batch is never read back whole (only
+        a dead process's pending notices are): it is stored as its summary (id, event,
+        title, task name); the others whole.
+        """
+        mine = f"{process_tag()}-"
         final = {(params[4], params[5]) for _, params in updates if params[0] != "pending"}
         me = self.owner
-        rows: list[tuple[object, ...]] = []
-        for notice, names in notices:
-            if names and all((notice.id, name) in final for name in names):
-                payload = json.dumps(_summary(notice), ensure_ascii=False)
-            else:
-                payload = json.dumps(notice_to_dict(notice), ensure_ascii=False)
-            rows.append((notice.id, notice.created, payload, me.pid, me.start, me.host))
-        return rows
+        days: dict[int, list[int]] = {}
+        notices: list[tuple[object, ...]] = []
+        deliveries: list[tuple[object, ...]] = []
+        for entry in queued:
+            notice, outcomes = entry.notice, entry.outcomes
+            nid = notice.id
+            if (
+                outcomes
+                and entry.delivered == len(outcomes)
+                and nid.startswith(mine)
+                and nid not in self._with_rows
+            ):
+                day = days.setdefault(int(notice.created // 86400), [0, 0])
+                day[0] += len(outcomes)
+                day[1] += 1
+                continue
+            done = bool(outcomes)
+            for channel, outcome in outcomes.items():
+                name = stored_channel_name(channel)
+                if outcome is None:
+                    done = done and (nid, name) in final
+                    deliveries.append((nid, name, "pending", 0, "", entry.at))
+                else:
+                    deliveries.append((nid, name, "delivered", *outcome))
+            data = _summary(notice) if done else notice_to_dict(notice)
+            payload = json.dumps(data, ensure_ascii=False)
+            notices.append((nid, notice.created, payload, me.pid, me.start, me.host))
+        return [(day, n[0], n[1]) for day, n in days.items()], notices, deliveries
 
     # -- delivery ------------------------------------------------------------------------------
     def record(self, notice: Notice, channels: Iterable[str]) -> bool:
@@ -360,6 +416,8 @@ class Outbox(Database):
                     _INSERT_NOTICE, (notice.id, notice.created, payload, me.pid, me.start, me.host)
                 )
                 db.executemany(_INSERT_DELIVERY, [(notice.id, name, now) for name in names])
+            with self._queue_lock:
+                self._with_rows.add(notice.id)
             return True
 
         self.flush()
@@ -521,10 +579,15 @@ class Outbox(Database):
                         dropped.extend(Dropped(notice_id, title, c, why) for c in channels)
                         continue
                     claimed.append(Claimed(notice, channels))
+                    self._with_rows.add(notice_id)
                 db.execute(
                     "DELETE FROM notices WHERE created < ? AND NOT EXISTS (SELECT 1 FROM"
                     " deliveries d WHERE d.notice_id = notices.id AND d.state = 'pending')",
                     (now - KEEP_FINISHED,),
+                )
+                db.execute(
+                    "DELETE FROM delivered_counts WHERE day < ?",
+                    (int((now - KEEP_FINISHED) // 86400),),
                 )
             return Replay(tuple(claimed), tuple(dropped))
 
@@ -555,7 +618,12 @@ class Outbox(Database):
     def records(
         self, notice_id: str | None = None, state: str | None = None, limit: int = 1000
     ) -> list[OutboxRecord]:
-        """Stored deliveries, newest notice first; optionally of one notice or one state."""
+        """Stored deliveries, newest notice first; optionally of one notice or one state.
+
+        A notice of this process delivered on every channel within its batch (the common
+        case) has no rows here: it is only counted, in :meth:`stats`. The others (pending,
+        failed, dropped, slow to deliver, or about another process's task) are listed.
+        """
         where, args = [], []
         if notice_id is not None:
             where.append("d.notice_id = ?")
@@ -603,7 +671,8 @@ class Outbox(Database):
         return self.records(state="pending")
 
     def stats(self) -> dict[str, int]:
-        """How many deliveries are in each state, and how many notices are stored."""
+        """How many deliveries are in each state, and how many notices are kept (those
+        only counted included, see :meth:`records`)."""
         self.flush()
 
         def action(db: sqlite3.Connection) -> dict[str, int]:
@@ -611,30 +680,43 @@ class Outbox(Database):
             for state, count in db.execute("SELECT state, COUNT(*) FROM deliveries GROUP BY state"):
                 counts[state] = int(count)
             counts["notices"] = int(db.execute("SELECT COUNT(*) FROM notices").fetchone()[0])
+            row = db.execute(
+                "SELECT SUM(deliveries), SUM(notices) FROM delivered_counts"
+            ).fetchone()
+            counts["delivered"] += int(row[0] or 0)
+            counts["notices"] += int(row[1] or 0)
             return counts
 
         return self._run("stats", {}, action)
 
 
-def _merged(
-    deliveries: list[tuple[object, ...]], updates: list[tuple[bool, tuple[object, ...]]]
-) -> tuple[list[list[object]], list[tuple[bool, tuple[object, ...]]]]:
-    """The rows of queued deliveries with the first outcome queued for each in the same
-    batch folded in, and the updates left to run after them (in their order)."""
-    rows: list[list[object]] = []
-    at: dict[tuple[object, object], int] = {}
-    for notice_id, channel, updated in deliveries:
-        at[(notice_id, channel)] = len(rows)
-        rows.append([notice_id, channel, "pending", 0, "", updated])
-    left: list[tuple[bool, tuple[object, ...]]] = []
-    for only_pending, params in updates:
-        state, error, updated, attempts, notice_id, channel = params
-        index = None if only_pending else at.get((notice_id, channel))
-        if index is not None and rows[index][2] == "pending":
-            rows[index][2:] = [state, 1 if attempts is None else attempts, error, updated]
-        else:
-            left.append((only_pending, params))
-    return rows, left
+class _Queued:
+    """A notice queued for the outbox: its channels (as the dispatcher names them) with the
+    outcome each was given before the write, if any, and when it was queued."""
+
+    __slots__ = ("at", "delivered", "notice", "outcomes")
+
+    def __init__(self, notice: Notice, channels: Iterable[str], at: float) -> None:
+        self.notice = notice
+        self.at = at
+        #: Channel -> ``(attempts, last_error, updated)`` once delivered, else ``None``.
+        self.outcomes: dict[str, tuple[int, str, float] | None] = dict.fromkeys(channels)
+        self.delivered = 0
+
+    def add(self, channels: Iterable[str]) -> None:
+        """Queued again: channels not queued yet are added."""
+        for channel in channels:
+            self.outcomes.setdefault(channel, None)
+
+    def settle(self, channel: str, attempts: int | None, now: float) -> bool:
+        """``channel`` delivered it: folded into its row; ``False`` when it cannot be (not
+        one of its channels, or it has an outcome already)."""
+        outcomes = self.outcomes
+        if channel not in outcomes or outcomes[channel] is not None:
+            return False
+        outcomes[channel] = (1 if attempts is None else attempts, "", now)
+        self.delivered += 1
+        return True
 
 
 def _summary(notice: Notice) -> dict[str, object]:

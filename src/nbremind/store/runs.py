@@ -267,6 +267,7 @@ class History(Database):
 
     def _row(self, snap: TaskSnapshot, notices: int, reason: str | None) -> tuple[Any, ...]:
         error = snap.error
+        start, end, elapsed, n = snap.start, snap.end, snap.elapsed, snap.n
         return (
             snap.id,
             snap.parent_id,
@@ -275,15 +276,17 @@ class History(Database):
             snap.source,
             snap.host,
             snap.pid,
-            self._process_start(),
-            _real(snap.start),
-            _real(snap.end),
+            self._pid_start if self._pid_start is not None else self._process_start(),
+            # what a row nearly always holds kept as it is, without a call (x - x == 0.0:
+            # a finite float); anything else through _real() and _integer()
+            start if type(start) is float and start - start == 0.0 else _real(start),
+            end if type(end) is float and end - end == 0.0 else _real(end),
             str.__str__(snap.state),  # the state's text (a str enum), without a call
-            _real(snap.elapsed),
-            _integer(snap.n),
-            _integer(snap.total),
+            elapsed if type(elapsed) is float and elapsed - elapsed == 0.0 else _real(elapsed),
+            n if type(n) is int and -_INTEGER_MAX <= n <= _INTEGER_MAX else _integer(n),
+            None if snap.total is None else _integer(snap.total),
             snap.unit,
-            _integer(snap.peak_rss),
+            None if snap.peak_rss is None else _integer(snap.peak_rss),
             error.type if error else None,
             redact(error.message) if error else None,
             reason,

@@ -45,25 +45,128 @@ function watchPermission(onChange) {
   };
 }
 
+/** Milliseconds the element a notification's click led to stays highlighted. */
+const HIGHLIGHT_MS = 2000;
+
+/** Whether the user is looking at this page: its tab is visible and has the focus. */
+function watching() {
+  return document.visibilityState === "visible" && document.hasFocus();
+}
+
 /** A "notify" message from the browser channel: one notification per id in this page, and
- * an answer to the kernel (through `say`) saying whether it was shown, or why not. */
+ * an answer to the kernel (through `say`) saying whether it was shown, or why not. While the
+ * user watches the page and the message says `when_watching: "quiet"`, nothing is raised (the
+ * status line shows it) and the answer says so (`watching: true`). A click on the
+ * notification leads to the task (`goToTask`). */
 function raiseNotification(msg, say) {
   if (!msg || msg.type !== "notify" || typeof msg.id !== "string") return;
   const seen = page().__nbremindSeen;
   if (seen.has(msg.id)) return;
   seen.add(msg.id);
+  if (msg.when_watching === "quiet" && watching()) {
+    say({ type: "shown", id: msg.id, ok: true, watching: true });
+    return;
+  }
   const allowed = permission();
   if (allowed !== "granted") {
     say({ type: "shown", id: msg.id, ok: false, permission: allowed });
     return;
   }
+  const ids = [msg.task_id, msg.parent_id].filter((id) => typeof id === "string" && id !== "");
   try {
-    new window.Notification(String(msg.title ?? ""), { body: String(msg.body ?? ""), tag: msg.id });
+    const note = new window.Notification(String(msg.title ?? ""), {
+      body: String(msg.body ?? ""),
+      tag: msg.id,
+    });
+    // not cancelled: the browser's own default is to bring the tab forward too
+    note.onclick = () => {
+      if (typeof note.close === "function") note.close();
+      goToTask(ids);
+    };
     say({ type: "shown", id: msg.id, ok: true });
   } catch (err) {
     console.warn("nbremind: the browser refused a notification", err);
     say({ type: "shown", id: msg.id, ok: false, error: String(err) });
   }
+}
+
+// -- from a notification back to the work --------------------------------------------------
+
+/** The status-line elements drawn in this page, by task id (each view adds its own). */
+function lineRegistry() {
+  return (page().__nbremindLines ||= new Map());
+}
+
+/** The panel views drawn in this page: `{ root, ancestors(id) }` each. */
+function panelRegistry() {
+  return (page().__nbremindPanels ||= new Set());
+}
+
+/** Add `value` to the set at `key` of `map`; returns a function that takes it out again. */
+function register(map, key, value) {
+  if (!map.has(key)) map.set(key, new Set());
+  map.get(key).add(value);
+  return () => {
+    const values = map.get(key);
+    if (!values) return;
+    values.delete(value);
+    if (!values.size) map.delete(key);
+  };
+}
+
+/** The element among `elements` to show: one in the page and laid out, else one in the page. */
+function pick(elements) {
+  const attached = [...elements].filter((el) => el.isConnected);
+  return attached.find((el) => el.getClientRects().length > 0) || attached[0] || null;
+}
+
+/** The status line of the first of `ids` that has one in the page: a live view (registry),
+ * else the plain line a cell's end left (`data-task-id`). */
+function findLine(ids) {
+  const lines = lineRegistry();
+  for (const id of ids) {
+    const found = pick(lines.get(id) || [])
+      || pick(document.querySelectorAll(`.nbremind-status[data-task-id="${CSS.escape(id)}"]`));
+    if (found) return found;
+  }
+  return null;
+}
+
+/** `ids` and the ancestors of their last one that a panel in the page lists. */
+function withAncestors(ids) {
+  const chain = [...ids];
+  const last = chain[chain.length - 1];
+  if (last === undefined) return chain;
+  for (const panel of panelRegistry()) {
+    for (const id of panel.ancestors(last)) if (!chain.includes(id)) chain.push(id);
+  }
+  return chain;
+}
+
+/** Outline `el` for HIGHLIGHT_MS (again from the start when it already is). */
+function highlight(el) {
+  const timers = (page().__nbremindHighlights ||= new WeakMap());
+  clearTimeout(timers.get(el));
+  el.classList.add("nbremind-highlight");
+  timers.set(el, setTimeout(() => {
+    el.classList.remove("nbremind-highlight");
+    timers.delete(el);
+  }, HIGHLIGHT_MS));
+}
+
+/** A click on a notification of task `ids[0]` (inside `ids[1]`): bring this tab forward and
+ * scroll to the task's status line, or its parent's (or an ancestor's a panel lists), else to
+ * a panel shown in the page; with neither, only the tab comes forward. */
+function goToTask(ids) {
+  try {
+    window.focus();
+  } catch (err) {
+    // a page that may not take the focus still scrolls
+  }
+  const target = findLine(withAncestors(ids)) || pick([...panelRegistry()].map((p) => p.root));
+  if (!target) return;
+  target.scrollIntoView({ block: "center" });
+  highlight(target);
 }
 
 function make(tag, className, text) {
@@ -84,6 +187,8 @@ function listen(model, names, handler) {
 
 function renderStatus(model, el) {
   const line = make("div", "nbremind-status");
+  const taskId = String(model.get("task_id") ?? "");
+  if (taskId) line.dataset.taskId = taskId;
   const update = () => {
     line.textContent = String(model.get("text") ?? "");
     line.dataset.state = String(model.get("state") ?? "");
@@ -91,7 +196,9 @@ function renderStatus(model, el) {
   update();
   el.appendChild(line);
   const unlisten = listen(model, CHANGE_EVENTS.status, update);
+  const unregister = taskId ? register(lineRegistry(), taskId, line) : () => {};
   return () => {
+    unregister();
     unlisten();
     line.remove();
   };
@@ -437,6 +544,29 @@ function renderPanel(model, el, say) {
   });
   const unwatch = watchPermission(updateAsk);
 
+  // what a notification's click may lead to: this panel, and the tasks its rows nest in
+  const entry = {
+    root,
+    ancestors(id) {
+      const fields = model.get("fields") || [];
+      const at = Object.fromEntries(fields.map((name, i) => [name, i]));
+      const all = model.get("rows") || [];
+      let k = all.findIndex((r) => String(r[at.id]) === id);
+      if (k < 0) return [];
+      const found = [];
+      let depth = Number(all[k][at.depth] || 0);
+      for (k -= 1; k >= 0 && depth > 0; k--) {
+        const d = Number(all[k][at.depth] || 0);
+        if (d < depth) {
+          found.push(String(all[k][at.id]));
+          depth = d;
+        }
+      }
+      return found;
+    },
+  };
+  panelRegistry().add(entry);
+
   // Live while the kernel's heartbeat (`beat`, its clock's seconds, bumped every few seconds)
   // is recent or was just seen changing; else this is a saved state with no kernel behind it.
   let beatSeen = -Infinity;
@@ -476,6 +606,7 @@ function renderPanel(model, el, say) {
     clearInterval(liveTimer);
     for (const off of unlisten) off();
     unwatch();
+    panelRegistry().delete(entry);
     root.remove();
   };
 }
