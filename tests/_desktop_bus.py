@@ -33,8 +33,10 @@ from _require import missing
 
 __all__ = [
     "DesktopBus",
+    "FakeNotificationServer",
     "LoopThread",
     "bare_bus",
+    "buttonless_bus",
     "desktop_bus",
     "poll",
     "private_bus",
@@ -69,12 +71,23 @@ _DUNSTRC = """[global]
     history_length = 1000
     idle_threshold = 0
     show_indicators = no
+    dmenu = "{dmenu}"
 [urgency_low]
     timeout = 0
 [urgency_normal]
     timeout = 0
 [urgency_critical]
     timeout = 0
+"""
+
+
+# dunst's context menu (``dunstctl context``) runs this as its dmenu: it records the menu
+# dunst offers and picks the first line containing the text of ``dmenu-choice``.
+_DMENU = """#!/bin/sh
+cat > '{workdir}/dmenu-menu'
+choice=$(cat '{workdir}/dmenu-choice' 2>/dev/null)
+[ -n "$choice" ] && grep -F -m1 -- "$choice" '{workdir}/dmenu-menu'
+echo done >> '{workdir}/dmenu-runs'
 """
 
 
@@ -276,6 +289,28 @@ class DesktopBus:
         entries = data[0] if data else []
         return [{k: v["data"] for k, v in e.items()} for e in entries]
 
+    def displayed(self) -> int:
+        """How many toasts dunst shows now."""
+        return int(self.dunstctl("count", "displayed").strip() or 0)
+
+    def choose(self, text: str, timeout: float = 10) -> str:
+        """Open dunst's context menu (its ``dmenu``) and pick the first entry containing
+        ``text``, as a user picks a toast's action; returns the menu dunst offered. Entries
+        read ``#<button> (<summary>) [<id>,<action>]``; a click is ``# (<summary>) [``."""
+        runs = self.workdir / "dmenu-runs"
+
+        def count() -> int:
+            return len(runs.read_text().splitlines()) if runs.exists() else 0
+
+        before = count()
+        (self.workdir / "dmenu-choice").write_text(text)
+        poll(self.displayed, timeout, "a toast on screen")
+        self.dunstctl("context")
+        poll(lambda: count() > before, timeout, "dunst's context menu to run")
+        menu = (self.workdir / "dmenu-menu").read_text()
+        assert text in menu, f"{text!r} is not in dunst's menu:\n{menu}"
+        return menu
+
     def wait_in_history(self, title: str, timeout: float = 10) -> dict[str, Any]:
         """The newest dunst history entry titled ``title``, waiting up to ``timeout``."""
 
@@ -358,7 +393,10 @@ def running_desktop(workdir: Path) -> Iterator[DesktopBus]:
         env.pop("WAYLAND_DISPLAY", None)
 
         dunstrc = workdir / "dunstrc"
-        dunstrc.write_text(_DUNSTRC)
+        dmenu = workdir / "dmenu"
+        dmenu.write_text(_DMENU.format(workdir=workdir))
+        dmenu.chmod(0o755)
+        dunstrc.write_text(_DUNSTRC.replace("{dmenu}", str(dmenu)))
         dunst_env = {**env, "XDG_CONFIG_HOME": str(workdir / "config")}
         dunst = _start(
             stack, ["dunst", "-config", str(dunstrc)], workdir / "dunst.log", env=dunst_env
@@ -405,3 +443,84 @@ def bare_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The address of a private session bus on which no notification service runs."""
     with private_bus(tmp_path_factory.mktemp("bare-bus")) as address:
         yield address
+
+
+# What the fake server says it offers when asked to introspect itself.
+_INTROSPECTION = """<node>
+ <interface name="org.freedesktop.Notifications">
+  <method name="GetCapabilities"><arg direction="out" type="as"/></method>
+  <method name="Notify">
+   <arg direction="in" type="s"/><arg direction="in" type="u"/><arg direction="in" type="s"/>
+   <arg direction="in" type="s"/><arg direction="in" type="s"/><arg direction="in" type="as"/>
+   <arg direction="in" type="a{sv}"/><arg direction="in" type="i"/>
+   <arg direction="out" type="u"/>
+  </method>
+  <method name="CloseNotification"><arg direction="in" type="u"/></method>
+  <method name="GetServerInformation">
+   <arg direction="out" type="s"/><arg direction="out" type="s"/>
+   <arg direction="out" type="s"/><arg direction="out" type="s"/>
+  </method>
+  <signal name="NotificationClosed"><arg type="u"/><arg type="u"/></signal>
+  <signal name="ActionInvoked"><arg type="u"/><arg type="s"/></signal>
+ </interface>
+</node>"""
+
+
+class FakeNotificationServer:
+    """A notification server on a private bus that shows no buttons: its capabilities lack
+    ``actions``. It keeps every ``Notify`` call (``calls``: summary, actions, hints)."""
+
+    def __init__(self, address: str, capabilities: tuple[str, ...] = ("body",)) -> None:
+        self.address = address
+        self.capabilities = capabilities
+        self.calls: list[dict[str, Any]] = []
+        self._thread = LoopThread()
+        self._bus: Any = None
+
+    def start(self) -> None:
+        from dbus_fast import Message, MessageType
+        from dbus_fast.aio import MessageBus
+
+        replies: dict[str, Callable[[Any], tuple[str, list[Any]]]] = {
+            "Introspect": lambda m: ("s", [_INTROSPECTION]),
+            "GetCapabilities": lambda m: ("as", [list(self.capabilities)]),
+            "GetServerInformation": lambda m: ("ssss", ["fake-server", "tests", "1.0", "1.2"]),
+            "Notify": self._notify,
+            "CloseNotification": lambda m: ("", []),
+        }
+
+        def handle(message: Any) -> Any:
+            if message.message_type != MessageType.METHOD_CALL or message.member not in replies:
+                return None
+            signature, body = replies[message.member](message)
+            return Message.new_method_return(message, signature, body)
+
+        async def serve() -> Any:
+            bus = await MessageBus(bus_address=self.address).connect()
+            bus.add_message_handler(handle)
+            await bus.request_name(NOTIFICATIONS)
+            return bus
+
+        self._bus = self._thread.run(serve())
+
+    def _notify(self, message: Any) -> tuple[str, list[Any]]:
+        summary, actions, hints = message.body[3], message.body[5], message.body[6]
+        self.calls.append({"summary": summary, "actions": list(actions), "hints": _unwrap(hints)})
+        return "u", [len(self.calls)]
+
+    def stop(self) -> None:
+        if self._bus is not None:
+            self._thread.loop.call_soon_threadsafe(self._bus.disconnect)
+        self._thread.stop()
+
+
+@pytest.fixture
+def buttonless_bus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[FakeNotificationServer]:
+    """A private session bus whose notification server has no ``actions`` capability."""
+    with private_bus(tmp_path_factory.mktemp("buttonless-bus")) as address:
+        server = FakeNotificationServer(address)
+        server.start()
+        try:
+            yield server
+        finally:
+            server.stop()

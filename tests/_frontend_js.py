@@ -23,7 +23,16 @@ import pytest
 from _jupyterlab import CHROMIUM, CHROMIUM_ARGS
 from _require import missing
 
-__all__ = ["ESM", "widget_browser", "widget_page"]
+__all__ = [
+    "ESM",
+    "RECORDER",
+    "SPACER",
+    "WATCH",
+    "WHERE",
+    "clicking_page",
+    "widget_browser",
+    "widget_page",
+]
 
 #: The module as installed with the package.
 ESM = files("nbremind.ipython") / "static" / "nbremind.js"
@@ -131,3 +140,57 @@ def widget_page(widget_browser: Any) -> Iterator[Any]:
         assert errors == [], f"errors in the page: {errors}"
     finally:
         context.close()
+
+
+# -- clicking notifications: what the click tests set up in a page ---------------------------
+
+#: A recorder for ``window.Notification`` whose instances are kept (``window.__made``) and
+#: count their ``close()`` calls; ``window.__focused`` counts ``window.focus()`` calls.
+RECORDER = """() => {
+  window.__made = [];
+  window.__focused = 0;
+  window.focus = () => { window.__focused += 1; };
+  window.Notification = class extends EventTarget {
+    constructor(title, options) {
+      super();
+      this.title = title; this.options = options; this.closed = 0; this.onclick = null;
+      this.addEventListener("click", (event) => { if (this.onclick) this.onclick(event); });
+      window.__made.push(this);
+    }
+    close() { this.closed += 1; }
+    static get permission() { return "granted"; }
+  };
+}"""
+
+#: Emulates where the user is: ``watching`` (the tab visible and focused) or not.
+WATCH = """(watching) => {
+  Object.defineProperty(document, "visibilityState", {
+    configurable: true, get: () => (watching ? "visible" : "hidden"),
+  });
+  document.hasFocus = () => watching;
+}"""
+
+#: Where element ``sel`` is against the viewport, and whether it is highlighted.
+WHERE = """(sel) => {
+  const el = document.querySelector(sel);
+  const r = el.getBoundingClientRect();
+  return { inView: r.top >= 0 && r.bottom <= window.innerHeight,
+           highlighted: el.classList.contains("nbremind-highlight") };
+}"""
+
+#: A page taller than the viewport: content goes between two screens of empty space.
+SPACER = """(n) => {
+  const spacer = document.createElement("div");
+  spacer.className = "spacer";
+  spacer.style.height = `${n * window.innerHeight}px`;
+  document.body.appendChild(spacer);
+}"""
+
+
+def clicking_page(page: Any) -> Any:
+    """``page`` with the :data:`RECORDER`, two screens of space (:data:`SPACER`) and the user
+    not watching it (:data:`WATCH`)."""
+    page.evaluate(RECORDER)
+    page.evaluate(WATCH, False)
+    page.evaluate(SPACER, 2)
+    return page

@@ -33,6 +33,8 @@ class State:
 
     hooks: tuple[Any, Any]
     meta_path: list[Any]
+    #: Whether ``nbremind.pandas`` was imported (importing it sets its hook for good).
+    pandas_module: bool
     session: Any
     threads: frozenset[threading.Thread]
 
@@ -46,6 +48,7 @@ def snapshot() -> State:
     return State(
         (sys.excepthook, threading.excepthook),
         list(sys.meta_path),
+        "nbremind.pandas" in sys.modules,
         session_module._session,
         frozenset(_loop_threads()),
     )
@@ -61,12 +64,14 @@ def leftovers(before: State, wait: float = STOP_WAIT) -> list[str]:
         sys.excepthook, threading.excepthook = before.hooks
     if sys.meta_path != before.meta_path:
         added = [hook for hook in sys.meta_path if hook not in before.meta_path]
-        left = [hook for hook in added if type(hook).__module__ not in LIBRARY_HOOKS]
+        kept = LIBRARY_HOOKS if before.pandas_module else LIBRARY_HOOKS | {"nbremind.pandas"}
+        left = [hook for hook in added if type(hook).__module__ not in kept]
         if left or len(sys.meta_path) < len(before.meta_path):
             problems.append(f"an import hook is still on sys.meta_path: {left or added!r}")
             sys.meta_path[:] = [*before.meta_path, *(h for h in added if h not in left)]
         # a library's own hook, added when it is first imported (six's, by what JupyterLab
-        # imports), stays: it is not the test's, and the library needs it from then on
+        # imports; nbremind.pandas's, which waits for pandas), stays: it is not the test's,
+        # and the library needs it from then on
     now = session_module._session
     if before.session is not None and now is not before.session:
         problems.append("the process's session was replaced and not put back")

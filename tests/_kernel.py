@@ -182,6 +182,25 @@ class Kernel:
         self._poller = zmq.Poller()
         self._poller.register(kc.iopub_channel.socket, zmq.POLLIN)
         self._poller.register(kc.shell_channel.socket, zmq.POLLIN)
+        self._poller.register(kc.stdin_channel.socket, zmq.POLLIN)
+        #: The ``input_request`` messages received and not yet taken by
+        #: :meth:`wait_for_input_request`.
+        self.input_requests: list[dict[str, Any]] = []
+
+    def reconnect(self) -> None:
+        """Talk to the kernel through a new client (after another client, such as
+        nbclient's, closed the channels this one shared with it)."""
+        import zmq
+
+        with contextlib.suppress(Exception):
+            self.kc.stop_channels()
+        self.kc = self.km.client()
+        self.kc.start_channels()
+        self.kc.wait_for_ready(timeout=STARTUP_TIMEOUT)
+        self._poller = zmq.Poller()
+        self._poller.register(self.kc.iopub_channel.socket, zmq.POLLIN)
+        self._poller.register(self.kc.shell_channel.socket, zmq.POLLIN)
+        self._poller.register(self.kc.stdin_channel.socket, zmq.POLLIN)
 
     # -- messages ---------------------------------------------------------------------------
     def _pump(self, timeout: float) -> None:
@@ -197,6 +216,10 @@ class Kernel:
                 pending = self._pending.get(msg.get("parent_header", {}).get("msg_id", ""))
                 if pending is not None:
                     getattr(pending, on)(msg)
+        while self.kc.stdin_channel.msg_ready():
+            msg = self.kc.stdin_channel.get_msg(timeout=0)
+            if msg["msg_type"] == "input_request":
+                self.input_requests.append(msg)
 
     def _wait(self, condition: Callable[[], bool], timeout: float, what: str) -> None:
         deadline = time.monotonic() + timeout
@@ -223,16 +246,18 @@ class Kernel:
         store_history: bool = True,
         stop_on_error: bool = True,
         cell_id: str | None = None,
+        allow_stdin: bool = False,
     ) -> str:
         """Send an execute request without waiting; returns its id for :meth:`result`.
-        ``cell_id``: sent as JupyterLab sends a cell's id (the request's ``cellId``)."""
+        ``cell_id``: sent as JupyterLab sends a cell's id (the request's ``cellId``);
+        ``allow_stdin``: the cell may ask for input (answer with :meth:`answer_input`)."""
         if cell_id is None:
             msg_id: str = self.kc.execute(
                 code,
                 silent=silent,
                 store_history=store_history,
                 stop_on_error=stop_on_error,
-                allow_stdin=False,
+                allow_stdin=allow_stdin,
             )
         else:
             content = {
@@ -240,7 +265,7 @@ class Kernel:
                 "silent": silent,
                 "store_history": store_history,
                 "user_expressions": {},
-                "allow_stdin": False,
+                "allow_stdin": allow_stdin,
                 "stop_on_error": stop_on_error,
             }
             msg = self.kc.session.msg("execute_request", content, metadata={"cellId": cell_id})
@@ -255,6 +280,16 @@ class Kernel:
         self._wait(lambda: pending.done, timeout, f"the reply to {pending.result.code!r}")
         del self._pending[msg_id]
         return pending.result
+
+    def wait_for_input_request(self, timeout: float = RUN_TIMEOUT) -> dict[str, Any]:
+        """Wait until a running cell asks for input; return (and take) its request."""
+        self._wait(lambda: bool(self.input_requests), timeout, "an input request")
+        return self.input_requests.pop(0)
+
+    def answer_input(self, text: str) -> None:
+        """Answer the running cell's input request (from :meth:`wait_for_input_request`)
+        with ``text``: call it after a delay or once a condition holds."""
+        self.kc.input(text)
 
     def partial(self, msg_id: str) -> Result:
         """What a request still running has produced so far."""
@@ -318,6 +353,38 @@ class Kernel:
         """Every notice the memory channel received (after delivering pending ones)."""
         result: list[dict[str, Any]] = self.query(_NOTICES)
         return result
+
+    def wait_for_notices(
+        self,
+        done: Callable[[list[dict[str, Any]]], bool],
+        timeout: float = RUN_TIMEOUT,
+        what: str = "the notices",
+    ) -> list[dict[str, Any]]:
+        """Read :meth:`notices` until ``done(notices)`` holds; fail after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.notices()
+            if done(found):
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}: {found}")
+            self._pump(0.05)  # a pause that also routes messages of running requests
+
+    def wait_for_tasks(
+        self,
+        done: Callable[[list[dict[str, Any]]], bool],
+        timeout: float = RUN_TIMEOUT,
+        what: str = "the tasks",
+    ) -> list[dict[str, Any]]:
+        """Read :meth:`tasks` until ``done(tasks)`` holds; fail after ``timeout`` s."""
+        deadline = time.monotonic() + timeout
+        while True:
+            found = self.tasks()
+            if done(found):
+                return found
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"timed out after {timeout:g} s waiting for {what}: {found}")
+            self._pump(0.05)
 
     def titles(self) -> list[str]:
         return [n["title"] for n in self.notices()]
@@ -479,8 +546,10 @@ def remind_kernel(kernel: Kernel) -> Kernel:
     kernel.ok(
         "import nbremind\n"
         'nbremind.configure(channels=["memory"], muted=False, on=None, min_duration=None)\n'
+        "nbremind.configure(input_wait=10)\n"
         "get_ipython().run_line_magic('load_ext', 'nbremind')\n"
-        "get_ipython().run_line_magic('remind', 'auto off')\n",
+        "get_ipython().run_line_magic('remind', 'auto off')\n"
+        "get_ipython().run_line_magic('remind', 'batch off')\n",
         silent=True,
         store_history=False,
     )

@@ -132,6 +132,7 @@ def test_events() -> None:
         "after",
         "memory",
         "condition",
+        "input",
     }
 
 
@@ -259,11 +260,14 @@ def test_options_parse_all_forms() -> None:
 
 
 def test_default_events_add_the_thresholds_set() -> None:
-    assert TaskOptions().events() == set(DEFAULT_ON)
+    default = set(DEFAULT_ON) | {"input"}  # a wait for input notifies unless on leaves it out
+    assert TaskOptions().events() == default
     assert set(DEFAULT_ON) == {"success", "failure", "cancel", "timeout"}
-    assert TaskOptions.parse(after="1m").events() == set(DEFAULT_ON) | {"after"}
-    assert TaskOptions.parse(every="1m").events() == set(DEFAULT_ON) | {"after"}
-    assert TaskOptions.parse(progress=0.5).events() == set(DEFAULT_ON) | {"progress"}
-    assert TaskOptions.parse(mem="1GB").events() == set(DEFAULT_ON) | {"memory"}
-    assert TaskOptions.parse(when=bool).events() == set(DEFAULT_ON) | {"condition"}
+    assert TaskOptions.parse(after="1m").events() == default | {"after"}
+    assert TaskOptions.parse(every="1m").events() == default | {"after"}
+    assert TaskOptions.parse(progress=0.5).events() == default | {"progress"}
+    assert TaskOptions.parse(mem="1GB").events() == default | {"memory"}
+    assert TaskOptions.parse(when=bool).events() == default | {"condition"}
+    assert TaskOptions.parse(on="failure").events() == {"failure"}
+    assert "input" not in TaskOptions.parse(after="1m").thresholds_only().events()
     assert "start" not in TaskOptions.parse(after="1m", progress=0.5).events()

@@ -23,6 +23,7 @@ from nbremind.delivery.rules import (
     mute,
     quiet_hours,
     rate_limit,
+    snooze,
 )
 from nbremind.testing import FakeClock, capture_notices
 
@@ -66,7 +67,16 @@ def _ctx(
 
 
 def test_the_chain_order() -> None:
-    chain = (event_filter, min_duration, mute, dedup, rate_limit, quiet_hours, apply_templates)
+    chain = (
+        event_filter,
+        min_duration,
+        mute,
+        snooze,
+        dedup,
+        rate_limit,
+        quiet_hours,
+        apply_templates,
+    )
     assert chain == DEFAULT_RULES
 
 

@@ -260,6 +260,7 @@ def test_status_test_mute_unmute_and_config(remind_kernel: Kernel) -> None:
         "nbremind status",
         "  channel memory: available",
         "  auto mode: off",
+        "  batch mode: off",
         "  muted: no",
         "  running tasks: 0",
     ]

@@ -20,6 +20,7 @@ from typing import Any
 
 import pytest
 
+from _frontend_js import SPACER, WATCH, WHERE, clicking_page
 from nbremind import Config, Session
 from nbremind.channels.browser import BrowserChannel
 from nbremind.core.browser_views import SHOWN, SHOWN_WATCHING, BrowserConnection
@@ -27,48 +28,6 @@ from nbremind.core.notice import Notice, make_notice
 from nbremind.ipython.panel_rows import ROW_FIELDS
 from nbremind.ipython.status_line import final_bundle, follow_settings
 from nbremind.testing import FakeClock
-
-#: A recorder for ``window.Notification`` whose instances are kept (``window.__made``) and
-#: count their ``close()`` calls; ``window.__focused`` counts ``window.focus()`` calls.
-RECORDER = """() => {
-  window.__made = [];
-  window.__focused = 0;
-  window.focus = () => { window.__focused += 1; };
-  window.Notification = class extends EventTarget {
-    constructor(title, options) {
-      super();
-      this.title = title; this.options = options; this.closed = 0; this.onclick = null;
-      this.addEventListener("click", (event) => { if (this.onclick) this.onclick(event); });
-      window.__made.push(this);
-    }
-    close() { this.closed += 1; }
-    static get permission() { return "granted"; }
-  };
-}"""
-
-#: Emulates where the user is: ``watching`` (the tab visible and focused) or not.
-WATCH = """(watching) => {
-  Object.defineProperty(document, "visibilityState", {
-    configurable: true, get: () => (watching ? "visible" : "hidden"),
-  });
-  document.hasFocus = () => watching;
-}"""
-
-#: Where element ``sel`` is against the viewport, and whether it is highlighted.
-WHERE = """(sel) => {
-  const el = document.querySelector(sel);
-  const r = el.getBoundingClientRect();
-  return { inView: r.top >= 0 && r.bottom <= window.innerHeight,
-           highlighted: el.classList.contains("nbremind-highlight") };
-}"""
-
-#: A page taller than the viewport: content goes between two screens of empty space.
-SPACER = """(n) => {
-  const spacer = document.createElement("div");
-  spacer.className = "spacer";
-  spacer.style.height = `${n * window.innerHeight}px`;
-  document.body.appendChild(spacer);
-}"""
 
 NOTIFY = {
     "type": "notify",
@@ -126,10 +85,7 @@ def click_last(page: Any) -> dict[str, Any]:
 @pytest.fixture
 def page(widget_page: Any) -> Any:
     """The module's page, with the recorder, a tall page and the user not watching it."""
-    widget_page.evaluate(RECORDER)
-    widget_page.evaluate(WATCH, False)
-    widget_page.evaluate(SPACER, 2)
-    return widget_page
+    return clicking_page(widget_page)
 
 
 # -- a click leads to the task -----------------------------------------------------------------

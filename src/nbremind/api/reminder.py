@@ -13,6 +13,7 @@ from typing import Any, TypeVar, cast, overload
 from ..core.log import log_exception
 from ..core.options import NO_OPTIONS, TaskOptions, call_options, check_total
 from ..core.task import Task, TaskTimeout
+from ..runtime.input_wait import hold_input, release_input
 from ..runtime.session import Session, get_session
 
 __all__ = ["Reminder", "current_task", "remind"]
@@ -92,6 +93,8 @@ class Reminder:
         session = self.session
         task = session.new_task(name, options=self.options, total=self.total, kind=self._kind)
         token = session.start(task)
+        if task.parent is None:  # a terminal's input() notifies while top-level blocks run
+            hold_input(session.input_watch)
         if self.watchdog:
             session.want_watchdog()
         # per context (thread, asyncio task), so one Reminder may be entered concurrently
@@ -122,6 +125,8 @@ class Reminder:
             self._latest = None  # keep no ended task (nor its metrics) alive
         try:
             self.session.finish(task, exc, token)
+            if task.parent is None:
+                release_input()
         except Exception:
             log_exception(f"nbremind could not end the task {task.name!r}")
         return task

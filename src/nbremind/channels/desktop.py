@@ -4,6 +4,13 @@ desktop-notifier is imported inside methods only, so ``import nbremind`` stays l
 ``send`` never raises: a failed delivery is logged as a warning and ``on_dispatched`` is not
 called. This channel confirms delivery through ``on_dispatched``, turns the swallowed error
 into a :class:`ChannelError`, and keeps that warning off the user's stderr.
+
+A toast leads back to the work: its click (the default action) and its buttons call the
+:class:`ToastActions` the runtime hands in (this layer never reaches up for them). They run
+on the loop that sent the toast, while its notifier lives. **Interrupt** is on the notices of
+a running task (:data:`INTERRUPT_EVENTS`), **Snooze 1 h** on its repeating ones
+(:data:`SNOOZE_EVENTS`); a notification server without the ``actions`` capability gets
+no buttons (:meth:`DesktopChannel.notes` says so).
 """
 
 from __future__ import annotations
@@ -13,17 +20,26 @@ import contextlib
 import contextvars
 import logging
 import platform
-from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.notice import Notice
 from ..delivery.channel import Availability, Channel, ChannelError
 from .dbus import describe_error, is_retryable, notification_service_problem
 
 if TYPE_CHECKING:
-    from desktop_notifier import DesktopNotifier
+    from desktop_notifier import Button, DesktopNotifier
 
-__all__ = ["APP_NAME", "DesktopChannel", "backend_class"]
+__all__ = [
+    "APP_NAME",
+    "INTERRUPT_EVENTS",
+    "NO_BUTTONS",
+    "SNOOZE_EVENTS",
+    "SNOOZE_SECONDS",
+    "DesktopChannel",
+    "ToastActions",
+    "backend_class",
+]
 
 #: The app name desktop-notifier shows, and registers as the AUMID on Windows.
 APP_NAME = "nbremind"
@@ -33,6 +49,15 @@ PROBE_TIMEOUT = 2.0
 _SEND_LOGGER = "desktop_notifier.backends.base"
 #: get_backend_class() logs here (e.g. macOS "only from an app bundle").
 _MAIN_LOGGER = "desktop_notifier.main"
+#: Events of a running task whose toasts carry an **Interrupt** button.
+INTERRUPT_EVENTS = frozenset({"after", "memory", "progress", "condition"})
+#: Repeating events whose toasts carry a **Snooze 1 h** button.
+SNOOZE_EVENTS = frozenset({"after", "memory"})
+#: How long **Snooze 1 h** holds a task's repeating notices, in seconds.
+SNOOZE_SECONDS = 3600.0
+#: What :meth:`DesktopChannel.notes` says of a server that cannot show buttons.
+NO_BUTTONS = "this notification server shows no buttons"
+_log = logging.getLogger(__name__)
 _MACOS_NO_BUNDLE = "macOS: notifications need an app bundle (python is not running from one)"
 
 # Records logged by desktop-notifier while this context holds a list go into that list and
@@ -67,15 +92,52 @@ def _capturing(*loggers: str) -> Iterator[list[logging.LogRecord]]:
         _captured.reset(token)
 
 
+class ToastActions(Protocol):
+    """What a toast's click and buttons do, handed in by the runtime. Called on the loop
+    thread; each must return at once."""
+
+    def interrupt(self, task_id: str) -> None:
+        """Stop the running task ``task_id`` as the kernel's stop button would."""
+
+    def snooze(self, task_id: str, seconds: float) -> None:
+        """Hold the repeating notices of task ``task_id`` for ``seconds``."""
+
+    def open(self, notice: Notice) -> None:
+        """Lead the user to the work of ``notice`` (its notebook in the browser)."""
+
+    def sound(self, notice: Notice) -> bool:
+        """Whether the toast of ``notice`` plays the platform's notification sound."""
+
+
+def _guarded(what: str, call: Callable[[], object]) -> Callable[[], None]:
+    """``call`` that logs (at debug level) instead of raising into desktop-notifier."""
+
+    def run() -> None:
+        try:
+            call()
+        except Exception:
+            _log.debug("desktop toast %s failed", what, exc_info=True)
+
+    return run
+
+
 class DesktopChannel(Channel):
-    """Toasts on Windows, macOS (from an app bundle) and Linux (D-Bus notification daemon)."""
+    """Toasts on Windows, macOS (from an app bundle) and Linux (D-Bus notification daemon).
+
+    ``actions`` (settable later as :attr:`actions`) answers clicks and buttons; without it
+    toasts have neither.
+    """
 
     name = "desktop"
 
-    def __init__(self) -> None:
+    def __init__(self, actions: ToastActions | None = None) -> None:
         super().__init__()
+        #: What a click and the buttons do (``None``: toasts without either).
+        self.actions = actions
         self._notifier: DesktopNotifier | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        #: Whether the notification server shows buttons (``None``: not asked yet).
+        self.buttons: bool | None = None
 
     def describe(self) -> str:
         """``desktop (<backend class>)``: what desktop-notifier would use on this machine."""
@@ -119,19 +181,74 @@ class DesktopChannel(Channel):
         notifier = self._get_notifier()
         if system == "Windows" and not await notifier.has_authorisation():
             return Availability(False, "Windows: notifications are turned off for nbremind")
+        await self._shows_buttons(notifier)
         return Availability(True)
 
+    async def _shows_buttons(self, notifier: DesktopNotifier) -> bool:
+        """Whether the server shows buttons (asked once per notifier; ``False`` when the
+        question fails, which :attr:`buttons` leaves unanswered)."""
+        from desktop_notifier import Capability
+
+        try:
+            capabilities = await notifier.get_capabilities()
+        except Exception:
+            _log.debug("asking the notification server's capabilities failed", exc_info=True)
+            return False
+        self.buttons = Capability.BUTTONS in capabilities
+        return self.buttons
+
+    def notes(self) -> list[str]:
+        """What ``%remind status`` should know beyond availability (the buttons)."""
+        return [NO_BUTTONS] if self.buttons is False else []
+
+    def _buttons(self, notice: Notice) -> tuple[Button, ...]:
+        """**Interrupt** and **Snooze 1 h**, as far as the notice of a running task wants."""
+        from desktop_notifier import Button
+
+        actions, task = self.actions, notice.task
+        if actions is None or task.state != "running" or notice.event not in INTERRUPT_EVENTS:
+            return ()
+        buttons = [
+            Button(
+                "Interrupt",
+                _guarded("interrupt", lambda: actions.interrupt(task.id)),
+                identifier="interrupt",
+            )
+        ]
+        if notice.event in SNOOZE_EVENTS:
+            buttons.append(
+                Button(
+                    "Snooze 1 h",
+                    _guarded("snooze", lambda: actions.snooze(task.id, SNOOZE_SECONDS)),
+                    identifier="snooze",
+                )
+            )
+        return tuple(buttons)
+
     async def _send(self, notice: Notice) -> None:
-        from desktop_notifier import Notification, Urgency
+        from desktop_notifier import DEFAULT_SOUND, Notification, Urgency
 
         dispatched: list[bool] = []
+        notifier = self._get_notifier()
+        actions = self.actions
+        buttons = self._buttons(notice)
+        if buttons and not await self._shows_buttons(notifier):
+            buttons = ()
+        sound = False
+        if actions is not None:
+            try:
+                sound = actions.sound(notice)
+            except Exception:
+                _log.debug("the sound setting could not be read", exc_info=True)
         notification = Notification(
             notice.title,
             notice.body,
             urgency=Urgency.Critical if notice.urgency == "critical" else Urgency.Normal,
+            buttons=buttons,
+            on_clicked=None if actions is None else _guarded("click", lambda: actions.open(notice)),
             on_dispatched=lambda: dispatched.append(True),
+            sound=DEFAULT_SOUND if sound else None,
         )
-        notifier = self._get_notifier()
         with _capturing(_SEND_LOGGER) as records:
             await notifier.send_notification(notification)
         if dispatched:

@@ -88,6 +88,15 @@ class Config(Frozen):
     #: A nested task that succeeded in less than this many seconds has no history row of its
     #: own: it is counted in its parent's (``0``: every task gets its row).
     history_min: float
+    #: Batch mode: one notice when the notebook cells queued together (Run All) have run,
+    #: if they took longer than this many seconds (``0``: always); ``None``: off.
+    batch: float | None
+    #: Seconds a task may wait for ``input()`` / ``getpass()`` before the ``input`` notice
+    #: (``0``: never).
+    input_wait: float
+    #: Whether desktop toasts play the platform's notification sound: ``True``, ``False``,
+    #: or ``"failure"`` (only failure and other urgent notices).
+    sound: bool | str
 
     def __init__(
         self,
@@ -114,6 +123,9 @@ class Config(Frozen):
         data_dir: str | None = None,
         history_keep: float = 90 * 86400.0,
         history_min: float = 1.0,
+        batch: float | None = None,
+        input_wait: float = 10.0,
+        sound: bool | str = False,
     ) -> None:
         set_field(self, "channels", channels)
         set_field(self, "on", on)
@@ -138,6 +150,9 @@ class Config(Frozen):
         set_field(self, "data_dir", data_dir)
         set_field(self, "history_keep", history_keep)
         set_field(self, "history_min", history_min)
+        set_field(self, "batch", batch)
+        set_field(self, "input_wait", input_wait)
+        set_field(self, "sound", sound)
 
     def updated(self, source: str = "configure()", **values: Any) -> Config:
         """A copy with ``values`` validated and applied; a bad key or value raises
@@ -198,6 +213,12 @@ class Config(Frozen):
                 parsed[key] = _history_keep(value, where)
             elif key == "history_min":
                 parsed[key] = _history_min(value, where)
+            elif key == "batch":
+                parsed[key] = None if _unset(value) else _duration_or_zero(value, where)
+            elif key == "input_wait":
+                parsed[key] = 0.0 if _unset(value) else _duration_or_zero(value, where)
+            elif key == "sound":
+                parsed[key] = _sound(value, where)
         return self.replace(**parsed)
 
 
@@ -229,6 +250,20 @@ def _when_watching(value: object, where: str) -> str:
         choices = " or ".join(repr(choice) for choice in WHEN_WATCHING)
         raise ValueError(f"{where}: {_shown(value)} is not {choices}")
     return text
+
+
+def _sound(value: object, where: str) -> bool | str:
+    """``True``, ``False`` or ``"failure"`` (also as text: ``true``, ``off``, ...)."""
+    if isinstance(value, bool):
+        return value
+    text = value.strip().lower() if isinstance(value, str) else None
+    if text == "failure":
+        return text
+    if text in ("true", "yes", "on", "1"):
+        return True
+    if text in ("false", "no", "off", "0"):
+        return False
+    raise ValueError(f"{where}: {_shown(value)} is not True, False or 'failure'")
 
 
 def _rule_setting(key: str, value: Any, where: str) -> Any:
@@ -312,6 +347,21 @@ def _history_min(value: Any, where: str) -> float:
         ) from None
 
 
+def _duration_or_zero(value: Any, where: str) -> float:
+    """A duration (``"60s"``, ``"500ms"``) or zero (``0``, ``"0s"``)."""
+    number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if (number and value == 0) or (
+        isinstance(value, str) and re.fullmatch(_ZERO, value.strip().lower())
+    ):
+        return 0.0
+    try:
+        return parse_duration(value, where)
+    except ValueError:
+        raise ValueError(
+            f"{where}: {_shown(value)} is not a duration such as 60s or 500ms, or 0"
+        ) from None
+
+
 # -- settings as a user writes them --------------------------------------------------------------
 _DURATIONS = frozenset(
     {
@@ -324,6 +374,8 @@ _DURATIONS = frozenset(
         "outbox_max_age",
         "history_keep",
         "history_min",
+        "batch",
+        "input_wait",
     }
 )
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -365,6 +417,10 @@ def format_setting(key: str, value: Any) -> str:
         return "off"
     if key == "history_min" and not value:
         return "0"
+    if key == "batch" and value is not None and not value:
+        return "0"
+    if key == "input_wait" and not value:
+        return "off"
     if key == "quiet_hours":
         return _masked_text(value) if value else "off"
     if key == "timezone":

@@ -161,6 +161,10 @@ def _json_text(value: object) -> str:
 
 def _title(event: str, t: TaskSnapshot, detail: object) -> str:
     name = t.name
+    if t.kind == "batch" and event in ("success", "failure"):
+        return _batch_title(event, t)
+    if event == "input":
+        return f"⌨ {name} is waiting for your input"
     if event == "success":
         return f"✓ {name} finished"
     if event == "failure":
@@ -184,6 +188,19 @@ def _title(event: str, t: TaskSnapshot, detail: object) -> str:
     if event == "start":
         return f"▶ {name} started"
     return f"{name}: {event}"
+
+
+def _batch_title(event: str, t: TaskSnapshot) -> str:
+    """``✓ 14 cells finished in 12 min`` / ``✗ cell [7] failed after 3 min: ValueError: …``
+    (a batch task is named for what it says: ``14 cells``, ``cell [7]``)."""
+    duration = format_duration(t.elapsed)
+    if event == "success":
+        return f"✓ {t.name} finished in {duration}"
+    title = f"✗ {t.name} failed after {duration}"
+    if t.error is None:
+        return title
+    error = f"{t.error.type}: {t.error.message}" if t.error.message else t.error.type
+    return f"{title}: {error}"
 
 
 def _mark_count(mark: float, total: int) -> int:
@@ -262,7 +279,7 @@ def make_notice(
         event=event,
         title=_title(event, task, detail),
         body=_body(event, task, detail),
-        urgency="critical" if event == "failure" else "normal",
+        urgency="critical" if event in ("failure", "input") else "normal",
         created=created,
         task=task,
         channels=channels,

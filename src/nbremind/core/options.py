@@ -284,7 +284,8 @@ class TaskOptions(Frozen):
         try:
             return self.__dict__["_thresholds_only"]  # type: ignore[no-any-return]
         except KeyError:
-            on = tuple(sorted(self.events() - set(DEFAULT_ON)))
+            # (a wait for input is told about the enclosing task: a loop has no answer)
+            on = tuple(sorted(self.events() - set(DEFAULT_ON) - {"input"}))
             nested = self.replace(on=on)
             set_field(self, "_thresholds_only", nested)
             return nested
@@ -293,6 +294,7 @@ class TaskOptions(Frozen):
         if self.on is not None:
             return frozenset(self.on)
         events = set(DEFAULT_ON)
+        events.add("input")  # waiting for an answer: a task's own, told when nested too
         if self.after is not None or self.every is not None:
             events.add("after")
         if self.progress:

@@ -21,6 +21,7 @@ __all__ = [
     "DEFAULT_RULES",
     "END_EVENTS",
     "REPEATING_EVENTS",
+    "SNOOZED_EVENTS",
     "Rule",
     "RuleContext",
     "RuleState",
@@ -31,11 +32,14 @@ __all__ = [
     "mute",
     "quiet_hours",
     "rate_limit",
+    "snooze",
 ]
 
 END_EVENTS = frozenset({"success", "failure", "cancel", "timeout"})
 #: Events a task can raise many times; ``rate_limit`` spaces them out.
 REPEATING_EVENTS = frozenset({"after", "memory", "progress"})
+#: Events a snoozed task does not notify (its ``after``/``every`` and ``memory`` notices).
+SNOOZED_EVENTS = frozenset({"after", "memory"})
 _RATE_KEEP = 10_000
 
 
@@ -47,6 +51,15 @@ class RuleState:
     last_repeat: dict[tuple[str, str], float] = field(default_factory=dict)
     #: Notices held during quiet hours, with the channels they were meant for.
     quiet: QuietHours = field(default_factory=QuietHours)
+    #: task id -> wall-clock time until which its repeating notices are held (snoozed).
+    snoozed: dict[str, float] = field(default_factory=dict)
+
+    def snooze(self, task_id: str, until: float) -> None:
+        """Hold the repeating notices of task ``task_id`` that happen before ``until``."""
+        self.snoozed.pop(task_id, None)
+        self.snoozed[task_id] = until
+        if len(self.snoozed) > _RATE_KEEP:
+            del self.snoozed[next(iter(self.snoozed))]
 
 
 @dataclass(frozen=True)
@@ -91,6 +104,15 @@ def min_duration(notice: Notice, ctx: RuleContext) -> Notice | None:
 def mute(notice: Notice, ctx: RuleContext) -> Notice | None:
     """Drop everything while the session is muted."""
     return None if ctx.config.muted else notice
+
+
+def snooze(notice: Notice, ctx: RuleContext) -> Notice | None:
+    """Drop an ``after``/``every`` or ``memory`` notice of a task snoozed at that time
+    (a toast's **Snooze 1 h**); its other notices go on."""
+    if notice.event not in SNOOZED_EVENTS or not ctx.state.snoozed:
+        return notice
+    until = ctx.state.snoozed.get(notice.task.id)
+    return None if until is not None and notice.created < until else notice
 
 
 def dedup(notice: Notice, ctx: RuleContext) -> Notice | None:
@@ -149,6 +171,7 @@ DEFAULT_RULES: tuple[Rule, ...] = (
     event_filter,
     min_duration,
     mute,
+    snooze,
     dedup,
     rate_limit,
     quiet_hours,

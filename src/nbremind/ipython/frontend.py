@@ -15,6 +15,8 @@ from typing import Any
 from ..core.log import logger
 from ..core.options import TaskOptions
 from ..core.task import Task
+from ..runtime.batch import BatchWatch
+from ..runtime.input_wait import Wrapped, unwrap_input, wrap_input
 from ..runtime.session import Session
 from .args import default_name, parse_header, split_header
 
@@ -53,6 +55,11 @@ class CellFrontend:
         self.session = session
         self.auto: float | None = None
         self._stack: list[tuple[Task, Any, Any] | None] = []
+        #: The batches of cells (``%remind batch``), ended by the session's tick.
+        self.batch = BatchWatch(session)
+        self._in_batch: list[bool] = []
+        #: What each running cell's ``input`` / ``getpass`` wrappers replaced.
+        self._inputs: list[Wrapped | None] = []
 
     # -- registration -----------------------------------------------------------------------
     def register(self) -> None:
@@ -61,6 +68,8 @@ class CellFrontend:
             cleanup.append(strip_remind_line)
         self.shell.events.register("pre_run_cell", self.pre_run_cell)
         self.shell.events.register("post_run_cell", self.post_run_cell)
+        if self.batch.tick not in self.session.tick_hooks:
+            self.session.tick_hooks.append(self.batch.tick)
         self.session.source = notebook_name(self.shell) or self.session.source
 
     def unregister(self) -> None:
@@ -74,20 +83,30 @@ class CellFrontend:
             with contextlib.suppress(ValueError):
                 self.shell.events.unregister(event, fn)
         self.auto = None
+        with contextlib.suppress(ValueError):
+            self.session.tick_hooks.remove(self.batch.tick)
+        self.batch.stop()
 
     # -- hooks ------------------------------------------------------------------------------
     def pre_run_cell(self, info: Any) -> None:
         """Start the cell's task when it has a ``%%remind`` header (or auto mode is on)."""
         task = None
+        batches = len(self._in_batch)
+        self._inputs.append(self._wrap_input())
         try:
             cell_id = getattr(info, "cell_id", None)
             self.session.origin = (
                 notebook_path(self.shell) or None,
                 cell_id if isinstance(cell_id, str) and cell_id else None,
             )
-            task = self._task_for(getattr(info, "raw_cell", "") or "")
+            raw = getattr(info, "raw_cell", "") or ""
+            self._batch_start(raw)
+            task = self._task_for(raw)
         except Exception:  # never break the user's cell
+            log.debug("could not start the cell's task", exc_info=True)
             task = None
+            if len(self._in_batch) == batches:
+                self._in_batch.append(False)
         if task is None:
             self._stack.append(None)
             return
@@ -101,15 +120,21 @@ class CellFrontend:
     def post_run_cell(self, result: Any) -> None:
         """End the cell's task, and any ``track()`` loop it left pending, with its outcome."""
         exc = getattr(result, "error_in_exec", None) or getattr(result, "error_before_exec", None)
+        if self._inputs:
+            with contextlib.suppress(Exception):  # ipykernel restores its own after the cell
+                unwrap_input(self._inputs.pop())
         self.session.origin = None
         self.session.settle_pending(exc)
         if not self._stack:
+            self._batch_end(exc, result)
             return
         entry = self._stack.pop()
         if entry is None:
+            self._batch_end(exc, result)
             return
         task, token, line = entry
         self.session.finish(task, exc, token)
+        self._batch_end(exc, result)
         end_status_line(line)
         if task.interrupted_by_timeout and task.state.value == "timed_out":
             limit = task.options.timeout or 0
@@ -117,6 +142,32 @@ class CellFrontend:
         if self.session.fallback_parent is task:
             self.session.fallback_parent = task.parent
         refresh_soon(self.session)
+
+    def _wrap_input(self) -> Wrapped | None:
+        """Wrap the ``input`` / ``getpass`` ipykernel put in place for this cell, so a wait
+        for an answer notifies (see :mod:`nbremind.runtime.input_wait`)."""
+        try:
+            return wrap_input(self.session.input_watch)
+        except Exception:
+            log.debug("could not follow input() in the cell", exc_info=True)
+            return None
+
+    def _batch_start(self, raw: str) -> None:
+        """Count the cell in the open batch (or open one) when batch mode is on."""
+        minimum = self.session.config.batch
+        counted = minimum is not None and not raw.lstrip().startswith("%remind")
+        self._in_batch.append(counted)
+        if counted and minimum is not None:
+            self.batch.cell_started(minimum)
+
+    def _batch_end(self, exc: BaseException | None, result: Any) -> None:
+        """Tell the batch the cell ended (after the cell's own task, whose notice comes
+        first); never breaks the cell."""
+        try:
+            if self._in_batch and self._in_batch.pop():
+                self.batch.cell_ended(exc, getattr(result, "execution_count", None))
+        except Exception:
+            log.debug("could not follow the cell's batch", exc_info=True)
 
     def _task_for(self, raw: str) -> Task | None:
         split = split_header(raw)

@@ -30,6 +30,7 @@ CONFIRMED = "delivered (the page showed the notification)"
 _SUBCOMMANDS = "auto DUR|off, panel, status, test [CHANNEL...], mute, unmute, config"
 _SUBCOMMANDS += ", history [N] [--all]"
 _SUBCOMMANDS += ", doctor"
+_SUBCOMMANDS += ", batch [DUR]|off"
 _PERMISSION = {
     "granted": "granted",
     "default": "not asked yet (use the panel's button)",
@@ -102,6 +103,25 @@ class RemindMagics(Magics):
             raise UsageError(str(exc)) from None
         print(f"nbremind: notifying for every cell that runs longer than {printable(args[0])}")
 
+    def _cmd_batch(self, args: list[str]) -> None:
+        """One notice when the cells queued together (Run All) have run, if they took
+        longer than DUR (default 60 s); ``off``: no more."""
+        if len(args) > 1:
+            raise UsageError("%remind batch: give a duration (e.g. 60s, 0 for always) or off")
+        value = args[0] if args else "60s"
+        try:
+            config = self.session.configure("%remind batch", batch=value)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        if config.batch is None:
+            self.frontend.batch.stop()
+            print("nbremind: batch mode off")
+            return
+        print(
+            "nbremind: one notice when the cells run together have all run"
+            + (f", if they took longer than {printable(value)}" if config.batch else "")
+        )
+
     def _cmd_panel(self, args: list[str]) -> None:
         from .panel import show_panel
 
@@ -114,6 +134,8 @@ class RemindMagics(Magics):
         names = chosen or DEFAULT_CANDIDATES
         for name, state in session.channel_status(names, refresh=bool(args)).items():
             print(printable(f"  channel {name}: {state}"))
+        for note in session.channel_notes():
+            print(printable(f"  {note}"))
         if not chosen:
             print(printable(f"  default channels: {self._default_channels()}"))
         if "browser" in names:
@@ -128,6 +150,7 @@ class RemindMagics(Magics):
                 print(printable(f"  last browser notification: {answer}"))
         auto = self.frontend.auto
         print(f"  auto mode: {'off' if auto is None else f'cells longer than {auto:g} s'}")
+        print(f"  batch mode: {_batch_status(session.config.batch)}")
         print(f"  muted: {'yes' if session.config.muted else 'no'}")
         running = session.running()
         print(f"  running tasks: {len(running)}")
@@ -221,6 +244,14 @@ class RemindMagics(Magics):
 
         for line in describe(self.session):
             print(printable(line))
+
+
+def _batch_status(minimum: float | None) -> str:
+    """How ``%remind status`` tells the batch setting: ``off``, ``on (batches longer than
+    60 s)``, ``on (every batch)``."""
+    if minimum is None:
+        return "off"
+    return f"on (batches longer than {minimum:g} s)" if minimum else "on (every batch)"
 
 
 def show_page_answer(notice_id: str) -> None:

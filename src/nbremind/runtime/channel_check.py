@@ -10,10 +10,11 @@ from typing import TYPE_CHECKING, Any
 from ..core.channel_names import BUILT_IN
 
 if TYPE_CHECKING:
+    from ..channels.desktop import ToastActions
     from ..core.config import Config
     from ..delivery.channel import Channel
 
-__all__ = ["Registry", "build_channel"]
+__all__ = ["ChannelBuilder", "Registry", "build_channel", "channel_notes"]
 
 
 class Registry:
@@ -46,3 +47,33 @@ def build_channel(name: str, config: Config | None) -> Channel:
     from ..channels import make_channel
 
     return make_channel(name, config=config)
+
+
+class ChannelBuilder:
+    """The dispatcher's channel maker that also hands the desktop channel what its toasts'
+    click and buttons do (``actions()``, asked when that channel is made)."""
+
+    def __init__(self, actions: Callable[[], ToastActions]) -> None:
+        self.actions = actions
+
+    def __call__(self, name: str, config: Config | None) -> Channel:
+        channel = build_channel(name, config)
+        if name == "desktop":
+            from ..channels.desktop import DesktopChannel
+
+            if isinstance(channel, DesktopChannel) and channel.actions is None:
+                channel.actions = self.actions()
+        return channel
+
+
+def channel_notes(channels: Mapping[str, Channel]) -> list[str]:
+    """``"<name>: <note>"`` for what the channels made so far say beyond their availability
+    (a desktop notification server that shows no buttons)."""
+    from ..channels.desktop import DesktopChannel
+
+    return [
+        f"{name}: {note}"
+        for name, channel in channels.items()
+        if isinstance(channel, DesktopChannel)
+        for note in channel.notes()
+    ]

@@ -21,7 +21,7 @@ from ..core.config import Config
 from ..core.log import log_exception
 from ..core.options import TaskOptions
 from ..core.task import Task, TaskState
-from .channel_check import Registry, build_channel
+from .channel_check import ChannelBuilder, Registry
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -77,7 +77,15 @@ class Session:
         self._closed = False
         config_now, closed = (lambda: self.config), (lambda: self._closed)
         self.dispatcher = Dispatcher(
-            channels=dict(channels or {}), clock=self.clock, make_channel=build_channel
+            channels=dict(channels or {}),
+            clock=self.clock,
+            make_channel=ChannelBuilder(lambda: self.toast_actions),
+        )
+        from .toast_actions import SessionToastActions
+
+        #: What a desktop toast's click and buttons do (see :mod:`.toast_actions`).
+        self.toast_actions = SessionToastActions(
+            lambda: self.tracker.tasks(), self.dispatcher.rule_state, self.clock.time, config_now
         )
         default = tick_interval is _DEFAULT_INTERVAL
         self.ticker = Ticker(self.tick, self.config.tick_interval if default else tick_interval)
@@ -136,6 +144,19 @@ class Session:
         self.explicit_settings: dict[str, Any] = {}
         #: The settings files and environment this session follows (the default session's).
         self.settings: LiveSettings | None = None
+        #: Called on the loop thread at each tick, before the thresholds are checked (a
+        #: front end's batch, see :mod:`.batch`); each must return quickly and not raise.
+        self.tick_hooks: list[Callable[[], None]] = []
+        from .input_wait import InputWatch
+
+        #: The tasks waiting in ``input()`` / ``getpass()``, and their ``input`` notices.
+        self.input_watch = InputWatch(
+            self.clock,
+            current=self.tracker.current,
+            wait=lambda: self.config.input_wait,
+            notify=self.notifier.notify,
+        )
+        self.tick_hooks.append(self.input_watch.tick)
 
     def configure(self, source: str = "configure()", **values: Any) -> Config:
         """Replace settings for this process and return them; ``values`` are validated together
@@ -183,6 +204,14 @@ class Session:
         self._started(task, parent is None or parent.done)
         return token
 
+    def start_detached(self, task: Task) -> None:
+        """Start ``task`` in no other task without making it current: it is no task's
+        parent (a batch of cells, see :mod:`.batch`). End it with :meth:`finish`."""
+        task.parent = None
+        token = self.tracker.start(task)
+        self.tracker.reset(task, token)
+        self._started(task, True)
+
     def start_loop(
         self,
         name: str,
@@ -226,13 +255,19 @@ class Session:
             self._wake()
 
     def finish(
-        self, task: Task, exc: BaseException | None = None, token: Token | None = None
+        self,
+        task: Task,
+        exc: BaseException | None = None,
+        token: Token | None = None,
+        *,
+        end: tuple[float, float] | None = None,
     ) -> TaskState:
         """End ``task`` with the state ``exc`` implies, and notify; never raises. Pending
-        ``track()`` loops inside it are settled first (failed if ``exc`` came out of them)."""
+        ``track()`` loops inside it are settled first (failed if ``exc`` came out of them).
+        ``end``: ``(monotonic, wall)`` when it ended, if before now."""
         try:
             self.tracker.reset(task, token)
-            return self.tracker.end(task, exc)
+            return self.tracker.end(task, exc, end)
         except Exception:  # a bug of ours must not change how the user's code ends
             log_exception("ending a task failed")
             return task.state
@@ -274,6 +309,11 @@ class Session:
         Also settles loops pending for too long, and lets ``track()`` loops and tqdm bars
         feed the progress of the cells and blocks they run in."""
         self.notifier.release_held()
+        for hook in tuple(self.tick_hooks):
+            try:
+                hook()
+            except Exception:
+                log_exception("a tick hook failed")
         watches = self.tracker.watches()
         if not watches:
             return False
@@ -303,6 +343,13 @@ class Session:
     ) -> dict[str, str]:
         """``{name: "available" | "unavailable: why"}`` for the configured (or named) channels."""
         return self.notifier.channel_status(names, refresh)
+
+    def channel_notes(self) -> list[str]:
+        """``"<channel>: <note>"`` for what channels checked so far say beyond their
+        availability (``desktop: this notification server shows no buttons``)."""
+        from .channel_check import channel_notes
+
+        return channel_notes(self.dispatcher.channels)
 
     def test(
         self,

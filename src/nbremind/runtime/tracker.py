@@ -370,6 +370,13 @@ def _running_loop() -> Callable[[], asyncio.AbstractEventLoop | None] | None:
 def interrupt(task: Task) -> None:
     """Stop ``task`` where it runs: KeyboardInterrupt on the main thread, else TaskTimeout."""
     task.interrupted_by_timeout = True
+    raise_in(task, TaskTimeout)
+
+
+def raise_in(task: Task, error: type[BaseException]) -> None:
+    """Interrupt the thread ``task`` runs in: a real SIGINT on the main thread (it wakes
+    blocking calls, as a kernel's stop button does; the thread sees KeyboardInterrupt),
+    ``error`` raised asynchronously in any other. Nothing when the task has ended."""
     ident = task.thread_id
     if ident is None or task.done:
         return
@@ -388,9 +395,7 @@ def interrupt(task: Task) -> None:
     else:
         import ctypes
 
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(ident), ctypes.py_object(TaskTimeout)
-        )
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), ctypes.py_object(error))
 
 
 def state_for(task: Task, exc: BaseException | None) -> TaskState:

@@ -238,14 +238,13 @@ def _expand_text(text: str, where: str, environ: Mapping[str, str]) -> str:
 def _setting_kinds() -> dict[str, str]:
     """Setting -> ``"bool"``, ``"list"``, ``"table"`` or ``"text"``, from Config's fields."""
     kinds: dict[str, str] = {}
-    defaults = Config()
     for name in Config.FIELDS:
         spelled = str(Config.__annotations__[name])
         if "Mapping" in spelled or "dict" in spelled:
             kinds[name] = "table"
         elif "tuple" in spelled or "list" in spelled:
             kinds[name] = "list"
-        elif spelled.startswith("bool") or isinstance(getattr(defaults, name), bool):
+        elif spelled == "bool":  # (``bool | str``, e.g. ``sound``: text its setting reads)
             kinds[name] = "bool"
         else:
             kinds[name] = "text"

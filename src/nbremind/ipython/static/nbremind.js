@@ -92,6 +92,18 @@ function raiseNotification(msg, say) {
 
 // -- from a notification back to the work --------------------------------------------------
 
+/** A "focus" message: a desktop toast of task `task_id` (inside `parent_id`) was clicked;
+ * lead to the task as a click on its browser notification does (`goToTask`), once per
+ * toast (`id`) in this page, however many widgets it has. */
+function focusTask(msg) {
+  if (!msg || msg.type !== "focus") return;
+  const seen = page().__nbremindSeen;
+  const key = `focus:${String(msg.id ?? "")}`;
+  if (msg.id && seen.has(key)) return;
+  if (msg.id) seen.add(key);
+  goToTask([msg.task_id, msg.parent_id].filter((id) => typeof id === "string" && id !== ""));
+}
+
 /** The status-line elements drawn in this page, by task id (each view adds its own). */
 function lineRegistry() {
   return (page().__nbremindLines ||= new Map());
@@ -640,7 +652,10 @@ function link(model) {
  * as plain text). */
 function initialize({ model }) {
   const { say } = link(model);
-  const onMessage = (msg) => raiseNotification(msg, say);
+  const onMessage = (msg) => {
+    if (msg && msg.type === "focus") focusTask(msg);
+    else raiseNotification(msg, say);
+  };
   model.on("msg:custom", onMessage);
   say({ type: "hello", permission: permission() });
   const onHide = () => say({ type: "bye" });
