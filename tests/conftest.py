@@ -6,6 +6,7 @@ pytest_plugins = [
     "_guards",
     "_isolation",
     "_config_isolation",
+    "_captured",
     "_jupyterlab",
     "_frontend_js",
     "_kernel",

@@ -35,13 +35,6 @@ def clock() -> FakeClock:
     return FakeClock(wall=time.time() - 5)
 
 
-@pytest.fixture
-def cap(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedNotices]:
-    with capture_notices(clock) as captured:
-        monkeypatch.setattr(captured.session.sampler, "rss", lambda now: None)
-        yield captured
-
-
 @pytest.fixture(autouse=True)
 def no_leftover_bars() -> Iterator[None]:
     yield

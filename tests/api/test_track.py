@@ -23,18 +23,6 @@ from nbremind.runtime.loop_ends import SETTLE_AFTER
 from nbremind.testing import CapturedNotices, FakeClock, capture_notices
 
 
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def cap(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedNotices]:
-    with capture_notices(clock) as captured:
-        monkeypatch.setattr(captured.session.sampler, "rss", lambda now: None)
-        yield captured
-
-
 def _line() -> int:
     frame = inspect.currentframe()
     assert frame is not None and frame.f_back is not None

@@ -14,11 +14,6 @@ from nbremind.testing import CapturedNotices, FakeClock, capture_notices
 
 
 @pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
 def cap(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedNotices]:
     with capture_notices(clock) as captured:
         captured.session.source = "etl.py"

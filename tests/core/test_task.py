@@ -5,7 +5,6 @@ from __future__ import annotations
 import threading
 import time
 import traceback
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,18 +14,6 @@ from nbremind.core.task import TERMINAL_STATES, TaskSnapshot
 from nbremind.testing import CapturedNotices, FakeClock, capture_notices
 
 WAIT = 10.0  # seconds a test waits for another thread before failing
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def cap(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedNotices]:
-    with capture_notices(clock) as captured:
-        monkeypatch.setattr(captured.session.sampler, "rss", lambda now: None)
-        yield captured
 
 
 class Boom(Exception):

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import builtins
 import getpass
-from collections.abc import Iterator
 
 import pytest
 
@@ -13,19 +12,7 @@ from nbremind import remind
 from nbremind.core.clock import FakeClock
 from nbremind.runtime.batch import BATCH_DEBOUNCE, BatchWatch
 from nbremind.runtime.input_wait import unwrap_input, wrap_input
-from nbremind.testing import CapturedNotices, capture_notices
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def cap(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedNotices]:
-    with capture_notices(clock) as captured:
-        monkeypatch.setattr(captured.session.sampler, "rss", lambda now: None)
-        yield captured
+from nbremind.testing import CapturedNotices
 
 
 def _cells(batch: BatchWatch, clock: FakeClock, count: int, seconds: float) -> None:

@@ -5,8 +5,6 @@ the notifier."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 
 import nbremind
@@ -15,19 +13,7 @@ from nbremind.core.clock import FakeClock
 from nbremind.core.options import NO_OPTIONS
 from nbremind.core.thresholds import Watch
 from nbremind.runtime.tracker import KEEP_FINISHED, Tracker
-from nbremind.testing import CapturedNotices, capture_notices
-
-
-@pytest.fixture
-def clock() -> FakeClock:
-    return FakeClock()
-
-
-@pytest.fixture
-def cap(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedNotices]:
-    with capture_notices(clock) as captured:
-        monkeypatch.setattr(captured.session.sampler, "rss", lambda now: None)
-        yield captured
+from nbremind.testing import CapturedNotices
 
 
 def _watched(cap: CapturedNotices) -> list[Task]:

@@ -62,6 +62,11 @@ class Channel(ABC):
     async def _check(self) -> Availability:
         return Availability(True)
 
+    def notes(self) -> list[str]:
+        """What ``%remind status`` should say of this channel beyond its availability (the
+        desktop's: a notification server that shows no buttons); none by default."""
+        return []
+
     async def send(self, notice: Notice) -> None:
         """Deliver ``notice``; raises :class:`ChannelError` (or any error) on failure."""
         await self._send(notice)

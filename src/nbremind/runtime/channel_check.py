@@ -69,11 +69,4 @@ class ChannelBuilder:
 def channel_notes(channels: Mapping[str, Channel]) -> list[str]:
     """``"<name>: <note>"`` for what the channels made so far say beyond their availability
     (a desktop notification server that shows no buttons)."""
-    from ..channels.desktop import DesktopChannel
-
-    return [
-        f"{name}: {note}"
-        for name, channel in channels.items()
-        if isinstance(channel, DesktopChannel)
-        for note in channel.notes()
-    ]
+    return [f"{name}: {note}" for name, channel in channels.items() for note in channel.notes()]
