@@ -14,6 +14,7 @@ PUBLIC = [
     "Config",
     "Session",
     "Task",
+    "TaskMemoryLimit",
     "TaskState",
     "TaskTimeout",
     "__version__",

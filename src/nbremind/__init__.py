@@ -28,13 +28,14 @@ from typing import Any
 from .api.reminder import current_task, remind
 from .api.tracking import track
 from .core.config import Config
-from .core.task import Task, TaskState, TaskTimeout
+from .core.task import Task, TaskMemoryLimit, TaskState, TaskTimeout
 from .runtime.session import Session, configure, get_session
 
 __all__ = [
     "Config",
     "Session",
     "Task",
+    "TaskMemoryLimit",
     "TaskState",
     "TaskTimeout",
     "__version__",

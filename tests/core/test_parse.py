@@ -133,6 +133,8 @@ def test_events() -> None:
         "memory",
         "condition",
         "input",
+        "stall",
+        "slower",
     }
 
 

@@ -192,6 +192,10 @@ def remind(
     every: object = None,
     progress: object = None,
     mem: object = None,
+    mem_limit: object = None,
+    gpu_mem: object = None,
+    stall: object = None,
+    slower: object = None,
     timeout: object = None,
     interrupt: bool = False,
     on: object = None,
@@ -212,6 +216,10 @@ def remind(
     every: object = None,
     progress: object = None,
     mem: object = None,
+    mem_limit: object = None,
+    gpu_mem: object = None,
+    stall: object = None,
+    slower: object = None,
     timeout: object = None,
     interrupt: bool = False,
     on: object = None,
@@ -229,6 +237,13 @@ def remind(
     * ``after`` / ``every`` -- notify once after DUR still running, then every DUR;
     * ``progress`` -- marks such as ``0.5``, ``"50%"`` or ``[0.25, 0.5]`` (needs ``total``);
     * ``mem`` -- notify when process memory goes above SIZE (``"8GB"``);
+    * ``mem_limit`` -- stop the task with :class:`~nbremind.TaskMemoryLimit` before the OOM
+      killer does, at SIZE or ``"90%"`` of the memory limit that applies (a container's, else
+      the RAM);
+    * ``gpu_mem`` -- notify when the GPU memory of this process's devices passes SIZE or P%;
+    * ``stall`` -- notify when the progress has not moved for DUR (and when it moves again);
+    * ``slower`` -- notify once it has run FACTOR (``True``: 1.5) times its usual duration
+      (the median of its last 10 succeeded runs, once it has 3);
     * ``timeout`` (+ ``interrupt=True`` to stop the task) -- the task is ``timed_out`` after DUR;
     * ``when`` -- a predicate on the task, checked on each tick; notifies once when true;
     * ``on`` -- the events to notify (``[]`` for none); ``channels`` -- where to send;
@@ -242,7 +257,22 @@ def remind(
         return Reminder(None, NO_OPTIONS, None, session)(name)
     if name is not None and not isinstance(name, str):
         raise ValueError(f"remind(): name {name!r} is not a string")
-    given = (after, every, progress, mem, timeout, interrupt, on, channels, min_duration, when)
+    given = (
+        after,
+        every,
+        progress,
+        mem,
+        mem_limit,
+        gpu_mem,
+        stall,
+        slower,
+        timeout,
+        interrupt,
+        on,
+        channels,
+        min_duration,
+        when,
+    )
     options = call_options("remind()", session, *given)
     if total is not None:
         check_total(total, "remind()")

@@ -137,6 +137,10 @@ def track(
     every: object = None,
     progress: object = None,
     mem: object = None,
+    mem_limit: object = None,
+    gpu_mem: object = None,
+    stall: object = None,
+    slower: object = None,
     timeout: object = None,
     interrupt: bool = False,
     on: object = None,
@@ -148,8 +152,9 @@ def track(
 
     ``total`` defaults to ``len(iterable)`` when it has one (the number of items an
     iterator with a C ``__length_hint__`` still has, otherwise). Keyword options are
-    ``remind()``'s (``after``, ``every``, ``progress``, ``mem``, ``timeout``, ``interrupt``,
-    ``on``, ``channels``, ``min_duration``, ``when``) and are checked now: a bad value
+    ``remind()``'s (``after``, ``every``, ``progress``, ``mem``, ``mem_limit``, ``gpu_mem``,
+    ``stall``, ``slower``, ``timeout``, ``interrupt``, ``on``, ``channels``,
+    ``min_duration``, ``when``) and are checked now: a bad value
     raises ``ValueError`` naming the option before the loop starts.
 
     ``name`` defaults to what is iterated and where: ``"list at etl.py:12"``,
@@ -176,6 +181,10 @@ def track(
         and every is None
         and progress is None
         and mem is None
+        and mem_limit is None
+        and gpu_mem is None
+        and stall is None
+        and slower is None
         and timeout is None
         and on is None
         and channels is None
@@ -185,7 +194,22 @@ def track(
     ):
         options = NO_OPTIONS
     else:
-        given = (after, every, progress, mem, timeout, interrupt, on, channels, min_duration, when)
+        given = (
+            after,
+            every,
+            progress,
+            mem,
+            mem_limit,
+            gpu_mem,
+            stall,
+            slower,
+            timeout,
+            interrupt,
+            on,
+            channels,
+            min_duration,
+            when,
+        )
         options = call_options("track()", session, *given)
     if session is not None and not isinstance(session, Session):
         raise ValueError(f"track(): session {session!r} is not a Session")

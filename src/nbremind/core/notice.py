@@ -168,6 +168,8 @@ def _title(event: str, t: TaskSnapshot, detail: object) -> str:
     if event == "success":
         return f"✓ {name} finished"
     if event == "failure":
+        if t.error is not None and t.error.type == "TaskMemoryLimit" and t.error.message:
+            return f"■ {name} {t.error.message}"  # "stopped at 29.8 GB of 30 GB: memory limit"
         return f"✗ {name} failed"
     if event == "cancel":
         return f"■ {name} cancelled"
@@ -181,13 +183,41 @@ def _title(event: str, t: TaskSnapshot, detail: object) -> str:
         mark = detail if isinstance(detail, float) else (t.progress or 0.0)
         return f"{name} reached {format_percent(mark)}"
     if event == "memory":
+        if isinstance(detail, tuple) and len(detail) == 2 and detail[0] == "gpu":
+            return f"⚠ {name} GPU memory {format_size(detail[1])}"
         rss = detail if isinstance(detail, int) else (t.rss or 0)
         return f"⚠ {name} memory {format_size(rss)}"
+    if event == "stall":
+        return _stall_title(name, t, detail)
+    if event == "slower":
+        usual = detail if isinstance(detail, (int, float)) else (t.usual or 0.0)
+        return (
+            f"🐢 {name} slower than usual: {format_duration(t.elapsed)} so far, "
+            f"usually {format_duration(usual)}"
+        )
     if event == "condition":
         return f"{name}: condition met"
     if event == "start":
         return f"▶ {name} started"
     return f"{name}: {event}"
+
+
+def _stall_title(name: str, t: TaskSnapshot, detail: object) -> str:
+    """``⏸ train stalled: no progress for 10 min (at 40%, 40/100)``, ``⏸ train stalled: GPU
+    idle (< 5 %) for 10 min``, ``▶ train moving again after 14 min``."""
+    how, seconds = detail if isinstance(detail, tuple) and len(detail) == 2 else ("", 0.0)
+    duration = format_duration(seconds if isinstance(seconds, (int, float)) else 0.0)
+    if how == "moving":
+        return f"▶ {name} moving again after {duration}"
+    if how == "gpu-idle":
+        return f"⏸ {name} stalled: GPU idle (< 5 %) for {duration}"
+    if t.total:
+        at = f" (at {format_percent(t.n / t.total)}, {_count(t.n)}/{_count(t.total)})"
+    elif t.n:
+        at = f" (at {_count(t.n)})"
+    else:
+        at = ""
+    return f"⏸ {name} stalled: no progress for {duration}{at}"
 
 
 def _batch_title(event: str, t: TaskSnapshot) -> str:
@@ -238,6 +268,8 @@ def _body(event: str, t: TaskSnapshot, detail: object = None) -> str:
         lines.append(f"After {duration}")
     elif event != "start":
         lines.append(f"Running for {duration}")
+    if t.usual is not None and state == "running" and event != "slower":
+        lines.append(f"Usually {format_duration(t.usual)}")
     if reached:  # the count stated is the mark's, above
         pass
     elif t.total:

@@ -12,9 +12,13 @@ from typing import TYPE_CHECKING, Any
 
 from .frozen import Frozen, set_field
 from .parse import (
+    DEFAULT_SLOWER,
+    Percent,
     parse_channels,
     parse_duration,
     parse_events,
+    parse_factor,
+    parse_limit,
     parse_percents,
     parse_size,
     safe_repr,
@@ -75,6 +79,8 @@ class OptionSpec(Frozen):
     magic: bool
     #: Whether ``remind()`` and ``track()`` take it as a keyword.
     call: bool
+    #: The value of its flag given without one (``--slower``), when it may be; else ``None``.
+    const: object
 
     def __init__(
         self,
@@ -86,6 +92,7 @@ class OptionSpec(Frozen):
         command: bool = True,
         magic: bool = True,
         call: bool = True,
+        const: object = None,
     ) -> None:
         set_field(self, "name", name)
         set_field(self, "flag", flag)
@@ -95,6 +102,7 @@ class OptionSpec(Frozen):
         set_field(self, "command", command)
         set_field(self, "magic", magic)
         set_field(self, "call", call)
+        set_field(self, "const", const)
 
     def label(self, prefix: str = "", flags: bool = False) -> str:
         """How errors name it: ``prefix`` then the keyword, or the flag when ``flags``."""
@@ -125,6 +133,36 @@ TASK_OPTIONS = (
         "SIZE",
         parse_size,
         "notify when memory (a command's: its process tree's) goes above SIZE",
+    ),
+    OptionSpec(
+        "mem_limit",
+        "--mem-limit",
+        "SIZE|P%",
+        parse_limit,
+        "stop the task before the OOM killer does: when the memory it is judged by (a "
+        "container's, else the process's) passes SIZE or P% of the limit that applies",
+    ),
+    OptionSpec(
+        "gpu_mem",
+        "--gpu-mem",
+        "SIZE|P%",
+        parse_limit,
+        "notify when the GPU memory of this process's devices goes above SIZE or P%",
+    ),
+    OptionSpec(
+        "stall",
+        "--stall",
+        "DUR",
+        _task_duration,
+        "notify when the progress has not moved for DUR, and when it moves again",
+    ),
+    OptionSpec(
+        "slower",
+        "--slower",
+        "[FACTOR]",
+        parse_factor,
+        f"notify once it has run FACTOR (default {DEFAULT_SLOWER:g}) times its usual duration",
+        const=str(DEFAULT_SLOWER),
     ),
     OptionSpec(
         "timeout",
@@ -177,8 +215,13 @@ def add_flags(
     """Add the flags of ``specs`` to ``parser`` (each stored under its keyword; a switch as
     ``True``/``False``), with their help texts when ``with_help``."""
     for spec in specs:
-        text = spec.help if with_help else None
-        if spec.metavar:
+        text = spec.help.replace("%", "%%") if with_help else None  # (argparse formats it)
+        if spec.const is not None:  # a value of its own, or the default one
+            metavar = spec.metavar.strip("[]")
+            parser.add_argument(
+                spec.flag, dest=spec.name, metavar=metavar, nargs="?", const=spec.const, help=text
+            )
+        elif spec.metavar:
             parser.add_argument(spec.flag, dest=spec.name, metavar=spec.metavar, help=text)
         else:
             parser.add_argument(spec.flag, dest=spec.name, action="store_true", help=text)
@@ -193,7 +236,7 @@ def usage(specs: Iterable[OptionSpec]) -> str:
     """The flags of ``specs`` as a usage line writes them: ``[--after DUR] [--interrupt]``."""
     return " ".join(
         f"[{spec.flag} {spec.metavar}]" if spec.metavar else f"[{spec.flag}]" for spec in specs
-    )
+    )  # (an optional value's metavar has its brackets: ``[--slower [FACTOR]]``)
 
 
 class TaskOptions(Frozen):
@@ -203,6 +246,12 @@ class TaskOptions(Frozen):
     every: float | None
     progress: tuple[float, ...]
     mem: int | None
+    #: Bytes, or a :class:`~nbremind.core.parse.Percent` of the memory limit that applies.
+    mem_limit: int | Percent | None
+    #: Bytes, or a :class:`~nbremind.core.parse.Percent` of the GPUs' memory.
+    gpu_mem: int | Percent | None
+    stall: float | None
+    slower: float | None
     timeout: float | None
     interrupt: bool
     on: tuple[str, ...] | None
@@ -217,6 +266,10 @@ class TaskOptions(Frozen):
         every: float | None = None,
         progress: tuple[float, ...] = (),
         mem: int | None = None,
+        mem_limit: int | Percent | None = None,
+        gpu_mem: int | Percent | None = None,
+        stall: float | None = None,
+        slower: float | None = None,
         timeout: float | None = None,
         interrupt: bool = False,
         on: tuple[str, ...] | None = None,
@@ -229,6 +282,10 @@ class TaskOptions(Frozen):
         set_field(self, "every", every)
         set_field(self, "progress", progress)
         set_field(self, "mem", mem)
+        set_field(self, "mem_limit", mem_limit)
+        set_field(self, "gpu_mem", gpu_mem)
+        set_field(self, "stall", stall)
+        set_field(self, "slower", slower)
         set_field(self, "timeout", timeout)
         set_field(self, "interrupt", interrupt)
         set_field(self, "on", on)
@@ -299,8 +356,12 @@ class TaskOptions(Frozen):
             events.add("after")
         if self.progress:
             events.add("progress")
-        if self.mem is not None:
+        if self.mem is not None or self.gpu_mem is not None:
             events.add("memory")
+        if self.stall is not None:
+            events.add("stall")
+        if self.slower is not None:
+            events.add("slower")
         if self.when is not None:
             events.add("condition")
         return frozenset(events)
@@ -326,6 +387,10 @@ def call_options(
     every: object,
     progress: object,
     mem: object,
+    mem_limit: object,
+    gpu_mem: object,
+    stall: object,
+    slower: object,
     timeout: object,
     interrupt: bool,
     on: object,
@@ -336,7 +401,20 @@ def call_options(
     """The options of a ``remind()`` or ``track()`` call (``source``): the ones shared by
     every call that gives none, else :func:`parse_call_options`'s."""
     if not any_set(
-        after, every, progress, mem, timeout, on, channels, min_duration, when, interrupt
+        after,
+        every,
+        progress,
+        mem,
+        mem_limit,
+        gpu_mem,
+        stall,
+        slower,
+        timeout,
+        on,
+        channels,
+        min_duration,
+        when,
+        interrupt,
     ):
         return NO_OPTIONS  # the common call (a loop per file): nothing to parse
     return parse_call_options(
@@ -346,6 +424,10 @@ def call_options(
         every=every,
         progress=progress,
         mem=mem,
+        mem_limit=mem_limit,
+        gpu_mem=gpu_mem,
+        stall=stall,
+        slower=None if slower is False else slower,
         timeout=timeout,
         interrupt=interrupt,
         on=on,

@@ -13,14 +13,18 @@ if TYPE_CHECKING:
     import argparse
 
 __all__ = [
+    "DEFAULT_SLOWER",
     "EVENTS",
     "MAX_COUNT",
     "MIN_DURATION",
+    "Percent",
     "format_quiet_hours",
     "parse_channels",
     "parse_count",
     "parse_duration",
     "parse_events",
+    "parse_factor",
+    "parse_limit",
     "parse_percents",
     "parse_quiet_hours",
     "parse_size",
@@ -43,6 +47,8 @@ EVENTS = (
     "memory",
     "condition",
     "input",
+    "stall",
+    "slower",
 )
 
 _DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
@@ -186,6 +192,70 @@ def parse_size(value: object, option: str = "size") -> int:
     if not size >= 1 or size == float("inf"):  # below one byte rounds to nothing
         raise _fail(option, value, "a positive size of at least one byte")
     return int(size)
+
+
+class Percent(float):
+    """A share of a limit (``Percent(0.9)`` is ``90%``): what :func:`parse_limit` gives for
+    ``"90%"``, told apart from a size in bytes (an ``int``)."""
+
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return f"{float(self) * 100:g}%"
+
+    def __reduce__(self) -> tuple[type[Percent], tuple[float]]:
+        return (Percent, (float(self),))
+
+
+def parse_limit(value: object, option: str = "limit") -> int | Percent:
+    """Return bytes for a size (``"30GB"``, as :func:`parse_size`) or a :class:`Percent` for
+    ``"90%"`` (of the memory limit that applies: a container's, else the machine's RAM)."""
+    if isinstance(value, Percent):
+        share = float(value)
+    elif isinstance(value, str) and value.strip().endswith("%"):
+        text = value.strip()[:-1].strip()
+        if not re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", text):
+            raise _fail(option, value, "a size such as 30GB or a percent such as 90%")
+        share = float(text) / 100
+    else:
+        try:
+            return parse_size(value, option)
+        except ValueError:
+            raise _fail(option, value, "a size such as 30GB or a percent such as 90%") from None
+    if not 0 < share <= 1:
+        raise _fail(option, value, "a percent above 0% and at most 100%")
+    return Percent(share)
+
+
+#: The factor of ``slower`` given without one (``--slower``, ``slower=True``).
+DEFAULT_SLOWER = 1.5
+
+
+def parse_factor(value: object, option: str = "factor") -> float:
+    """Return a factor above 1 for ``1.5``, ``"1.5"``, ``"1.5x"`` or ``"150%"``;
+    ``True`` is :data:`DEFAULT_SLOWER`."""
+    expected = "a factor above 1 such as 1.5 (or 150%)"
+    if value is True:
+        return DEFAULT_SLOWER
+    if isinstance(value, bool):
+        raise _fail(option, value, expected)
+    if isinstance(value, (int, float)):
+        factor = _float(value, option, expected)
+    elif isinstance(value, str):
+        text = value.strip().lower()
+        scale = 1.0
+        if text.endswith("%"):
+            text, scale = text[:-1], 0.01
+        elif text.endswith("x"):
+            text = text[:-1]
+        if not re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*", text):
+            raise _fail(option, value, expected)
+        factor = float(text) * scale
+    else:
+        raise _fail(option, value, expected)
+    if not 1 < factor < float("inf"):
+        raise _fail(option, value, expected)
+    return factor
 
 
 def _parse_percent(value: object, option: str) -> float:

@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Mapping
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from .frozen import Frozen, set_field
 from .options import NO_OPTIONS, TaskOptions
@@ -28,6 +28,7 @@ __all__ = [
     "Ended",
     "Task",
     "TaskError",
+    "TaskMemoryLimit",
     "TaskSnapshot",
     "TaskState",
     "TaskTimeout",
@@ -182,6 +183,13 @@ class TaskSnapshot(Frozen):
     notebook: str | None
     #: The id of the notebook cell that started the task (or the task it is nested in).
     cell_id: str | None
+    #: Seconds this task usually takes: the median of its last succeeded runs (see
+    #: ``slower``), or ``None`` when it has fewer than 3.
+    usual: float | None
+    #: Bytes of GPU memory this process uses on its devices, and their utilisation (percent),
+    #: where NVIDIA's management library answers; else ``None``.
+    gpu_mem: int | None
+    gpu_util: float | None
 
     def __init__(
         self,
@@ -209,6 +217,9 @@ class TaskSnapshot(Frozen):
         unit: str | None = None,
         notebook: str | None = None,
         cell_id: str | None = None,
+        usual: float | None = None,
+        gpu_mem: int | None = None,
+        gpu_util: float | None = None,
     ) -> None:
         set_field(self, "id", id)
         set_field(self, "name", name)
@@ -234,6 +245,9 @@ class TaskSnapshot(Frozen):
         set_field(self, "unit", unit)
         set_field(self, "notebook", notebook)
         set_field(self, "cell_id", cell_id)
+        set_field(self, "usual", usual)
+        set_field(self, "gpu_mem", gpu_mem)
+        set_field(self, "gpu_util", gpu_util)
 
 
 class Task:
@@ -258,6 +272,19 @@ class Task:
     #: the cell that started it (set by the runtime on tasks started in no other task).
     notebook: str | None = None
     cell_id: str | None = None
+    #: Seconds a run of this task usually takes (set by the runtime from the run history).
+    usual: float | None = None
+    #: What identifies earlier runs of this task in the history: its name, or for an unnamed
+    #: cell its code (set by the front end; ``None``: the name).
+    usual_key: str | None = None
+    #: GPU memory (bytes) and utilisation (percent) of this process's devices, as last read.
+    gpu_mem: int | None = None
+    gpu_util: float | None = None
+    #: Why the runtime stopped the task (a :class:`TaskMemoryLimit` raised into it), if it did.
+    stopped_by: BaseException | None = None
+    #: How the runtime stops this task instead of raising into its thread (``nbremind run``
+    #: ends its command's process group), called with the reason; ``None``: raise.
+    stopper: Callable[[BaseException], None] | None = None
     _metrics: dict[str, Any] | None = None
     _notes: list[str] | None = None
     state = TaskState.PENDING
@@ -471,8 +498,12 @@ class Task:
 
     @property
     def eta(self) -> float | None:
-        """Seconds left at the current rate, or ``None`` when it cannot be told."""
-        return _eta(self._total, self.n, self.rate, self.state)
+        """Seconds left at the current rate; else, while it runs shorter than it usually
+        takes, what is left of its :attr:`usual` duration; ``None`` when it cannot be told."""
+        eta = _eta(self._total, self.n, self.rate, self.state)
+        if eta is None and self.usual is not None and self.state is _RUNNING:
+            return _usual_eta(self.usual, self.elapsed)
+        return eta
 
     # -- lifecycle, called by the runtime --------------------------------------------------
     def mark_started(self) -> None:
@@ -528,6 +559,10 @@ class Task:
         rate = self._rate
         if rate is None and elapsed > 0 and n != 0:
             rate = n / elapsed
+        eta = _eta(total, n, rate, state)
+        usual = self.usual
+        if eta is None and usual is not None and state is _RUNNING:
+            eta = _usual_eta(usual, elapsed)
         origin = self  # a nested task comes from where its outermost task came from
         while origin.parent is not None and origin.cell_id is None:
             origin = origin.parent
@@ -550,7 +585,7 @@ class Task:
             total=total,
             progress=n / total if total else None,
             rate=rate,
-            eta=_eta(total, n, rate, state),
+            eta=eta,
             rss=self.rss,
             peak_rss=self.peak_rss,
             metrics=metrics,
@@ -559,6 +594,9 @@ class Task:
             unit=self.unit,
             notebook=origin.notebook,
             cell_id=origin.cell_id,
+            usual=usual,
+            gpu_mem=self.gpu_mem,
+            gpu_util=self.gpu_util,
         )
         return snap
 
@@ -573,6 +611,12 @@ def _eta(total: int | None, n: int, rate: float | None, state: TaskState) -> flo
         return None
     eta = max(0.0, (total - n) / rate)
     return eta if eta < math.inf else None  # a rate decayed to almost nothing
+
+
+def _usual_eta(usual: float, elapsed: float) -> float | None:
+    """What is left of a usual duration, or ``None`` once the run has taken longer."""
+    left = usual - elapsed
+    return left if left > 0 else None
 
 
 def _check_total(value: object) -> int | None:
@@ -656,3 +700,38 @@ class Ended(Exception):
 
 class TaskTimeout(TimeoutError):
     """Raised into a task's thread when it passes its ``timeout`` with ``interrupt=True``."""
+
+
+class TaskMemoryLimit(MemoryError):
+    """Raised into a task's thread when the memory it is judged by passes its ``mem_limit``:
+    the task stops before the OOM killer ends the whole process (and a kernel's variables).
+
+    ``used`` and ``limit`` are the bytes in use and the limit, ``source`` what was measured
+    (``"cgroup v2"``, ``"process RSS"``)."""
+
+    #: The exception to raise, by thread id, when the runtime raises this type into a
+    #: thread (an asynchronous exception is raised by type: it is made in that thread).
+    pending: ClassVar[dict[int, TaskMemoryLimit]] = {}
+    used: int
+    limit: int
+    source: str
+
+    def __init__(
+        self, message: str | None = None, used: int = 0, limit: int = 0, source: str = ""
+    ) -> None:
+        if message is None:  # raised into this thread by the runtime: take its reason
+            reason = TaskMemoryLimit.pending.pop(_get_ident(), None)
+            if reason is not None:
+                message, used, limit, source = (
+                    str(reason),
+                    reason.used,
+                    reason.limit,
+                    reason.source,
+                )
+        super().__init__(message if message is not None else "memory limit")
+        self.used = used
+        self.limit = limit
+        self.source = source
+
+    def __reduce__(self) -> tuple[object, ...]:
+        return (type(self), (str(self), self.used, self.limit, self.source))

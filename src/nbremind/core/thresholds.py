@@ -11,12 +11,59 @@ from __future__ import annotations
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple, Protocol
 
 from .notice import format_percent
 from .task import Task
 
-__all__ = ["Due", "Watch", "never_applied", "next_mark"]
+__all__ = [
+    "GPU_IDLE",
+    "LIMIT_SIGNAL_AFTER",
+    "Due",
+    "GpuReading",
+    "MemoryReading",
+    "Readings",
+    "Watch",
+    "never_applied",
+    "next_mark",
+    "resolve_limit",
+    "unapplied",
+]
+
+#: Utilisation (percent) below which a GPU counts as idle for ``stall``.
+GPU_IDLE = 5.0
+
+
+class MemoryReading(NamedTuple):
+    """The memory a ``mem_limit`` is judged by, as the OOM killer sees it: ``used`` bytes
+    (a memory-limited cgroup's working set, else the process's RSS -- a command's: its
+    process tree's), ``total`` bytes a percent is of (the cgroup's limit, else the RAM;
+    ``None``: unknown) and ``source``, what was measured (``"cgroup v2"``, ``"process
+    RSS"``)."""
+
+    used: int | None
+    total: int | None
+    source: str
+
+
+class GpuReading(NamedTuple):
+    """The GPUs this process uses: memory ``used`` by it and ``total`` on those devices
+    (bytes), their utilisation in percent (``None``: not told), and how many devices."""
+
+    used: int | None
+    total: int | None
+    util: float | None
+    devices: int = 0
+
+
+class Readings(Protocol):
+    """What a tick measured beyond the process's RSS, read only when a threshold asks."""
+
+    def memory(self, task: Task, rss: int | None) -> MemoryReading | None:
+        """The reading ``task``'s ``mem_limit`` is judged by (``rss``: the task's own)."""
+
+    def gpu(self) -> GpuReading | None:
+        """The GPUs of this process, or ``None`` where no GPU or library answers."""
 
 
 @dataclass(frozen=True)
@@ -49,6 +96,23 @@ class Watch:
     #: The count and total the feeder last gave the task: when the task's differ, the task
     #: counts itself and the feeder is let go.
     fed: tuple[int, int | None] | None = None
+    # ``stall``: the count last seen, when (elapsed seconds) it last moved, whether the task
+    # is stalled now and how often it was; ``stall_watched``: it had progress (or a GPU) to
+    # watch at some tick; ``gpu_busy_at``: the last tick its GPU was not idle
+    last_n = 0
+    moved_at = 0.0
+    stalled = False
+    stalls = 0
+    stall_watched = False
+    stall_by_gpu = False
+    gpu_busy_at: float | None = None
+    gpu_above = False
+    gpu_crossings = 0
+    slower_done = False
+    #: Elapsed seconds when ``mem_limit`` stopped the task (``None``: it has not).
+    limit_hit_at: float | None = None
+    limit_signalled = False
+    limit_unknown = False
 
     def __init__(
         self,
@@ -85,10 +149,14 @@ class Watch:
         task.unit = loop.unit
         self.fed = (n, total)
 
-    def check(self, rss: int | None = None) -> list[Due]:
-        """Return the thresholds crossed since the last call (each fires as documented)."""
-        task, opts, due = self.task, self.task.options, []
+    def check(self, rss: int | None = None, readings: Readings | None = None) -> list[Due]:
+        """Return the thresholds crossed since the last call (each fires as documented);
+        ``rss`` is the task's memory, ``readings`` what else the tick can measure."""
+        task, opts = self.task, self.task.options
+        due: list[Due] = []
         elapsed = task.elapsed
+        if opts.mem_limit is not None and readings is not None:
+            self._check_limit(task, rss, readings, elapsed, due)
         if self.next_after is not None and elapsed >= self.next_after:
             self.after_count += 1
             due.append(Due("after", self.after_count))
@@ -126,7 +194,134 @@ class Watch:
             self.timeout_done = True
             task.timeout_hit = True
             due.append(Due("timeout", "passed"))
+        if opts.stall is not None:
+            self._check_stall(task, opts.stall, readings, elapsed, due)
+        if (
+            opts.slower is not None
+            and not self.slower_done
+            and task.usual is not None
+            and elapsed >= opts.slower * task.usual
+        ):
+            self.slower_done = True
+            due.append(Due("slower", 1, task.usual))
+        if opts.gpu_mem is not None and readings is not None:
+            self._check_gpu_mem(opts.gpu_mem, readings.gpu(), due)
         return due
+
+    def _check_limit(
+        self, task: Task, rss: int | None, readings: Readings, elapsed: float, due: list[Due]
+    ) -> None:
+        """``mem_limit``: once the memory passes it, stop the task (``mem_limit`` due with
+        ``(used, limit, source)``); a second ``"signal"`` due a second later if it still runs
+        (its thread is stuck where an exception cannot reach it)."""
+        if self.limit_hit_at is not None:
+            if not self.limit_signalled and elapsed - self.limit_hit_at >= LIMIT_SIGNAL_AFTER:
+                self.limit_signalled = True
+                due.append(Due("mem_limit", "signal"))
+            return
+        reading = readings.memory(task, rss)
+        if reading is None or reading.used is None:
+            return
+        limit = resolve_limit(task.options.mem_limit, reading.total)
+        if limit is None:
+            if not self.limit_unknown:
+                self.limit_unknown = True
+                task.note(f"mem_limit {task.options.mem_limit!r} not applied: no limit known")
+            return
+        if reading.used >= limit:
+            self.limit_hit_at = elapsed
+            due.append(Due("mem_limit", "stop", (reading.used, limit, reading.source)))
+
+    def _check_stall(
+        self,
+        task: Task,
+        stall: float,
+        readings: Readings | None,
+        elapsed: float,
+        due: list[Due],
+    ) -> None:
+        """``stall``: the progress (else a GPU's work) has not moved for ``stall`` seconds:
+        one ``stall`` due, then one when it moves again."""
+        n = task.n
+        has_progress = (
+            n != 0
+            or task.total is not None
+            or self.feeder is not None
+            or task.tqdm_feed is not None
+            or task.kind == "loop"
+        )
+        if has_progress:
+            self.stall_by_gpu = False
+            moved = n != self.last_n
+            self.last_n = n
+        else:
+            gpu = readings.gpu() if readings is not None else None
+            if gpu is None or gpu.util is None:
+                self.moved_at = elapsed  # nothing to watch yet: no stall can start
+                return
+            self.stall_by_gpu = True
+            moved = gpu.util >= GPU_IDLE
+        self.stall_watched = True
+        if moved:
+            if self.stalled:
+                self.stalled = False
+                due.append(
+                    Due("stall", f"{self.stalls}-moving", ("moving", elapsed - self.moved_at))
+                )
+            self.moved_at = elapsed
+        elif not self.stalled and elapsed - self.moved_at >= stall:
+            self.stalled = True
+            self.stalls += 1
+            how = "gpu-idle" if self.stall_by_gpu else "stalled"
+            due.append(Due("stall", self.stalls, (how, elapsed - self.moved_at)))
+
+    def _check_gpu_mem(self, spec: int | float, gpu: GpuReading | None, due: list[Due]) -> None:
+        """``gpu_mem``: a ``memory`` due each time the GPU memory rises above the limit."""
+        if gpu is None or gpu.used is None:
+            return
+        limit = resolve_limit(spec, gpu.total)
+        if limit is None:
+            return
+        if gpu.used > limit and not self.gpu_above:
+            self.gpu_above = True
+            self.gpu_crossings += 1
+            due.append(Due("memory", f"gpu-{self.gpu_crossings}", ("gpu", gpu.used)))
+        elif gpu.used <= limit:
+            self.gpu_above = False
+
+
+#: Seconds after ``mem_limit`` stopped a task at which a task still running is signalled.
+LIMIT_SIGNAL_AFTER = 1.0
+
+
+def resolve_limit(spec: int | float | None, total: int | None) -> int | None:
+    """The bytes a limit of ``spec`` stands for: itself when a size (an ``int``), its share
+    of ``total`` when a percent (a float; ``None`` when ``total`` is unknown)."""
+    if spec is None:
+        return None
+    if isinstance(spec, int):
+        return spec
+    if total is None:
+        return None
+    return int(spec * total)
+
+
+def unapplied(task: Task, watch: Watch | None) -> list[str]:
+    """What to say at ``task``'s end about the new thresholds that could not apply: a
+    ``stall`` with no progress (nor GPU) to watch, a ``slower`` with no usual duration."""
+    opts, lines = task.options, []
+    cell = task.kind == "cell"
+    watched = watch is not None and watch.stall_watched
+    if opts.stall is not None and not watched and task.elapsed >= opts.stall:
+        option = "--stall" if cell else "stall"
+        lines.append(
+            f"{option} never applied: no progress to watch "
+            "(advance(), track(), a tqdm bar) and no GPU"
+        )
+    if opts.slower is not None and task.usual is None:
+        option = "--slower" if cell else "slower"
+        lines.append(f"{option} never applied: fewer than 3 succeeded runs to compare with")
+    return lines
 
 
 def next_mark(mark: float, every: float, elapsed: float) -> float | None:

@@ -138,6 +138,11 @@ class Session:
         )
         #: This process's memory, read by the tick at most once a second.
         self.sampler = ProcessSampler()
+        from .readings import TickReadings
+
+        #: What the tick measures for ``mem_limit``, ``gpu_mem`` and ``stall`` (the memory
+        #: limit that applies here, the GPUs), read only when a running task asks.
+        self.readings = TickReadings()
         #: Where each non-default setting came from (``configure()``, ``%remind mute``, ...).
         self.config_sources: dict[str, str] = {}
         #: Values given to :meth:`configure`, kept over settings files when they are reloaded.
@@ -320,7 +325,9 @@ class Session:
         now = self.clock.monotonic()
         self.loop_ends.settle_overdue(now)
         self.tracker.feed_bars(watches)
-        self.tracker.check(watches, now, self.sampler.rss(now), self._due)
+        readings = self.readings
+        readings.new_tick(now)
+        self.tracker.check(watches, now, self.sampler.rss(now), self._due, readings)
         self.history_recorder.running_long(watch.task for watch in watches)
         return True
 
@@ -421,10 +428,34 @@ class Session:
         self.history_recorder.ended(task, snapshot)  # its row from the same snapshot
 
     def _due(self, task: Task, due: Due) -> None:
-        if due.event == "timeout" and task.options.interrupt:
+        event = due.event
+        if event == "timeout" and task.options.interrupt:
             self.interrupt(task)
+        elif event == "mem_limit":
+            self._stop_for_memory(task, due)
         else:
             self.notifier.notify(task, due.event, due.key, due.detail)
+
+    def _stop_for_memory(self, task: Task, due: Due) -> None:
+        """``mem_limit`` passed: stop the task (its end notice says why); a second due means
+        it still runs, stuck where the exception cannot reach it."""
+        from .tracker import signal_stuck, stop_for_memory
+
+        if due.key == "signal":
+            signal_stuck(task)
+            return
+        from ..core.notice import format_size
+        from ..core.task import TaskMemoryLimit
+
+        detail: tuple[int, int, str] = due.detail  # type: ignore[assignment]
+        used, limit, source = detail
+        reason = TaskMemoryLimit(
+            f"stopped at {format_size(used)} of {format_size(limit)}: memory limit",
+            used,
+            limit,
+            source,
+        )
+        stop_for_memory(task, reason)
 
     def _wake(self) -> None:
         if self.ticker.interval:

@@ -15,8 +15,8 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ..core.log import log_exception
-from ..core.task import Task, TaskError, TaskState, TaskTimeout
-from ..core.thresholds import Watch, never_applied
+from ..core.task import Task, TaskError, TaskMemoryLimit, TaskState, TaskTimeout
+from ..core.thresholds import Watch, never_applied, unapplied
 
 if TYPE_CHECKING:
     import asyncio
@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 
     from ..core.clock import Clock
     from ..core.options import TaskOptions
-    from ..core.thresholds import Due
+    from ..core.thresholds import Due, Readings
 
 __all__ = [
     "END_EVENT",
@@ -34,7 +34,9 @@ __all__ = [
     "Tracker",
     "interrupt",
     "script_name",
+    "signal_stuck",
     "state_for",
+    "stop_for_memory",
 ]
 
 Token = contextvars.Token["Task | None"]
@@ -230,7 +232,10 @@ class Tracker:
 
             final_read(task)
         error = None
-        if exc is None:  # the common end, told without a call
+        if task.stopped_by is not None:  # stopped by nbremind (mem_limit): failed, and why
+            state = TaskState.FAILED
+            error = TaskError.from_exception(task.stopped_by)
+        elif exc is None:  # the common end, told without a call
             state = _TIMED_OUT if task.timeout_hit else _SUCCEEDED
         else:
             state = state_for(task, exc)
@@ -238,9 +243,14 @@ class Tracker:
                 error = TaskError.from_exception(exc)
         task.mark_ended(state, error, end)
         if task.options.progress:
-            unapplied = never_applied(task)
-            if unapplied is not None:
-                task.note(unapplied)  # said on the end notice, not silently dropped
+            not_applied = never_applied(task)
+            if not_applied is not None:
+                task.note(not_applied)  # said on the end notice, not silently dropped
+        opts = task.options
+        if opts.stall is not None or opts.slower is not None:
+            watch = self._watches.get(task.id)
+            for line in unapplied(task, watch if isinstance(watch, Watch) else None):
+                task.note(line)
         with self._lock:
             self._watches.pop(task.id, None)
             if task.id in self._tasks:
@@ -279,10 +289,16 @@ class Tracker:
                 log_exception("reading tqdm bars failed")
 
     def check(
-        self, watches: list[Watch], now: float, rss: int | None, on_due: Callable[[Task, Due], None]
+        self,
+        watches: list[Watch],
+        now: float,
+        rss: int | None,
+        on_due: Callable[[Task, Due], None],
+        readings: Readings | None = None,
     ) -> None:
-        """Tick: read each running task's progress, rate and memory (``rss``: the process's)
-        and hand every threshold it crossed to ``on_due``."""
+        """Tick: read each running task's progress, rate and memory (``rss``: the process's;
+        ``readings``: what else the tick measures) and hand every threshold it crossed to
+        ``on_due``."""
         for watch in watches:
             task = watch.task
             if task.done or self._is_pending(task.id):
@@ -294,7 +310,11 @@ class Tracker:
             if task_rss is not None:
                 task.rss = task_rss
                 task.peak_rss = max(task_rss, task.peak_rss or 0)
-            for due in watch.check(task_rss):
+            if readings is not None:
+                gpu = readings.gpu()
+                if gpu is not None:
+                    task.gpu_mem, task.gpu_util = gpu.used, gpu.util
+            for due in watch.check(task_rss, readings):
                 on_due(task, due)
 
     # -- ``track()`` loops feeding the task they run in -----------------------------------------
@@ -371,6 +391,45 @@ def interrupt(task: Task) -> None:
     """Stop ``task`` where it runs: KeyboardInterrupt on the main thread, else TaskTimeout."""
     task.interrupted_by_timeout = True
     raise_in(task, TaskTimeout)
+
+
+def stop_for_memory(task: Task, reason: TaskMemoryLimit) -> None:
+    """Stop ``task`` for ``reason`` (a :class:`~nbremind.core.task.TaskMemoryLimit`): its
+    :attr:`~nbremind.core.task.Task.stopper` if it has one, else ``reason``'s type raised
+    asynchronously in its thread, which makes it with ``reason``'s words (the kernel's reply
+    then names ``TaskMemoryLimit``). See :func:`signal_stuck` for a thread that cannot be
+    reached that way."""
+    if task.done:
+        return
+    task.stopped_by = reason
+    stopper = task.stopper
+    if stopper is not None:
+        stopper(reason)
+        return
+    ident = task.thread_id
+    if ident is None:
+        return
+    import ctypes
+
+    TaskMemoryLimit.pending[ident] = reason
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(
+        ctypes.c_ulong(ident), ctypes.py_object(type(reason))
+    )
+
+
+def signal_stuck(task: Task) -> None:
+    """``task`` still runs a while after :func:`stop_for_memory`: its thread waits where an
+    exception cannot reach it (a sleep, a read). On the main thread the pending exception is
+    withdrawn and a real SIGINT sent (the task still ends failed with its reason)."""
+    if task.done or task.stopper is not None:
+        return
+    ident = task.thread_id
+    if ident is None or ident != threading.main_thread().ident:
+        return
+    import ctypes
+
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+    raise_in(task, KeyboardInterrupt)
 
 
 def raise_in(task: Task, error: type[BaseException]) -> None:
