@@ -16,6 +16,8 @@ sample of each measurement at each size per round, so that drift hits every size
 * ``history()`` -- ``nbremind.history()`` in this process (the DataFrame of the 100 most
   recent top-level runs);
 * ``query(state=failed)`` -- ``History.query(state="failed")`` in this process;
+* the usual-duration look-up -- ``History.usual_duration("block:train")``, the one query a
+  task start costs the loop thread (the median of its last 10 succeeded runs), per call;
 * first ``remind()`` -- a fresh process running ``with remind("bench"): pass`` (null
   channel), whole process: opening the file, the schema check, retention, writing one row;
 * the same while another process (a kernel, say) holds the file with its last 2,000 rows
@@ -86,7 +88,7 @@ def populate(data: Path, count: int, seed: int = 1) -> Path:
     now = time.time()
     hosts = ("box", "gpu-1", "laptop")
     processes = [(40_000 + i, now - 89 * DAY + i * 3600.0) for i in range(300)]
-    columns = [c for c in COLUMNS]
+    columns = [*COLUMNS, "usual_key"]
     names = ", ".join(f'"{c}"' for c in columns)
     marks = ", ".join("?" for _ in columns)
     sql = f"INSERT INTO runs ({names}) VALUES ({marks})"
@@ -114,10 +116,11 @@ def populate(data: Path, count: int, seed: int = 1) -> Path:
             if not nested:
                 parents.append(run_id)
                 del parents[:-8]
+            name = rng.choice(NAMES)
             values: dict[str, Any] = {
                 "id": run_id,
                 "parent_id": parent,
-                "name": rng.choice(NAMES),
+                "name": name,
                 "kind": kind,
                 "source": rng.choice(("etl.py", "analysis.ipynb", "train.py")),
                 "host": rng.choice(hosts),
@@ -137,6 +140,7 @@ def populate(data: Path, count: int, seed: int = 1) -> Path:
                 "notices": 1,
                 "folded": rng.choice((0, 0, 0, 12, 500)) if not nested else 0,
                 "folded_duration": 0.0,
+                "usual_key": f"{kind}:{name}",
             }
             yield tuple(values.get(c) for c in columns)
 
@@ -267,6 +271,8 @@ class Size:
         reader = History(self.path)
         try:
             self.add("query(state=failed)", timed(lambda: reader.query(state="failed")))
+            looked_up = timed(lambda: [reader.usual_duration("block:train") for _ in range(200)])
+            self.add("usual_duration", looked_up / 200)
         finally:
             reader.close()
 
@@ -290,6 +296,7 @@ ROWS = (
         "ms",
     ),
     (f"retention: open, {EXPIRED:,} runs expired", "retention", BOUND_IN_PROCESS, "ms"),
+    ("usual duration of a task start (one look-up)", "usual_duration", BOUND_IN_PROCESS, "µs"),
     ("python -c pass (floor)", "python -c pass", None, "ms"),
 )
 
@@ -323,7 +330,7 @@ def main() -> int:
     table = []
     for label, key, bound, unit in ROWS:
         values = [results[n][key] for n in sizes]
-        scale = 1 / 1000 if unit == "kB" else 1000
+        scale = {"kB": 1 / 1000, "µs": 1e6}.get(unit, 1000)
         ratio = values[-1] / values[0] if values[0] > 0 else float("inf")
         ok = bound is None or ratio <= bound
         failed = failed or not ok

@@ -9,7 +9,7 @@ import pytest
 
 from nbremind.testing import CapturedNotices, FakeClock, capture_notices
 
-__all__ = ["cap", "clock"]
+__all__ = ["cap", "clock", "run_for"]
 
 
 @pytest.fixture
@@ -22,3 +22,12 @@ def cap(clock: FakeClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[CapturedN
     with capture_notices(clock) as captured:
         monkeypatch.setattr(captured.session.sampler, "rss", lambda now: None)
         yield captured
+
+
+def run_for(cap: CapturedNotices, clock: FakeClock, seconds: float, step: float = 10) -> None:
+    """Move the clock ``seconds`` forward, ticking every ``step`` seconds as the ticker would."""
+    moved = 0.0
+    while moved < seconds:
+        clock.advance(step)
+        moved += step
+        cap.session.tick()

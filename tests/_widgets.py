@@ -15,7 +15,15 @@ from typing import Any
 
 from _kernel import Kernel
 
-__all__ = ["CommTap", "comm_tap", "say_bye", "say_hello", "send_to_widget", "widget_views"]
+__all__ = [
+    "CommTap",
+    "comm_tap",
+    "running_row",
+    "say_bye",
+    "say_hello",
+    "send_to_widget",
+    "widget_views",
+]
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
@@ -123,3 +131,20 @@ def say_bye(kernel: Kernel, comm_id: str, view: str = "view-1") -> None:
         comm_id,
         {"method": "custom", "content": {"type": "bye", "view": view, "page": "page-1"}},
     )
+
+
+def running_row(task_id: str, **values: Any) -> list[Any]:
+    """A panel row of a running task, as the kernel sends it (in ``ROW_FIELDS`` order):
+    ``values`` over a plain one (no count, no bar: the numbers ``None``, the texts empty)."""
+    from nbremind.ipython.panel_rows import ROW_FIELDS
+
+    row: dict[str, Any] = {
+        "id": task_id,
+        "depth": 0,
+        "state": "running",
+        "state_text": "▶ running",
+        "name": task_id,
+        "count": "0",
+        **values,
+    }
+    return [row.get(f, None if f in ("value", "max", "started") else "") for f in ROW_FIELDS]

@@ -9,14 +9,15 @@
 Each method returns exactly what the plain pandas call returns, and runs it inside a task
 made the way ``remind()`` makes one: it nests under the running cell or ``remind()`` block,
 takes ``remind()``'s options as keywords (``name=``, ``after=``, ``every=``, ``progress=``,
-``mem=``, ``timeout=``, ``interrupt=``, ``on=``, ``channels=``, ``min_duration=``,
-``when=``, ``session=``) and notifies the same way. Every other argument goes to pandas
-unchanged (a keyword your function takes under one of those names: use
-``functools.partial``). The total is the number of times pandas calls your function: rows for
-``axis=1``, columns for ``axis=0``, elements of a Series (non-missing ones with
-``na_action="ignore"``, categories of a categorical), groups for a groupby. When pandas
-takes a path that does not call the function once per unit (a NumPy ufunc, a string or a
-list of functions, ``by_row=False``, another ``engine``), the task ends at its total.
+``mem=``, ``mem_limit=``, ``gpu_mem=``, ``stall=``, ``slower=``, ``timeout=``,
+``interrupt=``, ``on=``, ``channels=``, ``min_duration=``, ``when=``, ``session=``) and
+notifies the same way. Every other argument goes to pandas unchanged (a keyword your
+function takes under one of those names: use ``functools.partial``). The total is the number
+of times pandas calls your function: rows for ``axis=1``, columns for ``axis=0``, elements
+of a Series (non-missing ones with ``na_action="ignore"``, categories of a categorical),
+groups for a groupby. When pandas takes a path that does not call the function once per unit
+(a NumPy ufunc, a string or a list of functions, ``by_row=False``, another ``engine``), the
+task ends at its total.
 
 ``import nbremind.pandas`` or ``%load_ext nbremind`` adds the ``remind`` accessor to
 DataFrame and Series and ``remind_apply`` to DataFrameGroupBy and SeriesGroupBy, at once if

@@ -273,3 +273,40 @@ def test_default_events_add_the_thresholds_set() -> None:
     assert TaskOptions.parse(on="failure").events() == {"failure"}
     assert "input" not in TaskOptions.parse(after="1m").thresholds_only().events()
     assert "start" not in TaskOptions.parse(after="1m", progress=0.5).events()
+
+
+def test_limits_are_sizes_or_percents() -> None:
+    from nbremind.core.parse import Percent, parse_limit
+
+    assert parse_limit("30GB", "mem_limit") == 30_000_000_000
+    assert parse_limit(" 90 % ", "mem_limit") == Percent(0.9)
+    assert isinstance(parse_limit("90%", "mem_limit"), Percent)
+    assert type(parse_limit(1024, "mem_limit")) is int
+    assert repr(Percent(0.9)) == "90%"
+    assert parse_limit(repr(Percent(1 / 3)), "x") == Percent(1 / 3)  # read back exactly
+    import pickle
+
+    assert pickle.loads(pickle.dumps(Percent(0.25))) == 0.25
+    for bad, why in (
+        ("0%", "a percent above 0% and at most 100%"),
+        ("150%", "a percent above 0% and at most 100%"),
+        ("-5%", "a size such as 30GB or a percent such as 90%"),
+        ("lots", "a size such as 30GB or a percent such as 90%"),
+        (True, "a size such as 30GB or a percent such as 90%"),
+        (0, "a positive size of at least one byte"),
+    ):
+        with pytest.raises(ValueError) as info:
+            parse_limit(bad, "--mem-limit")
+        assert str(info.value) == f"--mem-limit: {bad!r} is not {why}"
+
+
+def test_factors_are_above_one() -> None:
+    from nbremind.core.parse import DEFAULT_SLOWER, parse_factor
+
+    assert parse_factor(True, "slower") == DEFAULT_SLOWER == 1.5
+    assert parse_factor("2x", "slower") == 2.0
+    assert parse_factor("150%", "slower") == 1.5
+    assert parse_factor(3, "slower") == 3.0
+    for bad in (1, 0.5, "1", "fast", False, float("inf"), float("nan"), "x2", [2]):
+        with pytest.raises(ValueError, match=r"^slower: .* is not a factor above 1"):
+            parse_factor(bad, "slower")

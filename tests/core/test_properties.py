@@ -22,11 +22,14 @@ from nbremind import remind, track
 from nbremind.core.notice import make_notice
 from nbremind.core.options import MIN_TASK_DURATION, OPTIONS
 from nbremind.core.parse import (
+    Percent,
     format_quiet_hours,
     parse_channels,
     parse_count,
     parse_duration,
     parse_events,
+    parse_factor,
+    parse_limit,
     parse_percents,
     parse_quiet_hours,
     parse_size,
@@ -276,7 +279,14 @@ PARSERS: dict[str, Callable[[object], object]] = {
     "events": lambda v: parse_events(v, "on"),
     "channels": lambda v: parse_channels(v, "channels"),
     "count": lambda v: parse_count(v, "--limit"),
+    "limit": lambda v: parse_limit(v, "mem_limit"),
+    "factor": lambda v: parse_factor(v, "slower"),
 }
+
+
+@given(share=st.floats(min_value=0, max_value=1, exclude_min=True, allow_subnormal=True))
+def test_a_percent_reads_back_as_itself(share: float) -> None:
+    assert parse_limit(repr(Percent(share)), "mem_limit") == share
 
 
 @pytest.mark.parametrize("parser", sorted(PARSERS))

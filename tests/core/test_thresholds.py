@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from _captured import run_for
 from nbremind import TaskState, configure, remind
 from nbremind.core.notice import make_notice
 from nbremind.core.task import Task
@@ -41,15 +42,6 @@ def cap(
     with capture_notices(clock) as captured:
         monkeypatch.setattr(captured.session.sampler, "rss", memory)
         yield captured
-
-
-def run_for(cap: CapturedNotices, clock: FakeClock, seconds: float, step: float = 10) -> None:
-    """Move the clock ``seconds`` forward, ticking every ``step`` seconds as the ticker would."""
-    moved = 0.0
-    while moved < seconds:
-        clock.advance(step)
-        moved += step
-        cap.session.tick()
 
 
 def after_times(cap: CapturedNotices) -> list[float]:

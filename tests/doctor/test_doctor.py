@@ -18,19 +18,30 @@ from typing import Any
 
 import pytest
 
+from _cgroup import limited_cgroup
 from _desktop_bus import DesktopBus
 from _desktop_fakes import RecordingBackend, fake_macos
 from _kernel import Kernel
 from nbremind.core.clock import SystemClock
-from nbremind.core.notice import make_notice
+from nbremind.core.notice import format_size, make_notice
 from nbremind.core.task import Task, TaskState
 from nbremind.doctor import Check, Report
 from nbremind.doctor.desktop import desktop_facts
+from nbremind.runtime.memory_limit import find_scope
 from nbremind.store.outbox import FILE_NAME, Outbox, Owner
 
 PY = sys.executable
 BUS = "DBUS_SESSION_BUS_ADDRESS"
-CHECKS = {"desktop", "browser", "default channels", "settings", "outbox", "history"}
+CHECKS = {
+    "desktop",
+    "browser",
+    "default channels",
+    "settings",
+    "outbox",
+    "history",
+    "gpu",
+    "memory limit",
+}
 
 
 def _env(**extra: str) -> dict[str, str]:
@@ -318,3 +329,59 @@ def test_help_describes_doctor_and_its_exit_status(tmp_path: Path) -> None:
     run = _nbremind(_env(), tmp_path, "doctor", "--help")
     assert run.returncode == 0
     assert "--json" in run.stdout and "Exits 0 when" in run.stdout
+
+
+# -- the memory limit ----------------------------------------------------------------------------
+def test_doctor_says_which_memory_limit_applies_and_where_it_came_from(tmp_path: Path) -> None:
+    text = _nbremind(_env(), tmp_path, "doctor")
+    report = json.loads(_nbremind(_env(), tmp_path, "doctor", "--json").stdout)
+    checks, data = {c["name"]: c for c in report["checks"]}, report["memory_limit"]
+    here = find_scope()  # this process is where the command's was (the same cgroup)
+
+    summary = f"{here.describe()} — mem_limit percents are of it"
+    assert f"– memory limit: {summary}" in text.stdout.splitlines(), text.stdout
+    assert (checks["memory limit"]["ok"], checks["memory limit"]["required"]) == (None, False)
+    assert checks["memory limit"]["summary"] == summary
+    assert data == here.to_dict()
+    assert set(data) == {"bytes", "kind", "where", "cgroup", "summary", "notes"}
+    if data["kind"] == "RAM":
+        import psutil
+
+        assert (data["bytes"], data["where"]) == (psutil.virtual_memory().total, "RAM")
+        assert checks["memory limit"]["detail"][0].startswith(
+            "mem_limit is judged by the process's RSS"
+        )
+
+
+@pytest.mark.parametrize("version", ["v2", "v1"])
+def test_doctor_in_a_memory_limited_cgroup_names_its_limit_file(
+    version: str, tmp_path: Path
+) -> None:
+    limit = 700_000_000
+    with limited_cgroup(version, limit) as cgroup:
+        argv = [PY, "-m", "nbremind", "doctor", "--json"]
+        run = subprocess.run(
+            cgroup.run_in(argv),
+            env=_env(),
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=90,
+        )
+    data = json.loads(run.stdout)
+    check = {c["name"]: c for c in data["checks"]}["memory limit"]
+
+    got = data["memory_limit"]
+    where = str(cgroup.folder / cgroup.limit_file)
+    assert (got["kind"], got["where"], got["cgroup"]) == (f"cgroup {version}", where, cgroup.path)
+    assert limit - 4096 < got["bytes"] <= limit  # (v1 rounds it down to whole pages)
+    described = (
+        f"{format_size(got['bytes'])} (cgroup {version} {cgroup.limit_file} of {cgroup.path})"
+    )
+    assert got["summary"] == described
+    assert check["summary"] == f"{described} — mem_limit percents are of it"
+    assert check["detail"][:2] == [
+        f"file: {where}",
+        "mem_limit is judged by the cgroup's working set "
+        "(its usage less the file cache it can drop)",
+    ]

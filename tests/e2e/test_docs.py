@@ -63,6 +63,7 @@ PUBLIC = {
     "secrets",
     "watchdog",
     "TaskTimeout",
+    "TaskMemoryLimit",
     "toml",
 }
 #: Variables that would let a sample's process reach this machine's desktop.

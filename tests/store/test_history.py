@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 import nbremind
+from _old_history import old_history_file
 from nbremind import Session
 from nbremind.channels.memory import MemoryChannel
 from nbremind.core.config import Config
@@ -139,13 +140,7 @@ def test_history_keep_setting_is_validated() -> None:
 # -- schema ------------------------------------------------------------------------------------
 def test_a_version_1_file_migrates_forward_and_keeps_its_rows(tmp_path: Path) -> None:
     path = tmp_path / FILE_NAME
-    from nbremind.store.runs import _MIGRATIONS
-
-    db = sqlite3.connect(path)
-    db.execute("CREATE TABLE history_meta (key TEXT PRIMARY KEY, value REAL NOT NULL)")
-    for statement in _MIGRATIONS[1]:
-        db.execute(statement)
-    db.execute("INSERT INTO history_meta VALUES ('version', 1)")
+    db = old_history_file(path, 1)
     db.execute(
         "INSERT INTO runs (id, name, kind, state, start) VALUES ('old', 'etl', 'block',"
         " 'succeeded', ?)",
@@ -154,7 +149,7 @@ def test_a_version_1_file_migrates_forward_and_keeps_its_rows(tmp_path: Path) ->
     db.commit()
     db.close()
     history = History(path)
-    assert history.schema_version == SCHEMA_VERSION == 4
+    assert history.schema_version == SCHEMA_VERSION == 5
     assert [(r["id"], r["nested"]) for r in history.query(nested=False)] == [("old", 0)]
     history.close()
     indexes = {

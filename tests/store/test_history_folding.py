@@ -290,7 +290,7 @@ def test_a_version_3_file_gains_the_folded_columns_and_keeps_its_rows(tmp_path: 
     db.commit()
     db.close()
     history = History(path)
-    assert history.schema_version == SCHEMA_VERSION == 4
+    assert history.schema_version == SCHEMA_VERSION == 5
     [row] = history.query()
     assert (row["id"], row["folded"], row["folded_duration"], row["nested"]) == ("old", 0, 0, 0)
     history.close()
@@ -298,7 +298,8 @@ def test_a_version_3_file_gains_the_folded_columns_and_keeps_its_rows(tmp_path: 
     db = sqlite3.connect(path)
     indexes = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
     assert {"runs_by_age", "runs_by_state", "runs_by_parent", "runs_by_name"} <= indexes
-    assert db.execute("SELECT value FROM history_meta WHERE key = 'version'").fetchone() == (4,)
+    version = db.execute("SELECT value FROM history_meta WHERE key = 'version'").fetchone()
+    assert version == (SCHEMA_VERSION,)
     db.close()
 
 

@@ -12,7 +12,7 @@ from typing import Any, TypeVar, cast, overload
 
 from ..core.log import log_exception
 from ..core.options import NO_OPTIONS, TaskOptions, call_options, check_total
-from ..core.task import Task, TaskTimeout
+from ..core.task import Task, TaskMemoryLimit, TaskTimeout
 from ..runtime.input_wait import hold_input, release_input
 from ..runtime.session import Session, get_session
 
@@ -77,6 +77,10 @@ class Reminder:
             raise TaskTimeout(
                 f"{task.name} passed its timeout of {task.options.timeout:g} s"
             ) from exc
+        reason = task.stopped_by if task is not None else None
+        if isinstance(reason, TaskMemoryLimit) and isinstance(exc, KeyboardInterrupt):
+            # stopped at its memory limit where only a signal reached it: the same exception
+            raise TaskMemoryLimit(str(reason), reason.used, reason.limit, reason.source) from exc
 
     async def __aenter__(self) -> Task:
         return self._begin(self.name or _caller_name())

@@ -56,8 +56,8 @@ def _add_run(sub: Any) -> None:
         help="run a command and notify when it ends or crosses a threshold",
         description="Run CMD as a task: its output passes through unchanged, signals are "
         "forwarded to it, and nbremind exits with its exit status (128+N when a signal N "
-        "killed it, 124 when it passed --timeout). When no channel could deliver its "
-        "notices, one line on stderr says why.",
+        "killed it, 124 when it passed --timeout, 137 when --mem-limit stopped it). When no "
+        "channel could deliver its notices, one line on stderr says why.",
         usage="nbremind run [options] -- CMD [ARGS...]",
     )
     run.add_argument(
@@ -92,7 +92,8 @@ def _add_doctor(sub: Any) -> None:
         description="Explain what works on this machine and why: the desktop backend "
         "(Linux: the D-Bus session bus and the notification service; Windows: the app id "
         "registration; macOS: the app bundle), the browser, the settings files and their "
-        "errors, the default channels, the outbox backlog and the run history file. Sends "
+        "errors, the default channels, the outbox backlog, the run history file, the GPUs "
+        "NVIDIA's library sees and the memory limit mem_limit percents are of. Sends "
         "nothing. Exits 0 when everything the default channels and the settings need works, "
         "1 otherwise.",
     )
@@ -100,7 +101,7 @@ def _add_doctor(sub: Any) -> None:
         "--json",
         action="store_true",
         help='print {"ok": ..., "checks": [{"name", "ok", "required", '
-        '"summary", "detail"}, ...]} instead of text',
+        '"summary", "detail"}, ...], "memory_limit": {...}, ...} instead of text',
     )
 
 
@@ -154,6 +155,8 @@ def _run(ns: argparse.Namespace) -> int:
         reason = exc.strerror or str(exc)
         print(f"nbremind run: cannot run {command[0]!r}: {reason}", file=sys.stderr)
         return EXIT_NOT_STARTED
+    if result.stopped:
+        print(f"nbremind run: stopped: {result.stopped}", file=sys.stderr)
     if result.undelivered:
         print(printable(f"nbremind run: {result.undelivered}"), file=sys.stderr)
     return result.exit_code

@@ -2,9 +2,11 @@
 
 The command runs in a process group of its own, with nbremind's standard streams, so its
 output passes through byte for byte. Signals nbremind receives (Ctrl-C, ``kill``) are
-forwarded to that group. The task's memory is the peak RSS of the whole process tree,
-sampled on the session's ticker. At the timeout the group gets SIGTERM, then SIGKILL after
-a grace period, and the task ends ``timed_out``.
+forwarded to that group. The task's memory is the RSS of the whole process tree, sampled
+on the session's ticker (once a second; on every tick with ``mem_limit``). At the timeout
+the group gets SIGTERM, then SIGKILL after a grace period, and the task ends ``timed_out``.
+Past ``mem_limit`` the group gets SIGKILL at once, as from the OOM killer, and the task ends
+``failed`` with :class:`~nbremind.core.task.TaskMemoryLimit`.
 """
 
 from __future__ import annotations
@@ -21,14 +23,15 @@ from types import FrameType
 from typing import TYPE_CHECKING, Any
 
 from ..api.reminder import remind
-from ..core.notice import format_duration
-from ..core.task import Ended, Task, TaskState, TaskTimeout
+from ..core.notice import format_duration, format_size
+from ..core.task import Ended, Task, TaskMemoryLimit, TaskState, TaskTimeout
 from ..runtime.session import Session
 
 if TYPE_CHECKING:
     from ..delivery.dispatcher import Delivery
 
 __all__ = [
+    "EXIT_MEMORY_LIMIT",
     "EXIT_TIMED_OUT",
     "CommandFailed",
     "CommandTimedOut",
@@ -39,8 +42,13 @@ __all__ = [
 
 #: Exit status of ``nbremind run`` when the command passed its timeout (as GNU ``timeout``).
 EXIT_TIMED_OUT = 124
+#: Exit status of ``nbremind run`` when the command was stopped at its ``mem_limit``: that of
+#: a command the OOM killer ended (128 + SIGKILL).
+EXIT_MEMORY_LIMIT = 128 + 9
 #: Seconds between SIGTERM and SIGKILL when a command is stopped at its timeout.
 KILL_GRACE = 5.0
+#: Seconds ``--stall`` waits for the GPUs to answer before the command starts.
+GPU_ANSWER_TIMEOUT = 10.0
 #: Seconds between checks for a stop request while the command runs.
 _POLL = 0.2
 #: Characters of the command line kept in a task's default name.
@@ -62,13 +70,15 @@ class CommandTimedOut(Ended, TaskTimeout):
 
 @dataclass(frozen=True)
 class RunResult:
-    """What ``run_command`` reports: the exit status to use, the task's end state, and why
-    none of its notices could be delivered (``""``: delivered, or none was sent)."""
+    """What ``run_command`` reports: the exit status to use, the task's end state, why
+    none of its notices could be delivered (``""``: delivered, or none was sent), and why
+    nbremind stopped the command (``""``: it did not)."""
 
     exit_code: int
     state: TaskState
     peak_rss: int | None
     undelivered: str = ""
+    stopped: str = ""
 
 
 def command_name(argv: Sequence[str]) -> str:
@@ -98,7 +108,9 @@ def run_command(
     A command that cannot start raises ``FileNotFoundError`` / ``PermissionError`` before
     any task exists. Exit status 0 -> succeeded; other -> failed ("exit status N"); killed
     by a signal -> failed ("killed by SIGNAME", exit status 128 + N); past ``timeout`` ->
-    timed_out (exit status 124).
+    timed_out (exit status 124); past ``mem_limit`` -> failed with ``TaskMemoryLimit``
+    (exit status 137). ``stall`` needs a GPU that answers (a command reports no progress):
+    without one it raises ``ValueError`` before the command starts.
     """
     if not argv:
         raise ValueError("nbremind run: no command given (put it after --)")
@@ -110,12 +122,18 @@ def run_command(
         interrupt=timeout is not None,
         **options,
     )
+    if options.get("stall") is not None:
+        _check_stall(reminder.session)
+    guarded = options.get("mem_limit") is not None
     clock = reminder.session.clock
     started = (clock.monotonic(), clock.time())  # the duration counts the command's start-up
     child = subprocess.Popen(list(argv), start_new_session=os.name == "posix")
     outcomes: list[Delivery] = []  # the command's notices' deliveries, as they happen
     stop_listening = reminder.session.dispatcher.listen(outcomes.append)
-    tree = _TreeMemory(child.pid)
+    # the guard acts within a tick of the tree passing the limit: it reads the tree each tick
+    tree = _TreeMemory(child.pid, every=0.0 if guarded else 1.0)
+    if options.get("stall") is not None or options.get("gpu_mem") is not None:
+        _watch_gpus_of(reminder.session, tree)
     stopping = threading.Event()
     task: Task | None = None
 
@@ -132,6 +150,8 @@ def run_command(
         with reminder as task:
             task.start_mono, task.start_wall = started
             task.kind = "command"
+            if guarded:  # (before the tree is judged: the stop is the group's, not a raise)
+                task.stopper = lambda reason: _kill_group(child)
             task.rss_source = tree.sample
             code = _wait(child, stopping, kill_grace)
             # the tree's peak before the task ends, so its end (and the history) carries it
@@ -160,8 +180,39 @@ def run_command(
         stop_listening()
     if task.state is TaskState.TIMED_OUT:
         return RunResult(EXIT_TIMED_OUT, task.state, task.peak_rss, undelivered)
+    reason = task.stopped_by
+    if isinstance(reason, TaskMemoryLimit):
+        stopped = f"memory limit ({format_size(reason.used)} of {format_size(reason.limit)})"
+        return RunResult(EXIT_MEMORY_LIMIT, task.state, task.peak_rss, undelivered, stopped)
     code = child.returncode
     return RunResult(code if code >= 0 else 128 - code, task.state, task.peak_rss, undelivered)
+
+
+def _check_stall(session: Session) -> None:
+    """``stall`` on a command watches its GPU (it reports no progress): raise ``ValueError``
+    when none answers here. The session's sampler is asked on the loop thread, the one
+    that reads it (and then reads it for the ticks)."""
+    import concurrent.futures  # (only here: a command without --stall has no use for it)
+
+    async def ask() -> str | None:
+        readings = session.readings
+        sampler = readings.gpu_sampler
+        if sampler is None:
+            from ..runtime.gpu import GpuSampler
+
+            sampler = readings.gpu_sampler = GpuSampler()
+        if sampler.reading(session.clock.monotonic()) is not None:
+            return None
+        return sampler.why_not() or "no reading"
+
+    try:
+        why = session.ticker.submit(ask()).result(GPU_ANSWER_TIMEOUT)
+    except concurrent.futures.TimeoutError:
+        why = f"no answer in {GPU_ANSWER_TIMEOUT:g} s"
+    if why is not None:
+        raise ValueError(
+            f"--stall needs progress: a command reports none, and no GPU answers here ({why})"
+        )
 
 
 def _undelivered(session: Session, task: Task, outcomes: list[Delivery]) -> str:
@@ -201,6 +252,13 @@ def _wait(child: subprocess.Popen[bytes], stopping: threading.Event, grace: floa
                 return child.wait()
 
 
+def _kill_group(child: subprocess.Popen[bytes]) -> None:
+    """End the command's whole process group at once (from the loop thread, at its
+    ``mem_limit``): SIGKILL, as the OOM killer would; the command's end is told as usual."""
+    if child.returncode is None:  # not yet reaped: its group is still its own
+        _signal_group(child, signal.SIGKILL)
+
+
 def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
     try:
         if os.name == "posix":
@@ -220,17 +278,40 @@ def _describe(code: int) -> str:
     return f"exit status {code}"
 
 
+def _watch_gpus_of(session: Session, tree: _TreeMemory) -> None:
+    """Let the session's GPU sampler count the command's process tree, not nbremind's own
+    process (the command's GPU memory, the GPU idleness its ``stall`` watches)."""
+    readings = session.readings
+    sampler = readings.gpu_sampler
+    if sampler is None:
+        from ..runtime.gpu import GpuSampler
+
+        sampler = readings.gpu_sampler = GpuSampler()
+    sampler.pids = tree.pids
+
+
 class _TreeMemory:
     """The RSS of a process and all its descendants, and the peak seen."""
 
-    def __init__(self, pid: int) -> None:
+    def __init__(self, pid: int, every: float = 1.0) -> None:
         from ..runtime.sampling import ProcessSampler
 
-        self._sampler = ProcessSampler(pid, tree=True)
+        self._sampler = ProcessSampler(pid, tree=True, every=every)
 
     def sample(self) -> int | None:
-        """The tree's RSS now (read at most once a second), or ``None``."""
+        """The tree's RSS now (read at most once per ``every`` seconds), or ``None``."""
         return self._sampler.rss()
+
+    def pids(self) -> list[int]:
+        """The process and its descendants now (the process alone when they cannot be
+        read)."""
+        root = self._sampler.pid
+        try:
+            import psutil
+
+            return [root, *(p.pid for p in psutil.Process(root).children(recursive=True))]
+        except Exception:
+            return [root]
 
     def peak(self) -> int | None:
         """The largest total sampled, or the largest single descendant the OS reports."""

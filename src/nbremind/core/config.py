@@ -10,11 +10,13 @@ from typing import Any
 
 from .channel_names import check_channel_names
 from .frozen import Frozen, set_field
-from .parse import parse_channels, parse_duration, parse_events
+from .options import OPTIONS
+from .parse import Percent, parse_channels, parse_duration, parse_events
 
 __all__ = [
     "AUTO",
     "DEFAULT",
+    "TASK_DEFAULTS",
     "WHEN_WATCHING",
     "Config",
     "check_channel_names",
@@ -30,6 +32,9 @@ DEFAULT = "default"
 NONE = "none"
 #: The values of ``when_watching``, the default first.
 WHEN_WATCHING = ("quiet", "notify")
+#: The settings that are defaults of the task options of the same names.
+TASK_DEFAULTS = ("stall", "slower", "mem_limit", "gpu_mem")
+_OPTION_SPECS = {spec.name: spec for spec in OPTIONS if spec.name in TASK_DEFAULTS}
 #: The empty mapping ``templates`` and ``channel_defs`` start as (read-only: one for all).
 _EMPTY: Mapping[str, Any] = types.MappingProxyType({})
 
@@ -97,6 +102,12 @@ class Config(Frozen):
     #: Whether desktop toasts play the platform's notification sound: ``True``, ``False``,
     #: or ``"failure"`` (only failure and other urgent notices).
     sound: bool | str
+    #: Defaults of the task options of the same names for tasks started in no other task
+    #: (a cell, a block, a command, a loop of a script) that do not set them; ``None``: off.
+    stall: float | None
+    slower: float | None
+    mem_limit: int | Percent | None
+    gpu_mem: int | Percent | None
 
     def __init__(
         self,
@@ -126,6 +137,10 @@ class Config(Frozen):
         batch: float | None = None,
         input_wait: float = 10.0,
         sound: bool | str = False,
+        stall: float | None = None,
+        slower: float | None = None,
+        mem_limit: int | Percent | None = None,
+        gpu_mem: int | Percent | None = None,
     ) -> None:
         set_field(self, "channels", channels)
         set_field(self, "on", on)
@@ -153,6 +168,10 @@ class Config(Frozen):
         set_field(self, "batch", batch)
         set_field(self, "input_wait", input_wait)
         set_field(self, "sound", sound)
+        set_field(self, "stall", stall)
+        set_field(self, "slower", slower)
+        set_field(self, "mem_limit", mem_limit)
+        set_field(self, "gpu_mem", gpu_mem)
 
     def updated(self, source: str = "configure()", **values: Any) -> Config:
         """A copy with ``values`` validated and applied; a bad key or value raises
@@ -219,6 +238,9 @@ class Config(Frozen):
                 parsed[key] = 0.0 if _unset(value) else _duration_or_zero(value, where)
             elif key == "sound":
                 parsed[key] = _sound(value, where)
+            elif key in TASK_DEFAULTS:
+                spec = _OPTION_SPECS[key]
+                parsed[key] = None if _unset(value) or value is False else spec.read(value, where)
         return self.replace(**parsed)
 
 
@@ -376,6 +398,7 @@ _DURATIONS = frozenset(
         "history_min",
         "batch",
         "input_wait",
+        "stall",
     }
 )
 _UNITS = (("d", 86400), ("h", 3600), ("m", 60), ("s", 1))
@@ -429,6 +452,8 @@ def format_setting(key: str, value: Any) -> str:
         return NONE
     if isinstance(value, bool):
         return str(value)
+    if isinstance(value, Percent):  # mem_limit, gpu_mem
+        return repr(value)
     if key in _DURATIONS:
         return format_duration_setting(float(value))
     if isinstance(value, Mapping):

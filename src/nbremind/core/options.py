@@ -45,6 +45,7 @@ __all__ = [
     "flag_values",
     "parse_call_options",
     "usage",
+    "with_defaults",
 ]
 
 #: Events notified when a task does not say otherwise (thresholds it sets are added).
@@ -369,6 +370,17 @@ class TaskOptions(Frozen):
 
 #: The options of a task that sets none (frozen: one for all of them).
 NO_OPTIONS = TaskOptions()
+
+
+def with_defaults(options: TaskOptions, defaults: Mapping[str, object]) -> TaskOptions:
+    """``options`` with each of ``defaults`` (``{keyword: parsed value}``, the settings that
+    default task options) it leaves unset; ``options`` itself when it sets them all."""
+    missing = {
+        name: value
+        for name, value in defaults.items()
+        if value is not None and getattr(options, name) is None
+    }
+    return options.replace(**missing) if missing else options
 
 
 def any_set(*values: object) -> bool:

@@ -201,10 +201,23 @@ class Percent(float):
     __slots__ = ()
 
     def __repr__(self) -> str:
-        return f"{float(self) * 100:g}%"
+        share = float(self)
+        text = f"{share * 100:g}"
+        if _percent_share(text) != share:  # six digits do not read back as this share
+            from decimal import Decimal  # (rare: only a share typed with many digits)
+
+            text = str(Decimal(repr(share)).scaleb(2).normalize())
+        return f"{text}%"
 
     def __reduce__(self) -> tuple[type[Percent], tuple[float]]:
         return (Percent, (float(self),))
+
+
+def _percent_share(text: str) -> float:
+    """The share a percent written as ``text`` (digits, maybe an exponent) stands for,
+    rounded once: ``"33.3"`` is the float nearest to 0.333, not ``33.3 / 100``."""
+    mantissa, _, exponent = text.lower().partition("e")
+    return float(f"{mantissa}e{int(exponent or 0) - 2}")
 
 
 def parse_limit(value: object, option: str = "limit") -> int | Percent:
@@ -214,9 +227,11 @@ def parse_limit(value: object, option: str = "limit") -> int | Percent:
         share = float(value)
     elif isinstance(value, str) and value.strip().endswith("%"):
         text = value.strip()[:-1].strip()
-        if not re.fullmatch(r"\d+(?:\.\d*)?|\.\d+", text):
+        if not re.fullmatch(r"(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?", text):
             raise _fail(option, value, "a size such as 30GB or a percent such as 90%")
-        share = float(text) / 100
+        share = _percent_share(text)
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        return parse_size(value, option)  # its reason: "a positive size of at least one byte"
     else:
         try:
             return parse_size(value, option)
@@ -248,7 +263,8 @@ def parse_factor(value: object, option: str = "factor") -> float:
             text, scale = text[:-1], 0.01
         elif text.endswith("x"):
             text = text[:-1]
-        if not re.fullmatch(r"\s*(\d+(?:\.\d*)?|\.\d+)\s*", text):
+        text = text.strip()
+        if not re.fullmatch(r"[0-9]+(?:\.[0-9]*)?|\.[0-9]+", text):
             raise _fail(option, value, expected)
         factor = float(text) * scale
     else:

@@ -280,6 +280,8 @@ class Task:
     #: GPU memory (bytes) and utilisation (percent) of this process's devices, as last read.
     gpu_mem: int | None = None
     gpu_util: float | None = None
+    #: The options this task took from the settings (``stall``, ...), not set by itself.
+    defaulted: frozenset[str] = frozenset()
     #: Why the runtime stopped the task (a :class:`TaskMemoryLimit` raised into it), if it did.
     stopped_by: BaseException | None = None
     #: How the runtime stops this task instead of raising into its thread (``nbremind run``

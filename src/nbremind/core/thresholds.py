@@ -226,7 +226,8 @@ class Watch:
         if limit is None:
             if not self.limit_unknown:
                 self.limit_unknown = True
-                task.note(f"mem_limit {task.options.mem_limit!r} not applied: no limit known")
+                option = "--mem-limit" if task.kind in ("cell", "command") else "mem_limit"
+                task.note(f"{option} {task.options.mem_limit!r} not applied: no limit known")
             return
         if reading.used >= limit:
             self.limit_hit_at = elapsed
@@ -310,16 +311,18 @@ def unapplied(task: Task, watch: Watch | None) -> list[str]:
     """What to say at ``task``'s end about the new thresholds that could not apply: a
     ``stall`` with no progress (nor GPU) to watch, a ``slower`` with no usual duration."""
     opts, lines = task.options, []
-    cell = task.kind == "cell"
+    flags = task.kind in ("cell", "command")  # (options typed as flags)
     watched = watch is not None and watch.stall_watched
-    if opts.stall is not None and not watched and task.elapsed >= opts.stall:
-        option = "--stall" if cell else "stall"
+    own = task.defaulted.isdisjoint  # (a default of the settings is not said to fail)
+    if opts.stall is not None and not watched and task.elapsed >= opts.stall and own(["stall"]):
+        option = "--stall" if flags else "stall"
         lines.append(
             f"{option} never applied: no progress to watch "
             "(advance(), track(), a tqdm bar) and no GPU"
         )
-    if opts.slower is not None and task.usual is None:
-        option = "--slower" if cell else "slower"
+    # (a task shorter than a second may end before its usual duration was read)
+    if opts.slower is not None and task.usual is None and own(["slower"]) and task.elapsed >= 1:
+        option = "--slower" if flags else "slower"
         lines.append(f"{option} never applied: fewer than 3 succeeded runs to compare with")
     return lines
 

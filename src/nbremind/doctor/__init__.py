@@ -8,7 +8,10 @@ Checks: ``desktop`` (the backend desktop-notifier would use and the platform fac
 it), ``browser`` (a notebook front end connected; only meaningful inside a kernel),
 ``settings`` (the settings files found and what in them cannot be used), ``default
 channels`` (where notices go when a task names none, and why), ``outbox`` (its file and the
-deliveries waiting in it) and ``history`` (the run history file).
+deliveries waiting in it), ``history`` (the run history file), ``gpu`` (whether NVIDIA's
+management library answers, for ``--gpu-mem`` and GPU-idle stalls) and ``memory limit``
+(the limit a ``mem_limit`` percent is of, and where it came from; also the report's JSON
+key ``memory_limit``).
 """
 
 from __future__ import annotations
@@ -20,10 +23,13 @@ import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ..core.config import Config
 from ..settings.files import LoadedSettings, file_lines, load_settings
+
+if TYPE_CHECKING:
+    from ..runtime.gpu import GpuSampler
 
 __all__ = ["Check", "Report", "collect"]
 
@@ -73,6 +79,9 @@ class Report:
     """Every check, in order."""
 
     checks: tuple[Check, ...] = field(default=())
+    #: The memory limit that applies here, as JSON-ready values (``bytes``, ``kind``,
+    #: ``where``, ``cgroup``, ``summary``, ``notes``); ``None``: not looked at.
+    memory_limit: dict[str, Any] | None = None
 
     @property
     def ok(self) -> bool:
@@ -87,8 +96,11 @@ class Report:
         raise KeyError(name)
 
     def to_dict(self) -> dict[str, Any]:
-        """``{"ok": ..., "checks": [...]}``, JSON-ready."""
-        return {"ok": self.ok, "checks": [check.to_dict() for check in self.checks]}
+        """``{"ok": ..., "checks": [...], "memory_limit": {...}}``, JSON-ready."""
+        out: dict[str, Any] = {"ok": self.ok, "checks": [check.to_dict() for check in self.checks]}
+        if self.memory_limit is not None:
+            out["memory_limit"] = self.memory_limit
+        return out
 
     def lines(self) -> list[str]:
         """The report for people: one section per check, then the verdict."""
@@ -129,9 +141,12 @@ def collect(
     checks.extend(_run_async(_channel_checks(config, loaded, in_kernel), ASYNC_TIMEOUT))
     checks.append(_guarded("outbox", lambda: check_outbox(config, loaded)))
     checks.append(_guarded("history", lambda: check_history(config)))
-    order = ("desktop", "browser", "default channels", "settings", "outbox", "history")
+    checks.append(_guarded("gpu", check_gpu))
+    memory_limit: dict[str, Any] = {}
+    checks.append(_guarded("memory limit", lambda: check_memory_limit(memory_limit)))
+    order = ("desktop", "browser", "default channels", "settings", "outbox", "history", "gpu")
     checks.sort(key=lambda c: order.index(c.name) if c.name in order else len(order))
-    return Report(tuple(checks))
+    return Report(tuple(checks), memory_limit or None)
 
 
 def _guarded(name: str, make: Callable[[], Check], required: bool = False) -> Check:
@@ -332,3 +347,45 @@ def check_history(config: Config) -> Check:
     path = history_path(config)
     there = "exists" if path.exists() else "not made yet: made with the first task"
     return Check("history", None, f"kept in {path}", (f"file: {path} ({there})",))
+
+
+# -- the GPUs ------------------------------------------------------------------------------------
+def check_gpu(sampler: GpuSampler | None = None) -> Check:
+    """Whether NVIDIA's management library answers here (through ``sampler``, default a new
+    one), and how many devices it sees."""
+    if sampler is None:
+        from ..runtime.gpu import GpuSampler
+
+        sampler = GpuSampler()
+    sampler.reading(time.monotonic())
+    why = sampler.why_not()
+    if why is not None:
+        return Check("gpu", None, f"none ({why}): --gpu-mem and GPU-idle stalls do nothing here")
+    n = sampler.devices_here or 0
+    return Check(
+        "gpu",
+        None,
+        f"NVML answers, {n} device{'s' if n != 1 else ''}: --gpu-mem and GPU-idle stalls watch "
+        "the devices a task's process uses",
+        ("in a notebook, `%remind status` says what its kernel uses",),
+    )
+
+
+# -- the memory limit ----------------------------------------------------------------------------
+def check_memory_limit(facts: dict[str, Any] | None = None) -> Check:
+    """The memory limit a ``mem_limit`` percent is of here (a memory-limited cgroup's, else
+    the RAM), where it came from, and what a ``mem_limit`` is judged by; ``facts`` gets the
+    same as JSON-ready values."""
+    from ..runtime.memory_limit import find_scope
+
+    scope = find_scope()
+    if facts is not None:
+        facts.update(scope.to_dict())
+    if scope.cgroup:
+        judged = "the cgroup's working set (its usage less the file cache it can drop)"
+        detail = [f"file: {scope.where}", f"mem_limit is judged by {judged}"]
+    else:
+        detail = ["mem_limit is judged by the process's RSS (a command's: its process tree's)"]
+    detail.extend(scope.notes)
+    summary = f"{scope.describe()} — mem_limit percents are of it"
+    return Check("memory limit", None, summary, tuple(detail))

@@ -9,6 +9,7 @@ status line (unless ``--quiet``), which the cell's end leaves as its final text.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 from typing import Any
 
@@ -20,7 +21,7 @@ from ..runtime.input_wait import Wrapped, unwrap_input, wrap_input
 from ..runtime.session import Session
 from .args import default_name, parse_header, split_header
 
-__all__ = ["CellFrontend", "notebook_name", "notebook_path", "strip_remind_line"]
+__all__ = ["CellFrontend", "code_key", "notebook_name", "notebook_path", "strip_remind_line"]
 
 log = logger()
 
@@ -173,13 +174,25 @@ class CellFrontend:
         split = split_header(raw)
         if split is not None:
             header = parse_header(split[0])
-            return self.session.new_task(
-                header.name or default_name(split[1]), options=header.options, kind="cell"
+            body = split[1]
+            task = self.session.new_task(
+                header.name or default_name(body), options=header.options, kind="cell"
             )
+            if not header.name:  # the same work is the same code (its options aside)
+                task.usual_key = code_key(body)
+            return task
         if self.auto is not None and not raw.lstrip().startswith("%remind"):
             options = TaskOptions(min_duration=self.auto)
-            return self.session.new_task(default_name(raw), options=options, kind="auto")
+            task = self.session.new_task(default_name(raw), options=options, kind="auto")
+            task.usual_key = code_key(raw)
+            return task
         return None
+
+
+def code_key(body: str) -> str:
+    """What identifies an unnamed cell's earlier runs in the history: its code (stripped),
+    ``"code:"`` and its SHA-256, the same whether it ran as ``%%remind`` or in auto mode."""
+    return "code:" + hashlib.sha256(body.strip().encode("utf-8", "surrogatepass")).hexdigest()
 
 
 def show_status_line(shell: Any, session: Session, task: Task) -> Any:

@@ -152,6 +152,9 @@ class RemindMagics(Magics):
         print(f"  auto mode: {'off' if auto is None else f'cells longer than {auto:g} s'}")
         print(f"  batch mode: {_batch_status(session.config.batch)}")
         print(f"  muted: {'yes' if session.config.muted else 'no'}")
+        scope = session.readings.memory_scope()  # the limit the ticks judge mem_limit by
+        print(printable(f"  memory limit: {scope.describe()} — mem_limit percents are of it"))
+        print(printable(f"  GPU: {self._gpu_status()}"))
         running = session.running()
         print(f"  running tasks: {len(running)}")
         for task in running:
@@ -174,6 +177,28 @@ class RemindMagics(Magics):
             return str(future.result(timeout=session.config.send_timeout + 5))
         except concurrent.futures.TimeoutError:
             return "not known yet (the channels did not answer in time)"
+
+    def _gpu_status(self) -> str:
+        """What ``--gpu-mem`` and GPU-idle stalls can do here: the GPUs this process uses, or
+        why none is read (asked on the loop thread, whose sampler the ticks read)."""
+        import concurrent.futures
+
+        from ..runtime.gpu import GpuSampler
+
+        session = self.session
+        readings = session.readings
+
+        async def describe() -> str:
+            sampler = readings.gpu_sampler
+            if sampler is None:
+                sampler = readings.gpu_sampler = GpuSampler()
+            return sampler.describe(session.clock.monotonic())
+
+        future = session.ticker.submit(describe())
+        try:
+            return future.result(timeout=5)
+        except concurrent.futures.TimeoutError:
+            return "not known yet (NVML did not answer in time)"
 
     def _cmd_test(self, args: list[str]) -> None:
         notice_id = f"nbremind-test:{uuid.uuid4().hex}"

@@ -4,7 +4,9 @@ Pure data (lists of strings and numbers), built on the loop thread from the sess
 A row is rebuilt only when what it shows changed (its task's count, rate, state, name, notice
 or depth), so a pass over 10,000 tasks of which 10 advance builds 10 rows; the running time
 of a task is drawn by the page from ``started`` (see :func:`RowBuilder.refresh_elapsed`), and
-the process's memory and CPU once for all running rows (the panel's ``usage``).
+the process's memory and CPU once for all running rows (the panel's ``usage``). A running
+task with a usual duration shows it (``usually 25 min``), and its ETA counts down from it
+until its progress gives one: its row is rebuilt when that text changes.
 """
 
 from __future__ import annotations
@@ -26,9 +28,11 @@ __all__ = [
     "RowSync",
     "done_text",
     "follow",
+    "gpu_text",
     "listed_tasks",
     "speed_text",
     "usage_texts",
+    "usual_text",
 ]
 
 #: What each row holds, in order (sent once as the widget's ``fields``).
@@ -48,6 +52,8 @@ ROW_FIELDS = (
     "cpu",
     "notice",
     "started",
+    "gpu",
+    "usual",
 )
 Row = list[Any]
 
@@ -77,6 +83,7 @@ def listed_tasks(tasks: Sequence[Task], keep: int) -> list[tuple[Task, int]]:
 
 
 _ELAPSED = ROW_FIELDS.index("elapsed")
+_ETA = ROW_FIELDS.index("eta")
 
 
 class RowBuilder:
@@ -116,7 +123,10 @@ class RowBuilder:
             # before the ticker sampled it, which then changes the key every pass as it should)
             n = task.n
             rate = task.rate if n else None
-            key = (depth, task.state, n, task.total, rate, task.name, notice, task.unit)
+            key: tuple[Any, ...] = (depth, task.state, n, task.total, rate, task.name, notice)
+            key += (task.unit, task.gpu_mem, task.gpu_util)  # GPU: read once a second
+            if task.usual is not None:  # the usual duration, and the ETA counted down from it
+                key += (task.usual, _eta_text(task))
             cached = cache.get(task.id)
             if cached is None:
                 cached = (key, _row(task, depth, notice), task)
@@ -141,6 +151,8 @@ class RowBuilder:
         for _key, row, task in self._cache.values():
             if task.state is TaskState.RUNNING:
                 row[_ELAPSED] = format_duration(task.elapsed)
+                if task.usual is not None:
+                    row[_ETA] = _eta_text(task)
 
 
 def usage_texts(resources: Usage) -> list[str]:
@@ -159,6 +171,33 @@ def speed_text(task: Task) -> str:
     if task.unit == "B" and rate and rate > 0:
         return f"{format_size(rate)}/s"
     return rate_text(rate)
+
+
+def gpu_text(task: Task) -> str:
+    """The "GPU" cell, ``7.5 GB · 87 %``: the memory and utilisation of the GPUs this process
+    uses, while ``task`` runs (``""`` when none is read: no GPU, no library, no device used)."""
+    if task.state is not TaskState.RUNNING:
+        return ""
+    parts = []
+    if task.gpu_mem is not None:
+        parts.append(format_size(task.gpu_mem))
+    if task.gpu_util is not None:
+        parts.append(f"{task.gpu_util:.0f} %")
+    return " · ".join(parts)
+
+
+def usual_text(task: Task) -> str:
+    """``usually 25 min``: the usual duration of a running task that has one, else ``""``."""
+    usual = task.usual
+    if usual is None or task.state is not TaskState.RUNNING:
+        return ""
+    return f"usually {format_duration(usual)}"
+
+
+def _eta_text(task: Task) -> str:
+    """The ETA cell of a running task (``""`` when it cannot be told)."""
+    eta = task.eta if task.state is TaskState.RUNNING else None
+    return "" if eta is None else format_duration(eta)
 
 
 def _row(task: Task, depth: int, notice: str) -> Row:
@@ -183,6 +222,8 @@ def _row(task: Task, depth: int, notice: str) -> Row:
         "",
         notice,
         task.start_wall if running else None,
+        gpu_text(task),
+        usual_text(task),
     ]
 
 

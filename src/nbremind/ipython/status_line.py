@@ -25,6 +25,7 @@ from ..core.log import logger
 from ..core.task import Task
 from ..runtime.session import Session
 from .live import live_refresh
+from .panel_rows import gpu_text, usual_text
 from .texts import status_text
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ __all__ = [
     "can_show_widgets",
     "final_bundle",
     "follow_settings",
+    "line_text",
     "publish",
     "show_status_line",
 ]
@@ -109,7 +111,7 @@ class StatusLine:
         widget = self.widget
         assert widget is not None
         inner = None if final or task.total else self._inner_progress()
-        shown = (status_text(task, inner), task.state.value)
+        shown = (line_text(task, inner), task.state.value)
         if shown == self._shown:
             self._final = final
             return False
@@ -128,7 +130,7 @@ class StatusLine:
             if self._ended:
                 return False
             task = self.task
-            widget = StatusWidget(text=status_text(task), state=task.state.value, task_id=task.id)
+            widget = StatusWidget(text=line_text(task), state=task.state.value, task_id=task.id)
             self._shown = (widget.text, widget.state)
             publish(self.shell, widget.mimebundle(), self.display_id, True, self.parent)
             self.widget = widget
@@ -145,7 +147,7 @@ class StatusLine:
         task = self.task
         publish(
             self.shell,
-            final_bundle(status_text(task), task.state.value, task.id),
+            final_bundle(line_text(task), task.state.value, task.id),
             self.display_id,
             update=True,
         )
@@ -165,6 +167,19 @@ class StatusLine:
             if other.total and not other.done:
                 found = other
         return found
+
+
+def line_text(task: Task, inner: Task | None = None) -> str:
+    """The line's text: :func:`~nbremind.ipython.texts.status_text`, and while the task runs
+    with a usual duration, that duration (``▶ etl · 3 min · ETA 22 min · usually 25 min``:
+    the ETA is what is left of it until the task's progress gives one); then the GPU figures
+    where there are some (``… · GPU 7.5 GB · 87 %``)."""
+    text = status_text(task, inner)
+    usual = usual_text(task)  # "" unless running with a usual duration
+    if usual:
+        text = f"{text} · {usual}"
+    gpu = gpu_text(task)
+    return f"{text} · GPU {gpu}" if gpu else text
 
 
 @functools.lru_cache(maxsize=1)
@@ -234,7 +249,7 @@ def show_status_line(shell: Any, session: Session, task: Task) -> StatusLine | N
     if not can_show_widgets(shell):
         return None
     display_id = f"{_DISPLAY_PREFIX}{next(_display_count)}"
-    publish(shell, final_bundle(status_text(task), task.state.value, task.id), display_id)
+    publish(shell, final_bundle(line_text(task), task.state.value, task.id), display_id)
     follow_settings(session)
     parent = getattr(getattr(shell, "display_pub", None), "parent_header", None)
     line = StatusLine(task, None, session, shell, display_id, parent)

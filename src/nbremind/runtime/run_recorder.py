@@ -23,6 +23,13 @@ queue; when already written, its row is deleted in the next batch. A run folded 
 passes on what was folded into it (a block of 500 short loops, itself short in a cell,
 gives the cell 501 folded runs). Top-level tasks, tasks that did not succeed, and tasks
 whose parent already ended keep their row.
+
+Each row carries what identifies the task's work (``Task.usual_key``, else its kind and
+name). When a task's start is written, one indexed query reads its usual duration (the
+median of its last succeeded runs, see :meth:`~nbremind.store.runs.History.usual_duration`)
+into ``Task.usual``, on the loop thread: with the start's write, some 50 ms after the start
+(normally before the task's next tick). A nested task whose start is not written (most are
+folded into their parent) costs no query.
 """
 
 from __future__ import annotations
@@ -35,6 +42,7 @@ from typing import TYPE_CHECKING, Literal
 
 from ..core.log import logger
 from ..core.task import TaskState
+from ..store.runs import run_key
 
 if TYPE_CHECKING:
     from ..core.clock import Clock
@@ -273,12 +281,15 @@ class HistoryRecorder:
             queued: list[tuple[Task, int, TaskSnapshot | None]] = []
             folds: dict[str, tuple[int, float]] = {}
             deleted: list[str] = []
+            starts: set[str] = set()
             for what, task, fold, snap in items.values():
                 if what == _DELETE:
                     deleted.append(task.id)
                     continue
                 sent = 0
-                if what == _END:
+                if what == _START:
+                    starts.add(task.id)
+                elif what == _END:
                     sent = self._sent.pop(task.id, 0)
                     self._ended[task.id] = None
                     if fold is not None:
@@ -292,11 +303,31 @@ class HistoryRecorder:
             rows: list[tuple[TaskSnapshot, int]] = [
                 (task.snapshot() if snap is None else snap, sent) for task, sent, snap in queued
             ]
+            keys, started = _keys(queued, rows, starts)
             history = self.history
             if history is not None:
-                history.record_many(rows, folded=folds, delete=deleted, late_notices=late)
+                history.record_many(
+                    rows, folded=folds, delete=deleted, late_notices=late, keys=keys
+                )
+                if started:
+                    self._look_up_usual(history, started)
         except Exception as exc:
             self._report(exc)
+
+    def _look_up_usual(self, history: History, started: list[tuple[Task, str]]) -> None:
+        """Set the usual duration of the tasks ``started`` (with their keys): one query
+        each, on the loop thread (handed to it when the backlog is written elsewhere)."""
+        if not self._ticker.in_loop_thread():
+            if self._closed():
+                return
+            try:
+                self._ticker.call_soon(self._look_up_usual, history, started)
+            except Exception as exc:  # the loop thread could not be reached
+                self._report(exc)
+            return
+        for task, key in started:
+            if task.usual is None and not task.done:
+                task.usual = history.usual_duration(key)
 
     def _notice_done(self, notice: Notice) -> None:
         try:
@@ -371,3 +402,24 @@ class HistoryRecorder:
             log.warning(
                 "nbremind history: a run could not be recorded: %s: %s", type(exc).__name__, exc
             )
+
+
+def _keys(
+    queued: list[tuple[Task, int, TaskSnapshot | None]],
+    rows: list[tuple[TaskSnapshot, int]],
+    starts: set[str],
+) -> tuple[dict[str, str], list[tuple[Task, str]]]:
+    """The keys of the tasks to write that are not derived from their row (their
+    ``usual_key``, and those of starts, made once here for the row and the look-up), and
+    the started tasks with their keys."""
+    keys: dict[str, str] = {}
+    started: list[tuple[Task, str]] = []
+    for (task, _sent, _snap), (snapshot, _count) in zip(queued, rows, strict=True):
+        key = task.usual_key
+        if task.id in starts:
+            if key is None:
+                key = run_key(snapshot.name, snapshot.kind)
+            started.append((task, key))
+        if key is not None:
+            keys[task.id] = key
+    return keys, started

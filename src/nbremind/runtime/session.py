@@ -75,6 +75,7 @@ class Session:
         #: comes from, carried by its notices.
         self.origin: tuple[str | None, str | None] | None = None
         self._closed = False
+        self._defaults_of: tuple[Config, dict[str, object]] | None = None
         config_now, closed = (lambda: self.config), (lambda: self._closed)
         self.dispatcher = Dispatcher(
             channels=dict(channels or {}),
@@ -203,11 +204,36 @@ class Session:
         self.tracker.fallback_parent = task
 
     def start(self, task: Task) -> Token:
-        """Mark ``task`` running, make it current and begin watching its thresholds."""
-        token = self.tracker.start(task)
+        """Mark ``task`` running, make it current and begin watching its thresholds (a task
+        in no other task takes the settings that default its options: ``stall``, ...)."""
         parent = task.parent
-        self._started(task, parent is None or parent.done)
+        top = parent is None or parent.done
+        if top and self._option_defaults():
+            self._take_defaults(task)
+        token = self.tracker.start(task)
+        self._started(task, top)
         return token
+
+    def _option_defaults(self) -> dict[str, object]:
+        """The settings that default task options, ``{keyword: value}`` of those set."""
+        config = self.config
+        known = self._defaults_of
+        if known is None or known[0] is not config:
+            from ..core.config import TASK_DEFAULTS
+
+            values = {name: getattr(config, name) for name in TASK_DEFAULTS}
+            known = self._defaults_of = (config, {k: v for k, v in values.items() if v is not None})
+        return known[1]
+
+    def _take_defaults(self, task: Task) -> None:
+        from ..core.options import with_defaults
+
+        defaults = self._option_defaults()
+        options = task.options
+        merged = with_defaults(options, defaults)
+        if merged is not options:
+            task.defaulted = frozenset(k for k in defaults if getattr(options, k) is None)
+            task.options = merged
 
     def start_detached(self, task: Task) -> None:
         """Start ``task`` in no other task without making it current: it is no task's
@@ -232,6 +258,17 @@ class Session:
         its options set (its end is the enclosing task's to report). ``consumer`` is the
         frame iterating the loop; ``count``, if given, what ``n`` is read from.
         """
+        if self._option_defaults() and self.tracker.current() is None:
+            from ..core.options import with_defaults
+
+            merged = with_defaults(options, self._option_defaults())
+            if merged is not options:
+                task, token = self.tracker.start_loop(name, merged, total, consumer, count)
+                task.defaulted = frozenset(
+                    k for k in self._option_defaults() if getattr(options, k) is None
+                )
+                self._started(task, True)
+                return task, token
         task, token = self.tracker.start_loop(name, options, total, consumer, count)
         self._started(task, task.parent is None)  # (a parent is the running task)
         return task, token
@@ -415,6 +452,7 @@ class Session:
             self.notifier.close(left(1.0))
             self.ticker.stop(left())
         self._closed = True
+        self.readings.close()
         self.watchdog.stop()  # a clean exit: the watchdog leaves silently
         self.outbox_link.close()
         self.history_recorder.close()

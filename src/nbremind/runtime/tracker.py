@@ -314,6 +314,8 @@ class Tracker:
                 gpu = readings.gpu()
                 if gpu is not None:
                     task.gpu_mem, task.gpu_util = gpu.used, gpu.util
+                elif task.gpu_mem is not None or task.gpu_util is not None:
+                    task.gpu_mem = task.gpu_util = None  # a GPU lost: no stale figures
             for due in watch.check(task_rss, readings):
                 on_due(task, due)
 
@@ -419,16 +421,26 @@ def stop_for_memory(task: Task, reason: TaskMemoryLimit) -> None:
 
 def signal_stuck(task: Task) -> None:
     """``task`` still runs a while after :func:`stop_for_memory`: its thread waits where an
-    exception cannot reach it (a sleep, a read). On the main thread the pending exception is
-    withdrawn and a real SIGINT sent (the task still ends failed with its reason)."""
-    if task.done or task.stopper is not None:
+    exception cannot reach it (a sleep, a read), or its code caught the exception. On the
+    main thread the pending exception is withdrawn and a real SIGINT sent (a
+    KeyboardInterrupt, which ``except Exception`` does not catch; the task still ends failed
+    with its reason); in another thread the exception is raised once more."""
+    reason = task.stopped_by
+    if task.done or task.stopper is not None or not isinstance(reason, TaskMemoryLimit):
         return
     ident = task.thread_id
-    if ident is None or ident != threading.main_thread().ident:
+    if ident is None:
         return
     import ctypes
 
+    if ident != threading.main_thread().ident:
+        TaskMemoryLimit.pending[ident] = reason
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(
+            ctypes.c_ulong(ident), ctypes.py_object(TaskMemoryLimit)
+        )
+        return
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+    TaskMemoryLimit.pending.pop(ident, None)
     raise_in(task, KeyboardInterrupt)
 
 

@@ -19,6 +19,12 @@ the runs nested in a run (``runs_by_parent``), the running runs of a process
 (``runs_running``, partial), the finished runs by age (``runs_by_age``, partial); opening
 the file costs the same whatever the number of runs (``benchmarks/history_scale.py``).
 
+The usual duration of a task (:meth:`History.usual_duration`: the median of the last
+:data:`USUAL_RUNS` succeeded runs of the same work, once there are :data:`USUAL_MIN`) is one
+look-up of the index ``runs_usual`` on the column ``usual_key``, written for every
+row: what identifies the same work in later runs (:func:`run_key`: the kind and the name,
+``"block:etl"``; or what the front end gave, ``"code:<sha256>"`` for an unnamed cell).
+
 Every method is short and never raises a database error: the first failure of each kind is
 logged and the caller goes on. The session calls :meth:`History.record_start` and
 :meth:`History.record_end` on its loop thread; :func:`nbremind.history` reads the rows into
@@ -47,15 +53,22 @@ __all__ = [
     "DEFAULT_KEEP",
     "FIELDS",
     "SCHEMA_VERSION",
+    "USUAL_MIN",
+    "USUAL_RUNS",
     "History",
     "history_path",
     "parse_since",
+    "run_key",
 ]
 
 log = logging.getLogger("nbremind")
 
 #: The version of the ``runs`` table this nbremind writes.
-SCHEMA_VERSION = 4
+SCHEMA_VERSION = 5
+#: The usual duration of a task is the median of its last this many succeeded runs ...
+USUAL_RUNS = 10
+#: ... once it has at least this many.
+USUAL_MIN = 3
 #: Finished runs are kept this many seconds by default (90 days).
 DEFAULT_KEEP = 90 * 86400.0
 #: Retention is applied at most this often (seconds), when a process opens the file.
@@ -87,8 +100,11 @@ COLUMNS = (
     "folded",
     "folded_duration",
 )
-#: The columns a start or end written alone sets (the folded counts are left as they are).
-_RUN_COLUMNS = COLUMNS[:-2]
+#: The columns a start or end written alone sets (the folded counts are left as they are),
+#: then the key of the work, which :meth:`History.query` does not return.
+_RUN_COLUMNS = (*COLUMNS[:-2], "usual_key")
+#: The columns :meth:`History.record_many` writes.
+_ALL_COLUMNS = (*_RUN_COLUMNS, *COLUMNS[-2:])
 #: The fields of a run :meth:`History.query` returns: the columns, then ``nested``, the
 #: number of runs inside it (its child tasks and theirs, at any depth, that have a row;
 #: ``folded`` counts those that have none).
@@ -144,7 +160,26 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "DROP INDEX IF EXISTS runs_by_process",
         "CREATE INDEX IF NOT EXISTS runs_running ON runs (pid, pid_start) WHERE state = 'running'",
     ),
+    # 5: the usual duration of a task: its last succeeded runs of the same work, newest
+    # first, from the index alone (older rows have no key and are never matched)
+    5: (
+        "ALTER TABLE runs ADD COLUMN usual_key TEXT",
+        "CREATE INDEX IF NOT EXISTS runs_usual ON runs (usual_key, state, start, duration)",
+    ),
 }
+
+#: The usual-duration look-up: one search of ``runs_usual``, which holds every column it reads.
+_USUAL_SQL = (
+    "SELECT duration FROM runs WHERE usual_key = ? AND state = 'succeeded'"
+    " AND duration IS NOT NULL ORDER BY start DESC LIMIT ?"
+)
+
+
+def run_key(name: str, kind: str) -> str:
+    """What identifies the same work in the history when the task gives no key of its own:
+    its kind and its (masked) name, ``"block:etl"`` -- a cell and a block both named
+    ``train`` are different work."""
+    return f"{kind}:{redact(name)}"
 
 
 def history_path(config: Config | None = None) -> Path:
@@ -265,13 +300,18 @@ class History(Database):
             self._pid_start = Owner.current().start
         return self._pid_start
 
-    def _row(self, snap: TaskSnapshot, notices: int, reason: str | None) -> tuple[Any, ...]:
+    def _row(
+        self, snap: TaskSnapshot, notices: int, reason: str | None, key: str | None = None
+    ) -> tuple[Any, ...]:
+        """``snap`` as the values of :data:`_RUN_COLUMNS` (``key``: its ``usual_key``,
+        ``None``: :func:`run_key`)."""
         error = snap.error
         start, end, elapsed, n = snap.start, snap.end, snap.elapsed, snap.n
+        name = redact(snap.name)
         return (
             snap.id,
             snap.parent_id,
-            redact(snap.name),
+            name,
             snap.kind,
             snap.source,
             snap.host,
@@ -291,6 +331,7 @@ class History(Database):
             redact(error.message) if error else None,
             reason,
             notices,
+            f"{snap.kind}:{name}" if key is None else key,  # (run_key(), without a call)
         )
 
     def _upsert(self, what: str, row: tuple[Any, ...]) -> bool:
@@ -307,15 +348,20 @@ class History(Database):
         return self._run(what, False, action)
 
     # -- writing -------------------------------------------------------------------------------
-    def record_start(self, snapshot: TaskSnapshot) -> bool:
-        """Record a task that started (state ``running``). Returns whether it was stored."""
-        return self._upsert("record_start", self._row(snapshot, 0, None))
+    def record_start(self, snapshot: TaskSnapshot, key: str | None = None) -> bool:
+        """Record a task that started (state ``running``); ``key``: what identifies its
+        work (``None``: :func:`run_key`). Returns whether it was stored."""
+        return self._upsert("record_start", self._row(snapshot, 0, None, key))
 
     def record_end(
-        self, snapshot: TaskSnapshot, notices_sent: int = 0, reason: str | None = None
+        self,
+        snapshot: TaskSnapshot,
+        notices_sent: int = 0,
+        reason: str | None = None,
+        key: str | None = None,
     ) -> bool:
         """Record how a task ended (its final snapshot) and the notices sent for it so far."""
-        return self._upsert("record_end", self._row(snapshot, notices_sent, reason))
+        return self._upsert("record_end", self._row(snapshot, notices_sent, reason, key))
 
     def record_many(
         self,
@@ -324,9 +370,11 @@ class History(Database):
         folded: Mapping[str, tuple[int, float]] | None = None,
         delete: Collection[str] = (),
         late_notices: Mapping[str, int] | None = None,
+        keys: Mapping[str, str] | None = None,
     ) -> bool:
         """Record several starts and ends (snapshot, notices sent) in one transaction, in
-        order: a task's later snapshot replaces its earlier one. ``folded`` gives, by task
+        order: a task's later snapshot replaces its earlier one. ``keys`` gives, by task id,
+        what identifies a task's work when not :func:`run_key`. ``folded`` gives, by task
         id, the runs folded into it and the seconds they took (its row's ``folded`` and
         ``folded_duration``; ``0`` for a run not in it); then the rows of ``delete``, runs
         folded into their parent after their start was written, are removed; last, the
@@ -334,12 +382,16 @@ class History(Database):
         late = list((late_notices or {}).items())
         if not runs and not delete and not late:
             return True
-        names = ", ".join(f'"{c}"' for c in COLUMNS)
-        marks = "(" + ", ".join("?" for _ in COLUMNS) + ")"
-        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in COLUMNS[1:])
+        names = ", ".join(f'"{c}"' for c in _ALL_COLUMNS)
+        marks = "(" + ", ".join("?" for _ in _ALL_COLUMNS) + ")"
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in _ALL_COLUMNS[1:])
         folds = folded or {}
+        given = keys or {}
         rows = [
-            (*self._row(snapshot, sent, None), *folds.get(snapshot.id, (0, 0.0)))
+            (
+                *self._row(snapshot, sent, None, given.get(snapshot.id)),
+                *folds.get(snapshot.id, (0, 0.0)),
+            )
             for snapshot, sent in runs
         ]
         gone = list(delete)
@@ -410,6 +462,22 @@ class History(Database):
         return self._run("mark_process_died", [], action)
 
     # -- reading -------------------------------------------------------------------------------
+    def usual_duration(self, key: str) -> float | None:
+        """Seconds the work ``key`` (see :func:`run_key`) usually takes: the median duration
+        of its last :data:`USUAL_RUNS` succeeded runs; ``None`` with fewer than
+        :data:`USUAL_MIN`. One look-up of the index ``runs_usual``."""
+
+        def action(db: sqlite3.Connection) -> float | None:
+            found = sorted(float(row[0]) for row in db.execute(_USUAL_SQL, (key, USUAL_RUNS)))
+            if len(found) < USUAL_MIN:
+                return None
+            middle = len(found) // 2
+            if len(found) % 2:
+                return found[middle]
+            return (found[middle - 1] + found[middle]) / 2.0
+
+        return self._run("usual_duration", None, action)
+
     def query(
         self,
         name: str | None = None,

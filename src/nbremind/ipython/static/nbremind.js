@@ -228,9 +228,10 @@ const COLUMNS = [
   ["eta", "ETA"],
   ["rss", "RSS"],
   ["cpu", "CPU"],
+  ["gpu", "GPU"],
   ["notice", "last notice"],
 ];
-const TEXT_CELLS = ["count", "rate", "eta", "notice"];
+const TEXT_CELLS = ["count", "rate", "eta", "gpu", "notice"];
 /** Rows drawn at most (the first ones, in the kernel's order); a line says how many more
  * there are. Drawing 10,000 rows takes the page seconds and every update a long frame. */
 const DRAW_LIMIT = 500;
@@ -379,6 +380,14 @@ function setAttribute(row, key, value, apply) {
   }
 }
 
+/** The ETA cell: the kernel's ETA, then the usual duration of a running task that has one
+ * (``22 min · usually 25 min``; the ETA counts down from it until progress gives one). */
+function etaText(data, at) {
+  const eta = data[at.eta] || "";
+  const usual = (at.usual === undefined ? "" : data[at.usual]) || "";
+  return eta && usual ? `${eta} · ${usual}` : eta || usual;
+}
+
 function updateRow(row, data, at, clock) {
   const { tr, cells } = row;
   setAttribute(row, "state", data[at.state], (v) => { tr.dataset.state = v; });
@@ -390,7 +399,9 @@ function updateRow(row, data, at, clock) {
   setAttribute(row, "notice-title", data[at.notice], (v) => { cells.notice.title = v; });
   setText(row, "name", data[at.name]);
   setText(row, "state", data[at.state_text]);
-  for (const key of TEXT_CELLS) setText(row, key, data[at[key]]);
+  for (const key of TEXT_CELLS) {
+    setText(row, key, key === "eta" ? etaText(data, at) : data[at[key]]);
+  }
   const running = data[at.state] === "running";
   const started = data[at.started];
   if (running && clock.live && typeof started === "number") {
@@ -505,6 +516,8 @@ function renderPanel(model, el, say) {
     }
     empty.hidden = ids.length > 0;
     table.hidden = ids.length === 0;
+    // the GPU column only where a row has GPU figures (NVML answers and a task uses a GPU)
+    table.classList.toggle("nbremind-no-gpu", !data.some((r) => r[at.gpu]));
     const hidden = all.length - data.length;
     more.hidden = hidden === 0;
     more.textContent = hidden ? `… and ${hidden} more (the first ${data.length} are shown)` : "";
