@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -28,3 +29,16 @@ def within(seconds: float, call: Callable[[], Any]) -> Any:
     if "error" in outcome:
         raise outcome["error"]
     return outcome.get("value")
+
+
+def eventually(condition: Callable[[], Any], seconds: float = 20.0, what: str = "it") -> Any:
+    """Call ``condition`` (every 20 ms) until it returns something true, and return that;
+    a test failure naming ``what`` after ``seconds``."""
+    deadline = time.monotonic() + seconds
+    while True:
+        found = condition()
+        if found:
+            return found
+        if time.monotonic() > deadline:
+            pytest.fail(f"{what} did not happen within {seconds:g} s")
+        time.sleep(0.02)  # (a poll interval, not a stand-in for the condition)

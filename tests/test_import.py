@@ -55,6 +55,8 @@ def test_the_check_itself_sees_heavy_modules() -> None:
 
 def test_import_nbremind_is_light() -> None:
     assert _loaded_after("import nbremind") == []
+    # the jobs of the settings files (and their cron parser) load only where they run
+    assert _loaded_after("import nbremind", ("cronsim",)) == []
 
 
 def test_the_check_sees_slow_standard_modules() -> None:

@@ -69,17 +69,18 @@ def history(
     since: Any = None,
     limit: int | None = 100,
     nested: bool = False,
+    kind: str | None = None,
 ) -> Any:
     """The recent runs (newest first) as a pandas DataFrame: top-level tasks of every
     process, each with the number of tasks nested in it; ``nested=True``: every task.
 
-    ``name`` and ``state`` filter; ``since`` is a duration back from now (``"2h"``,
-    ``"7d"``), a ``datetime`` or an ISO date; ``limit`` caps the rows (``None``: all).
-    Imports pandas only when called.
+    ``name``, ``state`` and ``kind`` (``"cell"``, ``"command"``, ``"job"``, ...) filter;
+    ``since`` is a duration back from now (``"2h"``, ``"7d"``), a ``datetime`` or an ISO
+    date; ``limit`` caps the rows (``None``: all). Imports pandas only when called.
     """
     from .api.history import history_frame
 
-    return history_frame(name, state, since, limit, nested)
+    return history_frame(name, state, since, limit, nested, kind)
 
 
 def load_ipython_extension(ipython: Any) -> None:

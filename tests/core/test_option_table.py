@@ -71,7 +71,7 @@ def test_the_remind_cell_takes_the_magic_options_of_the_table() -> None:
 def test_nbremind_run_takes_the_command_options_of_the_table() -> None:
     (sub,) = [a for a in command_parser()._actions if isinstance(a, argparse._SubParsersAction)]
     run = sub.choices["run"]
-    assert _flags(run, {"help", "name"}) == _table_flags(COMMAND_OPTIONS)
+    assert _flags(run, {"help", "name", "job", "attempt"}) == _table_flags(COMMAND_OPTIONS)
     assert all(a.help for a in run._actions if a.dest in {s.name for s in COMMAND_OPTIONS})
 
 

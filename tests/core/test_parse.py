@@ -135,6 +135,7 @@ def test_events() -> None:
         "input",
         "stall",
         "slower",
+        "missed",
     }
 
 

@@ -1,4 +1,5 @@
-"""The ``nbremind`` command: ``nbremind run -- CMD`` and ``nbremind test``.
+"""The ``nbremind`` command: ``nbremind run -- CMD``, ``test``, ``history``, ``outbox``,
+``doctor``, ``schedule`` and ``jobs``.
 
 Errors end the command with a one-line message on stderr and a non-zero status (2 for a
 bad option value, naming the option and the value). Text output has control characters
@@ -30,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: The subcommands, in the order ``nbremind --help`` lists them.
-COMMANDS = ("run", "test", "history", "outbox", "doctor")
+COMMANDS = ("run", "test", "history", "outbox", "doctor", "schedule", "jobs")
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -60,10 +61,22 @@ def _add_run(sub: Any) -> None:
         "channel could deliver its notices, one line on stderr says why.",
         usage="nbremind run [options] -- CMD [ARGS...]",
     )
-    run.add_argument(
+    named = run.add_mutually_exclusive_group()
+    named.add_argument(
         "--name",
         help="the task's name (default: the command line, shortened; "
         "for python SCRIPT, the script's file name)",
+    )
+    named.add_argument(
+        "--job",
+        metavar="NAME",
+        help="run it as a run of the scheduled job NAME: a task of kind job named NAME "
+        "(how nbremind schedule starts each run)",
+    )
+    run.add_argument(
+        "--attempt",
+        metavar="N[/M]",
+        help="the attempt number of a retried run, shown in its notices ('attempt 2 of 3' for 2/3)",
     )
     add_flags(run, COMMAND_OPTIONS, with_help=True)
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="CMD [ARGS...]")
@@ -105,12 +118,20 @@ def _add_doctor(sub: Any) -> None:
     )
 
 
+def _add_schedule(sub: Any) -> None:
+    from .schedule import add_parsers  # schedule, jobs
+
+    add_parsers(sub)
+
+
 _ADDERS: dict[str, Callable[[Any], None]] = {
     "run": _add_run,
     "test": _add_test,
     "history": _add_history,
     "outbox": _add_history,
     "doctor": _add_doctor,
+    "schedule": _add_schedule,
+    "jobs": _add_schedule,
 }
 
 
@@ -129,6 +150,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return run_history(ns) if ns.command == "history" else run_outbox(ns)
         if ns.command == "doctor":
             return _doctor(ns)
+        if ns.command in ("schedule", "jobs"):
+            from .schedule import run_jobs, run_schedule
+
+            return run_schedule(ns) if ns.command == "schedule" else run_jobs(ns)
         return _test(ns)
     except ValueError as exc:
         print(printable(f"nbremind {ns.command}: error: {exc}"), file=sys.stderr)
@@ -136,7 +161,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(ns: argparse.Namespace) -> int:
-    from .run import run_command
+    from .run import attempt_note, run_command
 
     command = list(ns.argv)
     if command and command[0] == "--":
@@ -149,8 +174,14 @@ def _run(ns: argparse.Namespace) -> int:
         key: value for key, value in flag_values(ns, COMMAND_OPTIONS).items() if value is not None
     }
     parse_call_options("", flags=True, **options)  # checked here: errors name the flag
+    notes = [] if ns.attempt is None else [attempt_note(ns.attempt)]
+    if ns.job is not None and not ns.job.strip():
+        raise ValueError("--job: the job's name is empty")
     try:
-        result = run_command(command, ns.name, **options)
+        if ns.job is not None:
+            result = run_command(command, ns.job, kind="job", notes=notes, watchdog=True, **options)
+        else:
+            result = run_command(command, ns.name, notes=notes, **options)
     except OSError as exc:
         reason = exc.strerror or str(exc)
         print(f"nbremind run: cannot run {command[0]!r}: {reason}", file=sys.stderr)

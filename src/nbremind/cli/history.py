@@ -14,14 +14,17 @@ __all__ = ["add_parsers", "run_history", "run_outbox"]
 
 def add_parsers(sub: Any) -> None:
     """Add the ``history`` and ``outbox`` subcommands to the ``nbremind`` parser."""
+    from ..api.history import KINDS
+
     history = sub.add_parser(
         "history",
         help="list recent runs: what ran, for how long, how it ended",
         description="List the recorded runs of every process (cells, remind() blocks, "
-        "track() loops, pandas calls, nbremind run), newest first, as a table or as JSON: "
-        "top-level runs, each with the number of runs nested in it and of the short ones "
-        "folded into it (how many, and their time: nested runs that succeeded faster than "
-        "the history_min setting have no row of their own); --all lists every run.",
+        "track() loops, pandas calls, nbremind run commands, scheduled jobs' runs), newest "
+        "first, as a table or as JSON: top-level runs, each with the number of runs nested "
+        "in it and of the short ones folded into it (how many, and their time: nested runs "
+        "that succeeded faster than the history_min setting have no row of their own); "
+        "--all lists every run.",
     )
     history.add_argument(
         "--all",
@@ -31,6 +34,12 @@ def add_parsers(sub: Any) -> None:
         "folded into their parent have no row)",
     )
     history.add_argument("--name", help="only runs of the task with this name")
+    history.add_argument(
+        "--kind",
+        choices=KINDS,
+        help="only runs of this kind of task (job: the runs of scheduled jobs; command: "
+        "nbremind run)",
+    )
     history.add_argument(
         "--state",
         choices=("running", "succeeded", "failed", "cancelled", "timed_out"),
@@ -92,7 +101,13 @@ def run_history(ns: argparse.Namespace) -> int:
         return 1
     try:
         rows = history_rows(
-            ns.name, ns.state, ns.since, limit or None, nested=ns.nested, history=history
+            ns.name,
+            ns.state,
+            ns.since,
+            limit or None,
+            nested=ns.nested,
+            kind=ns.kind,
+            history=history,
         )
     finally:
         history.close()

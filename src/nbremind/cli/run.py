@@ -7,11 +7,18 @@ on the session's ticker (once a second; on every tick with ``mem_limit``). At th
 the group gets SIGTERM, then SIGKILL after a grace period, and the task ends ``timed_out``.
 Past ``mem_limit`` the group gets SIGKILL at once, as from the OOM killer, and the task ends
 ``failed`` with :class:`~nbremind.core.task.TaskMemoryLimit`.
+
+``nbremind run --job NAME`` is how ``nbremind schedule`` starts each run of a job: the task
+is named NAME and of kind ``job`` from its start (its start notice and history row say so),
+``--attempt N/M`` adds the note "attempt N of M" to its notices, and a watcher process
+records the run failed if nbremind itself is killed while the command runs.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import re
 import shlex
 import signal
 import subprocess
@@ -22,7 +29,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
 
-from ..api.reminder import remind
+from ..api.reminder import Reminder, remind
 from ..core.notice import format_duration, format_size
 from ..core.task import Ended, Task, TaskMemoryLimit, TaskState, TaskTimeout
 from ..runtime.session import Session
@@ -33,9 +40,11 @@ if TYPE_CHECKING:
 __all__ = [
     "EXIT_MEMORY_LIMIT",
     "EXIT_TIMED_OUT",
+    "CommandCancelled",
     "CommandFailed",
     "CommandTimedOut",
     "RunResult",
+    "attempt_note",
     "command_name",
     "run_command",
 ]
@@ -58,6 +67,9 @@ _FORWARDED = tuple(
     for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2")
     if hasattr(signal, name)
 )
+#: Forwarded signals that ask the command to stop: a command that then ends unsuccessfully
+#: was cancelled (Ctrl-C, ``kill``, the scheduler stopping), not failed.
+_STOPS = tuple(getattr(signal, n) for n in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, n))
 
 
 class CommandFailed(Ended):
@@ -66,6 +78,11 @@ class CommandFailed(Ended):
 
 class CommandTimedOut(Ended, TaskTimeout):
     """A command stopped at its timeout; its words say so."""
+
+
+class CommandCancelled(Ended, KeyboardInterrupt):
+    """A command that ended unsuccessfully after nbremind passed it a signal asking it to
+    stop (SIGINT, SIGTERM, SIGHUP): the task ends ``cancelled``; its words name the signal."""
 
 
 @dataclass(frozen=True)
@@ -95,15 +112,36 @@ def command_name(argv: Sequence[str]) -> str:
     return text if len(text) <= NAME_CHARS else text[: NAME_CHARS - 1] + "…"
 
 
+def attempt_note(text: str, option: str = "--attempt") -> str:
+    """The note a retried run carries, from ``"N"`` or ``"N/M"`` (attempt N of M):
+    ``"attempt 2 of 3"``; a value that is not a positive attempt number (or N above M)
+    raises ``ValueError`` naming ``option`` and the value."""
+    match = re.fullmatch(r"\s*([0-9]+)(?:/([0-9]+))?\s*", str(text))
+    attempt = int(match[1]) if match else 0
+    attempts = int(match[2]) if match and match[2] else None
+    if attempt < 1 or (attempts is not None and attempts < attempt):
+        raise ValueError(
+            f"{option}: {text!r} is not an attempt number: give N or N/M (attempt N of M), "
+            "e.g. 2 or 2/3"
+        )
+    return f"attempt {attempt}" if attempts is None else f"attempt {attempt} of {attempts}"
+
+
 def run_command(
     argv: Sequence[str],
     name: str | None = None,
     *,
+    kind: str = "command",
+    notes: Sequence[str] = (),
+    watchdog: bool = False,
     session: Session | None = None,
     kill_grace: float = KILL_GRACE,
     **options: Any,
 ) -> RunResult:
-    """Run ``argv`` as a task (``remind()``'s options apply); return its exit status.
+    """Run ``argv`` as a task of ``kind`` (``"command"``; ``"job"`` for a scheduled job's
+    run) with ``notes`` attached (shown in its notices; ``remind()``'s options apply);
+    return its exit status. ``watchdog=True``: when nbremind itself is killed while the
+    command runs, a watcher process records the task failed and notifies.
 
     A command that cannot start raises ``FileNotFoundError`` / ``PermissionError`` before
     any task exists. Exit status 0 -> succeeded; other -> failed ("exit status N"); killed
@@ -115,41 +153,67 @@ def run_command(
     if not argv:
         raise ValueError("nbremind run: no command given (put it after --)")
     timeout = options.pop("timeout", None)
-    reminder = remind(
+    checked = remind(
         name or command_name(argv),
         session=session,
         timeout=timeout,
         interrupt=timeout is not None,
         **options,
     )
+    # the same reminder, of this kind from its start (its start notice and history row)
+    reminder = Reminder(checked.name, checked.options, checked.total, session, kind)
+    reminder.watchdog = watchdog
     if options.get("stall") is not None:
         _check_stall(reminder.session)
     guarded = options.get("mem_limit") is not None
     clock = reminder.session.clock
     started = (clock.monotonic(), clock.time())  # the duration counts the command's start-up
-    child = subprocess.Popen(list(argv), start_new_session=os.name == "posix")
+    # a job's command may say why it failed (a notebook's failing cell), in a file of its own
+    reason_file = _reason_file() if kind == "job" else None
+    env = None if reason_file is None else {**os.environ, REASON_VARIABLE: reason_file}
+    stopping = threading.Event()
+    asked: list[int] = []  # the signals asking the command to stop that were passed on
+    task: Task | None = None
+    started_child: list[subprocess.Popen[bytes]] = []  # (the command, once it runs)
+    early: list[int] = []  # signals that came before the command ran: passed on after
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        if not started_child:
+            early.append(signum)
+        elif task is not None and task.interrupted_by_timeout:
+            stopping.set()  # nbremind's own interrupt at the timeout: stop the command
+            _signal_group(started_child[0], signal.SIGTERM)
+        else:
+            if signum in _STOPS:
+                asked.append(signum)
+            _signal_group(started_child[0], signum)
+
+    # the handlers before the command starts: a signal that comes as it starts is its
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, forward) for s in _FORWARDED} if in_main else {}
+    try:
+        child = subprocess.Popen(list(argv), start_new_session=os.name == "posix", env=env)
+    except BaseException:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+        if reason_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(reason_file)
+        raise
+    started_child.append(child)
+    for signum in early:
+        forward(signum, None)
     outcomes: list[Delivery] = []  # the command's notices' deliveries, as they happen
     stop_listening = reminder.session.dispatcher.listen(outcomes.append)
     # the guard acts within a tick of the tree passing the limit: it reads the tree each tick
     tree = _TreeMemory(child.pid, every=0.0 if guarded else 1.0)
     if options.get("stall") is not None or options.get("gpu_mem") is not None:
         _watch_gpus_of(reminder.session, tree)
-    stopping = threading.Event()
-    task: Task | None = None
-
-    def forward(signum: int, frame: FrameType | None) -> None:
-        if task is not None and task.interrupted_by_timeout:
-            stopping.set()  # nbremind's own interrupt at the timeout: stop the command
-            _signal_group(child, signal.SIGTERM)
-        else:
-            _signal_group(child, signum)
-
-    in_main = threading.current_thread() is threading.main_thread()
-    previous = {s: signal.signal(s, forward) for s in _FORWARDED} if in_main else {}
     try:
         with reminder as task:
             task.start_mono, task.start_wall = started
-            task.kind = "command"
+            for note in notes:
+                task.note(note)
             if guarded:  # (before the tree is judged: the stop is the group's, not a raise)
                 task.stopper = lambda reason: _kill_group(child)
             task.rss_source = tree.sample
@@ -159,18 +223,25 @@ def run_command(
             if stopping.is_set():
                 limit = format_duration(task.options.timeout or 0.0)
                 raise CommandTimedOut(f"stopped at its timeout of {limit}")
+            if code != 0 and asked and task.stopped_by is None:
+                raise CommandCancelled(f"stopped by {signal.Signals(asked[0]).name}")
             if code != 0:
-                raise CommandFailed(_describe(code))
+                told = _told_reason(reason_file) if reason_file is not None else ""
+                described = _describe(code)
+                raise CommandFailed(f"{told} ({described})" if told else described)
     except TaskTimeout:
         pass  # recorded as timed_out by the task; the exit status says so below
-    except CommandFailed:
-        pass  # recorded as failed; the command's own exit status is passed on below
+    except (CommandFailed, CommandCancelled):
+        pass  # recorded as failed or cancelled; the command's exit status is passed on below
     finally:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if child.poll() is None:  # nbremind itself failed: never leave the command behind
             _signal_group(child, signal.SIGKILL)
             child.wait()
+        if reason_file is not None:
+            with contextlib.suppress(OSError):
+                os.unlink(reason_file)
     assert task is not None
     peak = tree.peak()
     task.peak_rss = max(peak or 0, task.peak_rss or 0) or None
@@ -267,6 +338,32 @@ def _signal_group(child: subprocess.Popen[bytes], signum: int) -> None:
             child.send_signal(signum)
     except (ProcessLookupError, PermissionError, OSError):
         pass
+
+
+#: The variable naming the file where a command may say why it failed, in one line: the
+#: failure notice then gives that line ("cell 3 raised KeyError: 'x' (exit status 1)").
+REASON_VARIABLE = "NBREMIND_REASON_FILE"
+_REASON_CHARS = 300
+
+
+def _reason_file() -> str:
+    """A fresh, empty file (private to this user) for the command's reason."""
+    import tempfile
+
+    handle, path = tempfile.mkstemp(prefix="nbremind-reason-", suffix=".txt")
+    os.close(handle)
+    return path
+
+
+def _told_reason(path: str) -> str:
+    """The first line the command wrote to its reason file (cut to 300 characters), or
+    ``""``."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as handle:
+            line = handle.readline(_REASON_CHARS + 1).strip()
+    except OSError:
+        return ""
+    return line if len(line) <= _REASON_CHARS else line[:_REASON_CHARS] + "…"
 
 
 def _describe(code: int) -> str:

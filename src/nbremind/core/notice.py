@@ -189,6 +189,8 @@ def _title(event: str, t: TaskSnapshot, detail: object) -> str:
         return f"⚠ {name} memory {format_size(rss)}"
     if event == "stall":
         return _stall_title(name, t, detail)
+    if event == "missed":
+        return _missed_title(name, detail)
     if event == "slower":
         usual = detail if isinstance(detail, (int, float)) else (t.usual or 0.0)
         return (
@@ -200,6 +202,24 @@ def _title(event: str, t: TaskSnapshot, detail: object) -> str:
     if event == "start":
         return f"▶ {name} started"
     return f"{name}: {event}"
+
+
+def _missing(event: str, detail: object) -> bool:
+    """Whether a ``missed`` notice tells of a run that did not come (not that it is back)."""
+    return event == "missed" and not (isinstance(detail, tuple) and detail[:1] == ("back",))
+
+
+def _missed_title(name: str, detail: object) -> str:
+    """``✗ nightly-etl did not run (expected 02:00, grace 1 h)``, ``✗ nightly-etl did not
+    finish (started 02:00, max 30 min)``, ``✓ nightly-etl is back``: ``detail`` is ``(how,
+    "02:00", seconds)``."""
+    how, at, seconds = detail if isinstance(detail, tuple) and len(detail) == 3 else ("", "", 0)
+    duration = format_duration(seconds if isinstance(seconds, (int, float)) else 0.0)
+    if how == "back":
+        return f"✓ {name} is back"
+    if how == "late":
+        return f"✗ {name} did not finish (started {at}, max {duration})"
+    return f"✗ {name} did not run (expected {at}, grace {duration})"
 
 
 def _stall_title(name: str, t: TaskSnapshot, detail: object) -> str:
@@ -311,7 +331,9 @@ def make_notice(
         event=event,
         title=_title(event, task, detail),
         body=_body(event, task, detail),
-        urgency="critical" if event in ("failure", "input") else "normal",
+        urgency="critical"
+        if event in ("failure", "input") or _missing(event, detail)
+        else "normal",
         created=created,
         task=task,
         channels=channels,

@@ -27,13 +27,22 @@ from ..core.task import Task
 from ..runtime.sampling import ProcessSampler, Usage
 from ..runtime.session import Session, get_session
 from .live import live_refresh
+from .panel_jobs import UpcomingJobs
 from .panel_rows import Row, RowBuilder, RowSync, listed_tasks, usage_texts
 from .status_line import follow_settings
 
 if TYPE_CHECKING:
     from .widgets import PanelWidget
 
-__all__ = ["BEAT_EVERY", "Panel", "channel_rows", "close_panels", "panel", "panel_of", "show_panel"]
+__all__ = [
+    "BEAT_EVERY",
+    "Panel",
+    "channel_rows",
+    "close_panels",
+    "panel",
+    "panel_of",
+    "show_panel",
+]
 
 log = logger()
 
@@ -69,6 +78,9 @@ class Panel:
         self._channels_at = float("-inf")
         self._channels_job: asyncio.Future[None] | None = None
         self._busy = True
+        #: The "Upcoming jobs" section (read on the loop, at most every 30 s).
+        self.jobs = UpcomingJobs(session)
+        self._jobs_job: asyncio.Future[None] | None = None
         #: State updates sent to the front end by refreshes, and when the recent ones were.
         self.updates = 0
         self.sent_at: collections.deque[float] = collections.deque(maxlen=1000)
@@ -88,6 +100,7 @@ class Panel:
     def refresh(self, now: float) -> bool:
         """Send what changed since the last refresh as one update (loop thread)."""
         self._look_at_channels(now)
+        self._look_at_jobs(now)
         widget = self.widget
         with widget.lock:  # a full state (the kernel's thread) goes before or after, whole
             state = self.state(now)
@@ -126,12 +139,19 @@ class Panel:
         """Fill the widget before its first display (caller's thread, before the loop
         refreshes it), so the first view already lists the tasks and, unless the loop takes
         longer than ``wait`` seconds to say, the channels."""
+        began = time.monotonic()
         future = self.session.ticker.submit(channel_rows(self.session))
+        jobs = self.session.ticker.submit(self._update_jobs()) if self.jobs.due(0.0) else None
         try:
             self._channels, self._default_note = future.result(timeout=wait)
             self._channels_at = time.monotonic()
         except Exception:  # not known in time (a slow desktop probe): the loop fills it in
             log.debug("channel availability not known yet", exc_info=True)
+        if jobs is not None:  # read on the loop: the kernel's thread only waits, a little
+            try:
+                jobs.result(timeout=max(0.0, wait - (time.monotonic() - began)))
+            except Exception:
+                log.debug("the jobs are not read yet", exc_info=True)
         widget = self.widget
         with widget.lock:
             state = self.state(time.monotonic(), sample=False)
@@ -170,6 +190,7 @@ class Panel:
             "default_note": self._default_note,
             "summary": summary,
             "muted": session.config.muted,
+            "jobs": self.jobs.model,
             "beat": math.floor(time.time() / BEAT_EVERY) * BEAT_EVERY,
         }
 
@@ -187,6 +208,17 @@ class Panel:
             log.debug("reading channel availability failed", exc_info=True)
         finally:
             self._channels_job = None
+
+    # -- upcoming jobs (read on the loop: files and the history, at most every 30 s) --------------
+    def _look_at_jobs(self, now: float) -> None:
+        if self._jobs_job is None and self.jobs.due(now):
+            self._jobs_job = asyncio.ensure_future(self._update_jobs())
+
+    async def _update_jobs(self) -> None:
+        try:
+            self.jobs.update()
+        finally:
+            self._jobs_job = None
 
     # -- the mute switch (flipped in the browser; runs on the kernel's thread) -----------------
     def _on_mute_switch(self, change: dict[str, Any]) -> None:

@@ -164,6 +164,9 @@ class PanelWidget(NbremindWidget):
     default_note = traitlets.Unicode("").tag(sync=True)
     #: ``"2 running · 14 finished"``.
     summary = traitlets.Unicode("").tag(sync=True)
+    #: The upcoming jobs of the settings files: ``{"rows": [...], "more": N}`` (see
+    #: :mod:`.panel_jobs`), ``{}`` when there are none.
+    jobs: traitlets.Dict[str, Any] = traitlets.Dict().tag(sync=True)
     #: The mute switch; the user may flip it in the browser.
     muted = traitlets.Bool(False).tag(sync=True)
     #: The kernel's heartbeat (its clock, bumped every ``panel.BEAT_EVERY`` seconds): a page

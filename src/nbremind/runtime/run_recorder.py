@@ -317,6 +317,9 @@ class HistoryRecorder:
     def _look_up_usual(self, history: History, started: list[tuple[Task, str]]) -> None:
         """Set the usual duration of the tasks ``started`` (with their keys): one query
         each, on the loop thread (handed to it when the backlog is written elsewhere)."""
+        started = [(task, key) for task, key in started if not task.done]  # (ended: no use)
+        if not started:
+            return
         if not self._ticker.in_loop_thread():
             if self._closed():
                 return

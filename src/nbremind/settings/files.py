@@ -17,6 +17,9 @@ channels when it is an array, and the named channels (``channel_defs``) when it 
 whose own ``default`` array then gives the list. String values may refer to environment
 variables as ``${NAME}`` (``$${`` is a literal ``${``); such values become
 :class:`~nbremind.core.secrets.Secret`.
+
+The ``jobs`` and ``expect`` tables of the same files are not settings: they are left out
+here, and :func:`raw_tables` gives them as read (``nbremind.settings.jobs`` reads them).
 """
 
 from __future__ import annotations
@@ -29,7 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
-from typing import Any
+from typing import Any, NamedTuple
 
 from ..core.config import Config
 from ..core.secrets import Secret, redact
@@ -37,12 +40,16 @@ from ..core.urls import display_name, shown
 
 __all__ = [
     "ENV_PREFIX",
+    "NOT_SETTINGS",
+    "FileTables",
     "LoadedSettings",
+    "RawTables",
     "env_var",
     "expand",
     "file_lines",
     "find_project_files",
     "load_settings",
+    "raw_tables",
     "user_config_file",
 ]
 
@@ -52,6 +59,8 @@ CONFIG_DIR_VAR = "NBREMIND_CONFIG_DIR"
 USER_FILE = "config.toml"
 PROJECT_FILES = ("pyproject.toml", "nbremind.toml")
 _REFERENCE = re.compile(r"\$\$\{|\$\{([A-Za-z_][A-Za-z0-9_]*)\}|\$\{[^}]*\}?")
+#: Top-level tables of the settings files that are not settings (jobs and expected runs).
+NOT_SETTINGS = ("jobs", "expect")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}
 
@@ -257,6 +266,8 @@ def _normalise(table: Mapping[str, Any], label: str) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for raw_key, value in table.items():
         key = raw_key.replace("-", "_")
+        if key in NOT_SETTINGS:
+            continue  # (read by raw_tables)
         if key == "channels" and isinstance(value, dict):
             defs = {name: spec for name, spec in value.items() if isinstance(spec, dict)}
             rest = {name: spec for name, spec in value.items() if not isinstance(spec, dict)}
@@ -398,6 +409,65 @@ def load_settings(
         project_files=project,
         empty=tuple(empty),
         unusable=tuple(unusable),
+    )
+
+
+class FileTables(NamedTuple):
+    """The tables of :data:`NOT_SETTINGS` one settings file has, as read."""
+
+    #: The file as errors name it (``.../pyproject.toml [tool.nbremind]``).
+    label: str
+    path: Path
+    #: ``{"jobs": ..., "expect": ...}``: those of the two the file has, not checked.
+    tables: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RawTables:
+    """What :func:`raw_tables` found."""
+
+    #: Each file read that has a ``jobs`` or ``expect`` table, lowest precedence first.
+    tables: tuple[FileTables, ...]
+    #: Each file that could not be read, as one message naming it.
+    errors: tuple[str, ...] = ()
+    #: Files read (those that exist), lowest precedence first.
+    files: tuple[Path, ...] = ()
+    #: Files (and folders) whose appearance, change or removal changes the tables.
+    watch: tuple[Path, ...] = ()
+
+
+def raw_tables(
+    start: Path | str | None = None, environ: Mapping[str, str] | None = None
+) -> RawTables:
+    """The ``jobs`` and ``expect`` tables of the files :func:`load_settings` reads (the user
+    file, then the project's ``pyproject.toml [tool.nbremind]`` and ``nbremind.toml``),
+    in that order; never raises (a file that cannot be read is in :attr:`RawTables.errors`).
+    """
+    env = os.environ if environ is None else environ
+    folder = (Path.cwd() if start is None else Path(start)).resolve()
+    user_file = user_config_file(env)
+    found: list[FileTables] = []
+    errors: list[str] = []
+    read: list[Path] = []
+    for path in (user_file, *find_project_files(folder)):
+        if not _present(path):
+            continue
+        read.append(path)
+        try:
+            table = read_file(path)
+        except ValueError as exc:
+            errors.append(redact(str(exc)))
+            continue
+        if table is None:
+            continue
+        tables = {key: table[key] for key in NOT_SETTINGS if key in table}
+        if tables:
+            found.append(FileTables(_label(path), path, tables))
+    return RawTables(
+        tables=tuple(found),
+        errors=tuple(errors),
+        files=tuple(read),
+        watch=_watch_paths(folder, user_file),
     )
 
 

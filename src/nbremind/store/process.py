@@ -8,7 +8,7 @@ import socket
 import sys
 from dataclasses import dataclass
 
-__all__ = ["Owner", "owner_alive"]
+__all__ = ["Owner", "owner_alive", "process_start"]
 
 #: Seconds two readings of one process's start time may differ by.
 _START_TOLERANCE = 0.5
@@ -26,10 +26,10 @@ class Owner:
     def current(cls) -> Owner:
         """This process."""
         pid = os.getpid()
-        return cls(pid, _process_start(pid) or 0.0, socket.gethostname())
+        return cls(pid, process_start(pid) or 0.0, socket.gethostname())
 
 
-def _process_start(pid: int) -> float | None:
+def process_start(pid: int) -> float | None:
     """The start time of process ``pid`` in seconds since the epoch, as psutil's
     ``create_time()`` gives it; ``None`` when the process cannot be read."""
     if sys.platform == "linux":

@@ -5,7 +5,7 @@
 // element properties or setAttribute only: no markup is ever built from data.
 
 const CHANGE_EVENTS = {
-  panel: ["rows", "delta", "usage", "channels", "default_note", "summary", "muted"],
+  panel: ["rows", "delta", "usage", "channels", "default_note", "summary", "muted", "jobs"],
   status: ["text", "state"],
 };
 
@@ -264,6 +264,32 @@ function formatDuration(seconds) {
   return hours ? `${days} d ${hours} h` : `${days} d`;
 }
 
+const JOB_COLUMNS = [
+  ["name", "job"],
+  ["schedule", "schedule"],
+  ["next", "next run"],
+  ["last", "last run"],
+];
+
+/** A job's next run, counted on from the kernel's ``next_at`` while the kernel lives:
+ * ``in 2 h 10 min (02:00)``, ``due (02:00)`` once it passed; else the kernel's text. */
+function nextRunText(job, clock) {
+  if (!clock.live || typeof job.next_at !== "number") return String(job.next ?? "");
+  const left = job.next_at - clock.now();
+  const at = String(job.next_clock ?? "");
+  return left > 0 ? `in ${formatDuration(left)} (${at})` : `due (${at})`;
+}
+
+/** A job's last run, ``succeeded 3 h ago``, counted on as :func:`nextRunText` is. */
+function lastRunText(job, clock) {
+  const state = job.last_state;
+  if (!clock.live || typeof state !== "string" || typeof job.last_at !== "number") {
+    return String(job.last ?? "");
+  }
+  const ago = formatDuration(Math.max(0, clock.now() - job.last_at));
+  return state === "running" ? `running (started ${ago} ago)` : `${state} ${ago} ago`;
+}
+
 /** Which delta each rows array (a model's ``rows``) is at: the page applies deltas to the
  * array in place (never through model.set, which would send the rows back to the kernel
  * with the next save_changes), so a saved widget state holds the rows as last shown. */
@@ -463,7 +489,23 @@ function renderPanel(model, el, say) {
   const scroll = make("div", "nbremind-scroll");
   scroll.append(table, more, empty);
 
-  root.append(header, stale, controls, channels, defaults, scroll);
+  // the upcoming jobs of the settings files (hidden when they define none)
+  const jobs = make("div", "nbremind-jobs");
+  jobs.hidden = true;
+  const jobTable = make("table", "nbremind-jobs-table");
+  const jobHead = make("tr");
+  for (const [key, label] of JOB_COLUMNS) {
+    jobHead.appendChild(make("th", `nbremind-job-${key}`, label));
+  }
+  const jobThead = make("thead");
+  jobThead.appendChild(jobHead);
+  const jobBody = make("tbody");
+  jobTable.append(jobThead, jobBody);
+  const jobsMore = make("div", "nbremind-jobs-more");
+  jobsMore.hidden = true;
+  jobs.append(make("div", "nbremind-jobs-title", "Upcoming jobs"), jobTable, jobsMore);
+
+  root.append(header, stale, controls, channels, defaults, scroll, jobs);
   el.appendChild(root);
 
   const rows = new Map();
@@ -525,6 +567,36 @@ function renderPanel(model, el, say) {
   const onDelta = () => {
     if (applyDelta(model) !== "gap") updateRows();
   };
+
+  const jobRows = [];
+  function updateJobs() {
+    const state = model.get("jobs") || {};
+    const list = Array.isArray(state.rows) ? state.rows : [];
+    while (jobRows.length > list.length) jobRows.pop().tr.remove();
+    while (jobRows.length < list.length) {
+      const tr = make("tr", "nbremind-job");
+      const cells = {};
+      for (const [key] of JOB_COLUMNS) {
+        cells[key] = make("td", `nbremind-job-${key}`);
+        tr.appendChild(cells[key]);
+      }
+      jobBody.appendChild(tr);
+      jobRows.push({ tr, cells, shown: {} });
+    }
+    list.forEach((job, i) => {
+      const row = jobRows[i];
+      setAttribute(row, "name", job.name, (v) => { row.tr.dataset.job = v; });
+      setAttribute(row, "last-state", job.last_state, (v) => { row.tr.dataset.lastState = v; });
+      setText(row, "name", job.name);
+      setText(row, "schedule", job.schedule);
+      setText(row, "next", nextRunText(job, clock));
+      setText(row, "last", lastRunText(job, clock));
+    });
+    const hidden = Number(state.more) || 0;
+    jobsMore.hidden = hidden === 0;
+    jobsMore.textContent = hidden ? `… and ${hidden} more` : "";
+    jobs.hidden = list.length === 0;
+  }
 
   function updateChannels() {
     const items = (model.get("channels") || []).map(([name, state, ok]) => {
@@ -604,6 +676,7 @@ function renderPanel(model, el, say) {
     if (clock.live !== live || live) {
       clock.live = live;
       updateRows();  // running times count on while the kernel lives
+      updateJobs();
     }
   }
   const onBeat = () => {
@@ -617,6 +690,7 @@ function renderPanel(model, el, say) {
   updateLive();
   updateRows();
   updateChannels();
+  updateJobs();
   updateHeader();
   updateAsk();
   const unlisten = [
@@ -624,6 +698,7 @@ function renderPanel(model, el, say) {
     listen(model, ["rows", "usage"], updateRows),
     listen(model, ["delta"], onDelta),
     listen(model, ["channels"], updateChannels),
+    listen(model, ["jobs"], updateJobs),
     listen(model, ["summary", "default_note", "muted"], updateHeader),
     listen(model, ["beat"], onBeat),
   ];
