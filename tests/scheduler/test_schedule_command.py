@@ -193,3 +193,25 @@ def test_a_run_going_when_the_scheduler_stops_is_cancelled(folder: Path) -> None
         assert scheduler.wait(30) == 0
     runs = json.loads(nbremind(folder, "history", "--json", "--name", "long").stdout)
     assert [r["state"] for r in runs] == ["cancelled"]
+
+
+def test_an_edit_of_the_running_schedulers_jobs_takes_effect_and_a_bad_one_is_told_once(
+    folder: Path, scheduler: subprocess.Popen[str]
+) -> None:
+    eventually(lambda: len(lines(folder / "ran.txt")) >= 1, 30, "a run of the first job")
+    settings = folder / "nbremind.toml"
+    settings.write_text(
+        settings.read_text()
+        + '\n[jobs.tock]\ncommand = ["sh", "-c", "echo ran >> tock.txt"]\nevery = "1s"\n'
+    )
+    eventually(lambda: len(lines(folder / "tock.txt")) >= 1, 30, "a run of the added job")
+    settings.write_text(settings.read_text().replace('every = "1s"\n', 'every = "soon"\n', 1))
+    ran = len(lines(folder / "tock.txt"))
+    eventually(lambda: len(lines(folder / "tock.txt")) >= ran + 3, 30, "runs after the bad edit")
+    scheduler.send_signal(signal.SIGTERM)
+    assert scheduler.wait(30) == 0
+    assert scheduler.stderr is not None
+    told = [line for line in scheduler.stderr.read().splitlines() if "error:" in line]
+    assert len(told) == 1, told
+    assert "jobs.tick.every: 'soon' is not a duration" in told[0]
+    assert told[0].endswith("(the jobs as they were are kept)")

@@ -26,6 +26,12 @@ WORK = {
     "fails": "import sys; sys.exit(3)",
     "slow": "import time; time.sleep(60)",
     "late": "import sys; sys.exit(124)",
+    # fails at its first attempt, succeeds at the next (it counts its attempts in a file)
+    "flaky": (
+        "import pathlib, sys; p = pathlib.Path('attempts.txt'); "
+        "n = len(p.read_text()) if p.exists() else 0; p.write_text('x' * (n + 1)); "
+        "sys.exit(3 if n == 0 else 0)"
+    ),
 }
 #: 2023-11-14 22:13:20 UTC: the fake clock's wall time at start.
 START = 1_700_000_000.0
@@ -286,3 +292,48 @@ def test_a_run_a_previous_scheduler_started_is_not_doubled(
     finally:
         going.kill()
         going.wait()
+
+
+def test_a_run_that_fails_then_succeeds_on_its_retry_is_not_tried_again(
+    tmp_path: Path, runs: Runs, clock: FakeClock
+) -> None:
+    folder = project(
+        tmp_path, '[jobs.flaky]\ncommand = "x"\nevery = "1h"\ntimezone = "UTC"\nretries = 3\n'
+    )
+    made, out = scheduler(folder, runs, clock, random=lambda: 0.5)
+    made.start()
+    clock.advance(3600 - (START % 3600))
+    made.step()
+    until_ended(made, "flaky")
+    assert made.slots["flaky"].retry_at == pytest.approx(clock.time() + 5.0)
+    clock.advance(5.0)
+    made.step()
+    until_ended(made, "flaky")
+    assert made.slots["flaky"].retry_at is None
+    clock.advance(60)
+    made.step()
+    made.stop()
+    assert (folder / "attempts.txt").read_text() == "xx"
+    assert [a[a.index("--attempt") + 1] for a in runs.asked] == ["1/3", "2/3"]
+    assert "flaky: ended, exit status 0" in out.getvalue()
+
+
+def test_with_a_watcher_the_jobs_are_read_when_it_says_so(
+    tmp_path: Path, runs: Runs, clock: FakeClock
+) -> None:
+    folder = project(tmp_path, '[jobs.quick]\ncommand = "x"\nevery = "1h"\ntimezone = "UTC"\n')
+    loads = [0]
+    made, _ = scheduler(folder, runs, clock, changed=lambda: loads[0])
+    made.start()
+    (folder / "nbremind.toml").write_text('[jobs.quick]\ncommand = "x"\nevery = "2h"\n')
+    clock.advance(10)
+    made.step()
+    assert made.slots["quick"].job.schedule.every == 3600.0  # the watcher has not told yet
+    loads[0] += 1
+    made.step()
+    assert made.slots["quick"].job.schedule.every == 7200.0
+    (folder / "nbremind.toml").write_text('[jobs.quick]\ncommand = "x"\nevery = "3h"\n')
+    clock.advance(60)  # a minute: read all the same
+    made.step()
+    assert made.slots["quick"].job.schedule.every == 10800.0
+    made.stop()

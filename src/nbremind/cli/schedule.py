@@ -113,12 +113,16 @@ def run_schedule(ns: argparse.Namespace) -> int:
         from ..scheduler.metrics import serve
 
         served = serve(config, ns.metrics_port, host, __version__)
+    from ..runtime.session import get_session
+
+    live = get_session().settings  # the files' watcher: the jobs are read when it reloads
     scheduler = Scheduler(
         lambda: load_jobs(scope),
         store,
         str(scope),
         workdir=str(scope),
         observe=served.metrics.observe if served is not None else None,
+        changed=(lambda: live.loads) if live is not None else None,
     )
     refused = scheduler.start()
     if refused is not None:

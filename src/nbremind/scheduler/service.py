@@ -17,8 +17,10 @@ memory limit). The scheduler itself only decides *when*:
   not catch up;
 * a failed run is retried up to ``retries`` attempts in all, after a backoff with full
   jitter (as the remote channels retry), a run past its ``timeout`` is not retried;
-* the job definitions are read again when a settings file changes; an edit with an error
-  keeps the last good set and is reported once, naming file, job, key and value;
+* the job definitions are read again when a settings file changes (the command follows
+  them with the settings' file watcher, watchfiles) and once a minute regardless; an edit
+  with an error keeps the last good set and is reported once, naming file, job, key and
+  value;
 * SIGTERM (or Ctrl-C) stops it: running jobs get SIGTERM, then SIGKILL after a grace
   period (their runs end ``cancelled``), and the lock is released.
 
@@ -42,6 +44,7 @@ from ..core.clock import Clock, SystemClock
 from ..core.config import format_duration_setting
 from ..core.log import logger
 from ..core.parse import printable
+from ..delivery.retry import Backoff
 from .metrics import run_state
 from .timing import last_fire, next_fire
 
@@ -63,8 +66,11 @@ log = logger()
 LEASE = 30.0
 #: Seconds between SIGTERM and SIGKILL for the runs still going when the scheduler stops.
 KILL_GRACE = 10.0
-#: Seconds between looks at the settings files for changed job definitions.
+#: Seconds between looks at the settings files for changed job definitions, when nothing
+#: tells of their changes (``changed``); with it, they are read again when it changes, and
+#: every :data:`RELOAD_ANYWAY` seconds all the same.
 RELOAD_EVERY = 2.0
+RELOAD_ANYWAY = 60.0
 #: The first retry's largest wait, and the largest of any retry (full jitter between).
 RETRY_BASE = 10.0
 RETRY_CAP = 600.0
@@ -146,7 +152,8 @@ class Scheduler:
     info)``, when given, is told of each run: ``"started"`` (``attempt``, ``pid``),
     ``"ended"`` (``code``, ``state``, ``duration`` in seconds, ``attempt``), ``"skipped"``
     (``at``: the fire skipped) and ``"retry"`` (``code``, ``attempt``: the one that failed,
-    ``wait``); an error it raises is logged, never stops the scheduler.
+    ``wait``); an error it raises is logged, never stops the scheduler. ``changed()``,
+    when given, changes when the settings files do (the jobs are then read again).
     """
 
     def __init__(
@@ -164,8 +171,13 @@ class Scheduler:
         kill_grace: float = KILL_GRACE,
         random: Callable[[], float] | None = None,
         observe: Callable[[str, str, dict[str, object]], None] | None = None,
+        changed: Callable[[], object] | None = None,
     ) -> None:
         self._load = load
+        #: What changes when the settings files change (the settings watcher's count of
+        #: loads); ``None``: they are read every :data:`RELOAD_EVERY` seconds.
+        self._changed = changed
+        self._seen: object = None if changed is None else changed()
         self.store = store
         self.scope = scope
         self.clock = clock or SystemClock()
@@ -253,13 +265,23 @@ class Scheduler:
                 self._say(f"the lock for {self.scope} was taken over: stopping")
                 return None
             self._renewed_at = now
-        if now - self._reloaded_at >= RELOAD_EVERY:
+        if self._reload_due(now):
             self.reload()
         wait = MAX_WAIT
         for slot in list(self.slots.values()):
             self._poll(slot, now)
             wait = min(wait, self._due(slot, now))
         return max(wait, 0.0)
+
+    def _reload_due(self, now: float) -> bool:
+        changed = self._changed
+        if changed is None:
+            return now - self._reloaded_at >= RELOAD_EVERY
+        seen = changed()
+        if seen != self._seen:
+            self._seen = seen
+            return True
+        return now - self._reloaded_at >= RELOAD_ANYWAY
 
     def reload(self, first: bool = False) -> None:
         """Read the job definitions again; keep the last good set when they have errors
@@ -379,8 +401,9 @@ class Scheduler:
         code = process.returncode
         job = slot.job
         if code != 0 and code != EXIT_TIMED_OUT and slot.attempt < job.retries:
-            window = min(RETRY_CAP, RETRY_BASE * 2 ** (slot.attempt - 1))
-            slot.retry_at = now + window * self._random()
+            # the remote channels' rule: full jitter, doubling from RETRY_BASE to RETRY_CAP
+            backoff = Backoff(base=RETRY_BASE, cap=RETRY_CAP, random=self._random)
+            slot.retry_at = now + backoff.delay(slot.attempt)
             self._say(f"{job.name}: exit status {code}; trying again")
             info: dict[str, object] = {"code": code, "attempt": slot.attempt}
             info["wait"] = slot.retry_at - now
