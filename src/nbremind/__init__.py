@@ -9,7 +9,8 @@ General layout. A layer is a folder, and a folder imports only the folders below
 
 * front ends: ``ipython/`` (magics, status line, panel), ``cli/`` (the ``nbremind``
   command), ``pandas``, ``testing``, ``watchdog`` (the watcher program), ``secrets``;
-* ``api/`` (``remind()``, ``track()``, ``history()``) and ``doctor/`` (what works here);
+* ``api/`` (``remind()``, ``track()``, ``history()``), ``doctor/`` (what works here) and
+  ``scheduler/`` (``nbremind schedule``: jobs at their times, expected runs, metrics);
 * ``runtime/``: the session, the one loop thread's work, the run recorder, the watchdog link;
 * ``channels/``: desktop, browser, webhook, e-mail, apprise, memory, null, by name;
 * ``delivery/``: the channel port, the dispatcher and its rules, retry, outbox replay;
@@ -28,8 +29,26 @@ from typing import Any
 from .api.reminder import current_task, remind
 from .api.tracking import track
 from .core.config import Config
+from .core.sources import register_follower
 from .core.task import Task, TaskMemoryLimit, TaskState, TaskTimeout
 from .runtime.session import Session, configure, get_session
+
+
+def _dask_follower() -> Any:
+    from .integrations.dask import follow
+
+    return follow
+
+
+def _submitit_follower() -> Any:
+    from .integrations.submitit import follow
+
+    return follow
+
+
+# futures of a Dask cluster and submitit jobs, followed where they run (imported on use)
+register_follower("distributed", _dask_follower)
+register_follower("submitit", _submitit_follower)
 
 __all__ = [
     "Config",

@@ -136,6 +136,7 @@ def test_events() -> None:
         "stall",
         "slower",
         "missed",
+        "requeue",
     }
 
 
@@ -263,7 +264,8 @@ def test_options_parse_all_forms() -> None:
 
 
 def test_default_events_add_the_thresholds_set() -> None:
-    default = set(DEFAULT_ON) | {"input"}  # a wait for input notifies unless on leaves it out
+    # a wait for input, a requeued cluster job notify unless on leaves them out
+    default = set(DEFAULT_ON) | {"input", "requeue"}
     assert TaskOptions().events() == default
     assert set(DEFAULT_ON) == {"success", "failure", "cancel", "timeout"}
     assert TaskOptions.parse(after="1m").events() == default | {"after"}
@@ -273,6 +275,7 @@ def test_default_events_add_the_thresholds_set() -> None:
     assert TaskOptions.parse(when=bool).events() == default | {"condition"}
     assert TaskOptions.parse(on="failure").events() == {"failure"}
     assert "input" not in TaskOptions.parse(after="1m").thresholds_only().events()
+    assert TaskOptions().thresholds_only().on == ()  # a loop in a task: nothing at all
     assert "start" not in TaskOptions.parse(after="1m", progress=0.5).events()
 
 

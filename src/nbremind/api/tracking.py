@@ -94,6 +94,7 @@ from typing import Any, Generic, TypeVar
 
 from ..core.log import log_exception
 from ..core.options import NO_OPTIONS, TaskOptions, call_options, check_total
+from ..core.sources import follower_for
 from ..core.task import Task, TaskTimeout
 from ..runtime.session import Session, get_session
 
@@ -213,6 +214,9 @@ def track(
         options = call_options("track()", session, *given)
     if session is not None and not isinstance(session, Session):
         raise ValueError(f"track(): session {session!r} is not a Session")
+    follow = follower_for(iterable)
+    if follow is not None:  # futures of a cluster, jobs of a queue: followed where they run
+        return follow(iterable, name, total, options, session)  # type: ignore[no-any-return]
     cls = type(iterable)
     if (
         cls is not list

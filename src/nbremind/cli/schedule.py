@@ -284,10 +284,17 @@ def _row(job: Job, config: Config) -> dict[str, Any]:
     return {
         "name": job.name,
         "schedule": describe(job.schedule),
-        "next": upcoming.astimezone().strftime("%Y-%m-%d %H:%M") if upcoming else None,
+        "next": upcoming.astimezone().strftime(_clock(job)) if upcoming else None,
         "last": _last_run(job.name, config),
         "source": job.source,
     }
+
+
+def _clock(job: Job) -> str:
+    """How a time of ``job`` is written: to the second for a job that runs more than once a
+    minute, else to the minute."""
+    every = job.schedule.every
+    return "%Y-%m-%d %H:%M:%S" if every is not None and every < 60 else "%Y-%m-%d %H:%M"
 
 
 def _last_run(name: str, config: Config) -> dict[str, Any] | None:

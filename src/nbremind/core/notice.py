@@ -191,6 +191,8 @@ def _title(event: str, t: TaskSnapshot, detail: object) -> str:
         return _stall_title(name, t, detail)
     if event == "missed":
         return _missed_title(name, detail)
+    if event == "requeue" and isinstance(detail, str):
+        return f"↻ {name}: {detail}"  # "↻ sweep: job 4242_3 preempted"
     if event == "slower":
         usual = detail if isinstance(detail, (int, float)) else (t.usual or 0.0)
         return (

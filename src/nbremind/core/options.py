@@ -343,7 +343,8 @@ class TaskOptions(Frozen):
             return self.__dict__["_thresholds_only"]  # type: ignore[no-any-return]
         except KeyError:
             # (a wait for input is told about the enclosing task: a loop has no answer)
-            on = tuple(sorted(self.events() - set(DEFAULT_ON) - {"input"}))
+            # (nor a requeued cluster job: its follower asks for that one itself)
+            on = tuple(sorted(self.events() - set(DEFAULT_ON) - {"input", "requeue"}))
             nested = self.replace(on=on)
             set_field(self, "_thresholds_only", nested)
             return nested
@@ -353,6 +354,7 @@ class TaskOptions(Frozen):
             return frozenset(self.on)
         events = set(DEFAULT_ON)
         events.add("input")  # waiting for an answer: a task's own, told when nested too
+        events.add("requeue")  # a cluster job of the task preempted or requeued (told nested too)
         if self.after is not None or self.every is not None:
             events.add("after")
         if self.progress:

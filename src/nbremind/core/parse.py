@@ -50,6 +50,7 @@ EVENTS = (
     "stall",
     "slower",
     "missed",
+    "requeue",
 )
 
 _DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}

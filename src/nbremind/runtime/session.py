@@ -243,6 +243,18 @@ class Session:
         self.tracker.reset(task, token)
         self._started(task, True)
 
+    def start_aside(self, task: Task) -> None:
+        """Start ``task`` in its parent (if any) without making it current: work followed
+        from other threads (a cluster's futures, see ``nbremind.integrations``), whose code
+        goes on meanwhile. End it with :meth:`finish` (from any thread)."""
+        parent = task.parent
+        top = parent is None or parent.done
+        if top and self._option_defaults():
+            self._take_defaults(task)
+        token = self.tracker.start(task)
+        self.tracker.reset(task, token)
+        self._started(task, top)
+
     def start_loop(
         self,
         name: str,
