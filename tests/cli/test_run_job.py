@@ -95,6 +95,9 @@ def test_a_killed_job_runner_is_recorded_failed_by_its_watchdog(tmp_path: Path) 
     pidfile = tmp_path / "command.pid"
     script = f"echo $$ > '{pidfile}'; exec sleep 60"
     command = ["sh", "-c", script]
+    # the data file exists, as it does once nbremind ran here: the runner does not race the
+    # polls below to create it
+    assert history_json(None) == []
     runner = subprocess.Popen(
         [PY, "-m", "nbremind", "run", "--job", "nightly", "--channels", "null", "--", *command]
     )
@@ -139,6 +142,7 @@ def test_a_killed_job_runner_is_recorded_failed_by_its_watchdog(tmp_path: Path) 
 
 def _running_runner(*args: str) -> subprocess.Popen[bytes]:
     """``nbremind run ARGS`` started, once its run is recorded running."""
+    history_json(None)  # the data file exists before the runner and the polls open it
     runner = subprocess.Popen([PY, "-m", "nbremind", "run", *args])
     eventually(
         lambda: [

@@ -18,7 +18,8 @@ memory limit). The scheduler itself only decides *when*:
 * a failed run is retried up to ``retries`` attempts in all, after a backoff with full
   jitter (as the remote channels retry), a run past its ``timeout`` is not retried;
 * the job definitions are read again when a settings file changes (the command follows
-  them with the settings' file watcher, watchfiles) and once a minute regardless; an edit
+  them with the settings' file watcher, watchfiles; and their sizes and times every 2 s)
+  and once a minute regardless; an edit
   with an error keeps the last good set and is reported once, naming file, job, key and
   value;
 * SIGTERM (or Ctrl-C) stops it: running jobs get SIGTERM, then SIGKILL after a grace
@@ -38,6 +39,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import IO, TYPE_CHECKING
 
 from ..core.clock import Clock, SystemClock
@@ -178,6 +180,11 @@ class Scheduler:
         #: loads); ``None``: they are read every :data:`RELOAD_EVERY` seconds.
         self._changed = changed
         self._seen: object = None if changed is None else changed()
+        #: The settings files (and folders) the jobs come from, and their sizes and times as
+        #: last read: looked at every RELOAD_EVERY seconds besides ``changed``.
+        self._watched: tuple[Path, ...] = ()
+        self._stamp: tuple[object, ...] = ()
+        self._stamped_at = float("-inf")
         self.store = store
         self.scope = scope
         self.clock = clock or SystemClock()
@@ -281,13 +288,19 @@ class Scheduler:
         if seen != self._seen:
             self._seen = seen
             return True
+        if now - self._stamped_at >= RELOAD_EVERY:  # (a watcher that missed an edit, or none)
+            self._stamped_at = now
+            if _stamps(self._watched) != self._stamp:
+                return True
         return now - self._reloaded_at >= RELOAD_ANYWAY
 
     def reload(self, first: bool = False) -> None:
         """Read the job definitions again; keep the last good set when they have errors
         (reported once)."""
-        self._reloaded_at = self.clock.time()
+        self._reloaded_at = self._stamped_at = self.clock.time()
         loaded = self._load()
+        self._watched = tuple(loaded.watch)
+        self._stamp = _stamps(self._watched)
         errors = tuple(loaded.errors)
         if errors:
             if errors != self._reported:
@@ -442,6 +455,20 @@ class Scheduler:
 
     def _say(self, line: str) -> None:
         print(printable(f"nbremind schedule: {line}"), file=self._out, flush=True)
+
+
+def _stamps(paths: tuple[Path, ...]) -> tuple[object, ...]:
+    """What tells a change of ``paths``: each one's size and modification time (or that it
+    is not there)."""
+    found: list[object] = []
+    for path in paths:
+        try:
+            info = path.stat()
+        except OSError:
+            found.append((str(path), None))
+        else:
+            found.append((str(path), info.st_mtime_ns, info.st_size))
+    return tuple(found)
 
 
 def _next(job: Job, now: float) -> dt.datetime | None:
