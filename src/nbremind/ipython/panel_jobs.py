@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -95,7 +95,7 @@ def _last_run(history: History | None, name: str) -> dict[str, Any] | None:
 def job_rows(
     start: Path | str,
     environ: Mapping[str, str] | None = None,
-    history: History | None = None,
+    history: History | Callable[[], History | None] | None = None,
     now: dt.datetime | None = None,
     limit: int = JOBS_SHOWN,
 ) -> dict[str, Any]:
@@ -106,10 +106,13 @@ def job_rows(
     Each row: ``name``, ``schedule`` (``describe``), ``next_at`` (epoch seconds or ``None``),
     ``next_clock`` (``02:00``), ``next`` (``in 2 h 10 min (02:00)``), ``last_state``,
     ``last_at`` (the last run's start) and ``last`` (``succeeded 3 h ago``), the last run
-    being the most recent of kind ``job`` in ``history``."""
+    being the most recent of kind ``job`` in ``history`` (or what it gives when called: it
+    is asked only when there are jobs to show)."""
     folder = Path(start)
     if not _defines_jobs(folder, environ):
         return {}
+    if callable(history):
+        history = history()
     from ..scheduler.timing import describe, next_fire
     from ..settings.jobs import load_jobs
 
@@ -183,7 +186,8 @@ class UpcomingJobs:
         self._loads = live.loads
         self.reads += 1
         try:
-            self.model = job_rows(live.start, live.environ, self.session.history_recorder.history)
+            recorder = self.session.history_recorder  # (its file opened only for jobs shown)
+            self.model = job_rows(live.start, live.environ, lambda: recorder.history)
         except Exception:  # a file or the history that cannot be read: no section
             log.debug("reading the jobs for the panel failed", exc_info=True)
             self.model = {}
