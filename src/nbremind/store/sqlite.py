@@ -85,6 +85,12 @@ def _make_private(path: Path) -> None:
         tighten(f"{path}{suffix}")
 
 
+def _busy(message: str) -> bool:
+    """Whether an ``OperationalError``'s text says another connection holds the file."""
+    text = message.lower()
+    return "locked" in text or "busy" in text
+
+
 def _connect(path: Path, timeout: float) -> sqlite3.Connection:
     return sqlite3.connect(
         str(path),
@@ -236,12 +242,28 @@ class Database(ABC):
         self._closed = False
         # autocommit, shared across threads (guarded by self._lock); the folder is made
         # owner-only, a corrupt file is moved aside and a fresh one started
-        self._db = open_database(self.path, self.busy_timeout)
-        try:
-            self._setup()
-        except BaseException:
-            self._db.close()
-            raise
+        # processes opening a fresh file at once race to make it (WAL mode, the tables):
+        # SQLite may answer "locked" at once there, so the opening is tried again until the
+        # busy timeout
+        deadline = time.monotonic() + self.busy_timeout
+        while True:
+            try:
+                self._db = open_database(self.path, self.busy_timeout)
+            except sqlite3.OperationalError as exc:
+                if not _busy(str(exc)) or time.monotonic() > deadline:
+                    raise
+            else:
+                try:
+                    self._setup()
+                    return
+                except sqlite3.OperationalError as exc:
+                    self._db.close()
+                    if not _busy(str(exc)) or time.monotonic() > deadline:
+                        raise
+                except BaseException:
+                    self._db.close()
+                    raise
+            time.sleep(0.02)  # (another process holds the lock: nothing to wait on but time)
 
     def _setup(self) -> None:
         """Set the pragmas and bring the tables to :attr:`schema`; subclasses may add."""
