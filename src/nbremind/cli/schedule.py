@@ -19,6 +19,7 @@ from ..core.parse import printable
 if TYPE_CHECKING:
     from ..core.config import Config
     from ..core.jobs import Job
+    from ..store.runs import History
     from ..store.schedule import ScheduleStore
 
 __all__ = ["add_parsers", "run_jobs", "run_schedule"]
@@ -252,7 +253,14 @@ def run_jobs(ns: argparse.Namespace) -> int:
             known = ", ".join(sorted(loaded.jobs)) or "none"
             raise ValueError(f"no job named {ns.name!r}; jobs: {known}")
         return _run_now(job, _store(config), scope)
-    rows = [_row(job, config) for job in loaded.jobs.values()]
+    from ..store.runs import History
+
+    history = History.open(config)  # (once for every job listed)
+    try:
+        rows = [_row(job, history) for job in loaded.jobs.values()]
+    finally:
+        if history is not None:
+            history.close()
     if ns.json:
         print(json.dumps(rows, indent=2))
         return 0
@@ -273,7 +281,7 @@ def run_jobs(ns: argparse.Namespace) -> int:
     return 0
 
 
-def _row(job: Job, config: Config) -> dict[str, Any]:
+def _row(job: Job, history: History | None) -> dict[str, Any]:
     from ..scheduler.timing import describe, next_fire
 
     now = dt.datetime.now(dt.timezone.utc)
@@ -285,7 +293,7 @@ def _row(job: Job, config: Config) -> dict[str, Any]:
         "name": job.name,
         "schedule": describe(job.schedule),
         "next": upcoming.astimezone().strftime(_clock(job)) if upcoming else None,
-        "last": _last_run(job.name, config),
+        "last": _last_run(job.name, history),
         "source": job.source,
     }
 
@@ -297,26 +305,20 @@ def _clock(job: Job) -> str:
     return "%Y-%m-%d %H:%M:%S" if every is not None and every < 60 else "%Y-%m-%d %H:%M"
 
 
-def _last_run(name: str, config: Config) -> dict[str, Any] | None:
-    from ..store.runs import History
-
-    history = History.open(config)
+def _last_run(name: str, history: History | None) -> dict[str, Any] | None:
     if history is None:
         return None
-    try:
-        for row in history.query(name=name, limit=10):
-            if row.get("kind") == "job":
-                start = row.get("start")
-                return {
-                    "state": row.get("state"),
-                    "duration": row.get("duration"),
-                    "start": start,
-                    "when": dt.datetime.fromtimestamp(start).strftime("%Y-%m-%d %H:%M")
-                    if isinstance(start, (int, float))
-                    else None,
-                }
-    finally:
-        history.close()
+    for row in history.query(name=name, limit=10):
+        if row.get("kind") == "job":
+            start = row.get("start")
+            return {
+                "state": row.get("state"),
+                "duration": row.get("duration"),
+                "start": start,
+                "when": dt.datetime.fromtimestamp(start).strftime("%Y-%m-%d %H:%M")
+                if isinstance(start, (int, float))
+                else None,
+            }
     return None
 
 
