@@ -75,9 +75,11 @@ def test_a_cell_past_its_limit_fails_and_the_kernel_keeps_its_variables(
 
     r = k.run(
         f"%%remind grow --mem-limit {limit}MB\n"
+        "import time\n"
         "chunks = []\n"
         f"while len(chunks) < {CAP}:  # (a guard that failed ends here, not in the OOM killer)\n"
-        "    chunks.append(b'\\1' * 10_000_000)\n",
+        "    chunks.append(b'\\1' * 10_000_000)\n"
+        "    time.sleep(0.01)  # at most 1 GB/s: a guard read each tick cannot see faster\n",
         timeout=60,
     )
 
@@ -152,7 +154,7 @@ def grow():
         with remind("grow", mem_limit=limit):
             while len(chunks) < {cap}:
                 chunks.append(b"\\1" * 10_000_000)
-                time.sleep(0.005)
+                time.sleep(0.01)
     except TaskMemoryLimit as exc:
         out["caught"] = [str(exc), exc.used, exc.limit, exc.source, isinstance(exc, MemoryError)]
     out["went on"] = True
