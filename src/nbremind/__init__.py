@@ -29,7 +29,7 @@ from typing import Any
 from .api.reminder import current_task, remind
 from .api.tracking import track
 from .core.config import Config
-from .core.sources import register_follower
+from .core.sources import register_attacher, register_follower, register_opener
 from .core.task import Task, TaskMemoryLimit, TaskState, TaskTimeout
 from .runtime.session import Session, configure, get_session
 
@@ -40,15 +40,39 @@ def _dask_follower() -> Any:
     return follow
 
 
+def _ray_follower() -> Any:
+    from .integrations.ray import follow
+
+    return follow
+
+
+def _dask_opener() -> Any:
+    from .integrations.dask_span import open_span
+
+    return open_span
+
+
+def _submitit_attacher() -> Any:
+    from .integrations.submitit import attach
+
+    return attach
+
+
 def _submitit_follower() -> Any:
     from .integrations.submitit import follow
 
     return follow
 
 
-# futures of a Dask cluster and submitit jobs, followed where they run (imported on use)
+# futures of a Dask cluster, Ray object refs and submitit jobs, followed where they run
+# (each engine's follower imported on use)
 register_follower("distributed", _dask_follower)
+register_follower("ray", _ray_follower)
 register_follower("submitit", _submitit_follower)
+# remind(..., jobs=[...]): the block's task follows submitit jobs
+register_attacher("submitit", _submitit_attacher)
+# a cell's or block's Dask span, reported by the cluster's scheduler (once distributed is imported)
+register_opener("distributed", _dask_opener)
 
 __all__ = [
     "Config",

@@ -137,6 +137,7 @@ def test_events() -> None:
         "slower",
         "missed",
         "requeue",
+        "worker",
     }
 
 
@@ -264,8 +265,8 @@ def test_options_parse_all_forms() -> None:
 
 
 def test_default_events_add_the_thresholds_set() -> None:
-    # a wait for input, a requeued cluster job notify unless on leaves them out
-    default = set(DEFAULT_ON) | {"input", "requeue"}
+    # a wait for input, a requeued cluster job, a lost worker notify unless on leaves them out
+    default = set(DEFAULT_ON) | {"input", "requeue", "worker"}
     assert TaskOptions().events() == default
     assert set(DEFAULT_ON) == {"success", "failure", "cancel", "timeout"}
     assert TaskOptions.parse(after="1m").events() == default | {"after"}

@@ -159,6 +159,11 @@ def _json_text(value: object) -> str:
     return text if len(text) <= _JSON_TEXT_CHARS else text[:_JSON_TEXT_CHARS] + "…"
 
 
+#: Events told while the task runs about the work it follows, with the detail's words
+#: (``"task ('load-3') failed on worker tcp://…: KeyError: 'x'"``), and their mark.
+_AT_WORK = {"failure": "✗", "timeout": "⏱", "worker": "⚠"}
+
+
 def _title(event: str, t: TaskSnapshot, detail: object) -> str:
     name = t.name
     if t.kind == "batch" and event in ("success", "failure"):
@@ -167,6 +172,10 @@ def _title(event: str, t: TaskSnapshot, detail: object) -> str:
         return f"⌨ {name} is waiting for your input"
     if event == "success":
         return f"✓ {name} finished"
+    if event in _AT_WORK and t.state == "running" and detail is not None:
+        # what went wrong in work the task follows, told while it goes on
+        words = detail[0] if isinstance(detail, tuple) else detail
+        return f"{_AT_WORK[event]} {name}{'' if event == 'worker' else ':'} {words}"
     if event == "failure":
         if t.error is not None and t.error.type == "TaskMemoryLimit" and t.error.message:
             return f"■ {name} {t.error.message}"  # "stopped at 29.8 GB of 30 GB: memory limit"
@@ -282,6 +291,8 @@ def _body(event: str, t: TaskSnapshot, detail: object = None) -> str:
             lines.append(f"Reached {format_percent(mark)}")
     if t.error is not None and event in ("failure", "cancel", "timeout"):
         lines.append(f"{t.error.type}: {t.error.message}" if t.error.message else t.error.type)
+    elif isinstance(detail, tuple) and len(detail) == 2 and event in _AT_WORK:
+        lines.append(str(detail[1]))  # (the words of the title, then more: a stderr's tail)
     state = t.state  # a str enum: compared with its text, without a property call
     duration = format_duration(t.elapsed)
     if state == "succeeded":

@@ -344,7 +344,9 @@ class TaskOptions(Frozen):
         except KeyError:
             # (a wait for input is told about the enclosing task: a loop has no answer)
             # (nor a requeued cluster job: its follower asks for that one itself)
-            on = tuple(sorted(self.events() - set(DEFAULT_ON) - {"input", "requeue"}))
+            on = tuple(
+                sorted(self.events() - set(DEFAULT_ON) - {"input", "requeue", "worker"})
+            )
             nested = self.replace(on=on)
             set_field(self, "_thresholds_only", nested)
             return nested
@@ -355,6 +357,7 @@ class TaskOptions(Frozen):
         events = set(DEFAULT_ON)
         events.add("input")  # waiting for an answer: a task's own, told when nested too
         events.add("requeue")  # a cluster job of the task preempted or requeued (told nested too)
+        events.add("worker")  # a worker of the cluster running the task's work was lost
         if self.after is not None or self.every is not None:
             events.add("after")
         if self.progress:

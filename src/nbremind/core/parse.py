@@ -51,6 +51,7 @@ EVENTS = (
     "slower",
     "missed",
     "requeue",
+    "worker",
 )
 
 _DURATION_UNITS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}

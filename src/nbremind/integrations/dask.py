@@ -60,10 +60,12 @@ from ..core.options import TaskOptions
 from ..core.task import Ended, Task, TaskError, type_name
 from ..runtime.session import Session, get_session
 
-__all__ = ["ERROR_WAIT", "REGISTER_BATCH", "FollowedFutures", "follow"]
+__all__ = ["ERROR_WAIT", "REGISTER_BATCH", "UNREAD", "FollowedFutures", "error_of", "follow"]
 
 #: Seconds the exception of an erred (or the reason of a cancelled) future is waited for.
 ERROR_WAIT = 5.0
+#: How an error whose exception could not be read begins.
+UNREAD = "a future erred; its exception could not be read"
 #: Futures given their callback per turn of the client's event loop.
 REGISTER_BATCH = 256
 #: Characters of a future's key shown in a note.
@@ -219,7 +221,7 @@ class _Following:
             log_exception("following a Dask future failed")
 
     def _erred(self, future: Any, status: str) -> None:
-        exc = _error_of(future) if status == "error" else _cancellation_of(future)
+        exc = error_of(future) if status == "error" else _cancellation_of(future)
         what = "erred" if status == "error" else "was cancelled"
         key = repr(future.key)
         if len(key) > _KEY_CHARS:
@@ -237,18 +239,18 @@ class _Following:
             self.session.finish(task, exc)
 
 
-def _error_of(future: Any) -> BaseException:
+def error_of(future: Any) -> BaseException:
     """The exception the erred ``future`` raised, or its type and message in words."""
     try:
         error = _answer(future.exception(timeout=ERROR_WAIT))
     except Exception as why:
-        return Ended(f"a future erred; its exception could not be read ({type_name(why)})")
+        return Ended(f"{UNREAD} ({type_name(why)})")
     if isinstance(error, Exception):
         return error
     if isinstance(error, BaseException):  # (KeyboardInterrupt, SystemExit(0): failed still)
         told = TaskError.from_exception(error)
         return Ended(f"{told.type}: {told.message}" if told.message else told.type)
-    return Ended("a future erred; its exception could not be read")
+    return Ended(UNREAD)
 
 
 def _cancellation_of(future: Any) -> BaseException:

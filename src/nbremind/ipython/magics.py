@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import shlex
+import sys
 import uuid
 from typing import Any
 
@@ -155,6 +156,11 @@ class RemindMagics(Magics):
         scope = session.readings.memory_scope()  # the limit the ticks judge mem_limit by
         print(printable(f"  memory limit: {scope.describe()} — mem_limit percents are of it"))
         print(printable(f"  GPU: {self._gpu_status()}"))
+        if "distributed" in sys.modules:  # (imported by the user's code, never by nbremind)
+            from ..integrations.dask_span import status_lines
+
+            for line in status_lines():
+                print(printable(line))
         running = session.running()
         print(f"  running tasks: {len(running)}")
         for task in running:

@@ -20,6 +20,7 @@ from ..core.clock import Clock, SystemClock
 from ..core.config import Config
 from ..core.log import log_exception
 from ..core.options import TaskOptions
+from ..core.sources import openers
 from ..core.task import Task, TaskState
 from .channel_check import ChannelBuilder, Registry
 
@@ -76,6 +77,8 @@ class Session:
         self.origin: tuple[str | None, str | None] | None = None
         self._closed = False
         self._defaults_of: tuple[Config, dict[str, object]] | None = None
+        #: What openers opened for running tasks (a Dask span): ``{task id: [close, ...]}``.
+        self._opened: dict[str, list[Callable[[], None]]] = {}
         config_now, closed = (lambda: self.config), (lambda: self._closed)
         self.dispatcher = Dispatcher(
             channels=dict(channels or {}),
@@ -212,7 +215,33 @@ class Session:
             self._take_defaults(task)
         token = self.tracker.start(task)
         self._started(task, top)
+        if task.kind in _OPENED_KINDS:
+            self._open(task)
         return token
+
+    def _open(self, task: Task) -> None:
+        """Open, for ``task``, what the engines the user's code imported open for a cell or
+        block (a Dask span while a client is active; see :func:`.sources.register_opener`)."""
+        closers = []
+        for opener in openers():
+            try:
+                close = opener(task, self)
+            except Exception:  # nbremind's trouble must not stop the user's code
+                log_exception(f"opening for {task.name!r} failed")
+                continue
+            if close is not None:
+                closers.append(close)
+        if closers:
+            self._opened[task.id] = closers
+
+    def _close(self, task: Task) -> None:
+        """Close what :meth:`_open` opened for ``task`` (innermost first); never raises."""
+        closers = self._opened.pop(task.id, None)
+        for close in reversed(closers or ()):
+            try:
+                close()
+            except Exception:
+                log_exception(f"closing for {task.name!r} failed")
 
     def _option_defaults(self) -> dict[str, object]:
         """The settings that default task options, ``{keyword: value}`` of those set."""
@@ -320,6 +349,8 @@ class Session:
         ``track()`` loops inside it are settled first (failed if ``exc`` came out of them).
         ``end``: ``(monotonic, wall)`` when it ended, if before now."""
         try:
+            if self._opened:
+                self._close(task)
             self.tracker.reset(task, token)
             return self.tracker.end(task, exc, end)
         except Exception:  # a bug of ours must not change how the user's code ends
@@ -327,7 +358,10 @@ class Session:
             return task.state
 
     def leave(self, task: Task, token: Token | None) -> None:
-        """For ``track()``: make ``task``'s parent current again, if ``task`` still is."""
+        """Make ``task``'s parent current again, if ``task`` still is (``track()``; a block
+        whose task goes on after it): what was opened for it is closed."""
+        if self._opened:
+            self._close(task)
         self.tracker.leave(task, token)
 
     def end_pending(self, task: Task, frame: FrameType | None, token: Token | None = None) -> None:
@@ -512,6 +546,8 @@ class Session:
             self.ticker.wake()
 
 
+#: Kinds of task for which :meth:`Session.start` asks the openers (a Dask span).
+_OPENED_KINDS = frozenset(("block", "function", "cell", "auto"))
 _session: Session | None = None
 _session_lock = threading.Lock()
 
