@@ -53,7 +53,7 @@ def test_the_table_names_every_field_of_a_tasks_options_once() -> None:
 def test_remind_takes_the_call_options_of_the_table_in_its_order() -> None:
     keywords = _keywords(remind)
     assert [k for k in keywords if k in TASK_NAMES] == list(CALL_OPTIONS)
-    assert [k for k in keywords if k not in TASK_NAMES] == ["total", "session", "watchdog"]
+    assert [k for k in keywords if k not in TASK_NAMES] == ["total", "session", "watchdog", "jobs"]
 
 
 def test_track_takes_the_call_options_of_the_table_in_its_order() -> None:

@@ -12,6 +12,7 @@ from typing import Any, TypeVar, cast, overload
 
 from ..core.log import log_exception
 from ..core.options import NO_OPTIONS, TaskOptions, call_options, check_total
+from ..core.sources import Attacher, attacher_for
 from ..core.task import Task, TaskMemoryLimit, TaskTimeout
 from ..runtime.input_wait import hold_input, release_input
 from ..runtime.session import Session, get_session
@@ -20,7 +21,8 @@ __all__ = ["Reminder", "current_task", "remind"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 _Token = contextvars.Token["Task | None"]
-_Entry = tuple["Reminder", Task, _Token]
+_Ending = Callable[["BaseException | None"], bool]
+_Entry = tuple["Reminder", Task, _Token, "_Ending | None"]
 
 #: The reminders entered and not yet left in this context (thread, asyncio task), innermost
 #: last. One variable for every reminder: a variable per reminder would stay in the context
@@ -40,12 +42,16 @@ class Reminder:
         total: int | None,
         session: Session | None,
         kind: str = "block",
+        jobs: object = None,
     ) -> None:
         self.name = name
         self.options = options
         self.total = total
         self._session = session
         self._kind = kind
+        #: The work elsewhere the block's task follows (``remind(..., jobs=...)``).
+        self.jobs = jobs
+        self._attach: Attacher | None = None if jobs is None else _attacher(jobs)
         #: Start the process's watchdog when this task starts (``remind(watchdog=True)``).
         self.watchdog = False
         #: The task this reminder started last: what ``__exit__`` ends when it runs in a
@@ -101,8 +107,14 @@ class Reminder:
             hold_input(session.input_watch)
         if self.watchdog:
             session.want_watchdog()
+        ending: _Ending | None = None
+        if self._attach is not None:
+            try:
+                ending = self._attach(self.jobs, task, session)
+            except Exception:  # nbremind's trouble must not stop the user's code
+                log_exception(f"following the jobs of {task.name!r} failed")
         # per context (thread, asyncio task), so one Reminder may be entered concurrently
-        _entered.set((*_entered.get(), (self, task, token)))
+        _entered.set((*_entered.get(), (self, task, token, ending)))
         self._latest = task
         return task
 
@@ -111,13 +123,14 @@ class Reminder:
         user's block ends as it would without nbremind."""
         stack = _entered.get()
         token: _Token | None = None
+        ending: _Ending | None = None
         if stack and stack[-1][0] is self:
-            _, task, token = stack[-1]
+            _, task, token, ending = stack[-1]
             _entered.set(stack[:-1])
         else:
             for at in range(len(stack) - 2, -1, -1):  # left out of order
                 if stack[at][0] is self:
-                    _, task, token = stack[at]
+                    _, task, token, ending = stack[at]
                     _entered.set(stack[:at] + stack[at + 1 :])
                     break
             else:
@@ -128,7 +141,10 @@ class Reminder:
         if self._latest is task:
             self._latest = None  # keep no ended task (nor its metrics) alive
         try:
-            self.session.finish(task, exc, token)
+            if ending is not None and not _ends(ending, exc):
+                self.session.leave(task, token)  # its jobs end it, later
+            else:
+                self.session.finish(task, exc, token)
             if task.parent is None:
                 release_input()
         except Exception:
@@ -138,6 +154,12 @@ class Reminder:
     # -- decorator -------------------------------------------------------------------------
     def __call__(self, fn: F) -> F:
         import inspect
+
+        if self.jobs is not None:
+            raise TypeError(
+                "remind(jobs=...) is for a with block, not a decorator: the jobs exist"
+                " before the call, a decorated function runs later (maybe many times)"
+            )
 
         name = self.name or getattr(fn, "__qualname__", None) or repr(fn)
 
@@ -208,6 +230,7 @@ def remind(
     when: Callable[[Task], object] | None = None,
     session: Session | None = None,
     watchdog: bool = False,
+    jobs: object = None,
 ) -> Reminder: ...
 
 
@@ -232,6 +255,7 @@ def remind(
     when: Callable[[Task], object] | None = None,
     session: Session | None = None,
     watchdog: bool = False,
+    jobs: object = None,
 ) -> Any:
     """Follow a block or function as a task and notify when it ends or crosses a threshold.
 
@@ -253,9 +277,14 @@ def remind(
     * ``on`` -- the events to notify (``[]`` for none); ``channels`` -- where to send;
     * ``min_duration`` -- no end notice for tasks shorter than DUR;
     * ``watchdog=True`` -- if this process is killed while the task runs, a small watcher
-      process records it failed and notifies (always on in a Jupyter kernel).
+      process records it failed and notifies (always on in a Jupyter kernel);
+    * ``jobs`` -- a list of submitit jobs the block's task follows: one unit per job (its
+      ``total`` unless given), a job's failure, time-out or requeue told at once; a block
+      whose body ends before its jobs leaves at once, and its task ends with the last job
+      (failed if one failed; a script waits for them at exit). Not with the decorator form.
 
-    A bad value raises ``ValueError`` naming the option and the value.
+    A bad value raises ``ValueError`` naming the option and the value (``TypeError`` for
+    ``jobs`` that are not a list of submitit jobs, and for ``jobs`` with the decorator).
     """
     if callable(name) and not isinstance(name, str):
         return Reminder(None, NO_OPTIONS, None, session)(name)
@@ -282,7 +311,7 @@ def remind(
         check_total(total, "remind()")
     if watchdog is not False and not isinstance(watchdog, bool):
         raise ValueError(f"remind(): watchdog {watchdog!r} is not True or False")
-    reminder = Reminder(name, options, total, session)
+    reminder = Reminder(name, options, total, session, jobs=jobs)
     reminder.watchdog = watchdog
     return reminder
 
@@ -297,6 +326,33 @@ def current_task(session: Session | None = None) -> Task | None:
     if session is not None and not isinstance(session, Session):
         raise ValueError(f"current_task(): session {session!r} is not a Session")
     return (session or get_session()).current()
+
+
+def _attacher(jobs: object) -> Attacher:
+    """The attacher of ``jobs``; ``TypeError`` naming their type when none knows them."""
+    attach = attacher_for(jobs)
+    if attach is None:
+        raise TypeError(f"remind(jobs=...) takes a list of submitit jobs, not {_type_words(jobs)}")
+    return attach
+
+
+def _type_words(value: object) -> str:
+    cls = type(value)
+    if (cls is list or cls is tuple) and not value:
+        return f"an empty {cls.__name__}"
+    if cls is list or cls is tuple:
+        inner = type(value[0]).__qualname__  # type: ignore[index]
+        return f"a {cls.__name__} of {inner}"
+    return cls.__qualname__
+
+
+def _ends(ending: _Ending, exc: BaseException | None) -> bool:
+    """Whether the block's end (``exc`` left it) ends its task; never raises."""
+    try:
+        return ending(exc)
+    except Exception:
+        log_exception("ending the jobs of a block failed")
+        return True
 
 
 def _caller_name() -> str:

@@ -30,14 +30,29 @@ What ends the task
 
 The jobs after the end are still followed for iteration, without notices. A job preempted
 or requeued while the task runs is told once per kind (``PREEMPTED``, ``REQUEUED``).
+
+``remind(..., jobs=jobs)``
+--------------------------
+:func:`attach` has a block's task follow the jobs (:class:`BlockJobs`), read as above: each
+job that ends advances it (its total: the number of jobs, unless given); a job that failed
+or timed out is told at once (events ``failure``, ``timeout``: ``✗ sweep: job 4242_2
+failed`` with its stderr's tail) without ending the task. An exception leaving the block
+ends the task with it. A body that ends normally ends it when every job has ended by then
+(read on the block's thread); else the block leaves at once and the last job's end ends
+it: failed if a job failed (the first one's stderr tail), timed out if one timed out,
+cancelled if one was cancelled, else succeeded. A script whose process exits while such a
+task runs waits for its jobs at exit (saying so on stderr; Ctrl-C ends the task cancelled,
+with a note that the process exited first), so its end is still told.
 """
 
 from __future__ import annotations
 
+import atexit
 import contextlib
+import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 from ..core.log import log_exception, logger
@@ -47,7 +62,15 @@ from ..core.task import Ended, Task, TaskTimeout
 from ..core.workers import Workers
 from ..runtime.session import Session, get_session
 
-__all__ = ["POLL_INTERVAL", "REQUEUE_EVENT", "FollowedJobs", "follow", "stderr_tail"]
+__all__ = [
+    "POLL_INTERVAL",
+    "REQUEUE_EVENT",
+    "BlockJobs",
+    "FollowedJobs",
+    "attach",
+    "follow",
+    "stderr_tail",
+]
 
 #: Seconds between two polls of the jobs' states.
 POLL_INTERVAL = 1.0
@@ -100,13 +123,14 @@ def follow(
     return followed
 
 
-class FollowedJobs:
-    """What ``track(jobs)`` returns: ``len()`` is the number of jobs, :attr:`task` the task
-    following them; iterating yields the jobs as they end (waiting for the next one)."""
+class _Jobs:
+    """The poll of submitit jobs and the reading of those that ended, for one task: what
+    :class:`FollowedJobs` and a ``remind(..., jobs=...)`` block share. ``_end_job`` says
+    what a job's end does to the task."""
 
     def __init__(self, jobs: Sequence[Any], task: Task, session: Session) -> None:
         self.jobs = list(jobs)
-        #: The task of kind ``"slurm"`` following the jobs.
+        #: The task following the jobs.
         self.task = task
         self._session = session
         self._cond = threading.Condition()
@@ -116,31 +140,12 @@ class FollowedJobs:
         self._last_poll = float("-inf")
         self._unreadable: set[int] = set()
         self._told: set[str] = set()
-        self._completed = 0
+        #: Read the end of a job on the polling thread, not a worker (interpreter exit).
+        self._inline = False
+        self._reading = 0  # the ends being read, or waiting for a worker to read them
 
     def __len__(self) -> int:
         return len(self.jobs)
-
-    def __repr__(self) -> str:
-        return f"<FollowedJobs {self.task.name!r}: {len(self._ended)}/{len(self.jobs)} ended>"
-
-    def __iter__(self) -> Iterator[Any]:
-        index, count = 0, len(self.jobs)
-        while index < count:
-            with self._cond:
-                while len(self._ended) <= index:
-                    if not self._cond.wait(POLL_INTERVAL):
-                        # no job ended for a second: the loop thread may be idle (the task
-                        # ended at a failure, no other task runs), so the waiting thread
-                        # polls too (still at most once a second, whoever polls)
-                        self._cond.release()
-                        try:
-                            self.poll()
-                        finally:
-                            self._cond.acquire()
-                job = self._ended[index]
-            index += 1
-            yield job
 
     # -- the poll (the loop thread's hook, and an iterating thread's) ------------------------
     def poll(self, force: bool = False) -> None:
@@ -174,7 +179,12 @@ class FollowedJobs:
                     logger().warning("submitit job %s: its state cannot be read: %r", _id(job), exc)
                 continue
             if done:
-                _pool().submit(self._read_end, job, state)
+                with self._cond:
+                    self._reading += 1
+                if self._inline:
+                    self._read_end(job, state)
+                else:
+                    _pool().submit(self._read_end, job, state)
                 continue
             still.append(index)
             upper = state.upper()
@@ -184,8 +194,11 @@ class FollowedJobs:
                     self._tell_requeue(job, kind)
         self._running = still
         if not still:
-            with contextlib.suppress(ValueError):  # (removed already)
-                self._session.tick_hooks.remove(self.poll)
+            self._unhook()
+
+    def _unhook(self) -> None:
+        with contextlib.suppress(ValueError):  # (removed already)
+            self._session.tick_hooks.remove(self.poll)
 
     def _tell_requeue(self, job: Any, kind: str) -> None:
         task = self.task
@@ -218,7 +231,41 @@ class FollowedJobs:
         finally:
             with self._cond:
                 self._ended.append(job)
+                self._reading -= 1
                 self._cond.notify_all()
+
+    def _end_job(self, job: Any, outcome: str, words: str) -> None:
+        raise NotImplementedError
+
+
+class FollowedJobs(_Jobs):
+    """What ``track(jobs)`` returns: ``len()`` is the number of jobs, :attr:`task` the task
+    following them; iterating yields the jobs as they end (waiting for the next one)."""
+
+    def __init__(self, jobs: Sequence[Any], task: Task, session: Session) -> None:
+        super().__init__(jobs, task, session)
+        self._completed = 0
+
+    def __repr__(self) -> str:
+        return f"<FollowedJobs {self.task.name!r}: {len(self._ended)}/{len(self.jobs)} ended>"
+
+    def __iter__(self) -> Iterator[Any]:
+        index, count = 0, len(self.jobs)
+        while index < count:
+            with self._cond:
+                while len(self._ended) <= index:
+                    if not self._cond.wait(POLL_INTERVAL):
+                        # no job ended for a second: the loop thread may be idle (the task
+                        # ended at a failure, no other task runs), so the waiting thread
+                        # polls too (still at most once a second, whoever polls)
+                        self._cond.release()
+                        try:
+                            self.poll()
+                        finally:
+                            self._cond.acquire()
+                job = self._ended[index]
+            index += 1
+            yield job
 
     def _end_job(self, job: Any, outcome: str, words: str) -> None:
         task, session = self.task, self._session
@@ -242,6 +289,236 @@ class FollowedJobs:
             else:
                 task.note(f"job {job_id} failed")
                 session.finish(task, Ended(words))
+
+
+def attach(handles: Any, task: Task, session: Session) -> Callable[[BaseException | None], bool]:
+    """``remind(..., jobs=jobs)``: the block's ``task`` follows submitit ``Job`` objects (a
+    list or tuple); returns the block's ``end(exc)`` (see :class:`BlockJobs`)."""
+    jobs = BlockJobs(list(handles), task, session)
+    if task.total is None:
+        task.total = len(jobs)
+    session.tick_hooks.append(jobs.poll)
+    return jobs.end
+
+
+class BlockJobs(_Jobs):
+    """The jobs of a ``remind(..., jobs=jobs)`` block, which its task follows: each job
+    that ends advances it; a failure, a time-out, a requeue is told at once (events
+    ``failure``, ``timeout``, ``requeue``) without ending it. Its end is the block's
+    (:meth:`end`) if an exception left the block or every job had ended by then, else the
+    last job's."""
+
+    def __init__(self, jobs: Sequence[Any], task: Task, session: Session) -> None:
+        super().__init__(jobs, task, session)
+        self._over = 0  # the jobs whose end was read
+        self._left = False  # the block's body ended: the last job ends the task
+        self._stopped = False  # no longer followed: the task ended, or is ending
+        self._failed: list[tuple[str, str]] = []  # (job id, stderr tail), in that order
+        self._timed_out: str | None = None  # the first job past its time limit
+        self._cancelled: str | None = None  # the first job cancelled
+
+    def __repr__(self) -> str:
+        return f"<BlockJobs {self.task.name!r}: {self._over}/{len(self.jobs)} ended>"
+
+    def poll(self, force: bool = False) -> None:
+        """As :meth:`FollowedJobs.poll`; a task ended otherwise (by hand, at its session's
+        close) has its jobs no longer read."""
+        if self.task.done:
+            self._unhook()
+            _forget(self)
+            return
+        super().poll(force)
+
+    # -- the block's end (its thread) -------------------------------------------------------
+    def end(self, exc: BaseException | None) -> bool:
+        """The block's body ended with ``exc``: whether its task ends now (``False``: the
+        last job ends it, later; the block leaves at once). Never raises."""
+        try:
+            if exc is not None:
+                self._stop(exc)
+                return True
+            self._read_if_all_done()
+            with self._cond:
+                self._left = True
+                finish = self._over == len(self.jobs) and not self._stopped
+                self._stopped = self._stopped or finish
+            if finish:
+                self._finish()
+                return True
+            if not self.task.done:
+                self.task.thread_id = None  # its thread goes on: nothing to interrupt there
+                _at_exit(self)
+            return self.task.done
+        except Exception:
+            log_exception("following submitit jobs failed")
+            return True
+
+    def _stop(self, exc: BaseException) -> None:
+        """An exception left the block: the task ends with it; the jobs are no longer read."""
+        with self._cond:
+            self._stopped = True
+            running = len(self.jobs) - self._over
+        self._unhook()
+        if running:
+            count = len(self.jobs)
+            self.task.note(
+                f"{running} of {count} job{'s' if count != 1 else ''} still running,"
+                " no longer followed"
+            )
+
+    def _read_if_all_done(self) -> None:
+        """If every job not read yet says it is done, read their ends on this thread and
+        wait for those a worker is reading: the block's end is then the task's. Asks until
+        the first job that is not done: a block leaving while jobs run pays for one."""
+        with self._polling:  # (no poll meanwhile)
+            for index in self._running:
+                try:
+                    if not self.jobs[index].done():
+                        return
+                except Exception:
+                    return
+            self._last_poll = time.monotonic()
+            ended, self._running = self._running, []
+            with self._cond:
+                self._reading += len(ended)
+        for index in ended:
+            job = self.jobs[index]
+            try:
+                state = str(job.state)
+            except Exception:
+                state = ""
+            self._read_end(job, state)
+        self._unhook()
+        with self._cond:
+            self._cond.wait_for(lambda: self._reading == 0, _READ_WAIT)
+
+    def _end_job(self, job: Any, outcome: str, words: str) -> None:
+        task, job_id = self.task, _id(job)
+        with self._cond:
+            if self._stopped or task.done:
+                return
+            task.advance()
+            self._over += 1
+            first = False
+            if outcome == "failed":
+                first = not self._failed
+                self._failed.append((job_id, words))
+            elif outcome == "timeout" and self._timed_out is None:
+                first = not self._failed
+                self._timed_out = job_id
+            elif outcome == "cancelled" and self._cancelled is None:
+                self._cancelled = job_id
+            finish = self._left and self._over == len(self.jobs)
+            self._stopped = finish
+        if outcome == "failed":
+            task.note(f"job {job_id} failed")
+            if not (finish and first):  # (else the end notice tells it, with the same words)
+                self._tell("failure", job_id, f"job {job_id} failed", words)
+        elif outcome == "timeout":
+            task.note(f"job {job_id} ran out of its time")
+            if not (finish and first):
+                self._tell("timeout", job_id, f"job {job_id} timed out", "")
+        elif outcome == "cancelled":
+            task.note(f"job {job_id} was cancelled")
+        if finish:
+            self._finish()
+
+    def _tell(self, event: str, job_id: str, words: str, more: str) -> None:
+        task = self.task
+        if task.done or event not in task.options.events():
+            return
+        detail: object = (words, more) if more else words
+        notice = make_notice(
+            event, task.snapshot(), created=time.time(), key=f"job:{job_id}", detail=detail
+        )
+        self._session.send(notice, task.options)
+
+    def _finish(self) -> None:
+        """End the task as its jobs ended: failed, timed out, cancelled or succeeded."""
+        _forget(self)
+        self._unhook()
+        task, count = self.task, len(self.jobs)
+        exc: BaseException | None = None
+        if self._failed:
+            job_id, words = self._failed[0]
+            more = len(self._failed)
+            task.note(f"job {job_id} failed" + (f" ({more} of {count} failed)" if more > 1 else ""))
+            exc = Ended(words)
+        elif self._timed_out is not None:
+            task.note(f"job {self._timed_out} ran out of its time")
+            task.interrupted_by_timeout = True  # (the state a TaskTimeout ends it in)
+            exc = TaskTimeout(f"job {self._timed_out} passed its time limit")
+        elif self._cancelled is not None:
+            task.note(f"job {self._cancelled} was cancelled")
+            exc = KeyboardInterrupt(f"job {self._cancelled} cancelled")
+        self._session.finish(task, exc)
+
+    # -- interpreter exit ---------------------------------------------------------------------
+    def wait_or_end(self, wait: bool) -> bool:
+        """At interpreter exit: wait for the jobs (``wait``), reading them on this thread;
+        else, or at Ctrl-C, end the task cancelled, saying that the process ended first.
+        Returns whether Ctrl-C stopped the wait."""
+        self._unhook()  # the loop thread no longer polls: this thread does, at its pace
+        self._inline = True
+        stopped = False
+        try:
+            while wait and not self.task.done:
+                self.poll(force=True)
+                with self._cond:
+                    self._cond.wait_for(lambda: self.task.done, POLL_INTERVAL)
+        except KeyboardInterrupt:
+            stopped = True
+        with self._cond:
+            if self._stopped or self.task.done:
+                return stopped
+            self._stopped = True
+            running, count = len(self.jobs) - self._over, len(self.jobs)
+        _forget(self)
+        words = f"the process exited before its jobs ended: {running} of {count} still running"
+        self.task.note(words)
+        self._session.finish(self.task, KeyboardInterrupt(words))
+        return stopped
+
+
+#: Seconds the block's end waits for the ends a worker is reading, once every job is done.
+_READ_WAIT = 20.0
+#: The blocks whose task goes on after them (waited for at interpreter exit).
+_waiting: set[BlockJobs] = set()
+
+
+def _at_exit(jobs: BlockJobs) -> None:
+    """Wait for ``jobs`` at interpreter exit if their task still runs then (the hook is
+    registered again each time: atexit runs the latest first, so it runs before the
+    session's close, which delivers the end)."""
+    with _workers_lock:
+        _waiting.add(jobs)
+        atexit.unregister(_wait_at_exit)
+        atexit.register(_wait_at_exit)
+
+
+def _forget(jobs: BlockJobs) -> None:
+    with _workers_lock:
+        _waiting.discard(jobs)
+
+
+def _wait_at_exit() -> None:
+    """The blocks still waiting for their jobs: a script waits for them (saying so on
+    stderr; Ctrl-C stops waiting), a Jupyter kernel does not (its shutdown is the user's)."""
+    wait = "ipykernel" not in sys.modules
+    with _workers_lock:
+        waiting = sorted(_waiting, key=lambda j: j.task.start_mono or 0.0)
+    for jobs in waiting:
+        if jobs.task.done or not jobs._session.ticker.running:
+            continue  # (ended, or its session closed: nothing could tell its end)
+        if wait:
+            left = len(jobs.jobs) - jobs._over
+            sys.stderr.write(
+                f"nbremind: waiting for {left} submitit job{'s' if left != 1 else ''} of"
+                f" {jobs.task.name!r} to end before exiting (Ctrl-C: exit now)\n"
+            )
+            sys.stderr.flush()
+        if jobs.wait_or_end(wait):
+            wait = False  # Ctrl-C: the others end now too
 
 
 def _outcome(job: Any, state: str) -> tuple[str, str]:
