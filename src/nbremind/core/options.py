@@ -344,9 +344,7 @@ class TaskOptions(Frozen):
         except KeyError:
             # (a wait for input is told about the enclosing task: a loop has no answer)
             # (nor a requeued cluster job: its follower asks for that one itself)
-            on = tuple(
-                sorted(self.events() - set(DEFAULT_ON) - {"input", "requeue", "worker"})
-            )
+            on = tuple(sorted(self.events() - set(DEFAULT_ON) - {"input", "requeue", "worker"}))
             nested = self.replace(on=on)
             set_field(self, "_thresholds_only", nested)
             return nested
