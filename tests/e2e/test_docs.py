@@ -59,6 +59,7 @@ PUBLIC = {
     "current_task",
     "get_session",
     "pandas",
+    "integrations",
     "testing",
     "secrets",
     "watchdog",
