@@ -1,5 +1,5 @@
 """The ``nbremind`` command: ``nbremind run -- CMD``, ``test``, ``history``, ``outbox``,
-``doctor``, ``schedule`` and ``jobs``.
+``doctor``, ``schedule``, ``jobs`` and ``setup``.
 
 Errors end the command with a one-line message on stderr and a non-zero status (2 for a
 bad option value, naming the option and the value). Text output has control characters
@@ -31,7 +31,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 #: The subcommands, in the order ``nbremind --help`` lists them.
-COMMANDS = ("run", "test", "history", "outbox", "doctor", "schedule", "jobs")
+COMMANDS = ("run", "test", "history", "outbox", "doctor", "schedule", "jobs", "setup")
 
 
 def _parser(only: str | None = None) -> argparse.ArgumentParser:
@@ -124,6 +124,12 @@ def _add_schedule(sub: Any) -> None:
     add_parsers(sub)
 
 
+def _add_setup(sub: Any) -> None:
+    from .setup import add_parsers  # setup windows
+
+    add_parsers(sub)
+
+
 _ADDERS: dict[str, Callable[[Any], None]] = {
     "run": _add_run,
     "test": _add_test,
@@ -132,6 +138,7 @@ _ADDERS: dict[str, Callable[[Any], None]] = {
     "doctor": _add_doctor,
     "schedule": _add_schedule,
     "jobs": _add_schedule,
+    "setup": _add_setup,
 }
 
 
@@ -154,6 +161,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             from .schedule import run_jobs, run_schedule
 
             return run_schedule(ns) if ns.command == "schedule" else run_jobs(ns)
+        if ns.command == "setup":
+            from .setup import run_setup
+
+            return run_setup(ns)
         return _test(ns)
     except ValueError as exc:
         print(printable(f"nbremind {ns.command}: error: {exc}"), file=sys.stderr)
