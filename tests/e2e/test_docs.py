@@ -74,7 +74,8 @@ _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})[ \t]*(?P<lang>[\
 _NOTE = re.compile(r"^\s*<!--\s*(?P<note>.*?)\s*-->\s*$")
 _MAGIC = re.compile(r"^%{1,2}\w", re.MULTILINE)
 _ENV_NAMES = re.compile(r"""\$\{(\w+)\}|os\.environ\[["'](\w+)["']\]""")
-_PUBLIC_NAME = re.compile(r"(?<![\w.])nbremind\.([A-Za-z_]\w*)")
+#: ``nbremind.NAME`` in a page (not a file's name in a path: ``static/nbremind.ico``).
+_PUBLIC_NAME = re.compile(r"(?<![\w./\\])nbremind\.([A-Za-z_]\w*)")
 #: A record of measurements, kept as measured: it names the modules it timed.
 MEASUREMENTS = REPO / "docs" / "benchmarks.md"
 
@@ -365,6 +366,10 @@ def _nbremind_args(words: list[str]) -> list[str] | None:
     return None
 
 
+#: Subcommands with subcommands of their own, whose options are theirs (``jobs run``).
+_NESTED = ("setup", "jobs")
+
+
 @pytest.mark.parametrize("sample", of_kind("shell"))
 def test_shell_sample_names_commands_that_exist(sample: Sample, tmp_path: Path) -> None:
     targets = _makefile_targets()
@@ -376,10 +381,12 @@ def test_shell_sample_names_commands_that_exist(sample: Sample, tmp_path: Path) 
             continue
         args = _nbremind_args(words)
         assert args, f"{sample.id}: {line}: only nbremind and make lines can be checked"
-        subcommand, options = args[0], args[1:]
+        depth = 2 if args[0] in _NESTED and args[1:2] and args[1][0] not in "-[" else 1
+        command, options = args[:depth], args[depth:]  # (`setup windows`: its own options)
+        subcommand = " ".join(command)
         if "--" in options:
             options = options[: options.index("--")]  # the rest is the command it runs
-        help_ = run_in(tmp_path, sys.executable, "-m", "nbremind", subcommand, "--help")
+        help_ = run_in(tmp_path, sys.executable, "-m", "nbremind", *command, "--help")
         assert help_.returncode == 0, f"{sample.id}: {line}\n{help_.stderr}"
         named = {m for w in options for m in re.findall(r"--[a-z][\w-]*", w)}
         unknown = {o for o in named if not re.search(rf"{re.escape(o)}\b", help_.stdout)}

@@ -11,6 +11,14 @@ on the loop that sent the toast, while its notifier lives. **Interrupt** is on t
 a running task (:data:`INTERRUPT_EVENTS`), **Snooze 1 h** on its repeating ones
 (:data:`SNOOZE_EVENTS`); a notification server without the ``actions`` capability gets
 no buttons (:meth:`DesktopChannel.notes` says so).
+
+Delivery is confirmed, or explained. On Windows a toast counts as delivered when Windows
+accepted it for the app id ``nbremind`` while the toast notifier's setting for it says
+"enabled" (:mod:`.windows_toasts`); while the setting says off, the channel is unavailable
+with the reason and the fix, read again before every send, so the automatic channel choice
+falls back to a connected browser. On macOS the channel is available when notifications are
+authorised for the app bundle Python runs from (asked, where allowed, the first time);
+Python not run from a bundle gets the reason.
 """
 
 from __future__ import annotations
@@ -19,13 +27,16 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
 import platform
+import sys
 from collections.abc import Callable, Iterator
 from typing import TYPE_CHECKING, Any, Protocol
 
 from ..core.notice import Notice
 from ..delivery.channel import Availability, Channel, ChannelError
 from .dbus import describe_error, is_retryable, notification_service_problem
+from .windows_toasts import ToastSetting, read_toast_setting, setting_problem
 
 if TYPE_CHECKING:
     from desktop_notifier import Button, DesktopNotifier
@@ -39,6 +50,9 @@ __all__ = [
     "DesktopChannel",
     "ToastActions",
     "backend_class",
+    "macos_app_bundle",
+    "macos_how_to_allow",
+    "macos_not_authorised",
 ]
 
 #: The app name desktop-notifier shows, and registers as the AUMID on Windows.
@@ -59,6 +73,8 @@ SNOOZE_SECONDS = 3600.0
 NO_BUTTONS = "this notification server shows no buttons"
 _log = logging.getLogger(__name__)
 _MACOS_NO_BUNDLE = "macOS: notifications need an app bundle (python is not running from one)"
+#: Where macOS users allow an app's notifications.
+MACOS_ALLOW = "System Settings → Notifications → {app} → Allow Notifications"
 
 # Records logged by desktop-notifier while this context holds a list go into that list and
 # are not printed. A context variable (not a flag) keeps concurrent sends on the loop apart.
@@ -130,10 +146,17 @@ class DesktopChannel(Channel):
 
     name = "desktop"
 
-    def __init__(self, actions: ToastActions | None = None) -> None:
+    def __init__(self, actions: ToastActions | None = None, *, ask: bool = True) -> None:
         super().__init__()
         #: What a click and the buttons do (``None``: toasts without either).
         self.actions = actions
+        #: Whether the availability check may ask the user for permission (macOS prompts
+        #: the first time); ``nbremind doctor`` only looks.
+        self.ask = ask
+        #: macOS: whether notifications are authorised (``None``: not asked).
+        self.authorised: bool | None = None
+        #: Windows: the toast setting last read (``None``: not read).
+        self.setting: ToastSetting | None = None
         self._notifier: DesktopNotifier | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         #: Whether the notification server shows buttons (``None``: not asked yet).
@@ -163,9 +186,53 @@ class DesktopChannel(Channel):
         if self._notifier is None or self._loop is not loop:
             from desktop_notifier import DesktopNotifier
 
-            self._notifier = DesktopNotifier(app_name=APP_NAME)
+            if platform.system() == "Windows":
+                # (desktop-notifier writes the app id's registry key as it starts: with our
+                # icon, the key `nbremind setup windows` writes stays as it wrote it)
+                from desktop_notifier import Icon
+
+                from .windows_identity import icon_path
+
+                icon = Icon(path=icon_path())
+                self._notifier = DesktopNotifier(app_name=APP_NAME, app_icon=icon)
+            else:
+                self._notifier = DesktopNotifier(app_name=APP_NAME)
             self._loop = loop
         return self._notifier
+
+    async def availability(self, *, refresh: bool = False) -> Availability:
+        """As :meth:`Channel.availability`; on Windows the toast setting is read again each
+        time (the user may turn nbremind's toasts off or on at any moment)."""
+        known = self._availability
+        was_off = self._off_by_setting
+        current = await super().availability(refresh=refresh)
+        if known is None or refresh or platform.system() != "Windows":
+            return current  # just checked: the setting was read
+        if not (current.ok or was_off):
+            return current  # unavailable for another reason
+        problem = self._setting_problem()
+        if problem:
+            self._availability = Availability(False, problem)
+            return self._availability
+        if was_off:  # turned back on: everything is checked again
+            return await super().availability(refresh=True)
+        return current
+
+    def known_availability(self) -> Availability | None:
+        """The first answer, except on Windows, where :meth:`availability` reads the toast
+        setting again."""
+        return None if platform.system() == "Windows" else self._availability
+
+    @property
+    def _off_by_setting(self) -> bool:
+        setting = self.setting
+        return setting is not None and bool(setting_problem(setting.value))
+
+    def _setting_problem(self) -> str:
+        """Windows: read the toast setting for nbremind; why toasts do not appear (``""``:
+        they may, or Windows does not say)."""
+        self.setting = read_toast_setting(APP_NAME)
+        return setting_problem(self.setting.value)
 
     async def _check(self) -> Availability:
         system = platform.system()
@@ -178,9 +245,21 @@ class DesktopChannel(Channel):
             problem = await notification_service_problem(PROBE_TIMEOUT)
             if problem:
                 return Availability(False, problem)
-        notifier = self._get_notifier()
-        if system == "Windows" and not await notifier.has_authorisation():
-            return Availability(False, "Windows: notifications are turned off for nbremind")
+        notifier = self._get_notifier()  # (on Windows: registers the app id first)
+        if system == "Windows":
+            problem = self._setting_problem()
+            if problem:
+                return Availability(False, problem)
+            # the setting unread: desktop-notifier's answer (which reads the same setting)
+            unread = self.setting is not None and self.setting.value is None
+            if unread and not await notifier.has_authorisation():
+                return Availability(False, "Windows: notifications are turned off for nbremind")
+        if system == "Darwin":
+            self.authorised = await notifier.has_authorisation()
+            if not self.authorised and self.ask:
+                self.authorised = await notifier.request_authorisation()
+            if not self.authorised:
+                return Availability(False, macos_not_authorised())
         await self._shows_buttons(notifier)
         return Availability(True)
 
@@ -198,8 +277,13 @@ class DesktopChannel(Channel):
         return self.buttons
 
     def notes(self) -> list[str]:
-        """What ``%remind status`` should know beyond availability (the buttons)."""
-        return [NO_BUTTONS] if self.buttons is False else []
+        """What ``%remind status`` should know beyond availability (the buttons; on Windows
+        a toast setting that could not be read)."""
+        notes = [NO_BUTTONS] if self.buttons is False else []
+        setting = self.setting
+        if setting is not None and setting.value is None:
+            notes.append(f"Windows toast setting for nbremind unknown: {setting.why}")
+        return notes
 
     def _buttons(self, notice: Notice) -> tuple[Button, ...]:
         """**Interrupt** and **Snooze 1 h**, as far as the notice of a running task wants."""
@@ -228,6 +312,11 @@ class DesktopChannel(Channel):
     async def _send(self, notice: Notice) -> None:
         from desktop_notifier import DEFAULT_SOUND, Notification, Urgency
 
+        if platform.system() == "Windows":  # shown only while Windows says "enabled"
+            problem = self._setting_problem()
+            if problem:
+                self._availability = Availability(False, problem)
+                raise ChannelError(f"desktop notification not shown: {problem}")
         dispatched: list[bool] = []
         notifier = self._get_notifier()
         actions = self.actions
@@ -265,6 +354,28 @@ class DesktopChannel(Channel):
         if bus is not None:
             with contextlib.suppress(Exception):
                 bus.disconnect()
+
+
+def macos_app_bundle() -> str | None:
+    """The app bundle (``…/Name.app``) the Python of this process runs from, if any."""
+    executable = os.path.realpath(sys.executable)
+    if ".app/Contents/" not in executable:
+        return None
+    return executable.split(".app/Contents/")[0] + ".app"
+
+
+def macos_how_to_allow() -> str:
+    """Where the user allows notifications for the app Python runs from."""
+    bundle = macos_app_bundle()
+    app = os.path.basename(bundle)[: -len(".app")] if bundle else "the app running Python"
+    return MACOS_ALLOW.format(app=app)
+
+
+def macos_not_authorised() -> str:
+    """Why macOS shows no toast when nbremind's are not authorised, and how to allow them."""
+    bundle = macos_app_bundle()
+    where = f" for {bundle}" if bundle else ""
+    return f"macOS: notifications are not allowed{where}; allow them in {macos_how_to_allow()}"
 
 
 def backend_class() -> tuple[type[Any], bool]:

@@ -12,6 +12,11 @@ deliveries waiting in it), ``history`` (the run history file), ``gpu`` (whether 
 management library answers, for ``--gpu-mem`` and GPU-idle stalls) and ``memory limit``
 (the limit a ``mem_limit`` percent is of, and where it came from; also the report's JSON
 key ``memory_limit``).
+
+On Windows and macOS the ``desktop`` check also carries the platform's facts as JSON-ready
+values (:attr:`Check.facts`): under ``windows`` the app id's registration, its Start-menu
+shortcut, the toast setting and its fix, and Focus Assist (best effort); under ``macos``
+the app bundle, whether notifications are authorised for it, and how to allow them.
 """
 
 from __future__ import annotations
@@ -57,6 +62,9 @@ class Check:
     summary: str
     detail: tuple[str, ...] = ()
     required: bool = False
+    #: More JSON-ready values under keys of their own (the desktop check's ``windows`` or
+    #: ``macos``), added to :meth:`to_dict`.
+    facts: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def mark(self) -> str:
@@ -71,6 +79,7 @@ class Check:
             "required": self.required,
             "summary": self.summary,
             "detail": list(self.detail),
+            **self.facts,
         }
 
 
@@ -188,7 +197,7 @@ async def _channel_checks(config: Config, loaded: LoadedSettings, in_kernel: boo
     from ..delivery.dispatcher import Dispatcher
     from ..runtime.channel_check import build_channel
 
-    desktop = DesktopChannel()
+    desktop = DesktopChannel(ask=False)  # the doctor looks: it asks the user nothing
     dispatcher = Dispatcher(channels={"desktop": desktop}, make_channel=build_channel)
     try:
         checks = [await _desktop_check(desktop, config)]
@@ -215,7 +224,14 @@ async def _desktop_check(channel: Any, config: Config) -> Check:
         summary = f"toasts cannot be shown: {facts.available.reason}"
     # needed when notices go there: automatic channels, or desktop named in the settings
     needed = not config.channels or "desktop" in config.channels
-    return Check("desktop", facts.available.ok, summary, facts.lines, required=needed)
+    return Check(
+        "desktop",
+        facts.available.ok,
+        summary,
+        (*facts.lines, *facts.notes),
+        required=needed,
+        facts=facts.details,
+    )
 
 
 async def _browser_check(dispatcher: Any, in_kernel: bool) -> Check:

@@ -137,6 +137,11 @@ class RemindMagics(Magics):
             print(printable(f"  channel {name}: {state}"))
         for note in session.channel_notes():
             print(printable(f"  {note}"))
+        if "desktop" in names:  # Windows and macOS: what the platform says of toasts
+            from ..doctor.desktop import status_lines
+
+            for line in status_lines():
+                print(printable(f"  {line}"))
         if not chosen:
             print(printable(f"  default channels: {self._default_channels()}"))
         if "browser" in names:
