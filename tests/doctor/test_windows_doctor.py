@@ -228,6 +228,23 @@ def test_the_application_switch_says_setup_windows_enable(
     assert "Settings → System → Notifications" in desktop["summary"]
 
 
+def test_toasts_turned_off_for_nbremind_are_told_once(
+    windows: Fakes, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Windows' setting and the ``Enabled = 0`` the registry keeps are the same fact."""
+    turned_off = f"{windows_identity.TURNED_OFF}: run `nbremind setup windows --enable`"
+    windows.identity = IdentityState(
+        True, "nbremind", "C:/nbremind.ico", SHORTCUT, "nbremind", 0, (turned_off,)
+    )
+    windows.setting = NotificationSetting.DISABLED_FOR_APPLICATION
+    _, desktop = doctor_json(capsys)
+    assert desktop["windows"]["identity_problems"] == []
+    assert desktop["windows"]["enabled_value"] == 0
+    lines = doctor_text(capsys)
+    assert not [line for line in lines if "registration problem" in line], lines
+    assert sum("toast setting for app id 'nbremind': disabled_for" in line for line in lines) == 1
+
+
 def test_an_unreadable_setting_is_said_with_why(
     windows: Fakes, capsys: pytest.CaptureFixture[str]
 ) -> None:

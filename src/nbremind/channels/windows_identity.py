@@ -37,6 +37,7 @@ __all__ = [
     "AUMID_KEY",
     "DISPLAY_NAME",
     "SETTINGS_KEY",
+    "TURNED_OFF",
     "IdentityState",
     "SetupError",
     "WindowsOnlyError",
@@ -56,6 +57,8 @@ DISPLAY_NAME = "nbremind"
 AUMID_KEY = r"Software\Classes\AppUserModelId\nbremind"
 #: Where Windows keeps the user's notification settings of the app id, under HKEY_CURRENT_USER.
 SETTINGS_KEY = r"Software\Microsoft\Windows\CurrentVersion\Notifications\Settings\nbremind"
+#: How :func:`identity_state` begins the problem of toasts turned off in Settings.
+TURNED_OFF = "toasts from nbremind are turned off in Settings → System → Notifications"
 _HKCU = "HKEY_CURRENT_USER"
 _SETUP = "run `nbremind setup windows`"
 
@@ -159,10 +162,8 @@ def _read_state() -> IdentityState:
         enabled = _enabled(winreg, problems)
     shortcut, app_id = _shortcut(problems)
     if enabled == 0:
-        problems.append(
-            "toasts from nbremind are turned off in Settings → System → Notifications: "
-            "turn them on there, or run `nbremind setup windows --enable`"
-        )
+        fix = "turn them on there, or run `nbremind setup windows --enable`"
+        problems.append(f"{TURNED_OFF}: {fix}")
     return IdentityState(registered, display_name, icon, shortcut, app_id, enabled, tuple(problems))
 
 

@@ -204,6 +204,8 @@ def windows_details() -> dict[str, Any]:
     focus = read_focus_assist()
     shortcut = None if state.shortcut is None else str(state.shortcut)
     problems = list(state.problems)
+    if setting.value == "disabled_for_application":  # (told once: by the setting's line)
+        problems = [p for p in problems if not p.startswith(windows_identity.TURNED_OFF)]
     if unread:
         problems.append(f"the registration could not be read: {unread}")
     known = state.registered is not None
