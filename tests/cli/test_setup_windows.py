@@ -1,43 +1,28 @@
 """``nbremind setup windows``: as a user runs it here (not Windows: exit 2 and why), and on
-a faked Windows through ``main()`` (with the registry fake of the identity tests)."""
+a faked Windows through ``main()`` (with the registry fake of ``_windows_registry``)."""
 
 from __future__ import annotations
 
-import importlib.util
 import platform
 import sys
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import pytest
 
 from _projects import nbremind_in
+from _windows_registry import fake_windows
 from nbremind.channels.shell_link import read_link
 from nbremind.channels.windows_identity import AUMID_KEY, SETTINGS_KEY, icon_path
 from nbremind.cli import main
 
-HERE = Path(__file__).resolve().parent
 HKCU = 0x80000001
 REG_SZ, REG_DWORD = 1, 4
 
 
-def _fakes() -> ModuleType:
-    """The fake ``winreg`` and the faked Windows, from the identity tests (loaded once)."""
-    name = "windows_identity_fakes"
-    if name not in sys.modules:
-        path = HERE.parent / "channels" / "test_windows_identity.py"
-        spec = importlib.util.spec_from_file_location(name, path)
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[name] = module  # (its dataclasses look their module up there)
-        spec.loader.exec_module(module)
-    return sys.modules[name]
-
-
 @pytest.fixture
 def windows(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Any:
-    return _fakes().fake_windows(monkeypatch, tmp_path)
+    return fake_windows(monkeypatch, tmp_path)
 
 
 def _shortcut(tmp_path: Path) -> Path:
