@@ -10,7 +10,6 @@ keep the real names and numbers (``NotificationSetting``, ``ToastNotificationMod
 from __future__ import annotations
 
 import asyncio
-import enum
 import sys
 import time
 import types
@@ -21,6 +20,13 @@ from typing import Any
 import pytest
 
 from _desktop_fakes import RecordingBackend
+from _windows_toasts import (
+    HKCU,
+    NotificationSetting,
+    RegistryKey,
+    ToastNotificationMode,
+    winrt_backend,
+)
 from nbremind.channels import Availability, ChannelError
 from nbremind.channels.browser import BrowserChannel
 from nbremind.channels.desktop import DesktopChannel
@@ -47,29 +53,10 @@ from nbremind.core.task import Task, TaskState
 from nbremind.delivery.dispatcher import Dispatcher
 from nbremind.store.outbox import Outbox
 
-HKCU = "HKEY_CURRENT_USER"
 OFF = [value for value in SETTINGS if value != "enabled"]
 
 
 # -- the fakes -----------------------------------------------------------------------------------
-class NotificationSetting(enum.IntEnum):
-    """As ``winrt.windows.ui.notifications.NotificationSetting``."""
-
-    ENABLED = 0
-    DISABLED_FOR_APPLICATION = 1
-    DISABLED_FOR_USER = 2
-    DISABLED_BY_GROUP_POLICY = 3
-    DISABLED_BY_MANIFEST = 4
-
-
-class ToastNotificationMode(enum.IntEnum):
-    """As ``winrt.windows.ui.notifications.ToastNotificationMode``."""
-
-    UNRESTRICTED = 0
-    PRIORITY_ONLY = 1
-    ALARMS_ONLY = 2
-
-
 class FakeWinRT:
     """``ToastNotificationManager`` as the winrt projection has it: the static
     ``create_toast_notifier_with_id`` (its ``ToastNotifier.setting``) and ``get_default()``
@@ -139,9 +126,9 @@ class FakeWinreg(types.ModuleType):
         self.calls.append(("OpenKey", root, path))
         if not any(key == path for key, _ in self.values):
             raise FileNotFoundError(2, "The system cannot find the file specified")
-        return _Key(path)
+        return RegistryKey(path)
 
-    def QueryValueEx(self, key: _Key, name: str) -> tuple[Any, int]:
+    def QueryValueEx(self, key: RegistryKey, name: str) -> tuple[Any, int]:
         self.calls.append(("QueryValueEx", key.path, name))
         try:
             return self.values[(key.path, name)]
@@ -150,17 +137,6 @@ class FakeWinreg(types.ModuleType):
 
     def dword(self, path: str, name: str, value: int) -> None:
         self.values[(path, name)] = (value, self.REG_DWORD)
-
-
-class _Key:
-    def __init__(self, path: str) -> None:
-        self.path = path
-
-    def __enter__(self) -> _Key:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
 
 
 @pytest.fixture
@@ -182,13 +158,7 @@ def winreg(monkeypatch: pytest.MonkeyPatch) -> FakeWinreg:
 def windows(monkeypatch: pytest.MonkeyPatch, winrt: FakeWinRT) -> Iterator[FakeWinRT]:
     """Windows 11 as desktop-notifier sees it (its WinRT backend replaced by the recorder),
     with the toast setting read from the fake WinRT module."""
-    monkeypatch.setattr("platform.version", lambda: "10.0.22631")
-    backend = types.ModuleType("desktop_notifier.backends.winrt")
-    backend.WinRTDesktopNotifier = RecordingBackend  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "desktop_notifier.backends.winrt", backend)
-    monkeypatch.setattr(RecordingBackend, "instances", [])
-    monkeypatch.setattr(RecordingBackend, "fail", None)
-    monkeypatch.setattr(RecordingBackend, "authorised", True)
+    winrt_backend(monkeypatch)
     yield winrt
 
 

@@ -7,7 +7,6 @@ recorder, ``platform.system()`` saying "Windows", and the app id's registration
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import sys
 import types
@@ -16,27 +15,16 @@ from typing import Any
 
 import pytest
 
-from _desktop_fakes import RecordingBackend
+from _windows_toasts import HKCU, NotificationSetting, RegistryKey, winrt_backend
 from nbremind.channels import windows_identity
 from nbremind.channels.windows_toasts import SETTING_FIXES, SETTINGS, setting_problem
 from nbremind.cli import main
 from nbremind.doctor.desktop import desktop_facts, status_lines
 
-HKCU = "HKEY_CURRENT_USER"
 AUMID_KEY = rf"{HKCU}\Software\Classes\AppUserModelId\nbremind"
 SETTINGS_KEY = r"Software\Microsoft\Windows\CurrentVersion\Notifications\Settings"
 SHORTCUT = Path(r"C:\Users\ada\AppData\Roaming\Microsoft\Windows\Start Menu\Programs\nbremind.lnk")
 SETUP = "run `nbremind setup windows`"
-
-
-class NotificationSetting(enum.IntEnum):
-    """As ``winrt.windows.ui.notifications.NotificationSetting``."""
-
-    ENABLED = 0
-    DISABLED_FOR_APPLICATION = 1
-    DISABLED_FOR_USER = 2
-    DISABLED_BY_GROUP_POLICY = 3
-    DISABLED_BY_MANIFEST = 4
 
 
 def IdentityState(
@@ -68,13 +56,7 @@ class Fakes:
 
     def install(self, monkeypatch: pytest.MonkeyPatch) -> None:
         fakes = self
-        monkeypatch.setattr("platform.system", lambda: "Windows")
-        monkeypatch.setattr("platform.version", lambda: "10.0.22631")
-        backend = types.ModuleType("desktop_notifier.backends.winrt")
-        backend.WinRTDesktopNotifier = RecordingBackend  # type: ignore[attr-defined]
-        monkeypatch.setitem(sys.modules, "desktop_notifier.backends.winrt", backend)
-        monkeypatch.setattr(RecordingBackend, "instances", [])
-        monkeypatch.setattr(RecordingBackend, "authorised", True)
+        winrt_backend(monkeypatch)
 
         class Notifier:
             @property
@@ -100,25 +82,15 @@ class Fakes:
             monkeypatch.setitem(sys.modules, name, types.ModuleType(name))
         monkeypatch.setitem(sys.modules, "winrt.windows.ui.notifications", module)
 
-        class Key:
-            def __init__(self, path: str) -> None:
-                self.path = path
-
-            def __enter__(self) -> Key:
-                return self
-
-            def __exit__(self, *exc: object) -> None:
-                pass
-
         registry = types.ModuleType("winreg")
         registry.HKEY_CURRENT_USER = HKCU  # type: ignore[attr-defined]
         registry.REG_DWORD = 4  # type: ignore[attr-defined]
 
-        def open_key(root: str, path: str) -> Key:
+        def open_key(root: str, path: str) -> RegistryKey:
             fakes.calls.append(("OpenKey", root, path))
-            return Key(path)
+            return RegistryKey(path)
 
-        def query_value(key: Key, name: str) -> tuple[int, int]:
+        def query_value(key: RegistryKey, name: str) -> tuple[int, int]:
             fakes.calls.append(("QueryValueEx", key.path, name))
             if name == "NOC_GLOBAL_SETTING_DND" and fakes.dnd is not None:
                 return fakes.dnd, 4

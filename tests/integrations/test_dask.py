@@ -5,13 +5,12 @@ nesting in a remind() block, futures done before the call."""
 from __future__ import annotations
 
 import re
-import sys
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from _dask_cluster import BAD, gate, held, local_cluster, work
 from _deadline import eventually
 from _require import missing
 from nbremind import TaskState, remind, track
@@ -24,53 +23,18 @@ except ImportError:  # the extra is not installed: every test here says so
 
 pytestmark = pytest.mark.timeout(180)
 
-BAD = 137  # the index whose task raises KeyError('x')
-
-
-def work(i: int) -> int:
-    """A small task; the one at ``BAD`` raises."""
-    if i == BAD:
-        raise KeyError("x")
-    return i * 2
-
-
-def held(i: int, name: str) -> int:
-    """A task that waits for the test to set event ``name``, leaving its worker's thread
-    to the other tasks meanwhile."""
-    distributed.secede()
-    distributed.Event(name).wait()
-    distributed.rejoin()
-    return i
-
 
 @pytest.fixture(scope="module")
 def client() -> Iterator[Any]:
     if distributed is None:
         missing("distributed is not installed (pip install 'nbremind[dask]')")
-    import cloudpickle
-
-    # the workers cannot import this test module: its functions travel by value
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    cluster = distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
-    )
-    client = distributed.Client(cluster)
-    try:
+    with local_cluster() as cluster, distributed.Client(cluster) as client:
         yield client
-    finally:
-        client.close()
-        cluster.close()
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 def graph(client: Any, n: int = 200) -> list[Any]:
     """``n`` small tasks of fresh keys; the one at ``BAD`` raises KeyError('x')."""
     return client.map(work, range(n), pure=False)
-
-
-def gate(client: Any) -> Any:
-    """An event the ``held`` tasks wait for."""
-    return distributed.Event(f"gate-{uuid.uuid4().hex}", client=client)
 
 
 def test_a_graph_alone_fails_at_its_error_with_the_key_and_the_count(client: Any) -> None:

@@ -11,12 +11,12 @@ import re
 import signal
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
 
+from _dask_cluster import BAD, gate, held, local_cluster, work
 from _deadline import eventually
 from _require import missing
 from nbremind import TaskState, get_session, remind
@@ -29,42 +29,15 @@ except ImportError:  # the extra is not installed: every test here says so
 
 pytestmark = pytest.mark.timeout(180)
 
-BAD = 137  # the index whose task raises KeyError('x')
 WORKER = r"tcp://127\.0\.0\.1:\d+"
-
-
-def work(i: int) -> int:
-    """A small task; the one at ``BAD`` raises."""
-    if i == BAD:
-        raise KeyError("x")
-    return i * 2
-
-
-def held(i: int, name: str) -> int:
-    """A task that waits for the test to set event ``name``, leaving its worker's thread
-    to the other tasks meanwhile."""
-    distributed.secede()
-    distributed.Event(name).wait()
-    distributed.rejoin()
-    return i
 
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[Any]:
     if distributed is None:
         missing("distributed is not installed (pip install 'nbremind[dask]')")
-    import cloudpickle
-
-    # the workers cannot import this test module: its functions travel by value
-    cloudpickle.register_pickle_by_value(sys.modules[__name__])
-    cluster = distributed.LocalCluster(
-        n_workers=2, processes=True, threads_per_worker=1, dashboard_address=None
-    )
-    try:
+    with local_cluster() as cluster:
         yield cluster
-    finally:
-        cluster.close()
-        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
 
 
 @pytest.fixture
@@ -75,11 +48,6 @@ def client(cluster: Any) -> Iterator[Any]:
 
 def plugin(cluster: Any) -> Any:
     return cluster.scheduler.plugins["nbremind"]
-
-
-def gate(client: Any) -> Any:
-    """An event the ``held`` tasks wait for."""
-    return distributed.Event(f"gate-{uuid.uuid4().hex}", client=client)
 
 
 def titles(cap: Any) -> list[str]:

@@ -15,6 +15,7 @@ import pytest
 
 from _deadline import eventually, within
 from _require import missing
+from _submitit_jobs import local_executor, timing_out
 from nbremind import remind, track
 from nbremind.testing import capture_notices
 
@@ -23,25 +24,14 @@ try:
 except ImportError:  # pragma: no cover - the extra is not installed
     submitit = None
 
-#: The local executor's shortest real time limit: ``int(60 * timeout_min)`` seconds (3), the
-#: time-limit signal ``signal_delay_s`` (1) before it, which submitit's handler turns into
-#: "timed-out and not checkpointable" (the job must have started: 2 s leaves it time).
-TIMEOUT_MIN = 0.05
-SIGNAL_DELAY_S = 1
-
 
 @pytest.fixture
 def executor(tmp_path: Path) -> Any:
-    if submitit is None:
-        missing("submitit is not installed (pip install 'nbremind[submitit]')")
-    ex = submitit.LocalExecutor(folder=tmp_path / "jobs")
-    ex.update_parameters(timeout_min=1)
-    return ex
+    return local_executor(tmp_path)
 
 
 def _timing_out(ex: Any) -> Any:
-    ex.update_parameters(timeout_min=TIMEOUT_MIN, signal_delay_s=SIGNAL_DELAY_S)
-    return ex.submit(time.sleep, 60)
+    return timing_out(ex).submit(time.sleep, 60)
 
 
 def test_jobs_that_succeed_end_the_task_succeeded(executor: Any) -> None:

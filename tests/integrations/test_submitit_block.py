@@ -20,6 +20,7 @@ import pytest
 from _deadline import eventually
 from _require import missing
 from _servers import ScriptedHTTPServer
+from _submitit_jobs import local_executor, timing_out
 from nbremind import current_task, remind
 from nbremind.testing import CapturedNotices, capture_notices
 
@@ -28,10 +29,6 @@ try:
 except ImportError:  # pragma: no cover - the extra is not installed
     submitit = None
 
-#: The local executor's shortest real time limit (3 s), its time-limit signal 1 s before
-#: (submitit's handler makes it "timed-out and not checkpointable").
-TIMEOUT_MIN = 0.05
-SIGNAL_DELAY_S = 1
 #: A job that fails after a while: a command of the job's own that exits 3 (a function of
 #: the standard library, so the job's process unpickles it without this module).
 FAILS_LATER = ["sh", "-c", "sleep 2; echo second failure >&2; exit 3"]
@@ -39,11 +36,7 @@ FAILS_LATER = ["sh", "-c", "sleep 2; echo second failure >&2; exit 3"]
 
 @pytest.fixture
 def executor(tmp_path: Path) -> Any:
-    if submitit is None:
-        missing("submitit is not installed (pip install 'nbremind[submitit]')")
-    ex = submitit.LocalExecutor(folder=tmp_path / "jobs")
-    ex.update_parameters(timeout_min=1)
-    return ex
+    return local_executor(tmp_path)
 
 
 def _of(cap: CapturedNotices, event: str) -> list[Any]:
@@ -92,8 +85,7 @@ def test_a_failed_job_is_told_at_once_and_the_end_is_the_first_failure(executor:
 
 def test_a_job_past_its_time_limit(executor: Any) -> None:
     with capture_notices(tick=True) as cap:
-        executor.update_parameters(timeout_min=TIMEOUT_MIN, signal_delay_s=SIGNAL_DELAY_S)
-        job = executor.submit(time.sleep, 60)
+        job = timing_out(executor).submit(time.sleep, 60)
         with remind("long", jobs=[job]) as task:
             (told,) = eventually(lambda: _of(cap, "timeout"), 60, "the time-out's notice")
             assert not task.done

@@ -59,6 +59,7 @@ from ..core.log import log_exception
 from ..core.options import TaskOptions
 from ..core.task import Ended, Task, TaskError, type_name
 from ..runtime.session import Session, get_session
+from .followed import start_followed
 
 __all__ = ["ERROR_WAIT", "REGISTER_BATCH", "UNREAD", "FollowedFutures", "error_of", "follow"]
 
@@ -97,13 +98,7 @@ def follow(
     if name is None:
         name = f"dask: {count} future{'' if count == 1 else 's'}"
     session = session or get_session()
-    parent = session.current()
-    if parent is not None and options.on is None:
-        options = options.thresholds_only()  # its end is the enclosing task's to report
-    task = session.new_task(
-        name, options=options, total=count if total is None else total, kind="dask", parent=parent
-    )
-    session.start_aside(task)
+    task = start_followed(session, name, count, total, options, "dask")
     following = _Following(session, task, count)
     try:
         following.watch(futures)

@@ -31,6 +31,7 @@ import weakref
 from collections.abc import Callable
 from typing import Any
 
+import dask
 from distributed import Client, Future
 
 try:
@@ -50,7 +51,8 @@ __all__ = ["active_client", "open_span", "status_lines"]
 
 _links: weakref.WeakKeyDictionary[Any, _Link] = weakref.WeakKeyDictionary()
 _links_lock = threading.Lock()
-_workers: Workers | None = None
+#: Where an erred task's exception is read (its thread starts on first use).
+_workers = Workers(limit=1, name="nbremind-dask")
 
 
 def active_client() -> Any:
@@ -109,14 +111,6 @@ def _link_of(client: Any) -> _Link:
         if link is None:
             link = _links[client] = _Link(client)
     return link
-
-
-def _pool() -> Workers:
-    global _workers
-    with _links_lock:
-        if _workers is None:
-            _workers = Workers(limit=1, name="nbremind-dask")
-        return _workers
 
 
 class _Link:
@@ -206,14 +200,14 @@ class _Watch:
         self._told: set[str] = set()
 
     def open(self) -> Callable[[], None]:
-        outer = _annotations().get(ANNOTATION)
+        outer = dask.get_annotations().get(ANNOTATION)  # type: ignore[attr-defined]
         spanned = span(self.task.name)
         self.id = spanned.__enter__()
         self._contexts.append(spanned)
         ids = [self.id]
         if isinstance(outer, (list, tuple)) and len(outer) == 2 and outer[0] == self.link.topic:
             ids = [*outer[1], self.id]  # counted for the blocks around it too
-        annotated = _annotate(**{ANNOTATION: [self.link.topic, ids]})
+        annotated = dask.annotate(**{ANNOTATION: [self.link.topic, ids]})  # type: ignore[attr-defined]
         annotated.__enter__()
         self._contexts.append(annotated)
         self.link.watches[self.id] = self
@@ -243,7 +237,7 @@ class _Watch:
         where = f" on worker {worker}" if worker else ""
         task.note(f"task {message.get('key')} erred{where}")  # (for the end notice too)
         if "failure" in task.options.events():
-            _pool().submit(self._tell_error, message, where)
+            _workers.submit(self._tell_error, message, where)
 
     def lost(self, worker: str, left: int) -> None:
         task = self.task
@@ -278,19 +272,6 @@ class _Watch:
         task = self.task
         notice = make_notice(event, task.snapshot(), created=time.time(), key=key, detail=words)
         self.session.send(notice, task.options)
-
-
-def _annotations() -> dict[str, Any]:
-    import dask
-
-    found: dict[str, Any] = dask.get_annotations()  # type: ignore[attr-defined]
-    return found
-
-
-def _annotate(**values: Any) -> Any:
-    import dask
-
-    return dask.annotate(**values)  # type: ignore[attr-defined]
 
 
 def _key(raw: Any) -> Any:

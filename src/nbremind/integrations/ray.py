@@ -77,6 +77,7 @@ from ..core.options import NO_OPTIONS, TaskOptions
 from ..core.task import Ended, Task, TaskError, type_name
 from ..core.workers import Workers
 from ..runtime.session import Session, get_session
+from .followed import in_completion_order, start_followed
 
 __all__ = [
     "ERROR_WAIT",
@@ -98,17 +99,9 @@ _REF_CHARS = 16
 #: Characters of a trial's config shown in the notice of its failure.
 _CONFIG_CHARS = 200
 
-_workers: Workers | None = None
-_workers_lock = threading.Lock()
-
-
-def _pool() -> Workers:
-    """One thread: the batches of ready refs are read in the order they were found."""
-    global _workers
-    with _workers_lock:
-        if _workers is None:
-            _workers = Workers(limit=1, name="nbremind-ray")
-        return _workers
+#: One thread (started on first use): the batches of ready refs are read in the order
+#: they were found.
+_workers = Workers(limit=1, name="nbremind-ray")
 
 
 def follow(
@@ -134,13 +127,7 @@ def follow(
     if name is None:
         name = f"ray: {count} ref{'' if count == 1 else 's'}"
     session = session or get_session()
-    parent = session.current()
-    if parent is not None and options.on is None:
-        options = options.thresholds_only()  # its end is the enclosing task's to report
-    task = session.new_task(
-        name, options=options, total=count if total is None else total, kind="ray", parent=parent
-    )
-    session.start_aside(task)
+    task = start_followed(session, name, count, total, options, "ray")
     followed = FollowedRefs(refs, task, session)
     followed.start()
     return followed
@@ -175,23 +162,14 @@ class FollowedRefs:
 
     def __iter__(self) -> Iterator[Any]:
         """The refs in the order they complete (waiting for the next one)."""
-        index, count = 0, len(self.refs)
-        while index < count:
-            with self._cond:
-                while len(self._ended) <= index:
-                    if self._broken is not None:
-                        raise self._broken
-                    if not self._cond.wait(2 * POLL_INTERVAL):
-                        # none came: the loop thread may be idle (the task ended at an
-                        # error, no other task runs), so the waiting thread polls too
-                        self._cond.release()
-                        try:
-                            self.poll()
-                        finally:
-                            self._cond.acquire()
-                ref = self._ended[index]
-            index += 1
-            yield ref
+        return in_completion_order(
+            self._ended,
+            len(self.refs),
+            self._cond,
+            self.poll,
+            2 * POLL_INTERVAL,
+            lambda: self._broken,
+        )
 
     def start(self) -> None:
         """At the call: read the refs ready already (here), then poll from the loop thread."""
@@ -221,7 +199,7 @@ class FollowedRefs:
                     return
                 ready = self._wait()
                 if ready:
-                    _pool().submit(self._read, ready)
+                    _workers.submit(self._read, ready)
             finally:
                 self._polling.release()
         except Exception as exc:

@@ -61,6 +61,7 @@ from ..core.options import TaskOptions
 from ..core.task import Ended, Task, TaskTimeout
 from ..core.workers import Workers
 from ..runtime.session import Session, get_session
+from .followed import in_completion_order, start_followed
 
 __all__ = [
     "POLL_INTERVAL",
@@ -85,16 +86,8 @@ _REQUEUE_STATES = ("PREEMPTED", "REQUEUED")
 #: submitit's error when the time-limit signal came to a job it could not checkpoint.
 _SUBMITIT_TIMED_OUT = "Job not requeued because: timed-out"
 
-_workers: Workers | None = None
-_workers_lock = threading.Lock()
-
-
-def _pool() -> Workers:
-    global _workers
-    with _workers_lock:
-        if _workers is None:
-            _workers = Workers(limit=2, name="nbremind-submitit")
-        return _workers
+#: Where ended jobs are read (their threads start on first use).
+_workers = Workers(limit=2, name="nbremind-submitit")
 
 
 def follow(
@@ -107,18 +100,11 @@ def follow(
     """``track(jobs)``: follow submitit ``Job`` objects (a list or tuple) as one task."""
     jobs = list(handles)
     session = session or get_session()
-    if session.current() is not None and options.on is None:
-        nested = options.thresholds_only()  # its end is the enclosing task's to report
-        options = nested.replace(on=(*(nested.on or ()), REQUEUE_EVENT))  # requeues: its own
     count = len(jobs)
-    task = session.new_task(
-        name or f"slurm: {count} job{'s' if count != 1 else ''}",
-        options=options,
-        total=total if total is not None else count,
-        kind="slurm",
-    )
+    name = name or f"slurm: {count} job{'s' if count != 1 else ''}"
+    # (nested, a requeued job is still told: its follower's own)
+    task = start_followed(session, name, count, total, options, "slurm", (REQUEUE_EVENT,))
     followed = FollowedJobs(jobs, task, session)
-    session.start_aside(task)
     session.tick_hooks.append(followed.poll)
     return followed
 
@@ -184,7 +170,7 @@ class _Jobs:
                 if self._inline:
                     self._read_end(job, state)
                 else:
-                    _pool().submit(self._read_end, job, state)
+                    _workers.submit(self._read_end, job, state)
                 continue
             still.append(index)
             upper = state.upper()
@@ -250,22 +236,10 @@ class FollowedJobs(_Jobs):
         return f"<FollowedJobs {self.task.name!r}: {len(self._ended)}/{len(self.jobs)} ended>"
 
     def __iter__(self) -> Iterator[Any]:
-        index, count = 0, len(self.jobs)
-        while index < count:
-            with self._cond:
-                while len(self._ended) <= index:
-                    if not self._cond.wait(POLL_INTERVAL):
-                        # no job ended for a second: the loop thread may be idle (the task
-                        # ended at a failure, no other task runs), so the waiting thread
-                        # polls too (still at most once a second, whoever polls)
-                        self._cond.release()
-                        try:
-                            self.poll()
-                        finally:
-                            self._cond.acquire()
-                job = self._ended[index]
-            index += 1
-            yield job
+        # (a waiting thread polls after a second without a job ending: still at most once a
+        # second, whoever polls)
+        jobs = self._ended
+        return in_completion_order(jobs, len(self.jobs), self._cond, self.poll, POLL_INTERVAL)
 
     def _end_job(self, job: Any, outcome: str, words: str) -> None:
         task, session = self.task, self._session
@@ -484,20 +458,21 @@ class BlockJobs(_Jobs):
 _READ_WAIT = 20.0
 #: The blocks whose task goes on after them (waited for at interpreter exit).
 _waiting: set[BlockJobs] = set()
+_waiting_lock = threading.Lock()
 
 
 def _at_exit(jobs: BlockJobs) -> None:
     """Wait for ``jobs`` at interpreter exit if their task still runs then (the hook is
     registered again each time: atexit runs the latest first, so it runs before the
     session's close, which delivers the end)."""
-    with _workers_lock:
+    with _waiting_lock:
         _waiting.add(jobs)
         atexit.unregister(_wait_at_exit)
         atexit.register(_wait_at_exit)
 
 
 def _forget(jobs: BlockJobs) -> None:
-    with _workers_lock:
+    with _waiting_lock:
         _waiting.discard(jobs)
 
 
@@ -505,7 +480,7 @@ def _wait_at_exit() -> None:
     """The blocks still waiting for their jobs: a script waits for them (saying so on
     stderr; Ctrl-C stops waiting), a Jupyter kernel does not (its shutdown is the user's)."""
     wait = "ipykernel" not in sys.modules
-    with _workers_lock:
+    with _waiting_lock:
         waiting = sorted(_waiting, key=lambda j: j.task.start_mono or 0.0)
     for jobs in waiting:
         if jobs.task.done or not jobs._session.ticker.running:
