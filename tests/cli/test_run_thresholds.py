@@ -147,6 +147,21 @@ def test_the_whole_tree_counts_and_the_grandchild_goes_with_the_group(tmp_path: 
     assert _wait_gone(grandchild_pid), "the grandchild outlived its group's stop"
 
 
+def test_a_limit_from_the_settings_stops_the_command_the_same_way(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    limit = _limit()
+    monkeypatch.setenv("NBREMIND_MEM_LIMIT", str(limit))
+    run, took = _nbremind("run", "--name", "hog", "--channels", "null", "--", PY, "-c", ALLOC)
+    assert run.returncode == 137, run.stderr
+    assert took < DEADLINE, f"stopped after {took:.1f} s"
+    assert run.stderr.startswith("nbremind run: stopped: memory limit ("), run.stderr
+    row = _last_run()
+    assert (row["state"], row["error_type"]) == ("failed", "TaskMemoryLimit")
+    if not find_scope().cgroup:  # the command's tree is judged, read each tick: little overshoot
+        assert row["peak_rss"] < limit + 200_000_000, row["peak_rss"]
+
+
 def test_a_command_under_its_limit_runs_to_its_end() -> None:
     script = "import time\nx = b'\\1' * 100_000_000\ntime.sleep(1)\n"  # sampled a few ticks
     run, _ = _guarded("modest", _limit(), PY, "-c", script)
@@ -207,6 +222,21 @@ def test_stall_without_a_gpu_is_an_error_before_the_command_starts(tmp_path: Pat
         f"answers here ({why})\n"
     )
     assert not marker.exists()
+
+
+def test_a_stall_from_the_settings_runs_a_command_without_a_gpu_and_says_nothing(
+    monkeypatch: pytest.MonkeyPatch, http_server: ScriptedHTTPServer
+) -> None:
+    if GpuSampler().reading(time.monotonic()) is not None:
+        pytest.skip("a GPU answers here: the stall watches it")
+    monkeypatch.setenv("NBREMIND_STALL", "0.5s")
+    command = (PY, "-c", "import time; time.sleep(1.2)")  # (past the stall time)
+    run, _ = _nbremind("run", "--name", "quiet", "--channels", http_server.url(), "--", *command)
+    assert (run.returncode, run.stderr) == (0, "")
+    [request] = http_server.wait_for(1)
+    notice = request.json()
+    assert notice["title"].startswith("✓ quiet finished"), notice
+    assert "stall" not in json.dumps(notice), notice  # nothing to watch: left alone, unsaid
 
 
 class _IdleGpu:

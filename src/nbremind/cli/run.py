@@ -163,9 +163,11 @@ def run_command(
     # the same reminder, of this kind from its start (its start notice and history row)
     reminder = Reminder(checked.name, checked.options, checked.total, session, kind)
     reminder.watchdog = watchdog
-    if options.get("stall") is not None:
+    if options.get("stall") is not None:  # (a stall the settings give watches what it can)
         _check_stall(reminder.session)
-    guarded = options.get("mem_limit") is not None
+    # the options the task starts with: the settings default those the call leaves unset
+    effective = reminder.session.with_option_defaults(checked.options)
+    guarded = effective.mem_limit is not None
     clock = reminder.session.clock
     started = (clock.monotonic(), clock.time())  # the duration counts the command's start-up
     # a job's command may say why it failed (a notebook's failing cell), in a file of its own
@@ -207,7 +209,7 @@ def run_command(
     stop_listening = reminder.session.dispatcher.listen(outcomes.append)
     # the guard acts within a tick of the tree passing the limit: it reads the tree each tick
     tree = _TreeMemory(child.pid, every=0.0 if guarded else 1.0)
-    if options.get("stall") is not None or options.get("gpu_mem") is not None:
+    if effective.stall is not None or effective.gpu_mem is not None:
         _watch_gpus_of(reminder.session, tree)
     try:
         with reminder as task:

@@ -254,6 +254,14 @@ class Session:
             known = self._defaults_of = (config, {k: v for k, v in values.items() if v is not None})
         return known[1]
 
+    def with_option_defaults(self, options: TaskOptions) -> TaskOptions:
+        """``options`` with the settings that default task options (``stall``, ``mem_limit``,
+        ...) where it leaves them unset: what a task in no other task starts with."""
+        from ..core.options import with_defaults
+
+        defaults = self._option_defaults()
+        return with_defaults(options, defaults) if defaults else options
+
     def _take_defaults(self, task: Task) -> None:
         from ..core.options import with_defaults
 

@@ -49,6 +49,7 @@ from ..core.parse import printable
 from ..delivery.retry import Backoff
 from .metrics import run_state
 from .timing import last_fire, next_fire
+from .work import job_work
 
 if TYPE_CHECKING:
     from ..core.jobs import Expectation, Job
@@ -90,42 +91,7 @@ def job_argv(job: Job, python: str, attempt: int = 1) -> list[str]:
     argv += list(job.flags)
     if job.timeout is not None:
         argv += ["--timeout", format_duration_setting(job.timeout)]
-    return [*argv, "--", *_work(job, python)]
-
-
-def _work(job: Job, python: str) -> list[str]:
-    """What the run runs: the command, the notebook through papermill, or the function."""
-    if job.command is not None:
-        return list(job.command)
-    if job.python is not None:
-        module, _, function = job.python.partition(":")
-        code = (
-            "import importlib, sys\n"
-            f"result = getattr(importlib.import_module({module!r}), {function!r})()\n"
-            "sys.exit(0 if result is None or result is True or result == 0 else 1)\n"
-        )
-        return [python, "-c", code]
-    assert job.notebook is not None
-    import json
-
-    output = (job.output or "").format(name=job.name, start=dt.datetime.now())
-    code = (
-        "import json, os, sys\n"
-        "import papermill\n"
-        f"out = {output!r}\n"
-        "os.makedirs(os.path.dirname(out) or '.', exist_ok=True)\n"
-        "try:\n"
-        f"    papermill.execute_notebook({job.notebook!r}, out, progress_bar=False,\n"
-        f"        parameters=json.loads({json.dumps(dict(job.parameters))!r}))\n"
-        "except papermill.PapermillExecutionError as exc:\n"
-        "    why = f'{out}: cell {exc.exec_count} raised {exc.ename}: {exc.evalue}'\n"
-        "    told = os.environ.get('NBREMIND_REASON_FILE')\n"
-        "    if told:\n"
-        "        with open(told, 'w', encoding='utf-8') as file:\n"
-        "            file.write(why.replace('\\n', ' '))\n"
-        "    sys.exit(why)\n"
-    )
-    return [python, "-c", code]
+    return [*argv, "--", *job_work(job, python)]
 
 
 class _Slot:
