@@ -232,3 +232,100 @@ def test_attempt_notes(text: str, note: str) -> None:
 def test_bad_attempts_name_the_option_and_value(text: str) -> None:
     with pytest.raises(ValueError, match=f"--attempt: {text!r} is not an attempt number"):
         attempt_note(text)
+
+
+@pytest.mark.parametrize("program", ["nosuchprog", "not-executable"])
+def test_a_job_run_that_cannot_start_is_recorded_failed_and_told(
+    http_server: ScriptedHTTPServer, tmp_path: Path, program: str
+) -> None:
+    if program == "not-executable":
+        (tmp_path / program).write_text("#!/bin/sh\n", encoding="utf-8")
+        program = str(tmp_path / program)
+        reason = f"Permission denied: {program!r}"
+    else:
+        reason = f"No such file or directory: {program!r}"
+    url = http_server.url()
+    run = nbremind_in(
+        None, "run", "--job", "etl", "--attempt", "1/2", "--channels", url, "--", program
+    )
+    # the exit status and the error line as before
+    assert run.returncode == 127
+    assert run.stderr.startswith(f"nbremind run: cannot run {program!r}: "), run.stderr
+    [row] = history_json(None)
+    assert (row["name"], row["kind"], row["state"]) == ("etl", "job", "failed")
+    assert row["error_type"] == f"cannot start: {reason}"
+    [request] = http_server.wait_for(1)
+    payload = request.json()
+    assert (payload["event"], payload["title"]) == ("failure", "✗ etl failed")
+    assert payload["body"].splitlines()[0] == f"cannot start: {reason}"
+    assert payload["notes"] == ["attempt 1 of 2"]
+
+
+def test_a_plain_command_that_cannot_start_is_only_an_error() -> None:
+    run = nbremind_in(None, "run", "--channels", "null", "--", "nosuchprog")
+    assert (run.returncode, run.stderr) == (
+        127,
+        "nbremind run: cannot run 'nosuchprog': No such file or directory\n",
+    )
+    assert history_json(None) == []
+
+
+def test_a_job_run_whose_stall_cannot_be_watched_is_recorded_failed_and_told(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    url = http_server.url()
+    run = nbremind_in(
+        None, "run", "--job", "train", "--stall", "1m", "--channels", url, "--", "true"
+    )
+    if run.returncode == 0:
+        pytest.skip("a GPU answers here: the stall is watched")
+    assert run.returncode == 2
+    error = run.stderr.removeprefix("nbremind run: error: ").strip()
+    assert error.startswith("--stall needs progress: a command reports none"), run.stderr
+    [row] = history_json(None)
+    assert (row["name"], row["kind"], row["state"], row["error_type"]) == (
+        "train",
+        "job",
+        "failed",
+        error,
+    )
+    [request] = http_server.wait_for(1)
+    assert request.json()["body"].splitlines()[0] == error
+
+
+def test_a_job_runs_notices_come_from_the_job(http_server: ScriptedHTTPServer) -> None:
+    import socket
+
+    run = nbremind_in(None, "run", "--job", "etl", "--channels", http_server.url(), "--", "true")
+    assert run.returncode == 0, run.stderr
+    [request] = http_server.wait_for(1)
+    payload = request.json()
+    assert payload["body"].splitlines()[-1] == f"job etl on {socket.gethostname()}"
+    assert payload["notebook"] == "job etl"  # (the source a notice carries)
+    [row] = history_json(None)
+    assert row["source"] == "job etl"
+
+
+def test_a_plain_runs_notices_come_from_nbremind_not_its_main_module(
+    http_server: ScriptedHTTPServer,
+) -> None:
+    import socket
+
+    script = "import time; time.sleep(1.2)"  # (long enough for its end to be told)
+    run = nbremind_in(
+        None,
+        "run",
+        "--name",
+        "plain",
+        "--channels",
+        http_server.url(),
+        "--",
+        sys.executable,
+        "-c",
+        script,
+    )
+    assert run.returncode == 0, run.stderr
+    [request] = http_server.wait_for(1)
+    assert request.json()["body"].splitlines()[-1] == f"nbremind on {socket.gethostname()}"
+    [row] = history_json(None)
+    assert row["source"] == "nbremind"

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 
 from _captured import run_for as ticking
 from nbremind import remind, track
+from nbremind.ipython.texts import status_text
 from nbremind.testing import CapturedNotices, FakeClock
 
 
@@ -104,6 +105,24 @@ def test_no_progress_at_all_never_stalls_and_the_end_says_so(
     (end,) = cap.notices
     assert end.event == "success"
     assert "stall never applied: no progress to watch" in end.body
+
+
+def test_no_progress_is_said_on_the_status_line_once_the_stall_time_passed(
+    cap: CapturedNotices, clock: FakeClock
+) -> None:
+    with remind("wait", stall="1m") as task:
+        ticking(cap, clock, 50)  # (a tick every 10 s)
+        assert task.unwatched is None  # (not yet: progress may still come)
+        assert "cannot apply" not in status_text(task)
+        ticking(cap, clock, 20)
+        assert status_text(task).endswith(
+            " · stall 1 min cannot apply: no progress to watch (advance(), track(), a tqdm "
+            "bar) and no GPU"
+        ), status_text(task)
+        task.total = 10  # progress after all: watched from now on, the line says no more
+        run_for(cap, clock, 1)
+        assert task.unwatched is None
+        assert "cannot apply" not in status_text(task)
 
 
 def test_progress_that_comes_late_is_watched_from_then_on(

@@ -106,9 +106,15 @@ def test_a_cell_stuck_in_a_sleep_is_still_stopped(kernel_factory: KernelFactory)
 
     r = k.run(
         f"%%remind grow --mem-limit {limit}MB\n"
-        "import threading, time\n"
+        "import sys, threading, time\n"
         "held = []\n"
-        "threading.Thread(target=lambda: held.append(b'\\1' * 400_000_000)).start()\n"
+        "cell = threading.main_thread().ident\n"
+        "def grow():\n"
+        "    sleeps = grow.__code__.co_firstlineno + 6  # the cell's line of time.sleep(60)\n"
+        "    while sys._current_frames()[cell].f_lineno != sleeps:  # (until the cell sleeps)\n"
+        "        time.sleep(0.01)\n"
+        "    held.append(b'\\1' * 400_000_000)\n"
+        "threading.Thread(target=grow).start()\n"
         "time.sleep(60)\n",
         timeout=30,
     )

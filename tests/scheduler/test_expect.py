@@ -4,6 +4,7 @@ return too; judged against a real run history that real ``nbremind run`` process
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import textwrap
@@ -12,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from _deadline import eventually
 from _servers import ScriptedHTTPServer
 from nbremind.core.jobs import Expectation, Schedule
 from nbremind.scheduler.expect import ExpectedRuns
@@ -101,41 +103,65 @@ def test_a_run_that_did_not_succeed_within_max_duration_is_late(tmp_path: Path) 
     store.close()
 
 
-@pytest.mark.timeout(120)
-def test_the_scheduler_tells_a_missed_run_to_a_webhook(
-    tmp_path: Path, http_server: ScriptedHTTPServer
-) -> None:
+def _scheduling(tmp_path: Path, settings: str) -> tuple[subprocess.Popen[str], dict[str, str]]:
+    """A real ``nbremind schedule`` in a project of ``settings`` (its ``nbremind.toml``),
+    with a data folder of its own; and the environment it runs with."""
     project = tmp_path / "project"
     project.mkdir()
-    (project / "nbremind.toml").write_text(
-        textwrap.dedent(
-            f"""
-            channels = ["{http_server.url()}"]
-
-            [expect.ghost]
-            every = "1s"
-            grace = "1s"
-            """
-        )
-    )
+    (project / "nbremind.toml").write_text(textwrap.dedent(settings))
     env = {
         **os.environ,
         "NBREMIND_DATA_DIR": str(tmp_path / "data"),
         "NBREMIND_CONFIG_DIR": str(tmp_path / "config"),
     }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "nbremind", "schedule"],
-        cwd=project,
-        env=env,
-        stderr=subprocess.PIPE,
-        text=True,
+    command = [sys.executable, "-m", "nbremind", "schedule"]
+    return subprocess.Popen(command, cwd=project, env=env, text=True), env
+
+
+@pytest.mark.timeout(180)
+def test_a_run_that_did_not_finish_and_a_return_are_told_to_a_webhook_to_the_second(
+    tmp_path: Path, http_server: ScriptedHTTPServer
+) -> None:
+    process, env = _scheduling(
+        tmp_path,
+        f"""
+        channels = ["{http_server.url()}"]
+
+        [expect.ghost]
+        every = "1s"
+        grace = "1s"
+
+        [expect.slowpoke]
+        every = "10s"
+        grace = "5s"
+        max_duration = "1s"
+        """,
     )
+    data = tmp_path / "data"
+
+    def titles() -> list[str]:
+        return [str(r.json()["title"]) for r in http_server.answered(200)]
+
     try:
-        [request] = http_server.wait_for(1, timeout=60)
+        eventually(lambda: any("ghost did not run" in t for t in titles()), 60, "ghost missed")
+        # slowpoke's run starts at one of its expected times, and takes longer than its max
+        eventually(lambda: time.time() % 10 < 1, 15, "an expected start of slowpoke")
+        report_slow = subprocess.Popen(
+            [sys.executable, "-m", "nbremind", "run", "--name", "slowpoke", "--", "sleep", "3"],
+            cwd=tmp_path,
+            env={**env, "NBREMIND_CHANNELS": "null"},
+        )
+        report(data, "ghost")
+        assert report_slow.wait(60) == 0
+        eventually(lambda: "✓ ghost is back" in titles(), 60, "ghost back")
+        eventually(lambda: any("slowpoke did not finish" in t for t in titles()), 60, "late")
     finally:
         process.terminate()
         process.wait(30)
-    payload = request.json()
-    assert payload["event"] == "missed"
-    assert payload["title"].startswith("✗ ghost did not run (expected ")
-    assert payload["title"].endswith(", grace 1.0 s)")
+    told = titles()
+    events = {r.json()["title"]: r.json()["event"] for r in http_server.answered(200)}
+    missed = next(t for t in told if "ghost did not run" in t)
+    assert (events[missed], events["✓ ghost is back"]) == ("missed", "missed")
+    assert re.fullmatch(r"✗ ghost did not run \(expected \d\d:\d\d:\d\d, grace 1\.0 s\)", missed)
+    [late] = [t for t in told if "slowpoke did not finish" in t]
+    assert re.fullmatch(r"✗ slowpoke did not finish \(started \d\d:\d\d:\d\d, max 1\.0 s\)", late)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import signal
 import subprocess
+import sys
 import textwrap
 import time
 from collections.abc import Iterator
@@ -14,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from _deadline import eventually
-from _projects import lines, scheduling
+from _projects import env_for, lines, scheduling
 from _projects import nbremind_in as nbremind
 
 
@@ -215,3 +216,77 @@ def test_an_edit_of_the_running_schedulers_jobs_takes_effect_and_a_bad_one_is_to
     assert len(told) == 1, told
     assert "jobs.tick.every: 'soon' is not a duration" in told[0]
     assert told[0].endswith("(the jobs as they were are kept)")
+
+
+def _in_background(folder: Path, *args: str, log: Path) -> subprocess.Popen[bytes]:
+    """``nbremind ARGS`` started in ``folder``, its stderr written to ``log``."""
+    with log.open("wb") as err:
+        return subprocess.Popen(
+            [sys.executable, "-m", "nbremind", *args],
+            cwd=folder,
+            env=env_for(folder),
+            stdout=subprocess.DEVNULL,
+            stderr=err,
+        )
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+    process.wait()
+
+
+def test_jobs_run_in_one_project_is_not_refused_by_a_run_of_another_sharing_the_data(
+    tmp_path: Path,
+) -> None:
+    projects = []
+    for name, command in (("a", "echo a >> ran.txt"), ("b", "echo b >> ran.txt; sleep 60")):
+        folder = tmp_path / name  # (both keep their state in tmp_path / "data")
+        folder.mkdir()
+        (folder / "nbremind.toml").write_text(
+            f'channels = ["null"]\n[jobs.etl]\ncommand = ["sh", "-c", "{command}"]\nevery = "1d"\n'
+        )
+        projects.append(folder)
+    a, b = projects
+    going = _in_background(b, "jobs", "run", "etl", log=tmp_path / "b.log")
+    try:
+        eventually(lambda: lines(b / "ran.txt") == ["b"], 30, "B's run of etl")
+        ran = nbremind(a, "jobs", "run", "etl")
+        assert ran.returncode == 0, ran.stderr
+        assert lines(a / "ran.txt") == ["a"]
+        again = nbremind(b, "jobs", "run", "etl")  # B's own job: still never twice at once
+        assert again.returncode != 0
+        assert "etl is running (pid " in again.stderr
+        assert lines(b / "ran.txt") == ["b"]
+    finally:
+        _stop(going)
+
+
+def test_a_fire_while_jobs_run_runs_the_job_is_skipped_by_the_scheduler(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "nbremind.toml").write_text(
+        'channels = ["null"]\n[jobs.slow]\ncommand = ["sh", "-c", "echo ran >> ran.txt; '
+        'sleep 60"]\nevery = "1s"\n'
+    )
+    going = _in_background(folder, "jobs", "run", "slow", log=tmp_path / "run.log")
+    log = tmp_path / "schedule.log"
+    try:
+        eventually(lambda: lines(folder / "ran.txt") == ["ran"], 30, "the run of jobs run")
+        scheduler = _in_background(folder, "schedule", log=log)
+        try:
+            eventually(
+                lambda: "slow: still running: the run due at" in log.read_text(), 60, "a skip"
+            )
+            assert lines(folder / "ran.txt") == ["ran"]  # not started beside it
+        finally:
+            _stop(scheduler)
+    finally:
+        _stop(going)
+    assert "slow: started" not in log.read_text()

@@ -35,6 +35,7 @@ from nbremind.settings.jobs import (
     TASK_OPTION_KEYS,
     LoadedJobs,
     check_cron,
+    job_delivery,
     load_jobs,
     parse_expectations,
     parse_jobs,
@@ -1169,3 +1170,17 @@ def test_cron_lines_are_taken_or_refused_with_a_reason_never_anything_else() -> 
         now = dt.datetime(2026, 10, 25, 1, 0, tzinfo=zone)
         assert next(cronsim.CronSim(got, now)) > now
     assert taken > 50 and refused > 50
+
+
+def test_a_jobs_on_and_channels_are_read_back_from_its_flags(tmp_path: Path) -> None:
+    (tmp_path / "nbremind.toml").write_text(
+        '[jobs.a]\ncommand = "x"\nevery = "1h"\non = ["failure", "missed"]\n'
+        'channels = ["null", "desktop"]\nafter = "10m"\n'
+        '[jobs.b]\ncommand = "x"\nevery = "1h"\non = []\n'
+        '[jobs.c]\ncommand = "x"\nevery = "1h"\n',
+        encoding="utf-8",
+    )
+    jobs = load_jobs(tmp_path, environ={}).jobs
+    assert job_delivery(jobs["a"]) == (("failure", "missed"), ("null", "desktop"))
+    assert job_delivery(jobs["b"]) == ((), None)  # on = []: no event at all
+    assert job_delivery(jobs["c"]) == (None, None)

@@ -113,13 +113,20 @@ def _raw(path: Path, sql: str, *args: object) -> list[tuple[Any, ...]]:
         db.close()
 
 
+#: A marker written straight into the file (of the scope ``""``, the default).
+_INSERT_RUN = (
+    "INSERT INTO schedule_running (job, pid, pid_start, host, started, attempt)"
+    " VALUES (?, ?, ?, ?, ?, ?)"
+)
+
+
 def _start(pid: int) -> float:
     return float(psutil.Process(pid).create_time())
 
 
 # -- the file ------------------------------------------------------------------------------------
 def test_its_tables_and_version_are_its_own(store: ScheduleStore, path: Path) -> None:
-    assert store.schema_version == SCHEMA_VERSION == 1
+    assert store.schema_version == SCHEMA_VERSION == 2
     assert store.journal_mode == "wal"
     tables = {name for (name,) in _raw(path, "SELECT name FROM sqlite_master WHERE type='table'")}
     assert tables == {
@@ -129,7 +136,7 @@ def test_its_tables_and_version_are_its_own(store: ScheduleStore, path: Path) ->
         "schedule_fires",
         "schedule_expectations",
     }
-    assert _raw(path, "SELECT key, value FROM schedule_meta") == [("version", 1.0)]
+    assert _raw(path, "SELECT key, value FROM schedule_meta") == [("version", 2.0)]
 
 
 def test_a_file_with_only_the_outbox_and_history_gets_its_tables(
@@ -461,12 +468,12 @@ def test_a_reused_pid_with_another_start_counts_as_gone(
     now = clock.time()
     wrong = _start(worker.pid) - 3600  # the pid is alive, but it is another process now
     marker = ("nightly", worker.pid, wrong, HOST, now - 60, 1)
-    _raw(path, "INSERT INTO schedule_running VALUES (?, ?, ?, ?, ?, ?)", *marker)
+    _raw(path, _INSERT_RUN, *marker)
     assert store.running() == []
     assert _raw(path, "SELECT COUNT(*) FROM schedule_running") == [(0,)]
-    _raw(path, "INSERT INTO schedule_running VALUES (?, ?, ?, ?, ?, ?)", *marker)
+    _raw(path, _INSERT_RUN, *marker)
     assert store.marker("nightly") is None
-    _raw(path, "INSERT INTO schedule_running VALUES (?, ?, ?, ?, ?, ?)", *marker)
+    _raw(path, _INSERT_RUN, *marker)
     assert store.begin_run("nightly", worker.pid, now) is None
     recorded = store.marker("nightly")
     assert recorded is not None and abs(recorded.start - _start(worker.pid)) < 0.01
@@ -478,7 +485,7 @@ def test_a_run_on_another_host_is_never_taken_for_gone(
 ) -> None:
     _raw(
         path,
-        "INSERT INTO schedule_running VALUES (?, ?, ?, ?, ?, ?)",
+        _INSERT_RUN,
         "nightly",
         999_999_999,
         1.0,
@@ -592,8 +599,8 @@ def test_last_fire_and_expectation_state_are_replaced(store: ScheduleStore) -> N
 def test_an_unreadable_expectation_state_is_none_and_logged(
     path: Path, store: ScheduleStore, caplog: pytest.LogCaptureFixture
 ) -> None:
-    _raw(path, "INSERT INTO schedule_expectations VALUES ('etl', '{not json')")
-    _raw(path, "INSERT INTO schedule_expectations VALUES ('list', '[1, 2]')")
+    _raw(path, "INSERT INTO schedule_expectations (name, state) VALUES ('etl', '{not json')")
+    _raw(path, "INSERT INTO schedule_expectations (name, state) VALUES ('list', '[1, 2]')")
     with caplog.at_level(logging.WARNING, "nbremind"):
         assert store.expectation_state("etl") is None
         assert store.expectation_state("list") is None
@@ -651,3 +658,90 @@ def test_a_closed_store_gives_safe_answers(
     assert store.running() == [] and store.marker("nightly") is None
     assert store.last_fire("nightly") is None and store.expectation_state("x") is None
     assert store.holder(SCOPE) is None and store.schema_version is None
+
+
+# -- scopes ----------------------------------------------------------------------------------------
+def test_markers_fires_and_expectations_are_kept_per_scope(
+    store: ScheduleStore, clock: FakeClock, worker: subprocess.Popen[str], tmp_path: Path
+) -> None:
+    other = _python("import sys; sys.stdin.read()", cwd=tmp_path)
+    try:
+        assert store.begin_run("etl", worker.pid, clock.time(), scope="/a") is None
+        assert store.begin_run("etl", other.pid, clock.time(), scope="/b") is None  # not refused
+        refused = store.begin_run("etl", other.pid, clock.time(), scope="/a")
+        assert refused is not None and refused.pid == worker.pid and refused.scope == "/a"
+        found = (store.marker("etl", scope="/a"), store.marker("etl", scope="/b"))
+        assert [m.pid if m else None for m in found] == [worker.pid, other.pid]
+        assert [m.scope for m in store.running("/b")] == ["/b"]
+        assert sorted(m.scope for m in store.running()) == ["/a", "/b"]
+        store.end_run("etl", worker.pid, scope="/b")  # another scope's: left
+        assert store.marker("etl", scope="/a") is not None
+        store.end_run("etl", worker.pid, scope="/a")
+        assert store.marker("etl", scope="/a") is None
+        assert store.marker("etl", scope="/b") is not None
+    finally:
+        _kill(other)
+    store.set_last_fire("etl", 10.0, scope="/a")
+    store.set_last_fire("etl", 20.0, scope="/b")
+    store.set_expectation_state("etl", {"told": 1}, scope="/a")
+    assert (store.last_fire("etl", scope="/a"), store.last_fire("etl", scope="/b")) == (10.0, 20.0)
+    assert store.expectation_state("etl", scope="/a") == {"told": 1}
+    assert store.expectation_state("etl", scope="/b") is None
+
+
+def test_a_marker_recorded_by_its_starter_is_handed_over_to_the_run(
+    store: ScheduleStore, clock: FakeClock, worker: subprocess.Popen[str]
+) -> None:
+    me = os.getpid()
+    assert store.begin_run("etl", me, clock.time(), scope="/a") is None
+    assert store.begin_run("etl", worker.pid, clock.time(), scope="/a") is not None  # (ours)
+    assert store.hand_over("etl", worker.pid, scope="/a")
+    marker = store.marker("etl", scope="/a")
+    assert marker is not None and marker.pid == worker.pid
+    assert abs(marker.start - _start(worker.pid)) < 0.01
+    assert not store.hand_over("etl", worker.pid, scope="/a")  # no marker of ours any more
+    refused = store.begin_run("etl", me, clock.time(), scope="/a")
+    assert refused is not None and refused.pid == worker.pid
+
+
+_VERSION_1 = (
+    "CREATE TABLE schedule_meta (key TEXT PRIMARY KEY, value REAL NOT NULL)",
+    "INSERT INTO schedule_meta VALUES ('version', 1)",
+    "CREATE TABLE schedule_locks (scope TEXT PRIMARY KEY, pid INTEGER NOT NULL,"
+    " pid_start REAL NOT NULL, host TEXT NOT NULL, since REAL NOT NULL, expires REAL NOT NULL)",
+    "CREATE TABLE schedule_running (job TEXT PRIMARY KEY, pid INTEGER NOT NULL,"
+    " pid_start REAL NOT NULL, host TEXT NOT NULL, started REAL NOT NULL,"
+    " attempt INTEGER NOT NULL DEFAULT 1)",
+    "CREATE TABLE schedule_fires (name TEXT PRIMARY KEY, fired REAL NOT NULL)",
+    "CREATE TABLE schedule_expectations (name TEXT PRIMARY KEY, state TEXT NOT NULL)",
+)
+
+
+def test_a_version_1_file_keeps_its_rows_and_the_first_scope_asking_takes_them_over(
+    path: Path, clock: FakeClock, worker: subprocess.Popen[str]
+) -> None:
+    for statement in _VERSION_1:
+        _raw(path, statement)
+    _raw(path, _INSERT_RUN, "etl", worker.pid, _start(worker.pid), HOST, 5.0, 2)
+    _raw(path, "INSERT INTO schedule_fires VALUES ('etl', 100.0)")
+    _raw(path, "INSERT INTO schedule_expectations VALUES ('etl', '{\"since\": 1.0}')")
+    store = ScheduleStore(path, clock=clock)
+    try:
+        assert store.schema_version == 2
+        assert _raw(path, "SELECT scope, name, fired FROM schedule_fires") == [("", "etl", 100.0)]
+        # the run going across the upgrade is never doubled, in any scope
+        for scope in ("/a", "/b"):
+            refused = store.begin_run("etl", os.getpid(), clock.time(), scope=scope)
+            assert refused is not None and (refused.pid, refused.attempt) == (worker.pid, 2)
+            assert store.marker("etl", scope=scope) == refused
+        # the first scope to ask for the name carries its last fire and what it told on
+        assert store.last_fire("etl", scope="/a") == 100.0
+        assert store.last_fire("etl", scope="/b") is None
+        assert store.expectation_state("etl", scope="/a") == {"since": 1.0}
+        assert store.expectation_state("etl", scope="/b") is None
+        assert _raw(path, "SELECT scope FROM schedule_fires") == [("/a",)]
+        _kill(worker)  # once its process is gone, the old marker is too
+        assert store.begin_run("etl", os.getpid(), clock.time(), scope="/b") is None
+        assert _raw(path, "SELECT scope, job FROM schedule_running") == [("/b", "etl")]
+    finally:
+        store.close()

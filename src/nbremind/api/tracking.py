@@ -447,9 +447,10 @@ def _raised(session: Session, task: Task, token: Any, exc: BaseException) -> Bas
 
 
 def _closed(session: Session, task: Task, token: Any, frame: types.FrameType | None) -> None:
-    """The generator was closed: a normal exit ends the task now, anything else waits."""
+    """The generator was closed: a normal exit ends the task now, anything else waits (a
+    loop nbremind stopped at its ``mem_limit`` ends now too: failed, with that reason)."""
     try:
-        if frame is not None and _normal_exit(frame):
+        if task.stopped_by is not None or (frame is not None and _normal_exit(frame)):
             session.end_loop(task, token)
         else:
             task.settle_n()

@@ -2,16 +2,20 @@
 
 The command runs in a process group of its own, with nbremind's standard streams, so its
 output passes through byte for byte. Signals nbremind receives (Ctrl-C, ``kill``) are
-forwarded to that group. The task's memory is the RSS of the whole process tree, sampled
-on the session's ticker (once a second; on every tick with ``mem_limit``). At the timeout
+forwarded to that group; after one asking it to stop (SIGINT, SIGTERM, SIGHUP), the group
+gets SIGKILL if it has not ended within a grace period. The task's memory is the RSS of
+the whole process tree, sampled on the session's ticker (once a second; on every tick with
+``mem_limit``). At the timeout
 the group gets SIGTERM, then SIGKILL after a grace period, and the task ends ``timed_out``.
 Past ``mem_limit`` the group gets SIGKILL at once, as from the OOM killer, and the task ends
 ``failed`` with :class:`~nbremind.core.task.TaskMemoryLimit`.
 
 ``nbremind run --job NAME`` is how ``nbremind schedule`` starts each run of a job: the task
 is named NAME and of kind ``job`` from its start (its start notice and history row say so),
-``--attempt N/M`` adds the note "attempt N of M" to its notices, and a watcher process
-records the run failed if nbremind itself is killed while the command runs.
+``--attempt N/M`` adds the note "attempt N of M" to its notices, its notices come from "job
+NAME", and a watcher process records the run failed if nbremind itself is killed while the
+command runs. A job run whose command cannot start (or whose ``stall`` cannot be watched)
+is recorded failed and told as any failure, so a run that never started is heard of.
 """
 
 from __future__ import annotations
@@ -24,7 +28,7 @@ import signal
 import subprocess
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import TYPE_CHECKING, Any
@@ -54,7 +58,9 @@ EXIT_TIMED_OUT = 124
 #: Exit status of ``nbremind run`` when the command was stopped at its ``mem_limit``: that of
 #: a command the OOM killer ended (128 + SIGKILL).
 EXIT_MEMORY_LIMIT = 128 + 9
-#: Seconds between SIGTERM and SIGKILL when a command is stopped at its timeout.
+#: Seconds between SIGTERM and SIGKILL when a command is stopped at its timeout, and between
+#: a stop signal passed on to the command (SIGINT, SIGTERM, SIGHUP) and SIGKILL: below the
+#: scheduler's own grace, so the command's group never outlives its ``nbremind run``.
 KILL_GRACE = 5.0
 #: Seconds ``--stall`` waits for the GPUs to answer before the command starts.
 GPU_ANSWER_TIMEOUT = 10.0
@@ -143,12 +149,16 @@ def run_command(
     return its exit status. ``watchdog=True``: when nbremind itself is killed while the
     command runs, a watcher process records the task failed and notifies.
 
-    A command that cannot start raises ``FileNotFoundError`` / ``PermissionError`` before
-    any task exists. Exit status 0 -> succeeded; other -> failed ("exit status N"); killed
-    by a signal -> failed ("killed by SIGNAME", exit status 128 + N); past ``timeout`` ->
+    A command that cannot start raises ``FileNotFoundError`` / ``PermissionError`` (for
+    ``kind="job"`` once the run is recorded failed, "cannot start: ...", and told). Exit
+    status 0 -> succeeded; other -> failed ("exit status N"); killed by a signal -> failed
+    ("killed by SIGNAME", exit status 128 + N); past ``timeout`` ->
     timed_out (exit status 124); past ``mem_limit`` -> failed with ``TaskMemoryLimit``
     (exit status 137). ``stall`` needs a GPU that answers (a command reports no progress):
-    without one it raises ``ValueError`` before the command starts.
+    without one it raises ``ValueError`` before the command starts (for ``kind="job"``
+    once the run is recorded failed and told). After a stop signal passed on (SIGINT,
+    SIGTERM, SIGHUP), the group gets SIGKILL if it has not ended within ``kill_grace``
+    seconds; an unsuccessful end then is ``cancelled`` ("stopped by SIGTERM").
     """
     if not argv:
         raise ValueError("nbremind run: no command given (put it after --)")
@@ -163,8 +173,15 @@ def run_command(
     # the same reminder, of this kind from its start (its start notice and history row)
     reminder = Reminder(checked.name, checked.options, checked.total, session, kind)
     reminder.watchdog = watchdog
+    #: where the task's notices say it comes from (the session's script otherwise)
+    source = f"job {checked.name}" if kind == "job" else None
     if options.get("stall") is not None:  # (a stall the settings give watches what it can)
-        _check_stall(reminder.session)
+        try:
+            _check_stall(reminder.session)
+        except ValueError as exc:
+            if kind == "job":
+                _record_not_started(reminder, notes, source, str(exc))
+            raise
     # the options the task starts with: the settings default those the call leaves unset
     effective = reminder.session.with_option_defaults(checked.options)
     guarded = effective.mem_limit is not None
@@ -195,12 +212,14 @@ def run_command(
     previous = {s: signal.signal(s, forward) for s in _FORWARDED} if in_main else {}
     try:
         child = subprocess.Popen(list(argv), start_new_session=os.name == "posix", env=env)
-    except BaseException:
+    except BaseException as exc:
         for signum, handler in previous.items():
             signal.signal(signum, handler)
         if reason_file is not None:
             with contextlib.suppress(OSError):
                 os.unlink(reason_file)
+        if kind == "job" and isinstance(exc, OSError):
+            _record_not_started(reminder, notes, source, f"cannot start: {_os_reason(exc)}")
         raise
     started_child.append(child)
     for signum in early:
@@ -212,14 +231,14 @@ def run_command(
     if effective.stall is not None or effective.gpu_mem is not None:
         _watch_gpus_of(reminder.session, tree)
     try:
-        with reminder as task:
+        with _sourced(reminder.session, source), reminder as task:
             task.start_mono, task.start_wall = started
             for note in notes:
                 task.note(note)
             if guarded:  # (before the tree is judged: the stop is the group's, not a raise)
                 task.stopper = lambda reason: _kill_group(child)
             task.rss_source = tree.sample
-            code = _wait(child, stopping, kill_grace)
+            code = _wait(child, lambda: stopping.is_set() or bool(asked), kill_grace)
             # the tree's peak before the task ends, so its end (and the history) carries it
             task.peak_rss = max(tree.peak() or 0, task.peak_rss or 0) or None
             if stopping.is_set():
@@ -259,6 +278,48 @@ def run_command(
         return RunResult(EXIT_MEMORY_LIMIT, task.state, task.peak_rss, undelivered, stopped)
     code = child.returncode
     return RunResult(code if code >= 0 else 128 - code, task.state, task.peak_rss, undelivered)
+
+
+@contextlib.contextmanager
+def _sourced(session: Session, source: str | None) -> Iterator[None]:
+    """Within: the tasks that start come from ``source`` (``None``: the session's script)."""
+    if source is None:
+        yield
+        return
+    before = session.source
+    session.source = source
+    try:
+        yield
+    finally:
+        session.source = before
+
+
+def _os_reason(exc: OSError) -> str:
+    """Why a command could not start: "No such file or directory: 'nosuchprog'"."""
+    reason = exc.strerror or str(exc)
+    return reason if exc.filename is None else f"{reason}: {exc.filename!r}"
+
+
+def _record_not_started(
+    reminder: Reminder, notes: Sequence[str], source: str | None, why: str
+) -> None:
+    """Record a run that could not start as a failed task saying ``why``, and tell it
+    through its channels (waiting for them as a finished command's run does)."""
+    reminder.watchdog = False  # (nothing runs that nbremind's death could leave unrecorded)
+    session = reminder.session
+    outcomes: list[Delivery] = []
+    stop_listening = session.dispatcher.listen(outcomes.append)
+    try:
+        try:
+            with _sourced(session, source), reminder as task:
+                for note in notes:
+                    task.note(note)
+                raise CommandFailed(why)
+        except CommandFailed:
+            pass
+        _undelivered(session, task, outcomes)
+    finally:
+        stop_listening()
 
 
 def _check_stall(session: Session) -> None:
@@ -308,21 +369,38 @@ def _undelivered(session: Session, task: Task, outcomes: list[Delivery]) -> str:
     return f"{', '.join(titles)} was not delivered: {'; '.join(reasons)}"
 
 
-def _wait(child: subprocess.Popen[bytes], stopping: threading.Event, grace: float) -> int:
-    """Wait for the command; once it is being stopped, SIGKILL it after ``grace`` seconds."""
+def _wait(child: subprocess.Popen[bytes], stopping: Callable[[], bool], grace: float) -> int:
+    """Wait for the command; once ``stopping()`` (it was asked to stop), SIGKILL its group
+    when the group has not ended ``grace`` seconds later (what is left of the group once
+    the command itself ended included)."""
     stop_at: float | None = None
+    code: int | None = None
     while True:
-        try:
-            return child.wait(_POLL)
-        except subprocess.TimeoutExpired:
-            pass
-        if stopping.is_set():
-            now = time.monotonic()
-            if stop_at is None:
-                stop_at = now
-            elif now - stop_at >= grace:
-                _signal_group(child, signal.SIGKILL)
-                return child.wait()
+        if code is None:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                code = child.wait(_POLL)
+        if stop_at is None and stopping():
+            stop_at = time.monotonic()
+        if code is not None and (stop_at is None or not _group_alive(child)):
+            return code
+        if stop_at is not None and time.monotonic() - stop_at >= grace:
+            _signal_group(child, signal.SIGKILL)
+            return child.wait() if code is None else code
+        if code is not None:  # (the rest of the group, asked to stop, has the same grace)
+            time.sleep(_POLL)
+
+
+def _group_alive(child: subprocess.Popen[bytes]) -> bool:
+    """Whether a process of the command's group is still there."""
+    if os.name != "posix":
+        return False
+    try:
+        os.killpg(child.pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _kill_group(child: subprocess.Popen[bytes]) -> None:

@@ -19,6 +19,7 @@ from ..core.parse import printable
 if TYPE_CHECKING:
     from ..core.config import Config
     from ..core.jobs import Job
+    from ..scheduler.service import Scheduler
     from ..store.runs import History
     from ..store.schedule import ScheduleStore
 
@@ -141,7 +142,7 @@ def run_schedule(ns: argparse.Namespace) -> int:
         stop.set()
 
     previous = {s: signal.signal(s, stopping) for s in (signal.SIGTERM, signal.SIGINT)}
-    expected = _expected_runs(config, store)
+    expected = _expected_runs(config, store, scheduler)
     names = ", ".join(sorted(scheduler.slots)) or "none"
     print(printable(f"nbremind schedule: jobs: {names}; Ctrl-C stops"), file=sys.stderr)
     try:
@@ -155,7 +156,7 @@ def run_schedule(ns: argparse.Namespace) -> int:
             now = scheduler.clock.time()
             if expected is not None and now - judged >= EXPECT_EVERY:
                 judged = now
-                verdicts = expected.check(_expectations(scheduler), now)
+                verdicts = expected.check(scheduler.expected(), now)
                 if served is not None:
                     served.metrics.judged(verdicts)
             stop.wait(wait)
@@ -171,20 +172,8 @@ def run_schedule(ns: argparse.Namespace) -> int:
     return code
 
 
-def _expectations(scheduler: Any) -> dict[str, Any]:
-    """The expectations of the settings plus one per job (a job is expected at its times)."""
-    from ..core.jobs import Expectation
-
-    found: dict[str, Any] = {}
-    for name, slot in scheduler.slots.items():
-        job: Job = slot.job
-        found[name] = Expectation(name, job.schedule, 3600.0, None, job.source)
-    found.update(scheduler.expectations)
-    return found
-
-
-def _expected_runs(config: Config, store: ScheduleStore) -> Any:
-    """The dead-man's switch of this scheduler, telling through the process's session."""
+def _expected_runs(config: Config, store: ScheduleStore, scheduler: Scheduler) -> Any:
+    """The dead-man's switch of ``scheduler``, telling through the process's session."""
     from ..runtime.session import get_session
     from ..scheduler.expect import ExpectedRuns
     from ..store.runs import History
@@ -213,9 +202,10 @@ def _expected_runs(config: Config, store: ScheduleStore) -> Any:
             key=f"{how}-{int(session.clock.time())}",
             detail=(how, at, seconds),
         )
-        session.send(notice, TaskOptions(on=("missed",)))
+        on, channels = scheduler.delivery(name)
+        session.send(notice, TaskOptions(on=on, channels=channels))
 
-    return ExpectedRuns(store, runs, send)
+    return ExpectedRuns(store, runs, send, scope=scheduler.scope)
 
 
 def _install(ns: argparse.Namespace, scope: Path) -> int:
@@ -333,27 +323,33 @@ def _last_text(last: dict[str, Any] | None) -> str:
 
 
 def _run_now(job: Job, store: ScheduleStore, scope: Path) -> int:
-    """Run ``job`` once now, in the foreground, through the run markers (never twice at
-    once: a run a scheduler started that still goes is waited for by no one -- refused)."""
+    """Run ``job`` once now, in the foreground, through the run markers of ``scope`` (never
+    twice at once: while a run a scheduler started still goes, refused). The marker is
+    recorded in this process's name before the run starts, then names the run."""
     from ..scheduler.service import job_argv
 
-    going = store.marker(job.name)
-    if going is not None:
-        since = dt.datetime.fromtimestamp(going.started).strftime("%H:%M:%S")
-        raise ValueError(f"{job.name} is running (pid {going.pid}, since {since})")
-    cwd = str(scope / job.cwd) if job.cwd else str(scope)
-    process = subprocess.Popen(
-        job_argv(job, sys.executable), cwd=cwd, env={**os.environ, **dict(job.env)}
-    )
-    refused = store.begin_run(job.name, process.pid, dt.datetime.now().timestamp())
+    where = str(scope)
+    me = store.owner.pid
+    refused = store.begin_run(job.name, me, dt.datetime.now().timestamp(), scope=where)
     if refused is not None:
-        process.kill()
-        process.wait()
-        raise ValueError(f"{job.name} is running (pid {refused.pid})")
+        if refused.error:
+            raise ValueError(f"{job.name}: cannot record its run: {refused.error}")
+        since = dt.datetime.fromtimestamp(refused.started).strftime("%H:%M:%S")
+        raise ValueError(f"{job.name} is running (pid {refused.pid}, since {since})")
+    cwd = str(scope / job.cwd) if job.cwd else where
+    try:
+        process = subprocess.Popen(
+            job_argv(job, sys.executable), cwd=cwd, env={**os.environ, **dict(job.env)}
+        )
+    except BaseException:
+        store.end_run(job.name, me, scope=where)
+        raise
+    store.hand_over(job.name, process.pid, scope=where)
     try:
         return process.wait()
     except KeyboardInterrupt:
         process.send_signal(signal.SIGINT)
         return process.wait()
     finally:
-        store.end_run(job.name, process.pid)
+        store.end_run(job.name, process.pid, scope=where)
+        store.end_run(job.name, me, scope=where)  # (if it could not be handed over)

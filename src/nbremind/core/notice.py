@@ -178,7 +178,7 @@ def _title(event: str, t: TaskSnapshot, detail: object) -> str:
         return f"{_AT_WORK[event]} {name}{'' if event == 'worker' else ':'} {words}"
     if event == "failure":
         if t.error is not None and t.error.type == "TaskMemoryLimit" and t.error.message:
-            return f"■ {name} {t.error.message}"  # "stopped at 29.8 GB of 30 GB: memory limit"
+            return f"■ {name} {t.error.message}"  # "stopped at 30.2 GB of 30.0 GB: memory limit"
         return f"✗ {name} failed"
     if event == "cancel":
         return f"■ {name} cancelled"

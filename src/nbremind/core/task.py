@@ -287,6 +287,11 @@ class Task:
     #: How the runtime stops this task instead of raising into its thread (``nbremind run``
     #: ends its command's process group), called with the reason; ``None``: raise.
     stopper: Callable[[BaseException], None] | None = None
+    #: What a threshold of this task cannot watch so far, said on its status line while it
+    #: runs (``"--stall 10 min cannot apply: no progress to watch ..."``; set by the tick).
+    unwatched: str | None = None
+    #: Whether the task is ending: the runtime stops it no more (set by the runtime).
+    stops_held = False
     _metrics: dict[str, Any] | None = None
     _notes: list[str] | None = None
     state = TaskState.PENDING

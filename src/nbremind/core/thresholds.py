@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, NamedTuple, Protocol
 
-from .notice import format_percent
+from .notice import format_duration, format_percent
 from .task import Task
 
 __all__ = [
@@ -214,6 +214,8 @@ class Watch:
         """``mem_limit``: once the memory passes it, stop the task (``mem_limit`` due with
         ``(used, limit, source)``); a second ``"signal"`` due a second later if it still runs
         (its thread is stuck where an exception cannot reach it)."""
+        if self.limit_hit_at is None and task.stopped_by is not None:
+            self.limit_hit_at = elapsed  # stopped by the guard: its follow-up from here
         if self.limit_hit_at is not None:
             if not self.limit_signalled and elapsed - self.limit_hit_at >= LIMIT_SIGNAL_AFTER:
                 self.limit_signalled = True
@@ -252,6 +254,8 @@ class Watch:
             or task.kind == "loop"
         )
         if has_progress:
+            if task.unwatched is not None:
+                task.unwatched = None
             self.stall_by_gpu = False
             moved = n != self.last_n
             self.last_n = n
@@ -259,6 +263,12 @@ class Watch:
             gpu = readings.gpu() if readings is not None else None
             if gpu is None or gpu.util is None:
                 self.moved_at = elapsed  # nothing to watch yet: no stall can start
+                if elapsed >= stall and task.unwatched is None and "stall" not in task.defaulted:
+                    option = "--stall" if task.kind in ("cell", "command") else "stall"
+                    task.unwatched = (
+                        f"{option} {format_duration(stall)} cannot apply: no progress to watch "
+                        "(advance(), track(), a tqdm bar) and no GPU"
+                    )
                 return
             self.stall_by_gpu = True
             moved = gpu.util >= GPU_IDLE

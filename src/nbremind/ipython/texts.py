@@ -114,4 +114,6 @@ def _line(task: Task, inner: Task | None) -> str:
     eta = source.eta
     if eta is not None:
         parts.append(f"ETA {format_duration(eta)}")
+    if task.unwatched is not None:
+        parts.append(task.unwatched)
     return " · ".join(parts)

@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from .gpu import GpuSampler
     from .memory_limit import MemoryScope
 
-__all__ = ["TickReadings"]
+__all__ = ["OwnRss", "TickReadings"]
 
 _UNREAD = object()
 
@@ -36,10 +36,7 @@ class TickReadings:
         self._gpu: object = _UNREAD
         self._own: object = _UNREAD
         self._working_set: object = _UNREAD
-        self._process: object = None
-        # /proc/self/statm kept open (opened at the first read, by this process's pid)
-        self._statm: int | None = None
-        self._statm_pid = 0
+        self._rss = OwnRss()
 
     def new_tick(self, now: float) -> None:
         """A tick at ``now`` (monotonic seconds) begins: what was read is read again."""
@@ -81,34 +78,51 @@ class TickReadings:
 
     def close(self) -> None:
         """Close what the readings keep open (the session closes)."""
+        self._rss.close()
+
+    def _own_rss(self) -> int | None:
+        if self._own is _UNREAD:
+            self._own = self._rss.read()
+        return self._own  # type: ignore[return-value]
+
+
+class OwnRss:
+    """This process's RSS, read afresh at each :meth:`read`: on Linux one read of
+    ``/proc/self/statm`` kept open (a few µs, the file reopened in a forked child), else
+    psutil. One per thread that reads it."""
+
+    def __init__(self) -> None:
+        self._process: object = None
+        self._statm: int | None = None
+        self._statm_pid = 0
+
+    def read(self) -> int | None:
+        """The RSS in bytes now, or ``None`` when it cannot be read. Never raises."""
+        if self._statm_pid != os.getpid():  # first read, or a forked child
+            self._statm_pid = os.getpid()
+            self._statm = _open_statm()
+        statm = self._statm
+        if statm is not None:
+            try:
+                return int(os.pread(statm, 128, 0).split()[1]) * _PAGE
+            except (OSError, ValueError, IndexError):
+                self.close()
+        try:
+            process = self._process
+            if process is None:
+                import psutil
+
+                process = self._process = psutil.Process(os.getpid())
+            return int(process.memory_info().rss)  # type: ignore[attr-defined]
+        except Exception:
+            return None
+
+    def close(self) -> None:
+        """Close the file kept open (in the process that opened it)."""
         statm, self._statm = self._statm, None
         if statm is not None and self._statm_pid == os.getpid():
             with contextlib.suppress(OSError):
                 os.close(statm)
-
-    def _own_rss(self) -> int | None:
-        if self._own is _UNREAD:
-            if self._statm_pid != os.getpid():  # first read, or a forked child
-                self._statm_pid = os.getpid()
-                self._statm = _open_statm()
-            statm = self._statm
-            if statm is not None:  # Linux: one read of a file kept open, a few µs
-                try:
-                    rss = int(os.pread(statm, 128, 0).split()[1]) * _PAGE
-                    self._own = rss
-                    return rss
-                except (OSError, ValueError, IndexError):
-                    self.close()
-            try:
-                process = self._process
-                if process is None:
-                    import psutil
-
-                    process = self._process = psutil.Process(os.getpid())
-                self._own = int(process.memory_info().rss)  # type: ignore[attr-defined]
-            except Exception:
-                self._own = None
-        return self._own  # type: ignore[return-value]
 
 
 #: Bytes per page, for the page counts of ``/proc/self/statm``.

@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from ..core.thresholds import Due
     from ..settings.live import LiveSettings
     from ..store.outbox import Outbox, Replay
+    from .memory_guard import MemoryGuard
     from .tracker import Token
 
 __all__ = ["Session", "configure", "get_session", "set_session"]
@@ -147,6 +148,7 @@ class Session:
         #: What the tick measures for ``mem_limit``, ``gpu_mem`` and ``stall`` (the memory
         #: limit that applies here, the GPUs), read only when a running task asks.
         self.readings = TickReadings()
+        self._guard: MemoryGuard | None = None  # (made at the first task with a mem_limit)
         #: Where each non-default setting came from (``configure()``, ``%remind mute``, ...).
         self.config_sources: dict[str, str] = {}
         #: Values given to :meth:`configure`, kept over settings files when they are reloaded.
@@ -339,11 +341,28 @@ class Session:
         if task.options.on != ():  # on=[] (a loop inside a task): it notifies nothing
             self.notifier.notify(task, "start")
         self.history_recorder.started(task)
+        if task.options.mem_limit is not None:
+            self.memory_guard.watch(task)
         if top:
             # a task inside a running one: its start already woke the ticker (and wanted
             # the watchdog); a loop per file pays for neither again
             self.watchdog.task_started()
             self._wake()
+
+    @property
+    def memory_guard(self) -> MemoryGuard:
+        """The thread that judges running tasks' ``mem_limit`` between ticks (see
+        :mod:`.memory_guard`), made at first use."""
+        guard = self._guard
+        if guard is None:
+            from .memory_guard import MemoryGuard
+            from .tracker import stop_for_memory
+
+            readings = self.readings
+            guard = self._guard = MemoryGuard(
+                readings.memory_scope, stop_for_memory, known=lambda: readings.scope
+            )
+        return guard
 
     def finish(
         self,
@@ -506,6 +525,8 @@ class Session:
             self.notifier.close(left(1.0))
             self.ticker.stop(left())
         self._closed = True
+        if self._guard is not None:
+            self._guard.stop()
         self.readings.close()
         self.watchdog.stop()  # a clean exit: the watchdog leaves silently
         self.outbox_link.close()
@@ -531,23 +552,14 @@ class Session:
     def _stop_for_memory(self, task: Task, due: Due) -> None:
         """``mem_limit`` passed: stop the task (its end notice says why); a second due means
         it still runs, stuck where the exception cannot reach it."""
+        from .memory_guard import memory_limit_reason
         from .tracker import signal_stuck, stop_for_memory
 
         if due.key == "signal":
             signal_stuck(task)
             return
-        from ..core.notice import format_size
-        from ..core.task import TaskMemoryLimit
-
         detail: tuple[int, int, str] = due.detail  # type: ignore[assignment]
-        used, limit, source = detail
-        reason = TaskMemoryLimit(
-            f"stopped at {format_size(used)} of {format_size(limit)}: memory limit",
-            used,
-            limit,
-            source,
-        )
-        stop_for_memory(task, reason)
+        stop_for_memory(task, memory_limit_reason(*detail))
 
     def _wake(self) -> None:
         if self.ticker.interval:

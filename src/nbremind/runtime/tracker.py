@@ -32,6 +32,7 @@ __all__ = [
     "KEEP_FINISHED",
     "Token",
     "Tracker",
+    "hold_stops",
     "interrupt",
     "script_name",
     "signal_stuck",
@@ -222,6 +223,8 @@ class Tracker:
         now), after the pending loops under it; tell ``on_end``."""
         if task.done:
             return task.state
+        if task.options.mem_limit is not None:
+            hold_stops(task)  # first: what the guard decided now must not land after the end
         self._settle_inside(task, exc)
         if task.kind in FED_KINDS:  # (only those have a loop feeding them)
             watch = self._watches.get(task.id)
@@ -400,23 +403,42 @@ def stop_for_memory(task: Task, reason: TaskMemoryLimit) -> None:
     :attr:`~nbremind.core.task.Task.stopper` if it has one, else ``reason``'s type raised
     asynchronously in its thread, which makes it with ``reason``'s words (the kernel's reply
     then names ``TaskMemoryLimit``). See :func:`signal_stuck` for a thread that cannot be
-    reached that way."""
-    if task.done:
-        return
-    task.stopped_by = reason
-    stopper = task.stopper
+    reached that way. Once per task: a task stopped already is left to :func:`signal_stuck`."""
+    with _stops:
+        if task.done or task.stops_held or task.stopped_by is not None:
+            return
+        task.stopped_by = reason
+        stopper = task.stopper
+        ident = task.thread_id
+        if stopper is None and ident is not None:
+            import ctypes
+
+            TaskMemoryLimit.pending[ident] = reason
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(type(reason))
+            )
     if stopper is not None:
         stopper(reason)
-        return
-    ident = task.thread_id
-    if ident is None:
-        return
-    import ctypes
 
-    TaskMemoryLimit.pending[ident] = reason
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(
-        ctypes.c_ulong(ident), ctypes.py_object(type(reason))
-    )
+
+def hold_stops(task: Task) -> None:
+    """``task`` ends: :func:`stop_for_memory` stops it no more, and the exception it raised
+    into the task's thread that has not arrived yet (the task ended meanwhile) is withdrawn:
+    it would land in whatever code runs next."""
+    with _stops:
+        task.stops_held = True
+        reason, ident = task.stopped_by, task.thread_id
+        if reason is None or ident is None or TaskMemoryLimit.pending.get(ident) is not reason:
+            return  # (arrived: its words were taken)
+        import ctypes
+
+        # the reason stays in ``pending``: an exception that did arrive may take its words
+        # only when it is caught (CPython makes the instance lazily)
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+
+
+#: Held while a stop is decided and raised, and while a task's end holds its stops.
+_stops = threading.Lock()
 
 
 def signal_stuck(task: Task) -> None:
@@ -433,14 +455,17 @@ def signal_stuck(task: Task) -> None:
         return
     import ctypes
 
-    if ident != threading.main_thread().ident:
-        TaskMemoryLimit.pending[ident] = reason
-        ctypes.pythonapi.PyThreadState_SetAsyncExc(
-            ctypes.c_ulong(ident), ctypes.py_object(TaskMemoryLimit)
-        )
-        return
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
-    TaskMemoryLimit.pending.pop(ident, None)
+    with _stops:
+        if task.stops_held:  # it is ending
+            return
+        if ident != threading.main_thread().ident:
+            TaskMemoryLimit.pending[ident] = reason
+            ctypes.pythonapi.PyThreadState_SetAsyncExc(
+                ctypes.c_ulong(ident), ctypes.py_object(TaskMemoryLimit)
+            )
+            return
+        ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident), None)
+        TaskMemoryLimit.pending.pop(ident, None)
     raise_in(task, KeyboardInterrupt)
 
 
@@ -486,12 +511,16 @@ def state_for(task: Task, exc: BaseException | None) -> TaskState:
 
 
 def script_name() -> str:
-    """The file name of the script this process runs, or ``""`` (a kernel, ``python -c``)."""
+    """The file name of the script this process runs, or ``""`` (a kernel, ``python -c``);
+    for ``python -m package``, the package's name."""
     main = sys.modules.get("__main__")
     path: str | None = getattr(main, "__file__", None)
     if not path or "ipykernel" in path or path.endswith("-c"):
         return ""
-    return os.path.basename(path)
+    name = os.path.basename(path)
+    if name == "__main__.py":
+        return os.path.basename(os.path.dirname(path)) or name
+    return name
 
 
 def _own_rss(task: Task) -> int | None:

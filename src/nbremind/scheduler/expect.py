@@ -9,7 +9,9 @@ passed, a run counts when it started between ``E - grace`` and ``E + grace`` (an
 ``max_duration``, succeeded within it). When none does, one notice: "✗ nightly-etl did not
 run (expected 02:00, grace 1 h)" (event ``missed``, urgent), or "✗ nightly-etl did not
 finish (started 02:00, max 30 min)"; at the next good run after that, "✓ nightly-etl is
-back". What was told is kept in the scheduler's store, so a restart does not tell it again.
+back". What was told is kept in the scheduler's store (per scope: the project's), so a
+restart does not tell it again. The times are written to the second for a schedule that
+fires more than once a minute ("expected 10:15:30").
 Expected starts from before the scheduler first watched the expectation are not judged.
 """
 
@@ -48,12 +50,14 @@ class Verdict:
 
 
 class ExpectedRuns:
-    """Judges expectations against the run history, and tells of what did not come."""
+    """Judges expectations against the run history, and tells of what did not come;
+    what it remembers is kept in ``store`` under ``scope`` (the scheduler's)."""
 
-    def __init__(self, store: ScheduleStore, runs: Runs, send: Send) -> None:
+    def __init__(self, store: ScheduleStore, runs: Runs, send: Send, scope: str = "") -> None:
         self._store = store
         self._runs = runs
         self._send = send
+        self._scope = scope
 
     def check(self, expectations: Mapping[str, Expectation], now: float) -> list[Verdict]:
         """Judge each expectation at ``now`` (wall seconds); send what is new."""
@@ -61,16 +65,16 @@ class ExpectedRuns:
 
     def _check(self, expectation: Expectation, now: float) -> Verdict:
         name = expectation.name
-        state = dict(self._store.expectation_state(name) or {})
+        state = dict(self._store.expectation_state(name, scope=self._scope) or {})
         if "since" not in state:  # first look: judge only what is expected from now on
             state["since"] = now
-            self._store.set_expectation_state(name, state)
+            self._store.set_expectation_state(name, state, scope=self._scope)
         grace = expectation.grace
         expected = last_fire(expectation.schedule, _utc(now - grace))
         missing_for = state.get("missing")
         if missing_for is not None and self._good_run_after(name, float(missing_for)):
             state.pop("missing", None)
-            self._store.set_expectation_state(name, state)
+            self._store.set_expectation_state(name, state, scope=self._scope)
             self._send(name, "back", "", 0.0)
             return Verdict(name, "back", float(missing_for))
         if expected is None:
@@ -93,13 +97,15 @@ class ExpectedRuns:
             return Verdict(name, "ok", at)
         state["told"] = at
         state["missing"] = at
-        self._store.set_expectation_state(name, state)
-        shown = expected.astimezone(zone(expectation.schedule)).strftime("%H:%M")
+        self._store.set_expectation_state(name, state, scope=self._scope)
+        every = expectation.schedule.every
+        clock = "%H:%M:%S" if every is not None and every < 60 else "%H:%M"
+        shown = expected.astimezone(zone(expectation.schedule)).strftime(clock)
         if how == "missed":
             self._send(name, "missed", shown, grace)
         else:
             first = min(_start(r) or at for r in started)
-            began = _utc(first).astimezone(zone(expectation.schedule)).strftime("%H:%M")
+            began = _utc(first).astimezone(zone(expectation.schedule)).strftime(clock)
             self._send(name, "late", began, limit or 0.0)
         return Verdict(name, how, at)
 

@@ -8,8 +8,9 @@ memory limit). The scheduler itself only decides *when*:
 * one scheduler per settings scope (the project folder): a lease lock in the SQLite store,
   renewed while it runs; a second scheduler refuses to start with one line saying who holds
   it; a crashed scheduler's lock is taken over once its process is gone or its lease ran out;
-* no job runs twice at once, also across a restart: each run is recorded with its process
-  (a run a previous scheduler started and that still runs is waited for, never doubled);
+* no job runs twice at once, also across a restart: each run is recorded (per scope) before
+  it starts, then with its process (a run a previous scheduler started and that still runs
+  is waited for, never doubled; a run refused its record is not started);
   ``overlap = "skip"`` drops a fire that comes while the job runs, ``"queue"`` runs it once
   the run ends (one queued fire at most);
 * a fire missed while nothing was scheduling runs once at start with ``catch_up =
@@ -21,9 +22,11 @@ memory limit). The scheduler itself only decides *when*:
   them with the settings' file watcher, watchfiles; and their sizes and times every 2 s)
   and once a minute regardless; an edit
   with an error keeps the last good set and is reported once, naming file, job, key and
-  value;
-* SIGTERM (or Ctrl-C) stops it: running jobs get SIGTERM, then SIGKILL after a grace
-  period (their runs end ``cancelled``), and the lock is released.
+  value; a removed job fires no more, and is forgotten once a run of it still going ends;
+* SIGTERM (or Ctrl-C) stops it: running jobs get SIGTERM (their ``nbremind run`` passes
+  it on, SIGKILLs what is left of the command after its own shorter grace, and records the
+  run ``cancelled``), then SIGKILL after :data:`KILL_GRACE` (an ``nbremind run`` killed so
+  has its run recorded ``failed`` by its watchdog), and the lock is released.
 
 :class:`Scheduler` is driven by :meth:`Scheduler.step`, which does what is due at the
 clock's time and says how long nothing is: tests drive it with a fake clock, the command
@@ -47,6 +50,7 @@ from ..core.config import format_duration_setting
 from ..core.log import logger
 from ..core.parse import printable
 from ..delivery.retry import Backoff
+from ..settings.jobs import job_delivery
 from .metrics import run_state
 from .timing import last_fire, next_fire
 from .work import job_work
@@ -57,6 +61,7 @@ if TYPE_CHECKING:
     from ..store.schedule import ScheduleStore
 
 __all__ = [
+    "JOB_GRACE",
     "KILL_GRACE",
     "LEASE",
     "Scheduler",
@@ -79,6 +84,8 @@ RETRY_BASE = 10.0
 RETRY_CAP = 600.0
 #: Exit status of a run past its timeout (``nbremind run``'s, as GNU ``timeout``).
 EXIT_TIMED_OUT = 124
+#: The grace of the expected run every job has for free (seconds).
+JOB_GRACE = 3600.0
 #: The longest :meth:`Scheduler.step` asks to wait (so reloads and lease renewals happen).
 MAX_WAIT = 1.0
 
@@ -109,6 +116,9 @@ class _Slot:
         self.retry_at: float | None = None
         #: A fire came while the job ran and ``overlap = "queue"``.
         self.queued = False
+        #: The job is gone from the settings while its run goes on: it fires no more, and
+        #: the slot is dropped when the run ends.
+        self.removed = False
 
 
 class Scheduler:
@@ -280,37 +290,69 @@ class Scheduler:
         now = self.clock.time()
         self.expectations = dict(loaded.expectations)
         jobs: Mapping[str, Job] = loaded.jobs
-        for name in list(self.slots):
-            if name not in jobs and self.slots[name].process is None:
+        for name, kept in list(self.slots.items()):
+            if name in jobs:
+                continue
+            if kept.process is None:
                 del self.slots[name]
+            elif not kept.removed:  # its run goes on: dropped when it ends, no more fires
+                kept.removed, kept.next, kept.queued, kept.retry_at = True, None, False, None
+                self._say(f"{name}: removed from the settings; its run goes on until it ends")
         for name, job in jobs.items():
             slot = self.slots.get(name)
-            if slot is not None and slot.job == job:
+            if slot is not None and slot.job == job and not slot.removed:
                 continue
             if slot is None:
                 slot = self.slots[name] = _Slot(job)
                 self._catch_up(slot, now)
-            else:
-                slot.job = job
+            else:  # changed, or back while the run of its removal goes on
+                slot.job, slot.removed = job, False
             slot.next = _next(job, now)
+
+    # -- expected runs -------------------------------------------------------------------
+    def expected(self) -> dict[str, Expectation]:
+        """The expected runs to judge: those of the settings, and one per job (a job is
+        expected at its times, give or take :data:`JOB_GRACE`) unless ``[expect.NAME]`` of
+        its name says otherwise; a removed job (its last run still going) has none."""
+        from ..core.jobs import Expectation
+
+        found: dict[str, Expectation] = {}
+        for name, slot in self.slots.items():
+            if not slot.removed:
+                job = slot.job
+                found[name] = Expectation(name, job.schedule, JOB_GRACE, None, job.source)
+        found.update(self.expectations)
+        return found
+
+    def delivery(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...] | None]:
+        """The ``on`` and ``channels`` the notices of the expected run ``name`` go with:
+        for a job's own expected run, the job's (an ``on`` without ``missed`` keeps them
+        from being sent; no ``channels``: those of the settings); else ``("missed",)`` and
+        the settings' channels."""
+        slot = self.slots.get(name)
+        if slot is None or slot.removed or name in self.expectations:
+            return ("missed",), None
+        on, channels = job_delivery(slot.job)
+        return (("missed",) if on is None else on), channels
 
     # -- the parts of a step -------------------------------------------------------------
     def _catch_up(self, slot: _Slot, now: float) -> None:
         """A job seen for the first time by this scheduler: was a fire missed while none
         ran? With ``catch_up = "latest"`` it runs once now."""
         job = slot.job
-        previous = self.store.last_fire(job.name)
+        previous = self.store.last_fire(job.name, scope=self.scope)
         latest = last_fire(job.schedule, _utc(now))
         if latest is None:
             return
         if previous is None:  # a new job: it starts with its next fire
-            self.store.set_last_fire(job.name, latest.timestamp())
+            self.store.set_last_fire(job.name, latest.timestamp(), scope=self.scope)
             return
         if latest.timestamp() > previous and job.catch_up == "latest":
-            self._say(f"{job.name}: a run was missed at {_local(latest)}: running it now")
+            missed = _local(latest, _fine(job))
+            self._say(f"{job.name}: a run was missed at {missed}: running it now")
             self._fire(slot, now, latest.timestamp())
         elif latest.timestamp() > previous:
-            self.store.set_last_fire(job.name, latest.timestamp())
+            self.store.set_last_fire(job.name, latest.timestamp(), scope=self.scope)
 
     def _due(self, slot: _Slot, now: float) -> float:
         """Start what is due for ``slot``; the seconds until its next event."""
@@ -333,23 +375,34 @@ class Scheduler:
 
     def _fire(self, slot: _Slot, now: float, at: float) -> None:
         """A fire of ``slot``'s job at ``at``: start it, or skip or queue it when it runs."""
-        self.store.set_last_fire(slot.job.name, at)
+        self.store.set_last_fire(slot.job.name, at, scope=self.scope)
         if slot.process is not None or slot.retry_at is not None or self._elsewhere(slot):
             if slot.job.overlap == "queue":
                 slot.queued = True
             else:
-                self._say(f"{slot.job.name}: still running: the run due at {_local(at)} is skipped")
+                due = _local(at, _fine(slot.job))
+                self._say(f"{slot.job.name}: still running: the run due at {due} is skipped")
                 self._observe("skipped", slot.job.name, {"at": at})
             return
         self._start(slot, now, 1)
 
     def _elsewhere(self, slot: _Slot) -> bool:
         """Whether a run of the job started by another (earlier) scheduler still goes."""
-        marker = self.store.marker(slot.job.name)
+        marker = self.store.marker(slot.job.name, scope=self.scope)
         return marker is not None and (slot.process is None or marker.pid != slot.process.pid)
 
     def _start(self, slot: _Slot, now: float, attempt: int) -> None:
+        """Start a run of ``slot``'s job: its marker is recorded first, in this process's
+        name, and the run is started only when that is accepted (a run already going
+        elsewhere is never doubled, and no run is started to be killed); the marker then
+        names the run's process."""
         job = slot.job
+        me = self.store.owner.pid
+        refused = self.store.begin_run(job.name, me, now, attempt, scope=self.scope)
+        if refused is not None:  # (raced by another scheduler's run: not ours to double)
+            why = refused.error or f"a run of it goes on (pid {refused.pid})"
+            self._say(f"{job.name}: not started: {why}")
+            return
         argv = job_argv(job, self.python, attempt)
         env = {**os.environ, **dict(job.env)}
         cwd = job.cwd if job.cwd is None or os.path.isabs(job.cwd) else None
@@ -360,13 +413,10 @@ class Scheduler:
                 argv, cwd=cwd or self.workdir, env=env, start_new_session=os.name == "posix"
             )
         except OSError as exc:
+            self.store.end_run(job.name, me, scope=self.scope)
             self._say(f"{job.name}: cannot start: {exc.strerror or exc}")
             return
-        refused = self.store.begin_run(job.name, process.pid, now, attempt)
-        if refused is not None:  # (raced by another scheduler's run: not ours to double)
-            _signal_group(process, signal.SIGKILL)
-            process.wait()
-            return
+        self.store.hand_over(job.name, process.pid, scope=self.scope)
         slot.process, slot.attempt, slot.started = process, attempt, now
         self._observe("started", job.name, {"attempt": attempt, "pid": process.pid})
         tries = f" (attempt {attempt} of {job.retries})" if job.retries > 1 else ""
@@ -379,6 +429,9 @@ class Scheduler:
         self._finished(slot)
         code = process.returncode
         job = slot.job
+        if slot.removed:
+            del self.slots[job.name]
+            return
         if code != 0 and code != EXIT_TIMED_OUT and slot.attempt < job.retries:
             # the remote channels' rule: full jitter, doubling from RETRY_BASE to RETRY_CAP
             backoff = Backoff(base=RETRY_BASE, cap=RETRY_CAP, random=self._random)
@@ -395,7 +448,9 @@ class Scheduler:
         process = slot.process
         if process is None:
             return
-        self.store.end_run(slot.job.name, process.pid)
+        self.store.end_run(slot.job.name, process.pid, scope=self.scope)
+        # (and the marker in this process's name, if it could not be handed over)
+        self.store.end_run(slot.job.name, self.store.owner.pid, scope=self.scope)
         slot.process = None
         code = process.returncode
         self._say(f"{slot.job.name}: ended, exit status {code}")
@@ -448,9 +503,16 @@ def _utc(seconds: float) -> dt.datetime:
     return dt.datetime.fromtimestamp(seconds, dt.timezone.utc)
 
 
-def _local(when: float | dt.datetime) -> str:
+def _fine(job: Job) -> bool:
+    """Whether the times of ``job`` are written to the second (it runs more than once a
+    minute)."""
+    every = job.schedule.every
+    return every is not None and every < 60
+
+
+def _local(when: float | dt.datetime, seconds: bool = False) -> str:
     moment = when if isinstance(when, dt.datetime) else _utc(when)
-    return moment.astimezone().strftime("%Y-%m-%d %H:%M")
+    return moment.astimezone().strftime("%Y-%m-%d %H:%M:%S" if seconds else "%Y-%m-%d %H:%M")
 
 
 def _signal_group(process: subprocess.Popen[bytes] | None, signum: int) -> None:

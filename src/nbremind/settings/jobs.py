@@ -51,6 +51,7 @@ __all__ = [
     "TASK_OPTION_KEYS",
     "LoadedJobs",
     "check_cron",
+    "job_delivery",
     "load_jobs",
     "parse_expectations",
     "parse_jobs",
@@ -593,6 +594,19 @@ def _duration_or_zero(value: Any, where: str) -> float:
 
 
 # -- task options as flags of nbremind run -----------------------------------------------------
+def job_delivery(job: Job) -> tuple[tuple[str, ...] | None, tuple[str, ...] | None]:
+    """The ``on`` and ``channels`` of ``job`` (``None``: not set), read back from its
+    flags: what its expected run's notices follow too."""
+    found: dict[str, tuple[str, ...]] = {}
+    flags = job.flags
+    for i, flag in enumerate(flags[:-1]):
+        for name in ("on", "channels"):
+            spec = TASK_OPTION_KEYS[name]
+            if flag == spec.flag:
+                found[name] = spec.read(flags[i + 1], f"jobs.{job.name}.{name}")
+    return found.get("on"), found.get("channels")
+
+
 def _flag(spec: OptionSpec, context: _Context, value: Any, where: str) -> tuple[str, ...]:
     """The flag of ``spec`` with ``value`` checked by its parse (channels: against the named
     channels of the settings) and written back as text the flag reads to the same value

@@ -12,13 +12,25 @@ why), as the history does.
   another start time, or a zombie): a crashed scheduler's lock is taken over at once on its
   own host, and after its lease elsewhere; never waited on forever. Each take is one
   ``BEGIN IMMEDIATE`` transaction, so of two processes racing for a lock exactly one wins.
-* **Running-run markers** (``schedule_running``): one row per job while a run of it goes
-  on, naming the run's process (pid and start time, so a later process reusing the pid is
-  not taken for it). A second run of the job is refused while that process lives -- also
-  by a scheduler started after the first one crashed -- and accepted once it is gone (the
-  stale marker is cleared on the way).
+* **Running-run markers** (``schedule_running``): one row per job of a scope while a run of
+  it goes on, naming the run's process (pid and start time, so a later process reusing the
+  pid is not taken for it). A second run of the job is refused while that process lives --
+  also by a scheduler started after the first one crashed -- and accepted once it is gone
+  (the stale marker is cleared on the way). A starter records the marker in its own name
+  first (:meth:`ScheduleStore.begin_run` with its own pid), starts the run only when that is
+  accepted, then hands the marker over to the run's process (:meth:`ScheduleStore.hand_over`).
 * **Last fires** (``schedule_fires``) and **expectation state** (``schedule_expectations``,
-  a small JSON object per expected run: what the dead-man's switch remembers).
+  a small JSON object per expected run: what the dead-man's switch remembers), per scope
+  and name.
+
+Markers, fires and expectation state are kept per scope (the lock's): two projects sharing
+a data folder, each with a job ``etl``, neither block each other nor mix their state. Rows
+written before scopes were kept (schema 1) have the scope ``""``: such a last fire or
+expectation state is taken over by the first scope that asks for its name and has none of
+its own (a data folder was in practice one project's, so that is the project that wrote
+it: its catch-up and what it told carry on; another one starts the name afresh); such a
+marker blocks the job's name in every scope while its process lives (a run going on across
+the upgrade is never doubled), and is cleared once that process is gone.
 
 Times are wall-clock seconds from the store's clock. Every method is one short transaction
 and never raises a database error: the first failure of each kind is logged and the call
@@ -48,6 +60,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT_LEASE",
+    "LEGACY_SCOPE",
     "SCHEMA_VERSION",
     "LockHolder",
     "RunMarker",
@@ -58,7 +71,7 @@ __all__ = [
 log = logging.getLogger("nbremind")
 
 #: The version of the ``schedule_*`` tables this nbremind writes.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 #: Seconds a lock is held for by default before its holder must renew it.
 DEFAULT_LEASE = 30.0
 #: How long a write waits for another process's write, in seconds.
@@ -94,10 +107,49 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
             state TEXT NOT NULL
         )""",
     ),
+    # keyed by (scope, name); the rows kept get the scope "" (see the module's docstring)
+    2: (
+        """CREATE TABLE schedule_running_2 (
+            scope TEXT NOT NULL DEFAULT '',
+            job TEXT NOT NULL,
+            pid INTEGER NOT NULL,
+            pid_start REAL NOT NULL,
+            host TEXT NOT NULL,
+            started REAL NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 1,
+            PRIMARY KEY (scope, job)
+        )""",
+        "INSERT INTO schedule_running_2 (scope, job, pid, pid_start, host, started, attempt)"
+        " SELECT '', job, pid, pid_start, host, started, attempt FROM schedule_running",
+        "DROP TABLE schedule_running",
+        "ALTER TABLE schedule_running_2 RENAME TO schedule_running",
+        """CREATE TABLE schedule_fires_2 (
+            scope TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL,
+            fired REAL NOT NULL,
+            PRIMARY KEY (scope, name)
+        )""",
+        "INSERT INTO schedule_fires_2 (scope, name, fired) SELECT '', name, fired"
+        " FROM schedule_fires",
+        "DROP TABLE schedule_fires",
+        "ALTER TABLE schedule_fires_2 RENAME TO schedule_fires",
+        """CREATE TABLE schedule_expectations_2 (
+            scope TEXT NOT NULL DEFAULT '',
+            name TEXT NOT NULL,
+            state TEXT NOT NULL,
+            PRIMARY KEY (scope, name)
+        )""",
+        "INSERT INTO schedule_expectations_2 (scope, name, state) SELECT '', name, state"
+        " FROM schedule_expectations",
+        "DROP TABLE schedule_expectations",
+        "ALTER TABLE schedule_expectations_2 RENAME TO schedule_expectations",
+    ),
 }
+#: The scope of the rows written before scopes were kept.
+LEGACY_SCOPE = ""
 
 _LOCK_COLUMNS = "scope, pid, pid_start, host, since, expires"
-_RUN_COLUMNS = "job, pid, pid_start, host, started, attempt"
+_RUN_COLUMNS = "job, pid, pid_start, host, started, attempt, scope"
 
 
 def schedule_path(config: Config | None = None) -> Path:
@@ -153,6 +205,8 @@ class RunMarker:
     attempt: int = 1
     #: Non-empty: the store could not be used (no run is known; none was recorded).
     error: str = ""
+    #: The settings scope the run is of (``""``: recorded before scopes were kept).
+    scope: str = ""
 
     @property
     def owner(self) -> Owner:
@@ -170,8 +224,10 @@ def _holder(row: tuple[Any, ...]) -> LockHolder:
 
 
 def _marker(row: tuple[Any, ...]) -> RunMarker:
-    job, pid, start, host, started, attempt = row
-    return RunMarker(str(job), int(pid), float(start), str(host), float(started), int(attempt))
+    job, pid, start, host, started, attempt, scope = row
+    return RunMarker(
+        str(job), int(pid), float(start), str(host), float(started), int(attempt), scope=str(scope)
+    )
 
 
 class ScheduleStore(Database):
@@ -321,73 +377,116 @@ class ScheduleStore(Database):
         return owner.host == self.owner.host and not self._alive(owner)
 
     # -- running runs --------------------------------------------------------------------------
-    def begin_run(self, job: str, pid: int, started: float, attempt: int = 1) -> RunMarker | None:
-        """Record that a run of ``job`` goes on in process ``pid`` (of this host) since
-        ``started``.
+    def begin_run(
+        self, job: str, pid: int, started: float, attempt: int = 1, *, scope: str = LEGACY_SCOPE
+    ) -> RunMarker | None:
+        """Record that a run of ``job`` of ``scope`` goes on in process ``pid`` (of this
+        host) since ``started``.
 
-        ``None``: recorded. Else the marker of a run of ``job`` whose process still lives,
-        and nothing is recorded (with :attr:`RunMarker.error` set: the store could not be
-        used, and nothing is recorded either). A marker whose process is gone is replaced.
-        The caller whose run is refused stops the process it started.
+        ``None``: recorded. Else the marker of a run of ``job`` whose process still lives
+        (of ``scope``, or one recorded before scopes were kept), and nothing is recorded
+        (with :attr:`RunMarker.error` set: the store could not be used, and nothing is
+        recorded either). A marker whose process is gone is replaced. A starter passes its
+        own pid before it starts the run (and starts none when refused), then
+        :meth:`hand_over` to the run's process.
         """
         start = self._start_of(pid)
         host = self.owner.host
-        refused: RunMarker | None = RunMarker(job, 0, 0.0, "", started, attempt, error=_UNUSABLE)
+        refused: RunMarker | None = RunMarker(
+            job, 0, 0.0, "", started, attempt, error=_UNUSABLE, scope=scope
+        )
 
         def action(db: sqlite3.Connection) -> RunMarker | None:
             with self._write():
-                row = db.execute(
-                    f"SELECT {_RUN_COLUMNS} FROM schedule_running WHERE job = ?", (job,)
-                ).fetchone()
-                if row is not None:
-                    found = _marker(row)
+                for found in self._markers(db, job, scope):
                     if (found.pid, found.start, found.host) != (pid, start, host) and (
                         self._alive(found.owner)
                     ):
                         return found
                 db.execute(
-                    f"INSERT OR REPLACE INTO schedule_running ({_RUN_COLUMNS})"
-                    " VALUES (?, ?, ?, ?, ?, ?)",
-                    (job, pid, start, host, started, attempt),
+                    "DELETE FROM schedule_running WHERE job = ? AND scope IN (?, ?)",
+                    (job, scope, LEGACY_SCOPE),
+                )
+                db.execute(
+                    f"INSERT INTO schedule_running ({_RUN_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (job, pid, start, host, started, attempt, scope),
                 )
             return None
 
         return self._run("begin_run", refused, action)
 
-    def end_run(self, job: str, pid: int) -> None:
-        """Forget the marker of the run of ``job`` in process ``pid`` (another run's is
-        left)."""
+    def hand_over(self, job: str, pid: int, *, scope: str = LEGACY_SCOPE) -> bool:
+        """Make the marker this process recorded for ``job`` of ``scope`` (with
+        :meth:`begin_run` and its own pid) name process ``pid``, the run it started.
+
+        ``False``: there was no such marker (or the store could not be written).
+        """
+        me = self.owner
+        start = self._start_of(pid)
+
+        def action(db: sqlite3.Connection) -> bool:
+            with self._write():
+                cursor = db.execute(
+                    "UPDATE schedule_running SET pid = ?, pid_start = ?"
+                    " WHERE scope = ? AND job = ? AND pid = ? AND pid_start = ? AND host = ?",
+                    (pid, start, scope, job, me.pid, me.start, me.host),
+                )
+            return cursor.rowcount > 0
+
+        return self._run("hand_over", False, action)
+
+    def end_run(self, job: str, pid: int, *, scope: str = LEGACY_SCOPE) -> None:
+        """Forget the marker of the run of ``job`` of ``scope`` in process ``pid`` (another
+        run's is left)."""
 
         def action(db: sqlite3.Connection) -> None:
             with self._write():
-                db.execute("DELETE FROM schedule_running WHERE job = ? AND pid = ?", (job, pid))
+                db.execute(
+                    "DELETE FROM schedule_running WHERE scope = ? AND job = ? AND pid = ?",
+                    (scope, job, pid),
+                )
 
         self._run("end_run", None, action)
 
-    def running(self) -> list[RunMarker]:
-        """The runs going on whose process lives, by job name; the markers of gone ones are
-        cleared."""
+    def running(self, scope: str | None = None) -> list[RunMarker]:
+        """The runs going on whose process lives, by job name (of ``scope`` and those
+        recorded before scopes were kept; ``None``: of every scope); the markers of gone
+        ones are cleared."""
 
         def action(db: sqlite3.Connection) -> list[RunMarker]:
-            rows = db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM schedule_running ORDER BY job"
-            ).fetchall()
+            if scope is None:
+                rows = db.execute(
+                    f"SELECT {_RUN_COLUMNS} FROM schedule_running ORDER BY job, scope"
+                ).fetchall()
+            else:
+                rows = db.execute(
+                    f"SELECT {_RUN_COLUMNS} FROM schedule_running WHERE scope IN (?, ?)"
+                    " ORDER BY job, scope",
+                    (scope, LEGACY_SCOPE),
+                ).fetchall()
             return self._live(db, [_marker(row) for row in rows])
 
         return self._run("running", [], action)
 
-    def marker(self, job: str) -> RunMarker | None:
-        """The run of ``job`` going on, if its process lives (a gone one's marker is
-        cleared)."""
+    def marker(self, job: str, *, scope: str = LEGACY_SCOPE) -> RunMarker | None:
+        """The run of ``job`` of ``scope`` going on (or one recorded before scopes were
+        kept), if its process lives (a gone one's marker is cleared)."""
 
         def action(db: sqlite3.Connection) -> RunMarker | None:
-            row = db.execute(
-                f"SELECT {_RUN_COLUMNS} FROM schedule_running WHERE job = ?", (job,)
-            ).fetchone()
-            live = self._live(db, [] if row is None else [_marker(row)])
+            live = self._live(db, self._markers(db, job, scope))
             return live[0] if live else None
 
         return self._run("marker", None, action)
+
+    def _markers(self, db: sqlite3.Connection, job: str, scope: str) -> list[RunMarker]:
+        """The markers of ``job`` that count for ``scope``: its own first, then one recorded
+        before scopes were kept."""
+        rows = db.execute(
+            f"SELECT {_RUN_COLUMNS} FROM schedule_running WHERE job = ? AND scope IN (?, ?)"
+            " ORDER BY scope = ?",
+            (job, scope, LEGACY_SCOPE, LEGACY_SCOPE),
+        ).fetchall()
+        return [_marker(row) for row in rows]
 
     def _live(self, db: sqlite3.Connection, markers: list[RunMarker]) -> list[RunMarker]:
         """``markers`` whose process lives; the others are deleted (only the row read: a
@@ -397,9 +496,9 @@ class ScheduleStore(Database):
         if gone:
             with self._write():
                 db.executemany(
-                    "DELETE FROM schedule_running WHERE job = ? AND pid = ? AND pid_start = ?"
-                    " AND host = ?",
-                    [(m.job, m.pid, m.start, m.host) for m in gone],
+                    "DELETE FROM schedule_running WHERE scope = ? AND job = ? AND pid = ?"
+                    " AND pid_start = ? AND host = ?",
+                    [(m.scope, m.job, m.pid, m.start, m.host) for m in gone],
                 )
         return live
 
@@ -411,40 +510,58 @@ class ScheduleStore(Database):
         return process_start(pid) or 0.0
 
     # -- last fires and expectations -------------------------------------------------------------
-    def last_fire(self, name: str) -> float | None:
-        """When ``name`` last fired (what catch-up compares with); ``None``: never, or the
-        store could not be read."""
+    def _adopted(
+        self, db: sqlite3.Connection, table: str, column: str, name: str, scope: str
+    ) -> Any:
+        """The ``column`` of ``name`` of ``scope`` in ``table``; when ``scope`` has none, the
+        row from before scopes were kept, which ``scope`` takes over (``None``: neither)."""
+        query = f"SELECT {column} FROM {table} WHERE scope = ? AND name = ?"
+        row = db.execute(query, (scope, name)).fetchone()
+        if row is not None or scope == LEGACY_SCOPE:
+            return None if row is None else row[0]
+        if db.execute(query, (LEGACY_SCOPE, name)).fetchone() is None:
+            return None
+        with self._write():
+            db.execute(
+                f"UPDATE {table} SET scope = ? WHERE scope = ? AND name = ?"
+                f" AND NOT EXISTS (SELECT 1 FROM {table} WHERE scope = ? AND name = ?)",
+                (scope, LEGACY_SCOPE, name, scope, name),
+            )
+            row = db.execute(query, (scope, name)).fetchone()
+        return None if row is None else row[0]
+
+    def last_fire(self, name: str, *, scope: str = LEGACY_SCOPE) -> float | None:
+        """When ``name`` of ``scope`` last fired (what catch-up compares with); ``None``:
+        never, or the store could not be read."""
 
         def action(db: sqlite3.Connection) -> float | None:
-            row = db.execute("SELECT fired FROM schedule_fires WHERE name = ?", (name,)).fetchone()
-            return None if row is None else float(row[0])
+            fired = self._adopted(db, "schedule_fires", "fired", name, scope)
+            return None if fired is None else float(fired)
 
         return self._run("last_fire", None, action)
 
-    def set_last_fire(self, name: str, when: float) -> None:
-        """Record that ``name`` fired at ``when``."""
+    def set_last_fire(self, name: str, when: float, *, scope: str = LEGACY_SCOPE) -> None:
+        """Record that ``name`` of ``scope`` fired at ``when``."""
 
         def action(db: sqlite3.Connection) -> None:
             with self._write():
                 db.execute(
-                    "INSERT OR REPLACE INTO schedule_fires (name, fired) VALUES (?, ?)",
-                    (name, when),
+                    "INSERT OR REPLACE INTO schedule_fires (scope, name, fired) VALUES (?, ?, ?)",
+                    (scope, name, when),
                 )
 
         self._run("set_last_fire", None, action)
 
-    def expectation_state(self, name: str) -> dict[str, Any] | None:
-        """What was kept for the expected run ``name`` (a JSON object); ``None``: nothing,
-        or the store could not be read."""
+    def expectation_state(self, name: str, *, scope: str = LEGACY_SCOPE) -> dict[str, Any] | None:
+        """What was kept for the expected run ``name`` of ``scope`` (a JSON object);
+        ``None``: nothing, or the store could not be read."""
 
         def action(db: sqlite3.Connection) -> dict[str, Any] | None:
-            row = db.execute(
-                "SELECT state FROM schedule_expectations WHERE name = ?", (name,)
-            ).fetchone()
-            if row is None:
+            text = self._adopted(db, "schedule_expectations", "state", name, scope)
+            if text is None:
                 return None
             try:
-                found = json.loads(row[0])
+                found = json.loads(text)
             except ValueError as exc:  # json.JSONDecodeError is a ValueError
                 self._report("expectation_state", exc)
                 return None
@@ -452,16 +569,19 @@ class ScheduleStore(Database):
 
         return self._run("expectation_state", None, action)
 
-    def set_expectation_state(self, name: str, state: dict[str, Any]) -> None:
+    def set_expectation_state(
+        self, name: str, state: dict[str, Any], *, scope: str = LEGACY_SCOPE
+    ) -> None:
         """Keep ``state`` (JSON-serialisable; a ``TypeError`` if not) for the expected run
-        ``name``, in place of what was kept."""
+        ``name`` of ``scope``, in place of what was kept."""
         text = json.dumps(state, sort_keys=True)
 
         def action(db: sqlite3.Connection) -> None:
             with self._write():
                 db.execute(
-                    "INSERT OR REPLACE INTO schedule_expectations (name, state) VALUES (?, ?)",
-                    (name, text),
+                    "INSERT OR REPLACE INTO schedule_expectations (scope, name, state)"
+                    " VALUES (?, ?, ?)",
+                    (scope, name, text),
                 )
 
         self._run("set_expectation_state", None, action)
