@@ -290,3 +290,33 @@ def test_a_fire_while_jobs_run_runs_the_job_is_skipped_by_the_scheduler(
     finally:
         _stop(going)
     assert "slow: started" not in log.read_text()
+
+
+def test_jobs_run_stopped_by_sigterm_stops_its_run_and_records_it_cancelled(
+    tmp_path: Path,
+) -> None:
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "nbremind.toml").write_text(
+        'channels = ["null"]\n[jobs.long]\ncommand = ["sh", "-c", "echo $$ > pid; exec sleep 60"]\n'
+        'every = "1d"\n'
+    )
+    going = _in_background(folder, "jobs", "run", "long", log=tmp_path / "run.log")
+    try:
+        pid = int(eventually(lambda: lines(folder / "pid"), 30, "the command's start")[0])
+        going.send_signal(signal.SIGTERM)
+        assert going.wait(30) != 0
+    finally:
+        _stop(going)
+    eventually(lambda: _gone(pid), 10, "the command's end")
+    shown = nbremind(folder, "history", "--json", "--kind", "job")
+    [row] = json.loads(shown.stdout)
+    assert (row["name"], row["state"]) == ("long", "cancelled"), row
+
+
+def _gone(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
+            return stat.read().split(") ")[-1].startswith("Z")  # (a zombie has ended)
+    except FileNotFoundError:
+        return True

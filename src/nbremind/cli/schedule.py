@@ -345,11 +345,20 @@ def _run_now(job: Job, store: ScheduleStore, scope: Path) -> int:
         store.end_run(job.name, me, scope=where)
         raise
     store.hand_over(job.name, process.pid, scope=where)
+
+    def forward(signum: int, frame: object) -> None:
+        process.send_signal(signum)  # its nbremind run stops the command, recorded cancelled
+
+    stops = [getattr(signal, name) for name in ("SIGTERM", "SIGHUP") if hasattr(signal, name)]
+    in_main = threading.current_thread() is threading.main_thread()
+    previous = {s: signal.signal(s, forward) for s in stops} if in_main else {}
     try:
         return process.wait()
     except KeyboardInterrupt:
         process.send_signal(signal.SIGINT)
         return process.wait()
     finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
         store.end_run(job.name, process.pid, scope=where)
         store.end_run(job.name, me, scope=where)  # (if it could not be handed over)
