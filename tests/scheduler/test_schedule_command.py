@@ -83,6 +83,21 @@ def test_jobs_lists_each_job_with_its_next_and_last_run(folder: Path) -> None:
     assert "succeeded" in table[1]
 
 
+def test_jobs_lists_the_good_jobs_and_fails_when_a_definition_is_bad(folder: Path) -> None:
+    settings = folder / "nbremind.toml"
+    settings.write_text(
+        settings.read_text() + '\n[jobs.broken]\ncommand = "x"\nevery = "1h"\nretries = 0\n'
+    )
+    for args in (("jobs",), ("jobs", "--json")):
+        listed = nbremind(folder, *args)
+        assert listed.returncode == 2, listed.stderr
+        assert listed.stderr == (
+            f"nbremind jobs: {settings}: jobs.broken.retries: 0 is not a number of attempts "
+            "from 1 to 20\n"
+        )
+        assert "tick" in listed.stdout and "broken" not in listed.stdout
+
+
 def test_jobs_run_of_an_unknown_job_names_the_jobs(folder: Path) -> None:
     done = nbremind(folder, "jobs", "run", "nope")
     assert done.returncode == 2

@@ -228,7 +228,9 @@ def _install(ns: argparse.Namespace, scope: Path) -> int:
 
 
 def run_jobs(ns: argparse.Namespace) -> int:
-    """``nbremind jobs`` and ``nbremind jobs run NAME``."""
+    """``nbremind jobs`` and ``nbremind jobs run NAME``. The listing shows the jobs that
+    read well and exits with status 2 when a definition has an error (each said on
+    stderr, naming the file, the table and the key)."""
     config, scope = _settings()
     from ..settings.jobs import load_jobs
 
@@ -251,12 +253,13 @@ def run_jobs(ns: argparse.Namespace) -> int:
     finally:
         if history is not None:
             history.close()
+    listed = 2 if loaded.errors else 0
     if ns.json:
         print(json.dumps(rows, indent=2))
-        return 0
+        return listed
     if not rows:
         print("no jobs: add a [jobs.NAME] table to nbremind.toml (see the docs: Jobs)")
-        return 0
+        return listed
     header = ("job", "schedule", "next run", "last run")
     table = [header] + [
         (r["name"], r["schedule"], r["next"] or "never", _last_text(r["last"])) for r in rows
@@ -268,7 +271,7 @@ def run_jobs(ns: argparse.Namespace) -> int:
                 "  ".join(str(v).ljust(w) for v, w in zip(line, widths, strict=True)).rstrip()
             )
         )
-    return 0
+    return listed
 
 
 def _row(job: Job, history: History | None) -> dict[str, Any]:
