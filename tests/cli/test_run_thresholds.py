@@ -14,9 +14,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 
+from _processes import gone
 from _servers import ScriptedHTTPServer
 from nbremind.cli import main
 from nbremind.core.notice import Notice, format_size
@@ -81,17 +81,9 @@ def _stopped_title(name: str, size: str) -> re.Pattern[str]:
     return re.compile(rf"■ {re.escape(name)} stopped at [\d.]+ [kMGT]?B of {size}: memory limit")
 
 
-def _gone(pid: int) -> bool:
-    """Whether ``pid`` has ended (a zombie waiting for its reaper counts as ended)."""
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def _wait_gone(pid: int, seconds: float = 5.0) -> bool:
     deadline = time.monotonic() + seconds
-    while not _gone(pid):
+    while not gone(pid):
         if time.monotonic() > deadline:
             return False
         time.sleep(0.05)
@@ -143,7 +135,7 @@ def test_the_whole_tree_counts_and_the_grandchild_goes_with_the_group(tmp_path: 
     if not find_scope().cgroup:  # (in one, the limit is judged by the cgroup's usage)
         assert row["peak_rss"] >= limit, row["peak_rss"]
     child_pid, grandchild_pid = (int(line) for line in pids.read_text().split())
-    assert _gone(child_pid)
+    assert gone(child_pid)
     assert _wait_gone(grandchild_pid), "the grandchild outlived its group's stop"
 
 

@@ -20,6 +20,7 @@ import pytest
 
 from _desktop_bus import DesktopBus, poll
 from _kernel import KernelFactory
+from _processes import gone
 from _servers import ScriptedHTTPServer
 
 #: The issue's promise: from the kill to the notice.
@@ -70,13 +71,6 @@ def _watching(watchdog: psutil.Process) -> bool:
     return False
 
 
-def _gone(pid: int) -> bool:
-    try:
-        return psutil.Process(pid).status() == psutil.STATUS_ZOMBIE
-    except psutil.NoSuchProcess:
-        return True
-
-
 def _toast(bus: DesktopBus, seen: int, title: str, timeout: float) -> dict[str, Any]:
     def find() -> dict[str, Any] | None:
         return next((n for n in bus.notifications()[seen:] if n["summary"] == title), None)
@@ -119,7 +113,7 @@ def test_sigkilled_kernel_reports_its_running_cell(
     assert run["state"] == "failed", run
     assert run["reason"].startswith("process died (SIGKILL)"), run
     assert run["end"] is not None and run["end"] >= run["start"], run
-    poll(lambda: _gone(watchdog.pid), 10, "the watchdog to exit after reporting")
+    poll(lambda: gone(watchdog.pid), 10, "the watchdog to exit after reporting")
     (run,) = [r for r in _runs("doomed") if r["pid"] == pid]
     assert run["notices"] == 1, run  # the watchdog's notice, counted once delivered
 
@@ -150,7 +144,7 @@ def test_clean_kernel_shutdown_is_silent_and_leaves_nothing(
     seen = len(desktop_bus.notifications())
     k.kc.stop_channels()
     k.km.shutdown_kernel()  # a shutdown request: the kernel exits cleanly
-    poll(lambda: _gone(wd_pid), 15, "the watchdog to exit with its kernel")
+    poll(lambda: gone(wd_pid), 15, "the watchdog to exit with its kernel")
     late = [
         n
         for n in desktop_bus.notifications()[seen:]
@@ -219,7 +213,7 @@ def test_script_opted_in_is_reported_when_killed(
     assert "process died" in body, body
     (run,) = [r for r in _runs("etl") if r["pid"] == proc.pid]
     assert (run["state"], run["reason"].split(" (")[0]) == ("failed", "process died"), run
-    poll(lambda: _gone(wd_pid), 10, "the watchdog to exit after reporting")
+    poll(lambda: gone(wd_pid), 10, "the watchdog to exit after reporting")
 
 
 def test_death_with_nothing_running_is_silent(
@@ -237,7 +231,7 @@ def test_death_with_nothing_running_is_silent(
         assert "✓ etl finished" in finished.body.decode()
         sent = len(http_server.requests)
         proc.send_signal(signal.SIGKILL)
-        poll(lambda: _gone(wd_pid), 10, "the watchdog to exit with its process")
+        poll(lambda: gone(wd_pid), 10, "the watchdog to exit with its process")
     finally:
         proc.kill()
         proc.wait(10)

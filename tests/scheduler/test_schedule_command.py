@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from _deadline import eventually
+from _processes import gone
 from _projects import env_for, lines, scheduling
 from _projects import nbremind_in as nbremind
 
@@ -245,6 +246,14 @@ def _in_background(folder: Path, *args: str, log: Path) -> subprocess.Popen[byte
         )
 
 
+def _project(tmp_path: Path, settings: str) -> Path:
+    """A project folder in ``tmp_path`` with ``settings`` as its ``nbremind.toml``."""
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "nbremind.toml").write_text(settings)
+    return folder
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGTERM)
@@ -284,11 +293,10 @@ def test_jobs_run_in_one_project_is_not_refused_by_a_run_of_another_sharing_the_
 def test_a_fire_while_jobs_run_runs_the_job_is_skipped_by_the_scheduler(
     tmp_path: Path,
 ) -> None:
-    folder = tmp_path / "project"
-    folder.mkdir()
-    (folder / "nbremind.toml").write_text(
+    folder = _project(
+        tmp_path,
         'channels = ["null"]\n[jobs.slow]\ncommand = ["sh", "-c", "echo ran >> ran.txt; '
-        'sleep 60"]\nevery = "1s"\n'
+        'sleep 60"]\nevery = "1s"\n',
     )
     going = _in_background(folder, "jobs", "run", "slow", log=tmp_path / "run.log")
     log = tmp_path / "schedule.log"
@@ -310,11 +318,10 @@ def test_a_fire_while_jobs_run_runs_the_job_is_skipped_by_the_scheduler(
 def test_jobs_run_stopped_by_sigterm_stops_its_run_and_records_it_cancelled(
     tmp_path: Path,
 ) -> None:
-    folder = tmp_path / "project"
-    folder.mkdir()
-    (folder / "nbremind.toml").write_text(
+    folder = _project(
+        tmp_path,
         'channels = ["null"]\n[jobs.long]\ncommand = ["sh", "-c", "echo $$ > pid; exec sleep 60"]\n'
-        'every = "1d"\n'
+        'every = "1d"\n',
     )
     going = _in_background(folder, "jobs", "run", "long", log=tmp_path / "run.log")
     try:
@@ -323,15 +330,7 @@ def test_jobs_run_stopped_by_sigterm_stops_its_run_and_records_it_cancelled(
         assert going.wait(30) != 0
     finally:
         _stop(going)
-    eventually(lambda: _gone(pid), 10, "the command's end")
+    eventually(lambda: gone(pid), 10, "the command's end")
     shown = nbremind(folder, "history", "--json", "--kind", "job")
     [row] = json.loads(shown.stdout)
     assert (row["name"], row["state"]) == ("long", "cancelled"), row
-
-
-def _gone(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii") as stat:
-            return stat.read().split(") ")[-1].startswith("Z")  # (a zombie has ended)
-    except FileNotFoundError:
-        return True
